@@ -348,11 +348,12 @@ impl Plan {
         }
         if let Some(schedule) = &spec.schedule {
             out.push_str(&format!(
-                "\nschedule: {} ({})  catchup {:?}  overlap {:?}\n  next:\n",
+                "\nschedule: {} ({})  catchup {} (max {})  overlap {}\n  next:\n",
                 schedule.cron,
                 schedule.timezone.name(),
-                schedule.catchup,
-                schedule.overlap
+                schedule.catchup.as_str(),
+                schedule.max_catchup,
+                schedule.overlap.as_str()
             ));
             for t in &self.next_fire_times {
                 out.push_str(&format!(

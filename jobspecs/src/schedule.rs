@@ -40,6 +40,17 @@ pub enum Catchup {
     All,
 }
 
+impl Catchup {
+    /// The name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Catchup::None => "none",
+            Catchup::Latest => "latest",
+            Catchup::All => "all",
+        }
+    }
+}
+
 /// What to do when a run is due while the previous run still runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +61,17 @@ pub enum Overlap {
     Allow,
     /// Cancel the running run, then start the new one.
     Replace,
+}
+
+impl Overlap {
+    /// The name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Forbid => "forbid",
+            Overlap::Allow => "allow",
+            Overlap::Replace => "replace",
+        }
+    }
 }
 
 /// A validated recurring schedule.
