@@ -166,7 +166,10 @@ pub fn bounded_string(
         d.error(
             node.span,
             path,
-            format!("is {} characters long; the limit is {max_len}", s.chars().count()),
+            format!(
+                "is {} characters long; the limit is {max_len}",
+                s.chars().count()
+            ),
         );
         return None;
     }
@@ -249,14 +252,17 @@ pub fn boolean(d: &mut Diagnostics, node: &Node, path: &str) -> Option<bool> {
     let parsed = typed_text(node).and_then(parse_bool);
     if parsed.is_none() {
         let hint = match typed_text(node) {
-            Some("yes" | "no" | "on" | "off" | "y" | "n") => Some(
-                "YAML 1.2 reads yes/no/on/off as strings; write true or false",
-            ),
+            Some("yes" | "no" | "on" | "off" | "y" | "n") => {
+                Some("YAML 1.2 reads yes/no/on/off as strings; write true or false")
+            }
             _ => None,
         };
         match hint {
             Some(h) => {
-                let message = format!("expected a boolean, found `{}`", typed_text(node).unwrap_or(""));
+                let message = format!(
+                    "expected a boolean, found `{}`",
+                    typed_text(node).unwrap_or("")
+                );
                 d.error_hint(node.span, path, message, h);
             }
             None => expected(d, node, path, "a boolean (true or false)"),
@@ -308,12 +314,7 @@ pub fn duration_ms(
     let text = string(d, node, path)?;
     let hint = "write a number with a unit, e.g. 500ms, 30s, 5m, 1h30m or 2d";
     if parse_int(&text).is_some() {
-        d.error_hint(
-            node.span,
-            path,
-            format!("`{text}` has no unit"),
-            hint,
-        );
+        d.error_hint(node.span, path, format!("`{text}` has no unit"), hint);
         return None;
     }
     let parsed = match humantime::parse_duration(&text) {
@@ -480,8 +481,9 @@ pub fn name(
     allow_underscore: bool,
 ) -> Option<String> {
     let s = bounded_string(d, node, path, crate::limits::NAME_LEN_MAX)?;
-    let ok_char =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_underscore && c == '_');
+    let ok_char = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_underscore && c == '_')
+    };
     let first_ok = s
         .chars()
         .next()

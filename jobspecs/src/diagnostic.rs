@@ -117,8 +117,8 @@ impl Diagnostic {
             out.push_str(&format!("{pad} |\n{gutter} | {text}\n"));
             let caret_col = self.column.saturating_sub(1) as usize;
             let line_chars = text.chars().count();
-            let width = (self.width.max(1) as usize)
-                .min(line_chars.saturating_sub(caret_col).max(1));
+            let width =
+                (self.width.max(1) as usize).min(line_chars.saturating_sub(caret_col).max(1));
             out.push_str(&format!(
                 "{pad} | {}{}\n",
                 " ".repeat(caret_col),

@@ -193,8 +193,10 @@ fn resolve(
         _ => {
             let hint = match suggest(ns, &["params", "run", "partition"]) {
                 Some(s) => format!("did you mean `${{{s}.{name}}}`?"),
-                None => "references look like `${params.NAME}`, `${run.date}` or `${partition.key}`"
-                    .to_owned(),
+                None => {
+                    "references look like `${params.NAME}`, `${run.date}` or `${partition.key}`"
+                        .to_owned()
+                }
             };
             Err((format!("unknown reference `${{{reference}}}`"), Some(hint)))
         }
@@ -213,7 +215,10 @@ fn unknown_var(reference: &str, ns: &str, name: &str, known: &[&str]) -> Resolve
                 .join(", ")
         ),
     };
-    (format!("unresolved reference `${{{reference}}}`"), Some(hint))
+    (
+        format!("unresolved reference `${{{reference}}}`"),
+        Some(hint),
+    )
 }
 
 /// Substitutes references in one scalar node in place, reporting errors at
@@ -353,9 +358,14 @@ mod tests {
 
     #[test]
     fn errors_point_into_the_text() {
-        let errs = substitute("x ${params.strat} ${partition.key}", Scope::Spec, &params(), &run())
-            .err()
-            .unwrap();
+        let errs = substitute(
+            "x ${params.strat} ${partition.key}",
+            Scope::Spec,
+            &params(),
+            &run(),
+        )
+        .err()
+        .unwrap();
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].offset, 2);
         assert!(errs[0].hint.as_deref().unwrap().contains("params.start"));

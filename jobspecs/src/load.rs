@@ -122,7 +122,11 @@ pub fn load(d: &mut Diagnostics, source: &str, opts: &LoadOptions) -> Option<Loa
 
     // Keys were checked above; substitution only changed values.
     let top = Fields::checked_before(&tree, "")?;
-    let metadata = top.required(d, "metadata", "e.g. `metadata: {name: my-job, namespace: default}`");
+    let metadata = top.required(
+        d,
+        "metadata",
+        "e.g. `metadata: {name: my-job, namespace: default}`",
+    );
     let spec = top.required(d, "spec", "e.g. `spec: {tasks: [{name: a, kind: noop}]}`");
     let meta = metadata.and_then(|m| decode_metadata(d, m));
     let spec = spec.and_then(|s| decode_spec(d, s, params));
@@ -212,7 +216,14 @@ fn resolve_params(
         if let NodeKind::Map(entries) = &mut node.kind {
             for entry in entries.iter_mut() {
                 let path = format!("spec.params.{}", entry.key);
-                interpolate::substitute_node(d, &mut entry.value, &path, Scope::Params, &empty, run);
+                interpolate::substitute_node(
+                    d,
+                    &mut entry.value,
+                    &path,
+                    Scope::Params,
+                    &empty,
+                    run,
+                );
             }
         }
         if !matches!(node.kind, NodeKind::Null)
@@ -233,15 +244,23 @@ fn resolve_params(
             let names: Vec<&str> = params.keys().map(String::as_str).collect();
             let hint = match decode::suggest(key, &names) {
                 Some(s) => format!("did you mean `--param {s}=...`?"),
-                None if names.is_empty() => "the spec declares no params under `spec.params`".to_owned(),
+                None if names.is_empty() => {
+                    "the spec declares no params under `spec.params`".to_owned()
+                }
                 None => format!("the spec declares: {}", names.join(", ")),
             };
-            d.cli_error(format!("`--param {key}`: the spec has no param `{key}`"), hint);
+            d.cli_error(
+                format!("`--param {key}`: the spec has no param `{key}`"),
+                hint,
+            );
             continue;
         }
         if value.len() > limits::PARAM_VALUE_BYTES_MAX {
             d.cli_error(
-                format!("`--param {key}`: the value is longer than {} bytes", limits::PARAM_VALUE_BYTES_MAX),
+                format!(
+                    "`--param {key}`: the value is longer than {} bytes",
+                    limits::PARAM_VALUE_BYTES_MAX
+                ),
                 "pass large inputs as dataset URLs",
             );
             continue;
@@ -289,7 +308,14 @@ fn substitute_all(
                 "params" => {}
                 "tasks" => {
                     let NodeKind::Seq(tasks) = &mut field.value.kind else {
-                        interpolate::substitute_tree(d, &mut field.value, &path, Scope::Spec, params, run);
+                        interpolate::substitute_tree(
+                            d,
+                            &mut field.value,
+                            &path,
+                            Scope::Spec,
+                            params,
+                            run,
+                        );
                         continue;
                     };
                     for (i, task) in tasks.iter_mut().enumerate() {
@@ -298,13 +324,24 @@ fn substitute_all(
                             continue;
                         };
                         for tf in task_fields.iter_mut() {
-                            let scope = if tf.key == "config" { Scope::Config } else { Scope::Spec };
+                            let scope = if tf.key == "config" {
+                                Scope::Config
+                            } else {
+                                Scope::Spec
+                            };
                             let p = format!("{task_path}.{}", tf.key);
                             interpolate::substitute_tree(d, &mut tf.value, &p, scope, params, run);
                         }
                     }
                 }
-                _ => interpolate::substitute_tree(d, &mut field.value, &path, Scope::Spec, params, run),
+                _ => interpolate::substitute_tree(
+                    d,
+                    &mut field.value,
+                    &path,
+                    Scope::Spec,
+                    params,
+                    run,
+                ),
             }
         }
     }
@@ -341,7 +378,11 @@ fn decode_metadata(d: &mut Diagnostics, node: &Node) -> Option<Metadata> {
     })
 }
 
-fn labels(d: &mut Diagnostics, node: Option<&Node>, path: &str) -> Option<BTreeMap<String, String>> {
+fn labels(
+    d: &mut Diagnostics,
+    node: Option<&Node>,
+    path: &str,
+) -> Option<BTreeMap<String, String>> {
     match node {
         None => Some(BTreeMap::new()),
         Some(n) => decode::string_map(
@@ -392,17 +433,24 @@ fn decode_retries(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Partia
         ok &= out.max.is_some();
     }
     if let Some(n) = f.get("backoff") {
-        out.backoff = decode::one_of(d, n, &f.path("backoff"), &["exponential", "constant"]).map(
-            |v| if v == "constant" { Backoff::Constant } else { Backoff::Exponential },
-        );
+        out.backoff =
+            decode::one_of(d, n, &f.path("backoff"), &["exponential", "constant"]).map(|v| {
+                if v == "constant" {
+                    Backoff::Constant
+                } else {
+                    Backoff::Exponential
+                }
+            });
         ok &= out.backoff.is_some();
     }
     if let Some(n) = f.get("initialDelay") {
-        out.initial_delay_ms = decode::duration_ms(d, n, &f.path("initialDelay"), 0, limits::BACKOFF_MAX_MS);
+        out.initial_delay_ms =
+            decode::duration_ms(d, n, &f.path("initialDelay"), 0, limits::BACKOFF_MAX_MS);
         ok &= out.initial_delay_ms.is_some();
     }
     if let Some(n) = f.get("maxDelay") {
-        out.max_delay_ms = decode::duration_ms(d, n, &f.path("maxDelay"), 0, limits::BACKOFF_MAX_MS);
+        out.max_delay_ms =
+            decode::duration_ms(d, n, &f.path("maxDelay"), 0, limits::BACKOFF_MAX_MS);
         ok &= out.max_delay_ms.is_some();
     }
     ok.then_some(out)
@@ -429,7 +477,12 @@ fn timeout(d: &mut Diagnostics, node: &Node, path: &str) -> Option<u64> {
     decode::duration_ms(d, node, path, 1_000, limits::TIMEOUT_MAX_MS)
 }
 
-fn decode_resources(d: &mut Diagnostics, node: &Node, path: &str, base: Resources) -> Option<Resources> {
+fn decode_resources(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    base: Resources,
+) -> Option<Resources> {
     let f = decode::fields(d, node, path, RESOURCES_FIELDS)?;
     let cpu = match f.get("cpu") {
         None => Some(base.cpu),
@@ -445,7 +498,11 @@ fn decode_resources(d: &mut Diagnostics, node: &Node, path: &str, base: Resource
     })
 }
 
-fn decode_constraints(d: &mut Diagnostics, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+fn decode_constraints(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+) -> Option<BTreeMap<String, String>> {
     let f = decode::fields(d, node, path, CONSTRAINTS_FIELDS)?;
     labels(d, f.get("labels"), &f.path("labels"))
 }
@@ -500,7 +557,11 @@ fn decode_defaults(d: &mut Diagnostics, node: Option<&Node>) -> Option<Defaults>
     ok.then_some(out)
 }
 
-fn decode_spec(d: &mut Diagnostics, node: &Node, params: BTreeMap<String, String>) -> Option<JobSpec> {
+fn decode_spec(
+    d: &mut Diagnostics,
+    node: &Node,
+    params: BTreeMap<String, String>,
+) -> Option<JobSpec> {
     let f = decode::fields(d, node, "spec", SPEC_FIELDS)?;
     let priority = match f.get("priority") {
         None => Some(DEFAULT_PRIORITY),
@@ -536,10 +597,19 @@ fn decode_spec(d: &mut Diagnostics, node: &Node, params: BTreeMap<String, String
     })
 }
 
-fn decode_tasks(d: &mut Diagnostics, node: &Node, defaults: Option<&Defaults>) -> Option<Vec<TaskSpec>> {
+fn decode_tasks(
+    d: &mut Diagnostics,
+    node: &Node,
+    defaults: Option<&Defaults>,
+) -> Option<Vec<TaskSpec>> {
     let items = decode::list(d, node, "spec.tasks")?;
     if items.is_empty() {
-        d.error_hint(node.span, "spec.tasks", "the job has no tasks", "add at least one task");
+        d.error_hint(
+            node.span,
+            "spec.tasks",
+            "the job has no tasks",
+            "add at least one task",
+        );
         return None;
     }
     if items.len() > limits::TASKS_PER_JOB_MAX {
@@ -628,7 +698,11 @@ fn decode_task(
                     let item_path = decode::index(&dep_path, j);
                     match names.get(&dep) {
                         Some(&target) if !seen.insert(target) => {
-                            d.error(span, &item_path, format!("`{dep}` is listed twice in dependsOn"));
+                            d.error(
+                                span,
+                                &item_path,
+                                format!("`{dep}` is listed twice in dependsOn"),
+                            );
                             deps_ok = false;
                         }
                         Some(&target) => deps.push((target, span)),
@@ -692,7 +766,9 @@ fn decode_task(
     };
     let max_parallel = match f.get("maxParallel") {
         None => Some(None),
-        Some(n) => decode::u32_in(d, n, &f.path("maxParallel"), 1, limits::MAX_PARALLEL_MAX).map(Some),
+        Some(n) => {
+            decode::u32_in(d, n, &f.path("maxParallel"), 1, limits::MAX_PARALLEL_MAX).map(Some)
+        }
     };
     let base_resources = defaults.map(|x| x.resources).unwrap_or_default();
     let resources = match f.get("resources") {

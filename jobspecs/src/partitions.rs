@@ -268,13 +268,11 @@ pub fn hour(d: &mut Diagnostics, node: &Node, path: &str) -> Option<NaiveDateTim
         .strip_suffix(":00:00")
         .or_else(|| text.strip_suffix(":00"))
         .unwrap_or(&text);
-    let parsed = trimmed
-        .split_once('T')
-        .and_then(|(day, hh)| {
-            let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
-            let hour: u32 = (hh.len() == 2).then(|| hh.parse().ok()).flatten()?;
-            Some(date.and_time(NaiveTime::from_hms_opt(hour, 0, 0)?))
-        });
+    let parsed = trimmed.split_once('T').and_then(|(day, hh)| {
+        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let hour: u32 = (hh.len() == 2).then(|| hh.parse().ok()).flatten()?;
+        Some(date.and_time(NaiveTime::from_hms_opt(hour, 0, 0)?))
+    });
     if parsed.is_none() {
         d.error_hint(
             node.span,

@@ -162,8 +162,9 @@ fn topological_order(spec: &JobSpec) -> Vec<usize> {
             }
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..spec.tasks.len()).filter(|i| indegree[*i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> = (0..spec.tasks.len())
+        .filter(|i| indegree[*i] == 0)
+        .collect();
     let mut order = Vec::with_capacity(spec.tasks.len());
     while let Some(next) = ready.pop_first() {
         order.push(next);
@@ -311,7 +312,11 @@ impl Plan {
             out.push_str(&format!("  {description}\n"));
         }
         if !spec.params.is_empty() {
-            let params: Vec<String> = spec.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let params: Vec<String> = spec
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             out.push_str(&format!("params: {}\n", params.join(" ")));
         }
         out.push_str(&format!(
@@ -373,7 +378,7 @@ pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -169,28 +169,28 @@ pub fn decode(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Schedule> 
     };
     let catchup = match f.get("catchup") {
         None => Some(DEFAULT_CATCHUP),
-        Some(n) => decode::one_of(d, n, &f.path("catchup"), &["none", "latest", "all"]).map(
-            |v| match v {
+        Some(n) => {
+            decode::one_of(d, n, &f.path("catchup"), &["none", "latest", "all"]).map(|v| match v {
                 "none" => Catchup::None,
                 "all" => Catchup::All,
                 _ => Catchup::Latest,
-            },
-        ),
+            })
+        }
     };
     let max_catchup = match f.get("maxCatchup") {
         None => Some(DEFAULT_MAX_CATCHUP),
         Some(n) => decode::u32_in(d, n, &f.path("maxCatchup"), 1, limits::MAX_CATCHUP_MAX),
     };
-    let overlap = match f.get("overlap") {
-        None => Some(DEFAULT_OVERLAP),
-        Some(n) => decode::one_of(d, n, &f.path("overlap"), &["forbid", "allow", "replace"]).map(
-            |v| match v {
-                "allow" => Overlap::Allow,
-                "replace" => Overlap::Replace,
-                _ => Overlap::Forbid,
-            },
-        ),
-    };
+    let overlap =
+        match f.get("overlap") {
+            None => Some(DEFAULT_OVERLAP),
+            Some(n) => decode::one_of(d, n, &f.path("overlap"), &["forbid", "allow", "replace"])
+                .map(|v| match v {
+                    "allow" => Overlap::Allow,
+                    "replace" => Overlap::Replace,
+                    _ => Overlap::Forbid,
+                }),
+        };
     Some(Schedule {
         cron: cron?,
         timezone: timezone?,
@@ -209,8 +209,9 @@ pub fn timezone(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Tz> {
     let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
     let hint = match decode::suggest(&text, &names) {
         Some(s) => format!("did you mean `{s}`?"),
-        None => "use an IANA name such as `UTC`, `Europe/Berlin` or `America/Los_Angeles`"
-            .to_owned(),
+        None => {
+            "use an IANA name such as `UTC`, `Europe/Berlin` or `America/Los_Angeles`".to_owned()
+        }
     };
     d.error_hint(
         node.span,

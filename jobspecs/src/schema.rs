@@ -143,7 +143,11 @@ fn resources() -> Value {
     with_description(
         object(RESOURCES_FIELDS, &[], |f| match f {
             "cpu" => number(0.01, 1024.0, "CPU cores one attempt needs. Default 1."),
-            "memoryMb" => integer(1, 16 * 1024 * 1024, "Memory in MiB one attempt needs. Default 512."),
+            "memoryMb" => integer(
+                1,
+                16 * 1024 * 1024,
+                "Memory in MiB one attempt needs. Default 512.",
+            ),
             _ => undocumented(),
         }),
         "What one attempt needs from a worker slot.",
@@ -174,7 +178,10 @@ fn range(example: &str, description: &str) -> Value {
 fn partitions() -> Value {
     let mut schema = object(PARTITION_FIELDS, &[], |f| match f {
         "daily" => range("2026-01-01", "One partition per day, keyed YYYY-MM-DD."),
-        "hourly" => range("2026-01-01T00", "One partition per hour, keyed YYYY-MM-DDTHH (UTC)."),
+        "hourly" => range(
+            "2026-01-01T00",
+            "One partition per hour, keyed YYYY-MM-DDTHH (UTC).",
+        ),
         "list" => json!({
             "type": "array",
             "items": {"type": "string", "minLength": 1, "maxLength": limits::LIST_ITEM_BYTES_MAX},
@@ -182,7 +189,11 @@ fn partitions() -> Value {
             "uniqueItems": true,
             "description": "One partition per listed key.",
         }),
-        "shards" => integer(1, limits::PARTITIONS_PER_TEMPLATE_MAX, "N partitions keyed 0..N-1."),
+        "shards" => integer(
+            1,
+            limits::PARTITIONS_PER_TEMPLATE_MAX,
+            "N partitions keyed 0..N-1.",
+        ),
         _ => undocumented(),
     });
     if let Some(map) = schema.as_object_mut() {
@@ -198,11 +209,25 @@ fn partitions() -> Value {
 fn schedule() -> Value {
     with_description(
         object(SCHEDULE_FIELDS, &["cron"], |f| match f {
-            "cron" => string("5-field crontab (minute hour day-of-month month day-of-week), 6 fields with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly. Matched against the wall clock of `timezone`."),
-            "timezone" => string("IANA timezone, e.g. America/Los_Angeles. Default UTC. Across DST a fixed-time run in the skipped hour fires once just after it, and one in the repeated hour fires once."),
-            "catchup" => enumeration(&["none", "latest", "all"], "Missed fire times (coordinator down): skip them, run the latest once, or run all of them up to maxCatchup. Default latest."),
-            "maxCatchup" => integer(1, u64::from(limits::MAX_CATCHUP_MAX), "Most missed runs started under catchup: all. Default 24."),
-            "overlap" => enumeration(&["forbid", "allow", "replace"], "When the previous run is still going: skip the new run, run both, or cancel the old one. Default forbid."),
+            "cron" => string(
+                "5-field crontab (minute hour day-of-month month day-of-week), 6 fields with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly. Matched against the wall clock of `timezone`.",
+            ),
+            "timezone" => string(
+                "IANA timezone, e.g. America/Los_Angeles. Default UTC. Across DST a fixed-time run in the skipped hour fires once just after it, and one in the repeated hour fires once.",
+            ),
+            "catchup" => enumeration(
+                &["none", "latest", "all"],
+                "Missed fire times (coordinator down): skip them, run the latest once, or run all of them up to maxCatchup. Default latest.",
+            ),
+            "maxCatchup" => integer(
+                1,
+                u64::from(limits::MAX_CATCHUP_MAX),
+                "Most missed runs started under catchup: all. Default 24.",
+            ),
+            "overlap" => enumeration(
+                &["forbid", "allow", "replace"],
+                "When the previous run is still going: skip the new run, run both, or cancel the old one. Default forbid.",
+            ),
             _ => undocumented(),
         }),
         "Makes the job recurring: each fire time starts a run, a child job with its own id.",
@@ -212,14 +237,20 @@ fn schedule() -> Value {
 fn sleep_config() -> Value {
     object(builtin::SLEEP_FIELDS, &["ms"], |f| match f {
         "ms" => integer(0, limits::SLEEP_MS_MAX, "Milliseconds each attempt sleeps."),
-        "failTimes" => integer(0, u64::from(limits::RETRIES_MAX), "The first N attempts fail (retryably), to exercise retries."),
+        "failTimes" => integer(
+            0,
+            u64::from(limits::RETRIES_MAX),
+            "The first N attempts fail (retryably), to exercise retries.",
+        ),
         _ => undocumented(),
     })
 }
 
 fn command_config() -> Value {
     object(builtin::COMMAND_FIELDS, &["argv"], |f| match f {
-        "argv" => json!({"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": limits::COMMAND_ARGS_MAX, "description": "Program and arguments, run directly (no shell)."}),
+        "argv" => {
+            json!({"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": limits::COMMAND_ARGS_MAX, "description": "Program and arguments, run directly (no shell)."})
+        }
         "env" => labels("Extra environment variables."),
         "workingDir" => string("Working directory; the task's scratch directory by default."),
         _ => undocumented(),
@@ -240,20 +271,36 @@ fn annotation_export_config() -> Value {
             "Only annotations made in [start, end).",
         ),
         "labels" => string_list("Only these labels; all when absent."),
-        "formats" => json!({"type": "array", "items": {"enum": ae::FORMATS}, "minItems": 1, "uniqueItems": true, "description": "Output formats. Default [jsonl]."}),
+        "formats" => {
+            json!({"type": "array", "items": {"enum": ae::FORMATS}, "minItems": 1, "uniqueItems": true, "description": "Output formats. Default [jsonl]."})
+        }
         "consensus" => with_description(
             object(ae::CONSENSUS_FIELDS, &[], |g| match g {
-                "classes" => enumeration(ae::CLASS_METHODS, "Class consensus. Default dawid_skene."),
+                "classes" => {
+                    enumeration(ae::CLASS_METHODS, "Class consensus. Default dawid_skene.")
+                }
                 "boxes" => enumeration(ae::BOX_METHODS, "Box consensus. Default iou_fusion."),
-                "iouThreshold" => number(0.05, 0.95, "IoU above which two boxes are one object. Default 0.5."),
+                "iouThreshold" => number(
+                    0.05,
+                    0.95,
+                    "IoU above which two boxes are one object. Default 0.5.",
+                ),
                 _ => undocumented(),
             }),
             "How annotators' answers are combined.",
         ),
-        "minAnnotators" => integer(1, 1000, "Items with fewer annotators are left out. Default 1."),
+        "minAnnotators" => integer(
+            1,
+            1000,
+            "Items with fewer annotators are left out. Default 1.",
+        ),
         "dropFields" => string_list("Fields removed from the export (PII)."),
         "pseudonymize" => key_source(),
-        "shards" => integer(1, u64::from(limits::SHARDS_MAX), "Shard tasks the items are split across. Default 8."),
+        "shards" => integer(
+            1,
+            u64::from(limits::SHARDS_MAX),
+            "Shard tasks the items are split across. Default 8.",
+        ),
         _ => undocumented(),
     })
 }
@@ -265,10 +312,21 @@ fn dedup_config() -> Value {
         "format" => enumeration(dedup::FORMATS, "Input format. Default jsonl."),
         "idField" => string("Field holding each document's unique id. Default id."),
         "textField" => string("Field holding the compared text. Default text."),
-        "method" => enumeration(dedup::METHODS, "exact (normalised text hash) or minhash (near duplicates). Default minhash."),
-        "threshold" => number(0.01, 1.0, "Jaccard similarity at or above which documents are duplicates. Default 0.8."),
+        "method" => enumeration(
+            dedup::METHODS,
+            "exact (normalised text hash) or minhash (near duplicates). Default minhash.",
+        ),
+        "threshold" => number(
+            0.01,
+            1.0,
+            "Jaccard similarity at or above which documents are duplicates. Default 0.8.",
+        ),
         "numPerm" => integer(16, 1024, "MinHash permutations. Default 128."),
-        "bands" => integer(1, 1024, "LSH bands; set with rows, or leave both out to derive them from threshold."),
+        "bands" => integer(
+            1,
+            1024,
+            "LSH bands; set with rows, or leave both out to derive them from threshold.",
+        ),
         "rows" => integer(1, 1024, "Rows per LSH band; bands × rows ≤ numPerm."),
         "shingle" => with_description(
             object(dedup::SHINGLE_FIELDS, &[], |g| match g {
@@ -278,10 +336,25 @@ fn dedup_config() -> Value {
             }),
             "How text is cut into shingles.",
         ),
-        "shards" => integer(1, u64::from(limits::SHARDS_MAX), "Input shards for the signatures and filter stages. Default 8."),
-        "bucketPartitions" => integer(1, u64::from(limits::SHARDS_MAX), "Partitions of the candidates and verify stages. Default: shards."),
-        "maxBucketSize" => integer(2, 1_000_000, "Documents compared per LSH bucket; bigger buckets are sampled. Default 1000."),
-        "keep" => enumeration(dedup::KEEP, "Which document of a cluster is kept: first (lowest id), longest, or field (highest keepField). Default first."),
+        "shards" => integer(
+            1,
+            u64::from(limits::SHARDS_MAX),
+            "Input shards for the signatures and filter stages. Default 8.",
+        ),
+        "bucketPartitions" => integer(
+            1,
+            u64::from(limits::SHARDS_MAX),
+            "Partitions of the candidates and verify stages. Default: shards.",
+        ),
+        "maxBucketSize" => integer(
+            2,
+            1_000_000,
+            "Documents compared per LSH bucket; bigger buckets are sampled. Default 1000.",
+        ),
+        "keep" => enumeration(
+            dedup::KEEP,
+            "Which document of a cluster is kept: first (lowest id), longest, or field (highest keepField). Default first.",
+        ),
         "keepField" => string("Field compared with keep: field."),
         _ => undocumented(),
     })
@@ -293,10 +366,24 @@ fn sensor_config() -> Value {
         "output" => url("Where features are written, by date=YYYY-MM-DD/."),
         "h3Resolution" => integer(0, 15, "H3 resolution of feature cells. Default 9."),
         "window" => duration("Aggregation window; must divide a day. Default 1h."),
-        "kAnonymity" => integer(1, 100_000, "Cells seen by fewer distinct devices are suppressed. Default 5."),
-        "maxAccuracyM" => number(0.1, 100_000.0, "Readings less accurate than this (metres) are dropped. Default 100."),
-        "maxSpeedMps" => number(0.1, 1000.0, "Jumps implying more than this speed are outliers. Default 70."),
-        "features" => json!({"type": "array", "items": {"enum": sensor::FEATURES}, "minItems": 1, "uniqueItems": true, "description": "Features computed. Default all."}),
+        "kAnonymity" => integer(
+            1,
+            100_000,
+            "Cells seen by fewer distinct devices are suppressed. Default 5.",
+        ),
+        "maxAccuracyM" => number(
+            0.1,
+            100_000.0,
+            "Readings less accurate than this (metres) are dropped. Default 100.",
+        ),
+        "maxSpeedMps" => number(
+            0.1,
+            1000.0,
+            "Jumps implying more than this speed are outliers. Default 70.",
+        ),
+        "features" => {
+            json!({"type": "array", "items": {"enum": sensor::FEATURES}, "minItems": 1, "uniqueItems": true, "description": "Features computed. Default all."})
+        }
         "pseudonymize" => key_source(),
         _ => undocumented(),
     })
@@ -304,15 +391,25 @@ fn sensor_config() -> Value {
 
 fn task() -> Value {
     let mut schema = object(TASK_FIELDS, &["name", "kind"], |f| match f {
-        "name" => json!({"type": "string", "pattern": "^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$", "maxLength": limits::NAME_LEN_MAX, "description": "Unique task name: lowercase letters, digits, - and _."}),
+        "name" => {
+            json!({"type": "string", "pattern": "^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$", "maxLength": limits::NAME_LEN_MAX, "description": "Unique task name: lowercase letters, digits, - and _."})
+        }
         "kind" => enumeration(crate::kinds::KIND_NAMES, "What the worker runs."),
         "description" => string("Shown by job status and the console."),
-        "dependsOn" => json!({"type": "array", "items": {"type": "string"}, "uniqueItems": true, "maxItems": limits::DEPENDS_ON_MAX, "description": "Tasks whose every partition must succeed before this one starts."}),
+        "dependsOn" => {
+            json!({"type": "array", "items": {"type": "string"}, "uniqueItems": true, "maxItems": limits::DEPENDS_ON_MAX, "description": "Tasks whose every partition must succeed before this one starts."})
+        }
         "partitions" => partitions(),
-        "config" => json!({"type": "object", "description": "The kind's settings. String values may use ${partition.key}, ${partition.index} and ${partition.count}."}),
+        "config" => {
+            json!({"type": "object", "description": "The kind's settings. String values may use ${partition.key}, ${partition.index} and ${partition.count}."})
+        }
         "retries" => retries(),
         "timeout" => duration("Per-attempt timeout; overrides spec.defaults.timeout."),
-        "maxParallel" => integer(1, u64::from(limits::MAX_PARALLEL_MAX), "Cap on this task's partitions leased at once."),
+        "maxParallel" => integer(
+            1,
+            u64::from(limits::MAX_PARALLEL_MAX),
+            "Cap on this task's partitions leased at once.",
+        ),
         "resources" => resources(),
         "constraints" => constraints(),
         _ => undocumented(),
@@ -351,57 +448,75 @@ pub fn job_schema() -> Value {
             "description": format!("{what}: lowercase letters, digits and -, at most {} characters.", limits::NAME_LEN_MAX),
         })
     };
-    let mut root = object(TOP_FIELDS, &["apiVersion", "kind", "metadata", "spec"], |f| match f {
-        "apiVersion" => json!({"const": API_VERSION, "description": "Version of this format."}),
-        "kind" => json!({"const": "Job", "description": "Always Job."}),
-        "metadata" => with_description(
-            object(METADATA_FIELDS, &["name"], |g| match g {
-                "name" => name("Job name"),
-                "namespace" => name("Namespace for fair share and access control (default: default)"),
-                "labels" => labels("Free-form labels for filtering."),
-                "description" => string("What the job is for."),
-                _ => undocumented(),
-            }),
-            "Who the job is.",
-        ),
-        "spec" => with_description(
-            object(SPEC_FIELDS, &["tasks"], |g| match g {
-                "priority" => integer(0, 100, "0..100; higher leases first. Default 50."),
-                "maxParallel" => integer(1, u64::from(limits::MAX_PARALLEL_MAX), "Tasks of this job leased at once. Default 64."),
-                "recompute" => boolean("Re-run partitions whose inputs, config and code are unchanged. Default false."),
-                "params" => json!({
-                    "type": "object",
-                    "maxProperties": limits::PARAMS_MAX,
-                    "additionalProperties": {"type": ["string", "number", "boolean"]},
-                    "description": format!("Values used as ${{params.NAME}} anywhere in the spec; override with --param NAME=VALUE. May use ${{run.X}} for X in: {}.", RUN_VARS.join(", ")),
+    let mut root = object(
+        TOP_FIELDS,
+        &["apiVersion", "kind", "metadata", "spec"],
+        |f| match f {
+            "apiVersion" => json!({"const": API_VERSION, "description": "Version of this format."}),
+            "kind" => json!({"const": "Job", "description": "Always Job."}),
+            "metadata" => with_description(
+                object(METADATA_FIELDS, &["name"], |g| match g {
+                    "name" => name("Job name"),
+                    "namespace" => {
+                        name("Namespace for fair share and access control (default: default)")
+                    }
+                    "labels" => labels("Free-form labels for filtering."),
+                    "description" => string("What the job is for."),
+                    _ => undocumented(),
                 }),
-                "schedule" => schedule(),
-                "defaults" => with_description(
-                    object(DEFAULTS_FIELDS, &[], |h| match h {
-                        "retries" => retries(),
-                        "timeout" => duration("Per-attempt timeout. Default 1h."),
-                        "resources" => resources(),
-                        "constraints" => constraints(),
-                        _ => undocumented(),
+                "Who the job is.",
+            ),
+            "spec" => with_description(
+                object(SPEC_FIELDS, &["tasks"], |g| match g {
+                    "priority" => integer(0, 100, "0..100; higher leases first. Default 50."),
+                    "maxParallel" => integer(
+                        1,
+                        u64::from(limits::MAX_PARALLEL_MAX),
+                        "Tasks of this job leased at once. Default 64.",
+                    ),
+                    "recompute" => boolean(
+                        "Re-run partitions whose inputs, config and code are unchanged. Default false.",
+                    ),
+                    "params" => json!({
+                        "type": "object",
+                        "maxProperties": limits::PARAMS_MAX,
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": format!("Values used as ${{params.NAME}} anywhere in the spec; override with --param NAME=VALUE. May use ${{run.X}} for X in: {}.", RUN_VARS.join(", ")),
                     }),
-                    "Settings every task starts from.",
-                ),
-                "tasks" => json!({
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": limits::TASKS_PER_JOB_MAX,
-                    "items": {"$ref": "#/$defs/task"},
-                    "description": "The task templates; dependsOn makes them a DAG.",
+                    "schedule" => schedule(),
+                    "defaults" => with_description(
+                        object(DEFAULTS_FIELDS, &[], |h| match h {
+                            "retries" => retries(),
+                            "timeout" => duration("Per-attempt timeout. Default 1h."),
+                            "resources" => resources(),
+                            "constraints" => constraints(),
+                            _ => undocumented(),
+                        }),
+                        "Settings every task starts from.",
+                    ),
+                    "tasks" => json!({
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": limits::TASKS_PER_JOB_MAX,
+                        "items": {"$ref": "#/$defs/task"},
+                        "description": "The task templates; dependsOn makes them a DAG.",
+                    }),
+                    _ => undocumented(),
                 }),
-                _ => undocumented(),
-            }),
-            "What the job does.",
-        ),
-        _ => undocumented(),
-    });
+                "What the job does.",
+            ),
+            _ => undocumented(),
+        },
+    );
     if let Some(map) = root.as_object_mut() {
-        map.insert("$schema".to_owned(), json!("https://json-schema.org/draft/2020-12/schema"));
-        map.insert("$id".to_owned(), json!("https://drover.dev/schemas/job-v1.json"));
+        map.insert(
+            "$schema".to_owned(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        map.insert(
+            "$id".to_owned(),
+            json!("https://drover.dev/schemas/job-v1.json"),
+        );
         map.insert("title".to_owned(), json!("Drover job spec (drover/v1)"));
         map.insert(
             "$defs".to_owned(),
@@ -447,7 +562,10 @@ mod tests {
         walk(&schema, String::new(), &mut props);
         assert!(props.len() > 60, "only {} properties found", props.len());
         for (path, prop) in props {
-            let description = prop.get("description").and_then(Value::as_str).unwrap_or("");
+            let description = prop
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             assert!(
                 !description.is_empty() && description != UNDOCUMENTED,
                 "{path} has no description"

@@ -154,8 +154,7 @@ pub fn classify_plain(text: &str) -> PlainType {
     let t = text.trim_start_matches(['+', '-']);
     let float_like = matches!(t, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN")
         || (t.chars().any(|c| c.is_ascii_digit())
-            && t
-                .chars()
+            && t.chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
             && text.parse::<f64>().is_ok());
     if float_like {

@@ -115,7 +115,9 @@ impl AnnotationExportConfig {
         vec![
             Stage {
                 name: Some("shard"),
-                partitions: PartitionSet::Shards { count: u64::from(self.shards) },
+                partitions: PartitionSet::Shards {
+                    count: u64::from(self.shards),
+                },
             },
             Stage {
                 name: Some("merge"),
@@ -189,7 +191,11 @@ pub(super) fn optional_strings(
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, (item, span)) in items.into_iter().enumerate() {
         if out.contains(&item) {
-            d.error(span, &decode::index(path, i), format!("`{item}` is listed twice"));
+            d.error(
+                span,
+                &decode::index(path, i),
+                format!("`{item}` is listed twice"),
+            );
             return None;
         }
         out.push(item);
@@ -200,7 +206,12 @@ pub(super) fn optional_strings(
 fn decode_formats(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Vec<String>> {
     let items = decode::list(d, node, path)?;
     if items.is_empty() {
-        d.error_hint(node.span, path, "no output format", "use one or more of coco, jsonl, parquet");
+        d.error_hint(
+            node.span,
+            path,
+            "no output format",
+            "use one or more of coco, jsonl, parquet",
+        );
         return None;
     }
     let mut out = Vec::new();
@@ -208,7 +219,11 @@ fn decode_formats(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Vec<St
     for (i, item) in items.iter().enumerate() {
         match decode::one_of(d, item, &decode::index(path, i), FORMATS) {
             Some(format) if out.iter().any(|f| f == format) => {
-                d.error(item.span, &decode::index(path, i), format!("`{format}` is listed twice"));
+                d.error(
+                    item.span,
+                    &decode::index(path, i),
+                    format!("`{format}` is listed twice"),
+                );
                 ok = false;
             }
             Some(format) => out.push(format.to_owned()),

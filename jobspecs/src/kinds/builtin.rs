@@ -48,12 +48,7 @@ pub fn decode_noop(d: &mut Diagnostics, config: Option<&Node>, path: &str) -> Op
         Some(NodeKind::Map(entries)) if entries.is_empty() => Some(()),
         Some(_) => {
             let span = config.map(|c| c.span).unwrap_or_default();
-            d.error_hint(
-                span,
-                path,
-                "kind `noop` takes no config",
-                "remove `config`",
-            );
+            d.error_hint(span, path, "kind `noop` takes no config", "remove `config`");
             None
         }
     }
@@ -83,7 +78,11 @@ pub fn decode_command(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Co
         .and_then(|n| {
             let items = decode::string_list(d, n, &f.path("argv"), limits::COMMAND_ARGS_MAX)?;
             if items.is_empty() {
-                d.error(n.span, &f.path("argv"), "`argv` is empty: name a program to run");
+                d.error(
+                    n.span,
+                    &f.path("argv"),
+                    "`argv` is empty: name a program to run",
+                );
                 return None;
             }
             if items.len() == 1 && items[0].0.contains(' ') {
@@ -91,7 +90,10 @@ pub fn decode_command(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Co
                     n.span,
                     &f.path("argv"),
                     "the program name contains spaces",
-                    Some("argv is not run through a shell: split arguments into list items".to_owned()),
+                    Some(
+                        "argv is not run through a shell: split arguments into list items"
+                            .to_owned(),
+                    ),
                 );
             }
             Some(items.into_iter().map(|(s, _)| s).collect::<Vec<_>>())

@@ -108,8 +108,12 @@ impl DedupConfig {
     /// The stage list; `exact` needs no verification stage because equal
     /// hashes of normalised text are the answer.
     pub fn stages(&self) -> Vec<Stage> {
-        let shards = PartitionSet::Shards { count: u64::from(self.shards) };
-        let buckets = PartitionSet::Shards { count: u64::from(self.bucket_partitions) };
+        let shards = PartitionSet::Shards {
+            count: u64::from(self.shards),
+        };
+        let buckets = PartitionSet::Shards {
+            count: u64::from(self.bucket_partitions),
+        };
         let mut stages = vec![
             Stage {
                 name: Some("signatures"),
@@ -276,7 +280,12 @@ fn choice<'o>(
     }
 }
 
-fn field_name(d: &mut Diagnostics, node: Option<&Node>, path: &str, default: &str) -> Option<String> {
+fn field_name(
+    d: &mut Diagnostics,
+    node: Option<&Node>,
+    path: &str,
+    default: &str,
+) -> Option<String> {
     match node {
         None => Some(default.to_owned()),
         Some(n) => decode::bounded_string(d, n, path, 256),

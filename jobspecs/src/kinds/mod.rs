@@ -88,10 +88,7 @@ impl KindConfig {
     /// Whether this kind computes its own fan-out from its config, which
     /// makes a task-level `partitions` a mistake.
     pub fn sets_own_partitions(&self) -> bool {
-        matches!(
-            self,
-            KindConfig::AnnotationExport(_) | KindConfig::Dedup(_)
-        )
+        matches!(self, KindConfig::AnnotationExport(_) | KindConfig::Dedup(_))
     }
 }
 
@@ -170,9 +167,7 @@ pub fn decode_key_source(d: &mut Diagnostics, node: &Node, path: &str) -> Option
             );
             None
         }
-        (Some(n), None) => {
-            decode::bounded_string(d, n, &f.path("keyEnv"), 128).map(KeySource::Env)
-        }
+        (Some(n), None) => decode::bounded_string(d, n, &f.path("keyEnv"), 128).map(KeySource::Env),
         (None, Some(n)) => {
             decode::bounded_string(d, n, &f.path("keyFile"), 4096).map(KeySource::File)
         }

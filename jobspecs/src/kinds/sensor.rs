@@ -140,7 +140,7 @@ pub fn decode(
 fn window(d: &mut Diagnostics, node: &Node, path: &str) -> Option<u64> {
     const DAY_MS: u64 = 86_400_000;
     let ms = decode::duration_ms(d, node, path, 60_000, DAY_MS)?;
-    if DAY_MS % ms != 0 {
+    if !DAY_MS.is_multiple_of(ms) {
         d.error_hint(
             node.span,
             path,
@@ -168,7 +168,11 @@ fn decode_features(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Vec<S
     for (i, item) in items.iter().enumerate() {
         match decode::one_of(d, item, &decode::index(path, i), FEATURES) {
             Some(f) if out.iter().any(|o| o == f) => {
-                d.error(item.span, &decode::index(path, i), format!("`{f}` is listed twice"));
+                d.error(
+                    item.span,
+                    &decode::index(path, i),
+                    format!("`{f}` is listed twice"),
+                );
                 ok = false;
             }
             Some(f) => out.push(f.to_owned()),

@@ -17,7 +17,10 @@ pub fn url(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
             node.span,
             path,
             format!("`{}` is not a dataset URL", decode::truncate(&text, 60)),
-            format!("write `file://{}` for a local path, or `s3://BUCKET/PREFIX`", text.trim_start_matches("./")),
+            format!(
+                "write `file://{}` for a local path, or `s3://BUCKET/PREFIX`",
+                text.trim_start_matches("./")
+            ),
         );
         return None;
     };
@@ -26,7 +29,12 @@ pub fn url(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
             Some(s) => format!("did you mean `{s}://`?"),
             None => "supported schemes: file://, s3://".to_owned(),
         };
-        d.error_hint(node.span, path, format!("unsupported URL scheme `{scheme}://`"), hint);
+        d.error_hint(
+            node.span,
+            path,
+            format!("unsupported URL scheme `{scheme}://`"),
+            hint,
+        );
         return None;
     }
     if rest.is_empty() || (scheme == "s3" && rest.starts_with('/')) {

@@ -1,0 +1,188 @@
+//! Cron fire times on real daylight-saving transitions and crontab details.
+//!
+//! 2026 transitions used: America/Los_Angeles springs forward on 8 March
+//! (02:00 PST -> 03:00 PDT) and falls back on 1 November (02:00 PDT -> 01:00
+//! PST); Europe/Berlin springs forward on 29 March (02:00 -> 03:00) and falls
+//! back on 25 October (03:00 -> 02:00).
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use drover_jobspecs::schedule::{Catchup, Overlap, Schedule};
+
+fn schedule(cron: &str, tz: Tz) -> Schedule {
+    Schedule {
+        cron: cron.to_owned(),
+        timezone: tz,
+        catchup: Catchup::Latest,
+        max_catchup: 24,
+        overlap: Overlap::Forbid,
+    }
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+fn fires(cron: &str, tz: Tz, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    schedule(cron, tz)
+        .next_fire_times(after, n)
+        .into_iter()
+        .map(|t| t.with_timezone(&Utc))
+        .collect()
+}
+
+const LA: Tz = chrono_tz::America::Los_Angeles;
+const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+#[test]
+fn spring_forward_fixed_time_in_the_gap_fires_once_after_it() {
+    // 02:30 does not exist in Los Angeles on 8 March 2026.
+    let got = fires("30 2 * * *", LA, utc(2026, 3, 7, 20, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 3, 8, 10, 0), // 03:00 PDT, the first instant after the gap
+            utc(2026, 3, 9, 9, 30), // 02:30 PDT
+            utc(2026, 3, 10, 9, 30),
+        ]
+    );
+    let berlin = fires("30 2 * * *", BERLIN, utc(2026, 3, 28, 12, 0), 2);
+    assert_eq!(
+        berlin,
+        vec![utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
+    );
+}
+
+#[test]
+fn fall_back_fixed_time_in_the_repeated_hour_fires_once() {
+    // 01:30 happens twice in Los Angeles on 1 November 2026.
+    let got = fires("30 1 * * *", LA, utc(2026, 10, 31, 20, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 11, 1, 8, 30), // 01:30 PDT, the first occurrence only
+            utc(2026, 11, 2, 9, 30), // 01:30 PST
+            utc(2026, 11, 3, 9, 30),
+        ]
+    );
+    let berlin = fires("30 2 * * *", BERLIN, utc(2026, 10, 24, 12, 0), 2);
+    assert_eq!(
+        berlin,
+        vec![utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+    );
+}
+
+#[test]
+fn interval_patterns_follow_real_time_through_both_transitions() {
+    // Spring forward: 01:30 PST, then straight to 03:00 PDT.
+    let got = fires("*/30 * * * *", LA, utc(2026, 3, 8, 9, 15), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 3, 8, 9, 30),
+            utc(2026, 3, 8, 10, 0),
+            utc(2026, 3, 8, 10, 30)
+        ]
+    );
+    // Fall back: both halves of the repeated hour run, half an hour apart.
+    let got = fires("*/30 * * * *", LA, utc(2026, 11, 1, 7, 45), 5);
+    let expected: Vec<DateTime<Utc>> = (0..5)
+        .map(|i| utc(2026, 11, 1, 8, 0) + Duration::minutes(30 * i))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn hourly_fires_every_real_hour_of_a_dst_year() {
+    let start = utc(2026, 1, 1, 8, 0) - Duration::seconds(1);
+    let times = fires("0 * * * *", LA, start, 8760);
+    assert_eq!(times.len(), 8760);
+    assert_eq!(times[0], utc(2026, 1, 1, 8, 0));
+    for pair in times.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            Duration::hours(1),
+            "gap after {}",
+            pair[0]
+        );
+    }
+}
+
+#[test]
+fn daily_fires_once_per_local_day_all_year() {
+    let times = schedule("0 3 * * *", LA).next_fire_times(utc(2026, 1, 1, 0, 0), 365);
+    let mut days: Vec<_> = times.iter().map(|t| t.date_naive()).collect();
+    days.dedup();
+    assert_eq!(days.len(), 365, "one run per local day");
+    assert!(
+        times
+            .iter()
+            .all(|t| t.format("%H:%M").to_string() == "03:00")
+    );
+    // The UTC hour moves with the offset: 11:00 UTC in winter, 10:00 in summer.
+    assert_eq!(times[0].with_timezone(&Utc), utc(2026, 1, 1, 11, 0));
+    let july = times.iter().find(|t| t.month() == 7).unwrap();
+    assert_eq!(july.with_timezone(&Utc).format("%H").to_string(), "10");
+}
+
+#[test]
+fn day_of_week_follows_crontab_numbering() {
+    // 1-5 is Monday to Friday; 0 and 7 are both Sunday.
+    let weekdays = schedule("0 9 * * 1-5", Tz::UTC).next_fire_times(utc(2026, 6, 1, 0, 0), 10);
+    assert!(
+        weekdays
+            .iter()
+            .all(|t| !matches!(t.weekday(), Weekday::Sat | Weekday::Sun))
+    );
+    assert_eq!(weekdays[0].weekday(), Weekday::Mon);
+    for sunday in ["0 9 * * 0", "0 9 * * 7", "0 9 * * SUN"] {
+        let t = schedule(sunday, Tz::UTC).next_fire_times(utc(2026, 6, 1, 0, 0), 3);
+        assert!(
+            t.iter().all(|t| t.weekday() == Weekday::Sun),
+            "{sunday}: {t:?}"
+        );
+    }
+}
+
+#[test]
+fn day_of_month_and_day_of_week_combine_with_or() {
+    // As in every Unix cron: the 13th of each month, and every Friday.
+    // Feb and Mar 13th 2026 are Fridays; April 13th is a Monday.
+    let times = schedule("0 0 13 * 5", Tz::UTC).next_fire_times(utc(2026, 2, 1, 0, 0), 12);
+    assert!(
+        times
+            .iter()
+            .all(|t| t.day() == 13 || t.weekday() == Weekday::Fri)
+    );
+    assert!(
+        times
+            .iter()
+            .any(|t| t.day() == 13 && t.weekday() != Weekday::Fri)
+    );
+    assert!(
+        times
+            .iter()
+            .any(|t| t.weekday() == Weekday::Fri && t.day() != 13)
+    );
+}
+
+#[test]
+fn nicknames_and_seconds() {
+    let daily = fires("@daily", BERLIN, utc(2026, 6, 1, 12, 0), 1);
+    assert_eq!(daily, vec![utc(2026, 6, 1, 22, 0)]); // midnight CEST
+    let hourly = fires("@hourly", Tz::UTC, utc(2026, 6, 1, 12, 10), 1);
+    assert_eq!(hourly, vec![utc(2026, 6, 1, 13, 0)]);
+    let seconds = schedule("*/20 * * * * *", Tz::UTC).next_fire_times(utc(2026, 6, 1, 12, 0), 3);
+    let gaps: Vec<i64> = seconds
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds())
+        .collect();
+    assert_eq!(gaps, vec![20, 20]);
+}
+
+#[test]
+fn fire_times_are_strictly_after_the_given_instant() {
+    let at = utc(2026, 6, 1, 3, 0);
+    let times = fires("0 3 * * *", Tz::UTC, at, 1);
+    assert_eq!(times, vec![utc(2026, 6, 2, 3, 0)]);
+}
