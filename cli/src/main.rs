@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 
 /// Drover: a distributed batch job scheduler for annotation and feature workloads.
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, about, propagate_version = true)]
+#[command(
+    name = "drover",
+    version,
+    about = "Drover: a distributed batch job scheduler for annotation and feature workloads.",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

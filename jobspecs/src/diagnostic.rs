@@ -165,10 +165,13 @@ pub struct Diagnostics {
     file: String,
     /// Everything found so far, in the order found.
     items: Vec<Diagnostic>,
+    /// Findings not kept because of [`DIAGNOSTICS_MAX`].
+    dropped: usize,
 }
 
-/// Diagnostics past this count are summarised in one line: a spec this broken
-/// is usually the wrong file, and a wall of errors helps nobody.
+/// Diagnostics past this count are dropped, and one last error says so: a
+/// spec this broken is usually the wrong file, and a wall of errors helps
+/// nobody.
 pub const DIAGNOSTICS_MAX: usize = 200;
 
 impl Diagnostics {
@@ -177,6 +180,7 @@ impl Diagnostics {
         Self {
             file: file.into(),
             items: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -211,6 +215,7 @@ impl Diagnostics {
     /// `--param`); it has no position, shown as line 0.
     pub fn cli_error(&mut self, message: impl Into<String>, hint: impl Into<String>) {
         if self.items.len() >= DIAGNOSTICS_MAX {
+            self.dropped += 1;
             return;
         }
         self.items.push(Diagnostic {
@@ -245,6 +250,7 @@ impl Diagnostics {
         hint: Option<String>,
     ) {
         if self.items.len() >= DIAGNOSTICS_MAX {
+            self.dropped += 1;
             return;
         }
         self.items.push(Diagnostic {
@@ -277,6 +283,19 @@ impl Diagnostics {
         // A stable sort keeps several findings at one position in the order
         // they were found, which is the order of the checks.
         self.items.sort_by_key(|d| (d.line, d.column));
+        if self.dropped > 0 {
+            let line = self.items.last().map(|d| d.line).unwrap_or(0);
+            self.items.push(Diagnostic {
+                severity: Severity::Error,
+                file: self.file.clone(),
+                line,
+                column: 1,
+                width: 1,
+                path: String::new(),
+                message: format!("{} more problems were found and not shown", self.dropped),
+                hint: Some("fix the ones above first; is this the right file?".to_owned()),
+            });
+        }
         self.items
     }
 }

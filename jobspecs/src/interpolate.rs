@@ -4,7 +4,8 @@
 //! - `${params.NAME}`: the spec's `params`, after `--param` overrides;
 //! - `${run.date}`, `${run.yesterday}`, `${run.hour}`, `${run.previousHour}`,
 //!   `${run.month}`, `${run.timestamp}`: the run's logical time (the fire time
-//!   of a scheduled run, the submit time otherwise) in the schedule's timezone;
+//!   of a scheduled run, the submit time otherwise); dates and months in the
+//!   schedule's timezone, hours in UTC like `hourly` partition keys;
 //! - `${partition.key}`, `${partition.index}`, `${partition.count}`: only in a
 //!   task's `config`, resolved per task when it is leased.
 //!
@@ -37,7 +38,7 @@ pub const PARTITION_VARS: &[&str] = &["key", "index", "count"];
 pub struct RunContext {
     /// The run's logical time.
     pub logical_time: DateTime<Utc>,
-    /// Zone in which dates and hours are rendered.
+    /// Zone in which dates and months are rendered (hours are UTC).
     pub timezone: Tz,
 }
 
@@ -50,8 +51,10 @@ impl RunContext {
             "yesterday" => (local.date_naive() - Duration::days(1))
                 .format("%Y-%m-%d")
                 .to_string(),
-            "hour" => local.format("%Y-%m-%dT%H").to_string(),
-            "previousHour" => (local - Duration::hours(1))
+            // Hours are UTC, like `hourly` partition keys, so that
+            // `${run.previousHour}` names an hourly partition in any zone.
+            "hour" => self.logical_time.format("%Y-%m-%dT%H").to_string(),
+            "previousHour" => (self.logical_time - Duration::hours(1))
                 .format("%Y-%m-%dT%H")
                 .to_string(),
             "month" => local.format("%Y-%m").to_string(),
@@ -105,7 +108,9 @@ fn substitute(
     let mut i = 0;
     while i < chars.len() {
         if chars[i] == '$' && chars.get(i + 1) == Some(&'$') && chars.get(i + 2) == Some(&'{') {
-            out.push_str("${");
+            // In a config the escape is kept until the task is made, so that
+            // `$${partition.key}` stays literal through partition resolution.
+            out.push_str(if scope == Scope::Config { "$${" } else { "${" });
             i += 3;
             continue;
         }
@@ -292,14 +297,12 @@ pub fn substitute_tree(
     }
 }
 
-/// Replaces `${partition.*}` in a resolved config for one partition.
+/// Replaces `${partition.*}` in a resolved config for one partition and
+/// turns the `$${` escapes kept in configs into literal `${`.
 pub fn resolve_partition_refs(value: &mut serde_json::Value, key: &str, index: u64, count: u64) {
     match value {
-        serde_json::Value::String(s) if s.contains("${partition.") => {
-            *s = s
-                .replace("${partition.key}", key)
-                .replace("${partition.index}", &index.to_string())
-                .replace("${partition.count}", &count.to_string());
+        serde_json::Value::String(s) if s.contains("${") => {
+            *s = resolve_partition_text(s, key, index, count);
         }
         serde_json::Value::Array(items) => {
             for item in items {
@@ -313,6 +316,39 @@ pub fn resolve_partition_refs(value: &mut serde_json::Value, key: &str, index: u
         }
         _ => {}
     }
+}
+
+fn resolve_partition_text(text: &str, key: &str, index: u64, count: u64) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+            continue;
+        }
+        let replaced = [
+            ("${partition.key}", key.to_owned()),
+            ("${partition.index}", index.to_string()),
+            ("${partition.count}", count.to_string()),
+        ]
+        .into_iter()
+        .find(|(reference, _)| tail.starts_with(reference));
+        match replaced {
+            Some((reference, value)) => {
+                out.push_str(&value);
+                rest = &tail[reference.len()..];
+            }
+            None => {
+                out.push('$');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -337,8 +373,8 @@ mod tests {
         let r = run();
         assert_eq!(r.var("date").unwrap(), "2026-02-28");
         assert_eq!(r.var("yesterday").unwrap(), "2026-02-27");
-        assert_eq!(r.var("hour").unwrap(), "2026-02-28T18");
-        assert_eq!(r.var("previousHour").unwrap(), "2026-02-28T17");
+        assert_eq!(r.var("hour").unwrap(), "2026-03-01T02");
+        assert_eq!(r.var("previousHour").unwrap(), "2026-03-01T01");
         assert_eq!(r.var("month").unwrap(), "2026-02");
         assert_eq!(r.var("timestamp").unwrap(), "2026-03-01T02:30:00Z");
     }
@@ -353,7 +389,11 @@ mod tests {
         )
         .ok()
         .unwrap();
-        assert_eq!(out, "a-2026-01-01-${x}-${partition.key}");
+        assert_eq!(out, "a-2026-01-01-$${x}-${partition.key}");
+        let spec_scope = substitute("$${x}", Scope::Spec, &params(), &run())
+            .ok()
+            .unwrap();
+        assert_eq!(spec_scope, "${x}");
     }
 
     #[test]
@@ -385,5 +425,8 @@ mod tests {
         let mut v = serde_json::json!({"out": "s3://b/${partition.key}/${partition.index}-of-${partition.count}"});
         resolve_partition_refs(&mut v, "2026-01-02", 1, 7);
         assert_eq!(v["out"], "s3://b/2026-01-02/1-of-7");
+        let mut escaped = serde_json::json!("$${partition.key} is ${partition.key}, $5");
+        resolve_partition_refs(&mut escaped, "k", 0, 1);
+        assert_eq!(escaped, "${partition.key} is k, $5");
     }
 }

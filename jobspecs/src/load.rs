@@ -683,9 +683,10 @@ fn decode_task(
     let kind = f
         .required(d, "kind", &format!("one of: {}", KIND_NAMES.join(", ")))
         .and_then(|n| decode::one_of(d, n, &f.path("kind"), KIND_NAMES));
-    if let Some(n) = f.get("description") {
-        decode::bounded_string(d, n, &f.path("description"), 4096);
-    }
+    let description = match f.get("description") {
+        None => Some(None),
+        Some(n) => decode::bounded_string(d, n, &f.path("description"), 4096).map(Some),
+    };
 
     let mut deps = Vec::new();
     let mut deps_ok = true;
@@ -731,14 +732,10 @@ fn decode_task(
         None => Some(PartitionSet::Single),
         Some(n) => partitions::decode(d, n, &f.path("partitions")),
     };
-    let config = match (kind, &partitions) {
-        (Some(kind), Some(parts)) => kinds::decode(d, kind, f.get("config"), node, &path, parts),
-        (Some(kind), None) => {
-            // Still check the config so its errors show in the same run.
-            kinds::decode(d, kind, f.get("config"), node, &path, &PartitionSet::Single)
-        }
-        _ => None,
-    };
+    // The config is checked even when partitions are invalid, so its errors
+    // show in the same run.
+    let config = kind
+        .and_then(|kind| kinds::decode(d, kind, f.get("config"), node, &path, partitions.as_ref()));
     let own_partitions_clash = match &config {
         Some(c) if c.sets_own_partitions() && f.get("partitions").is_some() => {
             d.error_hint(
@@ -792,6 +789,7 @@ fn decode_task(
     let task = (|| {
         Some(TaskSpec {
             name: name?,
+            description: description?,
             kind: config?,
             depends_on: deps.iter().map(|(t, _)| name_of(names, *t)).collect(),
             partitions: partitions?,

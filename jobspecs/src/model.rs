@@ -43,6 +43,9 @@ pub struct JobSpec {
 pub struct TaskSpec {
     /// Unique within the job.
     pub name: String,
+    /// Shown by `job status` and the console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// What the worker runs, with its validated configuration.
     pub kind: KindConfig,
     /// Upstream tasks that must fully succeed first.

@@ -101,14 +101,16 @@ pub struct Stage {
     pub partitions: PartitionSet,
 }
 
-/// Decodes `config` for `kind`. `config` is `None` when the task has none.
+/// Decodes `config` for `kind`. `config` is `None` when the task has none;
+/// `partitions` is `None` when the task's partitions were invalid (already
+/// reported), so checks that depend on them are skipped.
 pub fn decode(
     d: &mut Diagnostics,
     kind: &str,
     config: Option<&Node>,
     parent: &Node,
     path: &str,
-    partitions: &PartitionSet,
+    partitions: Option<&PartitionSet>,
 ) -> Option<KindConfig> {
     let config_path = decode::join(path, "config");
     if kind == "noop" {
@@ -194,8 +196,10 @@ pub const DEFAULT_KEY_ENV: &str = "DROVER_HMAC_KEY";
 #[serde(rename_all = "camelCase")]
 pub enum KeySource {
     /// An environment variable of the worker process.
+    #[serde(rename = "keyEnv")]
     Env(String),
     /// A file on the worker's filesystem.
+    #[serde(rename = "keyFile")]
     File(String),
 }
 

@@ -64,16 +64,18 @@ pub fn decode(
     d: &mut Diagnostics,
     node: &Node,
     path: &str,
-    partitions: &PartitionSet,
+    partitions: Option<&PartitionSet>,
     task: &Node,
     task_path: &str,
 ) -> Option<SensorFeatureConfig> {
     let dated = match partitions {
-        PartitionSet::Daily { .. } => true,
-        PartitionSet::List { keys } => keys
+        // Invalid partitions were reported already; don't pile on.
+        None => true,
+        Some(PartitionSet::Daily { .. }) => true,
+        Some(PartitionSet::List { keys }) => keys
             .iter()
             .all(|k| chrono::NaiveDate::parse_from_str(k, "%Y-%m-%d").is_ok()),
-        _ => false,
+        Some(_) => false,
     };
     if !dated {
         let span = task.get("partitions").map(|p| p.span).unwrap_or(task.span);
