@@ -196,15 +196,28 @@ pub fn int(d: &mut Diagnostics, node: &Node, path: &str, min: i64, max: i64) -> 
         expected(d, node, path, &what);
         return None;
     };
-    if !(min..=max).contains(&value) {
-        d.error(
-            node.span,
-            path,
-            format!("{value} is out of range: expected {what}"),
-        );
-        return None;
+    in_range(d, node, path, value, min..=max, &what)
+}
+
+/// `value` if it lies in `range`, else an "out of range" error.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Option<T> {
+    // NaN is in no range, so `contains` rejects it too.
+    if range.contains(&value) {
+        return Some(value);
     }
-    Some(value)
+    d.error(
+        node.span,
+        path,
+        format!("{value} is out of range: expected {what}"),
+    );
+    None
 }
 
 /// A `u32` within `min..=max`.
@@ -233,15 +246,7 @@ pub fn float(d: &mut Diagnostics, node: &Node, path: &str, min: f64, max: f64) -
         expected(d, node, path, &what);
         return None;
     };
-    if !(min..=max).contains(&value) || value.is_nan() {
-        d.error(
-            node.span,
-            path,
-            format!("{value} is out of range: expected {what}"),
-        );
-        return None;
-    }
-    Some(value)
+    in_range(d, node, path, value, min..=max, &what)
 }
 
 /// `true` or `false`.

@@ -270,8 +270,7 @@ pub fn substitute_node(
 }
 
 /// Substitutes references in every scalar under `node` (keys are left as
-/// written). `config_path` marks the subtree where partition references are
-/// allowed.
+/// written); `scope` decides which namespaces are allowed.
 pub fn substitute_tree(
     d: &mut Diagnostics,
     node: &mut Node,
