@@ -13,3 +13,4 @@
 //!
 //! None of them exists yet; job specs are already validated and expanded by
 //! `drover-jobspecs`.
+pub mod state;

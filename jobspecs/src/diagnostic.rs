@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A position in the spec source. Lines and columns are 1-based, as editors
 /// show them; `offset` is a character offset used to draw the snippet.
@@ -54,7 +54,7 @@ impl Span {
 }
 
 /// How bad a diagnostic is. Only errors make a spec invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The spec is rejected.
@@ -64,7 +64,7 @@ pub enum Severity {
 }
 
 /// One problem in a spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     /// Whether this rejects the spec.
     pub severity: Severity,
@@ -75,14 +75,14 @@ pub struct Diagnostic {
     /// 1-based column.
     pub column: u32,
     /// Characters to underline; not serialised, it only shapes the snippet.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub width: u32,
     /// Dotted path of the offending node, e.g. `spec.tasks[1].dependsOn[0]`.
     pub path: String,
     /// What is wrong, in one sentence.
     pub message: String,
     /// How to fix it, when we can tell.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kinds::KindConfig;
 use crate::partitions::PartitionSet;
@@ -66,7 +66,7 @@ pub struct TaskSpec {
 }
 
 /// How failed attempts are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     /// Retries after the first attempt; 0 disables retries.
@@ -108,7 +108,7 @@ impl Default for RetryPolicy {
 }
 
 /// Backoff shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     /// Delay doubles each retry.
@@ -127,7 +127,7 @@ pub const DEFAULT_MAX_PARALLEL: u32 = 64;
 pub const DEFAULT_PRIORITY: u8 = 50;
 
 /// What one attempt needs from a worker slot; used for placement.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
     /// CPU cores.

@@ -6,7 +6,7 @@
 //! in O(1).
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::{self, Fields};
 use crate::diagnostic::Diagnostics;
@@ -20,7 +20,7 @@ pub const PARTITION_FIELDS: &[&str] = &["daily", "hourly", "list", "shards"];
 pub const RANGE_FIELDS: &[&str] = &["start", "end"];
 
 /// How a template fans out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PartitionSet {
     /// Not partitioned: one task.

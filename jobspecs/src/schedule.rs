@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::decode;
 use crate::diagnostic::Diagnostics;
@@ -29,7 +29,7 @@ pub const SCHEDULE_FIELDS: &[&str] = &["cron", "timezone", "catchup", "maxCatchu
 
 /// What to do with fire times missed while no leader was running the
 /// scheduler (an outage, or a schedule created with an old start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Catchup {
     /// Skip missed runs; only future fire times run.
@@ -52,7 +52,7 @@ impl Catchup {
 }
 
 /// What to do when a run is due while the previous run still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Overlap {
     /// Skip the new run (recorded as an event).
@@ -133,6 +133,14 @@ impl Schedule {
         cron.iter_after(after.with_timezone(&self.timezone))
             .take(n)
             .collect()
+    }
+
+    /// The latest fire time at or before `at`, if the pattern ever fired.
+    pub fn previous_fire_time(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = parse_cron(&self.cron).ok()?;
+        cron.find_previous_occurrence(&at.with_timezone(&self.timezone), true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 
     /// The first fire time strictly after `after`, if the pattern ever fires.

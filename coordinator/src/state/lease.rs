@@ -1,0 +1,492 @@
+//! The lease protocol: grants, heartbeats, completions, failures, releases
+//! and expiry, all fenced by per-grant tokens.
+//!
+//! **Architecture invariant:** a request about a task is honoured only if it
+//! carries the token of the task's latest grant and that grant is still
+//! live. Anything else is rejected and recorded as an event, so a worker
+//! that was paused past its lease can never commit over a newer attempt.
+
+use super::command::{Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection, TaskProgress};
+use super::events::{EventKind, ExpiryReason};
+use super::job::{Output, TaskRecord};
+use super::ready::SCAN_MAX;
+use super::types::{JobState, MANIFEST_BYTES_MAX, Manifest, TaskKey, TaskState, WorkerId};
+use super::workers::WorkerState;
+use super::{Applied, LEASE_BATCH_MAX, StateMachine, TASKS_PER_REQUEST_MAX};
+
+/// Longest failure message kept; the full text belongs in the task's log.
+const MESSAGE_MAX: usize = 2048;
+
+/// How a lease ended without a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AttemptEnd {
+    /// The worker reported a failure.
+    Failed { retryable: bool },
+    /// The lease or the timeout ran out.
+    Expired(ExpiryReason),
+}
+
+impl StateMachine {
+    pub(super) fn lease(&mut self, worker_id: &WorkerId, max_tasks: u32) -> Applied {
+        let now = self.core.now_ms;
+        let worker = self
+            .core
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| Rejection::UnknownWorker(worker_id.clone()))?;
+        worker.last_seen_ms = now;
+        if worker.state == WorkerState::Lost {
+            worker.state = WorkerState::Alive;
+        }
+        if worker.state == WorkerState::Draining {
+            return Ok(Outcome::Leased(Vec::new()));
+        }
+        let worker = worker.clone();
+        let want = max_tasks.min(LEASE_BATCH_MAX) as usize;
+        let mut grants = Vec::with_capacity(want);
+        let mut scanned = 0usize;
+        while grants.len() < want {
+            // The order changes with every grant (fair share), so look again.
+            let mut chosen = None;
+            'search: for job_id in self.idx.ready.in_order() {
+                let Some(job) = self.core.jobs.get(&job_id) else {
+                    continue;
+                };
+                for t in self.idx.ready.templates(job_id) {
+                    scanned += 1;
+                    if scanned > SCAN_MAX {
+                        break 'search;
+                    }
+                    if worker.can_run(&job.templates[t as usize].def) {
+                        chosen = Some((job_id, t));
+                        break 'search;
+                    }
+                }
+            }
+            let Some((job_id, t)) = chosen else {
+                break;
+            };
+            grants.push(self.grant(job_id, t, worker_id));
+        }
+        Ok(Outcome::Leased(grants))
+    }
+
+    /// Grants one partition of template `t`: a requeued retry first, else
+    /// the next partition that never ran.
+    fn grant(&mut self, job_id: super::JobId, t: u32, worker_id: &WorkerId) -> Grant {
+        let now = self.core.now_ms;
+        let ttl = self.core.config.lease_ttl_ms as i64;
+        let token = self.core.next_token;
+        self.core.next_token += 1;
+        let job = self
+            .core
+            .jobs
+            .get_mut(&job_id)
+            .expect("the ready index only holds live jobs");
+        let template = &mut job.templates[t as usize];
+        let timeout_ms = template.def.timeout_ms;
+        let (partition, attempt) = match template.requeued.pop_first() {
+            Some(p) => (p, template.tasks.get(&p).map_or(1, |r| r.attempt)),
+            None => {
+                let p = template.cursor;
+                template.cursor += 1;
+                (p, 1)
+            }
+        };
+        let record = TaskRecord {
+            state: TaskState::Leased,
+            attempt,
+            token,
+            worker: Some(worker_id.clone()),
+            lease_deadline_ms: now + ttl,
+            timeout_deadline_ms: now.saturating_add(timeout_ms as i64),
+            ready_at_ms: 0,
+            progress_permille: 0,
+            last_error: template
+                .tasks
+                .get(&partition)
+                .and_then(|r| r.last_error.clone()),
+        };
+        let expires = record.expires_at_ms();
+        template.tasks.insert(partition, record);
+        let partition_key = template.def.partitions.key(partition).unwrap_or_default();
+        let count = template.def.count;
+        let config_json =
+            resolve_config(&template.def.config_json, &partition_key, partition, count);
+        let grant_template = template.def.id.clone();
+        let kind = template.def.kind.clone();
+        job.shift(t, TaskState::Ready, TaskState::Leased, 1);
+        if job.state == JobState::Pending {
+            job.state = JobState::Running;
+            job.started_ms = Some(now);
+        }
+        let namespace = job.namespace.clone();
+        let job_name = job.name.clone();
+        let key = TaskKey {
+            job: job_id,
+            template: t,
+            partition,
+        };
+        self.idx.deadlines.insert((expires, key));
+        self.idx
+            .worker_tasks
+            .entry(worker_id.clone())
+            .or_default()
+            .insert(key);
+        self.idx.ready.add_running(&namespace, 1);
+        self.event(
+            job_id,
+            EventKind::Leased {
+                task: key,
+                worker: worker_id.clone(),
+                token,
+                attempt,
+            },
+        );
+        self.refresh_template(job_id, t);
+        self.refresh_job(job_id);
+        Grant {
+            task: key,
+            namespace,
+            job_name,
+            template: grant_template,
+            kind,
+            partition_key,
+            config_json,
+            attempt,
+            token,
+            lease_deadline_ms: now + ttl,
+            timeout_ms,
+        }
+    }
+
+    pub(super) fn heartbeat(&mut self, worker_id: &WorkerId, tasks: &[TaskProgress]) -> Applied {
+        if tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a heartbeat names at most {TASKS_PER_REQUEST_MAX} tasks"
+            )));
+        }
+        let now = self.core.now_ms;
+        let ttl = self.core.config.lease_ttl_ms as i64;
+        let worker = self
+            .core
+            .workers
+            .get_mut(worker_id)
+            .ok_or_else(|| Rejection::UnknownWorker(worker_id.clone()))?;
+        worker.last_seen_ms = now;
+        if worker.state == WorkerState::Lost {
+            worker.state = WorkerState::Alive;
+        }
+        let drain = worker.state == WorkerState::Draining;
+        let mut replies = Vec::with_capacity(tasks.len());
+        for progress in tasks {
+            let status = self.heartbeat_one(worker_id, progress, now, ttl);
+            replies.push((progress.task, status));
+        }
+        Ok(Outcome::Heartbeat(HeartbeatReply {
+            tasks: replies,
+            drain,
+        }))
+    }
+
+    fn heartbeat_one(
+        &mut self,
+        worker_id: &WorkerId,
+        progress: &TaskProgress,
+        now: i64,
+        ttl: i64,
+    ) -> HeartbeatStatus {
+        let key = progress.task;
+        let Some(job) = self.core.jobs.get_mut(&key.job) else {
+            return HeartbeatStatus::LeaseLost;
+        };
+        let cancelled = job.state == JobState::Cancelled;
+        let record = job
+            .templates
+            .get_mut(key.template as usize)
+            .and_then(|t| t.tasks.get_mut(&key.partition));
+        match record {
+            Some(r) if r.token == progress.token && r.state == TaskState::Leased => {
+                self.idx.deadlines.remove(&(r.expires_at_ms(), key));
+                r.lease_deadline_ms = now + ttl;
+                r.progress_permille = progress.progress_permille.min(1000);
+                self.idx.deadlines.insert((r.expires_at_ms(), key));
+                HeartbeatStatus::Ok {
+                    lease_deadline_ms: r.lease_deadline_ms,
+                }
+            }
+            Some(r) if r.token == progress.token && r.state == TaskState::Cancelled => {
+                HeartbeatStatus::JobCancelled
+            }
+            _ if cancelled => HeartbeatStatus::JobCancelled,
+            _ => {
+                self.stale(key, progress.token, "heartbeat", worker_id);
+                HeartbeatStatus::LeaseLost
+            }
+        }
+    }
+
+    /// Records a rejected request about `key` made with `token`.
+    fn stale(&mut self, key: TaskKey, token: u64, action: &str, worker_id: &WorkerId) {
+        self.event(
+            key.job,
+            EventKind::StaleRejected {
+                task: key,
+                token,
+                action: action.to_owned(),
+                worker: worker_id.clone(),
+            },
+        );
+    }
+
+    /// Checks that `token` holds a live lease on `key`. On failure, records
+    /// the rejection and says why.
+    fn check_lease(
+        &mut self,
+        key: TaskKey,
+        token: u64,
+        action: &str,
+        worker_id: &WorkerId,
+    ) -> Result<(), Rejection> {
+        let job = self
+            .core
+            .jobs
+            .get(&key.job)
+            .ok_or(Rejection::UnknownJob(key.job))?;
+        let template = job
+            .templates
+            .get(key.template as usize)
+            .filter(|t| key.partition < t.def.count)
+            .ok_or(Rejection::UnknownTask(key))?;
+        let verdict = match template.tasks.get(&key.partition) {
+            Some(r) if r.token == token && r.state == TaskState::Leased => Ok(()),
+            Some(r) if r.token == token => Err(Rejection::LeaseLost {
+                task: key,
+                reason: match r.state {
+                    TaskState::Cancelled => "the job was cancelled".to_owned(),
+                    state => format!("the lease ended; the task is {}", state.as_str()),
+                },
+            }),
+            Some(r) => Err(Rejection::StaleToken {
+                task: key,
+                presented: token,
+                current: r.token,
+            }),
+            None => Err(Rejection::StaleToken {
+                task: key,
+                presented: token,
+                current: template.outputs.get(&key.partition).map_or(0, |o| o.token),
+            }),
+        };
+        if verdict.is_err() {
+            self.stale(key, token, action, worker_id);
+        }
+        verdict
+    }
+
+    pub(super) fn complete(
+        &mut self,
+        worker_id: &WorkerId,
+        key: TaskKey,
+        token: u64,
+        manifest: &Manifest,
+        skipped: bool,
+    ) -> Applied {
+        if manifest.weight() > MANIFEST_BYTES_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "the manifest is {} bytes; the limit is {MANIFEST_BYTES_MAX}",
+                manifest.weight()
+            )));
+        }
+        // A repeat of the accepted completion (the reply was lost) is
+        // answered as a success, without a second effect.
+        if let Some(job) = self.core.jobs.get(&key.job)
+            && let Some(template) = job.templates.get(key.template as usize)
+            && !template.tasks.contains_key(&key.partition)
+            && template
+                .outputs
+                .get(&key.partition)
+                .is_some_and(|o| o.token == token)
+        {
+            return Ok(Outcome::Completed { duplicate: true });
+        }
+        self.check_lease(key, token, "complete", worker_id)?;
+        let record = self.end_lease(key);
+        let job = self.core.jobs.get_mut(&key.job).expect("checked above");
+        let template = &mut job.templates[key.template as usize];
+        template.tasks.remove(&key.partition);
+        let manifest = (*manifest != Manifest::default()).then(|| Box::new(manifest.clone()));
+        template.outputs.insert(
+            key.partition,
+            Output {
+                manifest,
+                token,
+                skipped,
+            },
+        );
+        let to = if skipped {
+            TaskState::Skipped
+        } else {
+            TaskState::Succeeded
+        };
+        job.shift(key.template, TaskState::Leased, to, 1);
+        let _ = record;
+        self.event(key.job, EventKind::Completed { task: key, token });
+        self.after_task_finished(key.job, key.template);
+        Ok(Outcome::Completed { duplicate: false })
+    }
+
+    pub(super) fn fail(
+        &mut self,
+        worker_id: &WorkerId,
+        key: TaskKey,
+        token: u64,
+        retryable: bool,
+        message: &str,
+    ) -> Applied {
+        self.check_lease(key, token, "fail", worker_id)?;
+        let retry_at_ms = self.end_attempt(key, AttemptEnd::Failed { retryable }, message);
+        Ok(Outcome::FailRecorded { retry_at_ms })
+    }
+
+    pub(super) fn release(&mut self, worker_id: &WorkerId, tasks: &[(TaskKey, u64)]) -> Applied {
+        if tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a release names at most {TASKS_PER_REQUEST_MAX} tasks"
+            )));
+        }
+        let mut released = 0u32;
+        for &(key, token) in tasks {
+            if self.check_lease(key, token, "release", worker_id).is_err() {
+                continue;
+            }
+            self.requeue_leased(key);
+            self.event(key.job, EventKind::Released { task: key, token });
+            released += 1;
+        }
+        Ok(Outcome::Released { released })
+    }
+
+    /// Puts a leased task back in the queue at once without counting the
+    /// attempt (drain, deregistration).
+    pub(super) fn requeue_leased(&mut self, key: TaskKey) {
+        self.end_lease(key);
+        let Some(job) = self.core.jobs.get_mut(&key.job) else {
+            return;
+        };
+        let template = &mut job.templates[key.template as usize];
+        if let Some(record) = template.tasks.get_mut(&key.partition) {
+            record.state = TaskState::Ready;
+            record.worker = None;
+        }
+        template.requeued.insert(key.partition);
+        job.shift(key.template, TaskState::Leased, TaskState::Ready, 1);
+        self.refresh_template(key.job, key.template);
+        self.refresh_job(key.job);
+    }
+
+    /// Removes a live lease from the indexes and frees its slot; the record
+    /// itself is left for the caller to change.
+    fn end_lease(&mut self, key: TaskKey) -> Option<TaskRecord> {
+        let job = self.core.jobs.get_mut(&key.job)?;
+        let namespace = job.namespace.clone();
+        let record = job
+            .templates
+            .get_mut(key.template as usize)?
+            .tasks
+            .get(&key.partition)?
+            .clone();
+        self.idx.deadlines.remove(&(record.expires_at_ms(), key));
+        if let Some(w) = &record.worker
+            && let Some(set) = self.idx.worker_tasks.get_mut(w)
+        {
+            set.remove(&key);
+            if set.is_empty() {
+                self.idx.worker_tasks.remove(w);
+            }
+        }
+        self.idx.ready.add_running(&namespace, -1);
+        Some(record)
+    }
+
+    /// Ends a leased attempt that did not complete: schedules a retry with
+    /// backoff, or fails the task for good. Returns the retry time.
+    pub(super) fn end_attempt(
+        &mut self,
+        key: TaskKey,
+        end: AttemptEnd,
+        message: &str,
+    ) -> Option<i64> {
+        let now = self.core.now_ms;
+        let record = self.end_lease(key)?;
+        let job = self.core.jobs.get_mut(&key.job)?;
+        let template = &mut job.templates[key.template as usize];
+        let policy = template.def.retries;
+        let retryable = match end {
+            AttemptEnd::Failed { retryable } => retryable,
+            AttemptEnd::Expired(_) => true,
+        };
+        // Attempt n failing leaves n - 1 retries used; `max` retries allowed.
+        let retry = retryable && record.attempt <= policy.max;
+        let message: String = message.chars().take(MESSAGE_MAX).collect();
+        let entry = template.tasks.get_mut(&key.partition)?;
+        entry.worker = None;
+        entry.last_error = Some(message.clone());
+        let retry_at_ms = if retry {
+            let at = now.saturating_add(policy.delay_ms(record.attempt) as i64);
+            entry.attempt = record.attempt + 1;
+            entry.ready_at_ms = at;
+            if at <= now {
+                entry.state = TaskState::Ready;
+                template.requeued.insert(key.partition);
+                job.shift(key.template, TaskState::Leased, TaskState::Ready, 1);
+            } else {
+                entry.state = TaskState::Backoff;
+                self.idx.backoff.insert((at, key));
+                job.shift(key.template, TaskState::Leased, TaskState::Backoff, 1);
+            }
+            Some(at)
+        } else {
+            entry.state = TaskState::Failed;
+            job.shift(key.template, TaskState::Leased, TaskState::Failed, 1);
+            None
+        };
+        let event = match end {
+            AttemptEnd::Failed { .. } => EventKind::Failed {
+                task: key,
+                token: record.token,
+                message,
+                retry_at_ms,
+            },
+            AttemptEnd::Expired(reason) => EventKind::Expired {
+                task: key,
+                token: record.token,
+                reason,
+                retry_at_ms,
+            },
+        };
+        self.event(key.job, event);
+        if retry_at_ms.is_none() {
+            self.fail_downstream(key.job, key.template);
+            self.after_task_finished(key.job, key.template);
+        } else {
+            self.refresh_template(key.job, key.template);
+            self.refresh_job(key.job);
+        }
+        retry_at_ms
+    }
+}
+
+/// The template's config for one partition: `${partition.*}` resolved.
+fn resolve_config(config_json: &str, key: &str, index: u64, count: u64) -> String {
+    if !config_json.contains("${") {
+        return config_json.to_owned();
+    }
+    match serde_json::from_str::<serde_json::Value>(config_json) {
+        Ok(mut value) => {
+            drover_jobspecs::interpolate::resolve_partition_refs(&mut value, key, index, count);
+            value.to_string()
+        }
+        Err(_) => config_json.to_owned(),
+    }
+}

@@ -1,0 +1,331 @@
+//! The scheduler's state machine: a pure function from (state, log entry) to
+//! (state, outcomes).
+//!
+//! **Architecture invariant:** nothing here does IO, reads a clock or draws a
+//! random number, and no result depends on the iteration order of a hash
+//! map. Time arrives with each [`LogEntry`], stamped by the leader. Two
+//! replicas that apply the same log end in byte-identical state (compare
+//! [`StateMachine::snapshot`]).
+//!
+//! # Layout
+//!
+//! - [`types`]: ids, states, settings, manifests.
+//! - [`command`]: commands, outcomes and rejections.
+//! - [`job`]: a job's record; templates hold a cursor instead of per-task
+//!   records, so partitions are materialised only when they run.
+//! - [`events`]: each job's bounded audit trail.
+//! - [`ready`]: the lease order (priority, fair share, FIFO).
+//! - `lifecycle`: submit, cancel, retry, job completion, collection.
+//! - `lease`: lease, heartbeat, complete, fail, release, expiry.
+//! - `workers`: register, deregister, drain.
+//! - [`schedule`]: cron schedules and their runs.
+//! - `tick`: the passage of time.
+//! - [`explain`]: why a task is pending.
+//! - [`snapshot`]: the versioned byte format of the whole state.
+//!
+//! The replicated part of the state is [`Core`]; [`Indexes`] are derived from
+//! it (ready queues, deadlines) and rebuilt whenever a state is restored.
+
+pub mod command;
+pub mod events;
+pub mod explain;
+mod invariants;
+pub mod job;
+pub mod ready;
+pub mod schedule;
+pub mod snapshot;
+pub mod types;
+
+mod lease;
+mod lifecycle;
+mod tick;
+mod workers;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{
+    Command, Grant, HeartbeatReply, HeartbeatStatus, LogEntry, Outcome, Rejection, SubmitJob,
+    Submitted, TaskProgress, TickReport,
+};
+pub use job::{Counts, Job, Template, TemplateStatus};
+pub use types::{Config, JobId, JobState, Manifest, ScheduleId, TaskKey, TaskState, WorkerId};
+pub use workers::{Worker, WorkerState};
+
+use ready::ReadyIndex;
+use schedule::Schedule;
+
+/// The replicated state: everything a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Core {
+    /// Settings.
+    pub config: Config,
+    /// The latest time applied; time never goes backwards.
+    pub now_ms: i64,
+    /// Next job id.
+    pub next_job: u64,
+    /// Next schedule id.
+    pub next_schedule: u64,
+    /// Next fencing token. One counter for all tasks makes tokens strictly
+    /// increase per task, and unique across the cluster.
+    pub next_token: u64,
+    /// Next worker registration epoch.
+    pub next_epoch: u64,
+    /// Live and recently finished jobs.
+    pub jobs: BTreeMap<JobId, Job>,
+    /// Registered workers.
+    pub workers: BTreeMap<WorkerId, Worker>,
+    /// Recurring schedules.
+    pub schedules: BTreeMap<ScheduleId, Schedule>,
+    /// (namespace, idempotency key) -> what it submitted, and the spec hash.
+    pub idempotency: BTreeMap<(String, String), (Submitted, String)>,
+}
+
+/// Indexes derived from [`Core`]; never serialised.
+#[derive(Debug, Clone, Default)]
+pub struct Indexes {
+    /// Lease order.
+    pub ready: ReadyIndex,
+    /// Leased tasks by the instant their lease or timeout ends.
+    pub deadlines: BTreeSet<(i64, TaskKey)>,
+    /// Tasks in backoff by the instant they become ready.
+    pub backoff: BTreeSet<(i64, TaskKey)>,
+    /// Schedules by their next fire time.
+    pub schedule_due: BTreeSet<(i64, ScheduleId)>,
+    /// Finished jobs by finish time, for collection.
+    pub finished: BTreeSet<(i64, JobId)>,
+    /// Leases held per worker.
+    pub worker_tasks: BTreeMap<WorkerId, BTreeSet<TaskKey>>,
+}
+
+/// Most tasks one lease command grants.
+pub const LEASE_BATCH_MAX: u32 = 1000;
+
+/// Most tasks one heartbeat or release may name.
+pub const TASKS_PER_REQUEST_MAX: usize = 10_000;
+
+/// Most items of each kind (expiries, backoffs, fires, collections) one tick
+/// processes; the rest wait for the next tick, which bounds an entry's apply
+/// time after a long outage.
+pub const TICK_WORK_MAX: usize = 100_000;
+
+/// The state machine.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    core: Core,
+    idx: Indexes,
+}
+
+/// A command's result.
+pub type Applied = Result<Outcome, Rejection>;
+
+impl StateMachine {
+    /// An empty state with these settings.
+    pub fn new(config: Config) -> Self {
+        let idx = Indexes {
+            ready: ReadyIndex::new(config.namespace_weights.clone()),
+            ..Indexes::default()
+        };
+        Self {
+            core: Core {
+                config,
+                now_ms: 0,
+                next_job: 1,
+                next_schedule: 1,
+                next_token: 1,
+                next_epoch: 1,
+                jobs: BTreeMap::new(),
+                workers: BTreeMap::new(),
+                schedules: BTreeMap::new(),
+                idempotency: BTreeMap::new(),
+            },
+            idx,
+        }
+    }
+
+    /// Rebuilds a state machine from its replicated core.
+    pub fn from_core(core: Core) -> Self {
+        let mut sm = Self {
+            idx: Indexes {
+                ready: ReadyIndex::new(core.config.namespace_weights.clone()),
+                ..Indexes::default()
+            },
+            core,
+        };
+        sm.rebuild_indexes();
+        sm
+    }
+
+    /// The replicated state.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The derived indexes (read-only, for metrics and tests).
+    pub fn indexes(&self) -> &Indexes {
+        &self.idx
+    }
+
+    /// Applies one log entry; one result per command, in order.
+    pub fn apply(&mut self, entry: &LogEntry) -> Vec<Applied> {
+        // A new leader's clock may lag the old one's: never go backwards, so
+        // deadlines already passed stay passed.
+        self.core.now_ms = self.core.now_ms.max(entry.now_ms);
+        entry.commands.iter().map(|c| self.apply_one(c)).collect()
+    }
+
+    fn apply_one(&mut self, command: &Command) -> Applied {
+        match command {
+            Command::SubmitJob(submit) => self.submit(submit),
+            Command::CancelJob { job, reason } => self.cancel(*job, reason),
+            Command::RetryJob { job } => self.retry(*job),
+            Command::RegisterWorker {
+                worker,
+                slots,
+                labels,
+                kinds,
+            } => self.register_worker(worker, *slots, labels, kinds),
+            Command::DeregisterWorker { worker } => self.deregister_worker(worker),
+            Command::DrainWorker { worker } => self.drain_worker(worker),
+            Command::Lease { worker, max_tasks } => self.lease(worker, *max_tasks),
+            Command::Heartbeat { worker, tasks } => self.heartbeat(worker, tasks),
+            Command::Complete {
+                worker,
+                task,
+                token,
+                manifest,
+                skipped,
+            } => self.complete(worker, *task, *token, manifest, *skipped),
+            Command::Fail {
+                worker,
+                task,
+                token,
+                retryable,
+                message,
+            } => self.fail(worker, *task, *token, *retryable, message),
+            Command::Release { worker, tasks } => self.release(worker, tasks),
+            Command::CancelSchedule { schedule, reason } => self.cancel_schedule(*schedule, reason),
+            Command::Tick => Ok(Outcome::Ticked(self.tick())),
+            Command::SetNamespaceWeight { namespace, weight } => {
+                let weight = (*weight).max(1);
+                self.core
+                    .config
+                    .namespace_weights
+                    .insert(namespace.clone(), weight);
+                self.idx.ready.set_weight(namespace, weight);
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    /// The current replicated time.
+    pub fn now_ms(&self) -> i64 {
+        self.core.now_ms
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.core.jobs.get(&id)
+    }
+
+    /// Updates the ready index for one template of a job.
+    fn refresh_template(&mut self, job_id: JobId, t: u32) {
+        let Some(job) = self.core.jobs.get(&job_id) else {
+            return;
+        };
+        let Some(template) = job.templates.get(t as usize) else {
+            return;
+        };
+        let below_cap = template
+            .def
+            .max_parallel
+            .is_none_or(|cap| template.counts.leased < u64::from(cap));
+        let leasable = !job.state.is_terminal() && template.has_leasable() && below_cap;
+        self.idx.ready.set_template(job_id, t, leasable);
+    }
+
+    /// Puts the job in the lease order, or takes it out.
+    fn refresh_job(&mut self, job_id: JobId) {
+        let Some(job) = self.core.jobs.get(&job_id) else {
+            self.idx.ready.forget_job(job_id);
+            return;
+        };
+        if !job.state.is_terminal()
+            && job.below_max_parallel()
+            && self.idx.ready.has_templates(job_id)
+        {
+            self.idx
+                .ready
+                .insert_job(job_id, job.priority, &job.namespace, job.submit_seq);
+        } else {
+            self.idx.ready.remove_job(job_id);
+        }
+    }
+
+    /// Rebuilds every index from the core (after restore).
+    fn rebuild_indexes(&mut self) {
+        let mut ready = ReadyIndex::new(self.core.config.namespace_weights.clone());
+        let mut idx = Indexes::default();
+        for (id, job) in &self.core.jobs {
+            if job.state.is_terminal() {
+                if let Some(at) = job.finished_ms {
+                    idx.finished.insert((at, *id));
+                }
+            } else {
+                ready.add_running(&job.namespace, job.counts.leased as i64);
+            }
+            for (t, template) in job.templates.iter().enumerate() {
+                for (p, record) in &template.tasks {
+                    let key = TaskKey {
+                        job: *id,
+                        template: t as u32,
+                        partition: *p,
+                    };
+                    match record.state {
+                        TaskState::Leased => {
+                            idx.deadlines.insert((record.expires_at_ms(), key));
+                            if let Some(w) = &record.worker {
+                                idx.worker_tasks.entry(w.clone()).or_default().insert(key);
+                            }
+                        }
+                        TaskState::Backoff => {
+                            idx.backoff.insert((record.ready_at_ms, key));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (id, schedule) in &self.core.schedules {
+            if let Some(at) = schedule.next_fire_ms
+                && schedule.active
+            {
+                idx.schedule_due.insert((at, *id));
+            }
+        }
+        idx.ready = ready;
+        self.idx = idx;
+        let jobs: Vec<(JobId, usize)> = self
+            .core
+            .jobs
+            .iter()
+            .map(|(id, job)| (*id, job.templates.len()))
+            .collect();
+        for (id, templates) in jobs {
+            for t in 0..templates {
+                self.refresh_template(id, t as u32);
+            }
+            self.refresh_job(id);
+        }
+    }
+
+    /// Appends an event to a job's trail.
+    fn event(&mut self, job_id: JobId, kind: events::EventKind) {
+        let max = self.core.config.events_per_job_max;
+        let now = self.core.now_ms;
+        if let Some(job) = self.core.jobs.get_mut(&job_id) {
+            job.events.push(now, kind, max);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Identifiers, states and settings shared by the state machine's modules.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A job's id: a sequence number assigned at submit, shown as `j42`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "j{}", self.0)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix('j')
+            .and_then(|n| n.parse().ok())
+            .map(JobId)
+            .ok_or_else(|| IdError(format!("`{s}` is not a job id (like j42)")))
+    }
+}
+
+/// A schedule's id, shown as `s7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScheduleId(pub u64);
+
+impl fmt::Display for ScheduleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// One task: a partition of a template of a job. Tasks have no record of
+/// their own until they first run (DESIGN invariant 6), so the key is the
+/// identity, shown as `j42/3/1999`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskKey {
+    /// The job.
+    pub job: JobId,
+    /// Index of the template in the job's graph.
+    pub template: u32,
+    /// Index of the partition in the template.
+    pub partition: u64,
+}
+
+impl fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.job, self.template, self.partition)
+    }
+}
+
+impl std::str::FromStr for TaskKey {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || IdError(format!("`{s}` is not a task id (like j42/0/17)"));
+        let mut parts = s.split('/');
+        let job = parts.next().ok_or_else(err)?.parse().map_err(|_| err())?;
+        let template = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let partition = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(TaskKey {
+            job,
+            template,
+            partition,
+        })
+    }
+}
+
+/// A malformed id in a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IdError(pub String);
+
+/// Workers name themselves (hostname plus a random suffix, or the cloud
+/// instance id), so a restarted worker is a new worker.
+pub type WorkerId = String;
+
+/// A job's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted; no task has been leased yet.
+    Pending,
+    /// At least one task has been leased.
+    Running,
+    /// Every task succeeded (or was skipped).
+    Succeeded,
+    /// Every task is finished and at least one failed permanently.
+    Failed,
+    /// Cancelled by a user or replaced by a newer scheduled run.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job can still change.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    /// Lowercase name, as the CLI and events show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A task's state as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for upstream templates.
+    Blocked,
+    /// Can be leased now.
+    Ready,
+    /// Waiting out a retry delay.
+    Backoff,
+    /// Leased to a worker.
+    Leased,
+    /// Completed; its output manifest is canonical.
+    Succeeded,
+    /// Failed permanently (or an upstream did).
+    Failed,
+    /// Its job was cancelled.
+    Cancelled,
+    /// Not run because an identical output already existed.
+    Skipped,
+}
+
+impl TaskState {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Blocked => "blocked",
+            TaskState::Ready => "ready",
+            TaskState::Backoff => "backoff",
+            TaskState::Leased => "leased",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Skipped => "skipped",
+        }
+    }
+}
+
+/// Settings of the state machine. They are part of the replicated state (set
+/// at cluster creation and changed only through commands), so every replica
+/// decides with the same numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl_ms: u64,
+    /// How often workers are told to heartbeat; well under the TTL so one
+    /// lost heartbeat does not lose a lease.
+    pub heartbeat_interval_ms: u64,
+    /// How long finished jobs are kept before garbage collection.
+    pub retention_ms: u64,
+    /// Events kept per job; older ones are dropped first.
+    pub events_per_job_max: usize,
+    /// A scheduled fire time processed within this long of its time counts
+    /// as on time, not missed (`catchup: none` still runs it).
+    pub schedule_grace_ms: u64,
+    /// Fair-share weight per namespace; absent namespaces weigh
+    /// [`DEFAULT_NAMESPACE_WEIGHT`].
+    pub namespace_weights: BTreeMap<String, u32>,
+    /// Workers not heard from for this long are marked lost.
+    pub worker_timeout_ms: u64,
+}
+
+/// Weight of a namespace with no configured weight.
+pub const DEFAULT_NAMESPACE_WEIGHT: u32 = 1;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 30_000,
+            heartbeat_interval_ms: 5_000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            events_per_job_max: 10_000,
+            schedule_grace_ms: 60_000,
+            namespace_weights: BTreeMap::new(),
+            worker_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// One file of a task's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OutputFile {
+    /// Path relative to the attempt's output prefix.
+    pub path: String,
+    /// Rows, where the format has rows.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// What an accepted completion reports; the only canonical output of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// Where the attempt wrote (attempt-scoped prefix).
+    pub prefix: String,
+    /// The files.
+    pub files: Vec<OutputFile>,
+    /// Arrow schema as JSON, when tabular.
+    pub schema_json: String,
+    /// Version of the code that produced it.
+    pub code_version: String,
+    /// Fingerprint of the inputs, for memoisation.
+    pub input_fingerprint: String,
+}
+
+impl Manifest {
+    /// Bytes this manifest takes in memory, roughly; bounds what a
+    /// completion may carry.
+    pub fn weight(&self) -> usize {
+        self.prefix.len()
+            + self.schema_json.len()
+            + self.code_version.len()
+            + self.input_fingerprint.len()
+            + self
+                .files
+                .iter()
+                .map(|f| f.path.len() + f.sha256.len() + 16)
+                .sum::<usize>()
+    }
+}
+
+/// Largest manifest a completion may carry; bigger outputs list their files
+/// in an object-store index instead.
+pub const MANIFEST_BYTES_MAX: usize = 64 * 1024;
