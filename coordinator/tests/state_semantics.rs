@@ -618,9 +618,10 @@ fn progress_counts_are_exact_for_a_million_partitions_without_records() {
 
 #[test]
 fn finished_jobs_are_collected_after_retention() {
-    let mut config = Config::default();
-    config.retention_ms = 3_600_000;
-    let mut h = H::with(config);
+    let mut h = H::with(Config {
+        retention_ms: 3_600_000,
+        ..Config::default()
+    });
     let yaml = spec("gc", "", "    - {name: a, kind: noop}\n");
     let job = match h.submit_with_key(&yaml, Some("once")).unwrap() {
         Outcome::Submitted {

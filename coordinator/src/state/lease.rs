@@ -128,11 +128,17 @@ impl StateMachine {
             partition,
         };
         self.idx.deadlines.insert((expires, key));
-        self.idx
-            .worker_tasks
-            .entry(worker_id.clone())
-            .or_default()
-            .insert(key);
+        // Look up before inserting so the common case clones no id.
+        match self.idx.worker_tasks.get_mut(worker_id) {
+            Some(held) => {
+                held.insert(key);
+            }
+            None => {
+                self.idx
+                    .worker_tasks
+                    .insert(worker_id.clone(), [key].into_iter().collect());
+            }
+        }
         self.idx.ready.add_running(&namespace, 1);
         self.event(
             job_id,

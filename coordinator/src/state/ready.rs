@@ -147,14 +147,18 @@ impl ReadyIndex {
 
     /// Puts the job in the index (or leaves it there).
     pub fn insert_job(&mut self, job: JobId, priority: u8, namespace: &str, submit_seq: u64) {
+        // Called after every grant and completion: compare before building
+        // anything, so the common "already there" case allocates nothing.
+        if self.members.get(&job).is_some_and(|m| {
+            m.priority == priority && m.submit_seq == submit_seq && m.namespace == namespace
+        }) {
+            return;
+        }
         let membership = Membership {
             priority,
             namespace: namespace.to_owned(),
             submit_seq,
         };
-        if self.members.get(&job) == Some(&membership) {
-            return;
-        }
         self.remove_job(job);
         let key = self.share_key(namespace);
         let level = self.levels.entry(Reverse(priority)).or_default();

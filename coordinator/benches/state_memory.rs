@@ -1,0 +1,121 @@
+//! Memory per task, measured with a counting allocator: bytes held by the
+//! state machine per never-run partition, per leased (materialised) task and
+//! per completed task, plus snapshot bytes per leased task.
+//!
+//! Run: `cargo bench -p drover-coordinator --bench state_memory`.
+
+// A global allocator can only be written with `unsafe`; it only counts.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use drover_coordinator::state::{
+    Command, Config, LogEntry, Manifest, Outcome, StateMachine, SubmitJob,
+};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn main() {
+    const PARTITIONS: u64 = 1_000_000;
+    const LEASED: u32 = 100_000;
+    let now = 1_780_272_000_000i64;
+    let mut sm = StateMachine::new(Config::default());
+    sm.apply(&LogEntry {
+        now_ms: now,
+        commands: vec![Command::RegisterWorker {
+            worker: "w".into(),
+            slots: 4096,
+            labels: Default::default(),
+            kinds: vec![],
+        }],
+    });
+    let before_submit = live();
+    sm.apply(&LogEntry {
+        now_ms: now,
+        commands: vec![Command::SubmitJob(SubmitJob {
+            file: "m.yaml".into(),
+            spec_yaml: format!("apiVersion: drover/v1\nkind: Job\nmetadata: {{name: m}}\nspec:\n  maxParallel: 1000000\n  tasks:\n    - {{name: a, kind: noop, partitions: {{shards: {PARTITIONS}}}}}\n"),
+            params: vec![],
+            idempotency_key: None,
+        })],
+    });
+    let after_submit = live();
+    let mut grants = Vec::new();
+    while grants.len() < LEASED as usize {
+        let out = sm.apply(&LogEntry {
+            now_ms: now,
+            commands: vec![Command::Lease {
+                worker: "w".into(),
+                max_tasks: 1000,
+            }],
+        });
+        if let Ok(Outcome::Leased(g)) = out.into_iter().next().unwrap() {
+            grants.extend(g);
+        }
+    }
+    // Grants are the worker's copy, not the state's: measure without them.
+    let grants_bytes: Vec<_> = grants.iter().map(|g| (g.task, g.token)).collect();
+    drop(grants);
+    let after_lease = live();
+    let snapshot_len = sm.snapshot().len();
+    for chunk in grants_bytes.chunks(1000) {
+        let completes = chunk
+            .iter()
+            .map(|(task, token)| Command::Complete {
+                worker: "w".into(),
+                task: *task,
+                token: *token,
+                manifest: Manifest::default(),
+                skipped: false,
+            })
+            .collect();
+        sm.apply(&LogEntry {
+            now_ms: now,
+            commands: completes,
+        });
+    }
+    let after_complete = live();
+    let per = |bytes: isize, n: u64| bytes as f64 / n as f64;
+    println!("partitions submitted: {PARTITIONS}");
+    println!(
+        "bytes per never-run partition: {:.3} (whole job record {} bytes)",
+        per(after_submit - before_submit, PARTITIONS),
+        after_submit - before_submit
+    );
+    println!(
+        "bytes per leased (materialised) task: {:.1}",
+        per(after_lease - after_submit, u64::from(LEASED))
+    );
+    println!(
+        "bytes per completed task (output record): {:.1}",
+        per(after_complete - after_submit, u64::from(LEASED))
+    );
+    println!(
+        "snapshot bytes per leased task: {:.1}",
+        snapshot_len as f64 / f64::from(LEASED)
+    );
+}
