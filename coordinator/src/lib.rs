@@ -14,3 +14,4 @@
 //! None of them exists yet; job specs are already validated and expanded by
 //! `drover-jobspecs`.
 pub mod state;
+pub mod storage;

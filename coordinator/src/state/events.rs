@@ -123,6 +123,15 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// Rebuilds a log from stored events (oldest first) and the sequence
+    /// number of the newest event ever appended.
+    pub fn from_parts(events: VecDeque<Event>, last_seq: u64) -> Self {
+        Self {
+            events,
+            next_seq: last_seq,
+        }
+    }
+
     /// Appends an event, dropping the oldest past `max`.
     pub fn push(&mut self, at_ms: i64, kind: EventKind, max: usize) {
         self.next_seq += 1;

@@ -38,10 +38,11 @@ impl StateMachine {
         if worker.state == WorkerState::Lost {
             worker.state = WorkerState::Alive;
         }
+        let worker = worker.clone();
+        self.touch_worker(worker_id);
         if worker.state == WorkerState::Draining {
             return Ok(Outcome::Leased(Vec::new()));
         }
-        let worker = worker.clone();
         let want = max_tasks.min(LEASE_BATCH_MAX) as usize;
         let mut grants = Vec::with_capacity(want);
         let mut scanned = 0usize;
@@ -128,6 +129,7 @@ impl StateMachine {
             partition,
         };
         self.idx.deadlines.insert((expires, key));
+        self.touch_task(key);
         // Look up before inserting so the common case clones no id.
         match self.idx.worker_tasks.get_mut(worker_id) {
             Some(held) => {
@@ -184,6 +186,7 @@ impl StateMachine {
             worker.state = WorkerState::Alive;
         }
         let drain = worker.state == WorkerState::Draining;
+        self.touch_worker(worker_id);
         let mut replies = Vec::with_capacity(tasks.len());
         for progress in tasks {
             let status = self.heartbeat_one(worker_id, progress, now, ttl);
@@ -217,6 +220,7 @@ impl StateMachine {
                 r.lease_deadline_ms = now + ttl;
                 r.progress_permille = progress.progress_permille.min(1000);
                 self.idx.deadlines.insert((r.expires_at_ms(), key));
+                self.changes.tasks.insert(key);
                 HeartbeatStatus::Ok {
                     lease_deadline_ms: r.lease_deadline_ms,
                 }
@@ -337,6 +341,8 @@ impl StateMachine {
         };
         job.shift(key.template, TaskState::Leased, to, 1);
         let _ = record;
+        self.touch_task(key);
+        self.changes.outputs.insert(key);
         self.event(key.job, EventKind::Completed { task: key, token });
         self.after_task_finished(key.job, key.template);
         Ok(Outcome::Completed { duplicate: false })
@@ -387,6 +393,7 @@ impl StateMachine {
         }
         template.requeued.insert(key.partition);
         job.shift(key.template, TaskState::Leased, TaskState::Ready, 1);
+        self.touch_task(key);
         self.refresh_template(key.job, key.template);
         self.refresh_job(key.job);
     }
@@ -471,6 +478,7 @@ impl StateMachine {
                 retry_at_ms,
             },
         };
+        self.touch_task(key);
         self.event(key.job, event);
         if retry_at_ms.is_none() {
             self.fail_downstream(key.job, key.template);

@@ -52,9 +52,11 @@ impl StateMachine {
             Submitted::Job(self.create_job(&plan, submit.idempotency_key.clone(), None))
         };
         if let Some(key) = &submit.idempotency_key {
+            let entry = (namespace, key.clone());
+            self.changes.idempotency.insert(entry.clone());
             self.core
                 .idempotency
-                .insert((namespace, key.clone()), (id, plan.spec_hash.clone()));
+                .insert(entry, (id, plan.spec_hash.clone()));
         }
         Ok(Outcome::Submitted { id, created: true })
     }
@@ -168,6 +170,7 @@ impl StateMachine {
                     TaskState::Leased | TaskState::Backoff | TaskState::Ready
                 ) {
                     record.state = TaskState::Cancelled;
+                    self.changes.tasks.insert(key);
                 }
             }
             template.requeued.clear();
@@ -229,6 +232,11 @@ impl StateMachine {
                     record.last_error = None;
                 }
                 template.requeued.insert(*p);
+                self.changes.tasks.insert(TaskKey {
+                    job: job_id,
+                    template: t as u32,
+                    partition: *p,
+                });
             }
             let n = failed.len() as u64;
             // What remains failed never ran (an upstream failed): it goes
@@ -378,6 +386,7 @@ impl StateMachine {
             && let Some(schedule) = self.core.schedules.get_mut(&s)
         {
             schedule.running.remove(&job_id);
+            self.changes.schedules.insert(s);
         }
     }
 
@@ -386,6 +395,8 @@ impl StateMachine {
         let Some(job) = self.core.jobs.remove(&job_id) else {
             return;
         };
+        // Storage deletes every record of a job it no longer finds.
+        self.changes.jobs.insert(job_id);
         if let Some(at) = job.finished_ms {
             self.idx.finished.remove(&(at, job_id));
         }
@@ -394,6 +405,7 @@ impl StateMachine {
             let entry = (job.namespace.clone(), key);
             if self.core.idempotency.get(&entry).map(|(s, _)| *s) == Some(Submitted::Job(job_id)) {
                 self.core.idempotency.remove(&entry);
+                self.changes.idempotency.insert(entry);
             }
         }
         // Cancelled leased tasks keep a worker index entry until heartbeat;

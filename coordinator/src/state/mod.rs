@@ -26,6 +26,7 @@
 //! The replicated part of the state is [`Core`]; [`Indexes`] are derived from
 //! it (ready queues, deadlines) and rebuilt whenever a state is restored.
 
+pub mod changes;
 pub mod command;
 pub mod events;
 pub mod explain;
@@ -115,6 +116,8 @@ pub const TICK_WORK_MAX: usize = 100_000;
 pub struct StateMachine {
     core: Core,
     idx: Indexes,
+    /// Records changed since storage last took them.
+    changes: changes::Changes,
 }
 
 /// A command's result.
@@ -128,6 +131,7 @@ impl StateMachine {
             ..Indexes::default()
         };
         Self {
+            changes: changes::Changes::default(),
             core: Core {
                 config,
                 now_ms: 0,
@@ -147,6 +151,7 @@ impl StateMachine {
     /// Rebuilds a state machine from its replicated core.
     pub fn from_core(core: Core) -> Self {
         let mut sm = Self {
+            changes: changes::Changes::default(),
             idx: Indexes {
                 ready: ReadyIndex::new(core.config.namespace_weights.clone()),
                 ..Indexes::default()
@@ -155,6 +160,24 @@ impl StateMachine {
         };
         sm.rebuild_indexes();
         sm
+    }
+
+    /// Takes the set of records changed since the last call.
+    pub fn take_changes(&mut self) -> changes::Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Marks a task record (and its job header) as changed.
+    fn touch_task(&mut self, key: TaskKey) {
+        self.changes.tasks.insert(key);
+        self.changes.jobs.insert(key.job);
+    }
+
+    /// Marks a worker record as changed.
+    fn touch_worker(&mut self, worker: &WorkerId) {
+        if !self.changes.workers.contains(worker) {
+            self.changes.workers.insert(worker.clone());
+        }
     }
 
     /// The replicated state.
@@ -231,6 +254,9 @@ impl StateMachine {
 
     /// Updates the ready index for one template of a job.
     fn refresh_template(&mut self, job_id: JobId, t: u32) {
+        // Every path that changes a template ends here, so this is where the
+        // job header is marked for storage.
+        self.changes.jobs.insert(job_id);
         let Some(job) = self.core.jobs.get(&job_id) else {
             return;
         };
@@ -247,6 +273,7 @@ impl StateMachine {
 
     /// Puts the job in the lease order, or takes it out.
     fn refresh_job(&mut self, job_id: JobId) {
+        self.changes.jobs.insert(job_id);
         let Some(job) = self.core.jobs.get(&job_id) else {
             self.idx.ready.forget_job(job_id);
             return;
@@ -326,6 +353,9 @@ impl StateMachine {
         let now = self.core.now_ms;
         if let Some(job) = self.core.jobs.get_mut(&job_id) {
             job.events.push(now, kind, max);
+            let seq = job.events.last_seq();
+            self.changes.jobs.insert(job_id);
+            self.changes.events_from.entry(job_id).or_insert(seq);
         }
     }
 }

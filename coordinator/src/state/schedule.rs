@@ -125,6 +125,7 @@ impl StateMachine {
         if let Some(at) = next {
             self.idx.schedule_due.insert((at, id));
         }
+        self.changes.schedules.insert(id);
         self.core.schedules.insert(id, schedule);
         id
     }
@@ -141,6 +142,7 @@ impl StateMachine {
             self.idx.schedule_due.remove(&(at, id));
         }
         schedule.active = false;
+        self.changes.schedules.insert(id);
         schedule.note(
             now,
             format!(
@@ -245,6 +247,7 @@ impl StateMachine {
                         s.running.insert(job);
                         s.runs_started += 1;
                     }
+                    self.changes.schedules.insert(id);
                     notes.push(format!(
                         "run at {} started as {job}",
                         to_utc(at).to_rfc3339()
@@ -267,6 +270,7 @@ impl StateMachine {
             .next_fire_time(to_utc(latest))
             .map(|t| t.timestamp_millis());
         self.idx.schedule_due.remove(&(next, id));
+        self.changes.schedules.insert(id);
         if let Some(s) = self.core.schedules.get_mut(&id) {
             let skipped = notes.iter().filter(|n| n.contains("skipped")).count() as u64;
             s.runs_skipped += skipped;

@@ -83,6 +83,7 @@ impl StateMachine {
             record.state = TaskState::Ready;
             template.requeued.insert(key.partition);
             job.shift(key.template, TaskState::Backoff, TaskState::Ready, 1);
+            self.touch_task(key);
             self.refresh_template(key.job, key.template);
             self.refresh_job(key.job);
             report.requeued += 1;
@@ -113,9 +114,10 @@ impl StateMachine {
         }
 
         let timeout = self.core.config.worker_timeout_ms as i64;
-        for worker in self.core.workers.values_mut() {
+        for (id, worker) in self.core.workers.iter_mut() {
             if worker.state != WorkerState::Lost && worker.last_seen_ms + timeout <= now {
                 worker.state = WorkerState::Lost;
+                self.changes.workers.insert(id.clone());
                 report.workers_lost += 1;
             }
         }

@@ -100,6 +100,7 @@ impl StateMachine {
             .workers
             .get(worker_id)
             .map_or(now, |w| w.registered_ms);
+        self.touch_worker(worker_id);
         self.core.workers.insert(
             worker_id.clone(),
             Worker {
@@ -123,6 +124,7 @@ impl StateMachine {
         if self.core.workers.remove(worker_id).is_none() {
             return Err(Rejection::UnknownWorker(worker_id.clone()));
         }
+        self.touch_worker(worker_id);
         // A worker that says goodbye hands its tasks back: they are ready at
         // once and the attempt does not count.
         let held: Vec<_> = self
@@ -145,6 +147,7 @@ impl StateMachine {
             .get_mut(worker_id)
             .ok_or_else(|| Rejection::UnknownWorker(worker_id.clone()))?;
         worker.state = WorkerState::Draining;
+        self.touch_worker(worker_id);
         Ok(Outcome::Done)
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod random;
+
 use std::collections::BTreeMap;
 
 use drover_coordinator::state::{

@@ -1,0 +1,470 @@
+//! Writing changed records and loading the whole state back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Batch, Transactional, Tree};
+
+use super::keys;
+use crate::state::changes::Changes;
+use crate::state::events::{Event, EventLog};
+use crate::state::job::{Counts, Output, TaskRecord, Template, TemplateDef, TemplateStatus};
+use crate::state::schedule::Schedule;
+use crate::state::{
+    Config, Core, Job, JobId, JobState, ScheduleId, StateMachine, Submitted, Worker,
+};
+
+/// Version of the on-disk layout. A binary refuses a store written in a
+/// version it does not know.
+pub const STORAGE_FORMAT_VERSION: u32 = 1;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// sled reported an error (IO, corruption, full disk).
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record does not decode.
+    #[error("state store record {what} is corrupt: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// Written by a binary with another layout.
+    #[error(
+        "state store format version {found} is not supported by this binary (it reads version {STORAGE_FORMAT_VERSION})"
+    )]
+    UnsupportedFormat {
+        /// The version found.
+        found: u32,
+    },
+}
+
+/// The scalar part of [`Core`].
+#[derive(Serialize, Deserialize)]
+struct CoreMeta {
+    config: Config,
+    now_ms: i64,
+    next_job: u64,
+    next_schedule: u64,
+    next_token: u64,
+    next_epoch: u64,
+}
+
+/// A job without its task records, outputs and events, which have trees of
+/// their own. Field order is the encoding: change it only with a format bump.
+#[derive(Serialize, Deserialize)]
+struct JobHeader {
+    id: JobId,
+    name: String,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    priority: u8,
+    max_parallel: u32,
+    spec_hash: String,
+    idempotency_key: Option<String>,
+    schedule: Option<ScheduleId>,
+    fire_time_ms: Option<i64>,
+    submit_seq: u64,
+    state: JobState,
+    created_ms: i64,
+    started_ms: Option<i64>,
+    finished_ms: Option<i64>,
+    counts: Counts,
+    cancel_reason: Option<String>,
+    last_event_seq: u64,
+    templates: Vec<TemplateHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TemplateHeader {
+    def: TemplateDef,
+    status: TemplateStatus,
+    remaining_upstream: u32,
+    cursor: u64,
+    requeued: BTreeSet<u64>,
+    counts: Counts,
+}
+
+impl JobHeader {
+    fn of(job: &Job) -> Self {
+        Self {
+            id: job.id,
+            name: job.name.clone(),
+            namespace: job.namespace.clone(),
+            labels: job.labels.clone(),
+            priority: job.priority,
+            max_parallel: job.max_parallel,
+            spec_hash: job.spec_hash.clone(),
+            idempotency_key: job.idempotency_key.clone(),
+            schedule: job.schedule,
+            fire_time_ms: job.fire_time_ms,
+            submit_seq: job.submit_seq,
+            state: job.state,
+            created_ms: job.created_ms,
+            started_ms: job.started_ms,
+            finished_ms: job.finished_ms,
+            counts: job.counts,
+            cancel_reason: job.cancel_reason.clone(),
+            last_event_seq: job.events.last_seq(),
+            templates: job
+                .templates
+                .iter()
+                .map(|t| TemplateHeader {
+                    def: t.def.clone(),
+                    status: t.status,
+                    remaining_upstream: t.remaining_upstream,
+                    cursor: t.cursor,
+                    requeued: t.requeued.clone(),
+                    counts: t.counts,
+                })
+                .collect(),
+        }
+    }
+
+    fn into_job(self) -> (Job, u64) {
+        let job = Job {
+            id: self.id,
+            name: self.name,
+            namespace: self.namespace,
+            labels: self.labels,
+            priority: self.priority,
+            max_parallel: self.max_parallel,
+            spec_hash: self.spec_hash,
+            idempotency_key: self.idempotency_key,
+            schedule: self.schedule,
+            fire_time_ms: self.fire_time_ms,
+            submit_seq: self.submit_seq,
+            state: self.state,
+            created_ms: self.created_ms,
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            templates: self
+                .templates
+                .into_iter()
+                .map(|t| Template {
+                    def: t.def,
+                    status: t.status,
+                    remaining_upstream: t.remaining_upstream,
+                    cursor: t.cursor,
+                    tasks: BTreeMap::new(),
+                    requeued: t.requeued,
+                    counts: t.counts,
+                    outputs: BTreeMap::new(),
+                })
+                .collect(),
+            counts: self.counts,
+            events: EventLog::default(),
+            cancel_reason: self.cancel_reason,
+        };
+        (job, self.last_event_seq)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain data into a Vec cannot fail.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageError::Corrupt {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// The state machine's sled database.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    db: sled::Db,
+    meta: Tree,
+    jobs: Tree,
+    tasks: Tree,
+    outputs: Tree,
+    events: Tree,
+    workers: Tree,
+    schedules: Tree,
+    idempotency: Tree,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self {
+            meta: db.open_tree("meta")?,
+            jobs: db.open_tree("jobs")?,
+            tasks: db.open_tree("tasks")?,
+            outputs: db.open_tree("outputs")?,
+            events: db.open_tree("events")?,
+            workers: db.open_tree("workers")?,
+            schedules: db.open_tree("schedules")?,
+            idempotency: db.open_tree("idempotency")?,
+            db,
+        })
+    }
+
+    /// Writes the records `changes` names, as they are in `sm`, and the
+    /// applied index, in one atomic transaction.
+    pub fn persist(
+        &self,
+        sm: &StateMachine,
+        changes: &Changes,
+        applied_index: u64,
+    ) -> Result<(), StorageError> {
+        let core = sm.core();
+        let mut meta = Batch::default();
+        let mut jobs = Batch::default();
+        let mut tasks = Batch::default();
+        let mut outputs = Batch::default();
+        let mut events = Batch::default();
+        let mut workers = Batch::default();
+        let mut schedules = Batch::default();
+        let mut idempotency = Batch::default();
+
+        meta.insert("format", &STORAGE_FORMAT_VERSION.to_be_bytes());
+        meta.insert(
+            "core",
+            encode(&CoreMeta {
+                config: core.config.clone(),
+                now_ms: core.now_ms,
+                next_job: core.next_job,
+                next_schedule: core.next_schedule,
+                next_token: core.next_token,
+                next_epoch: core.next_epoch,
+            }),
+        );
+        meta.insert("applied_index", &applied_index.to_be_bytes());
+
+        for id in &changes.jobs {
+            match core.jobs.get(id) {
+                Some(job) => jobs.insert(&keys::job(*id), encode(&JobHeader::of(job))),
+                None => {
+                    // Collected: drop every record of the job.
+                    jobs.remove(&keys::job(*id));
+                    let prefix = id.0.to_be_bytes();
+                    for tree_and_batch in [
+                        (&self.tasks, &mut tasks),
+                        (&self.outputs, &mut outputs),
+                        (&self.events, &mut events),
+                    ] {
+                        for key in tree_and_batch.0.scan_prefix(prefix).keys() {
+                            tree_and_batch.1.remove(key?);
+                        }
+                    }
+                }
+            }
+        }
+        for key in &changes.tasks {
+            let record = core
+                .jobs
+                .get(&key.job)
+                .and_then(|j| j.templates.get(key.template as usize))
+                .and_then(|t| t.tasks.get(&key.partition));
+            match record {
+                Some(r) => tasks.insert(&keys::task(*key), encode(r)),
+                None => tasks.remove(&keys::task(*key)),
+            }
+        }
+        for key in &changes.outputs {
+            let output = core
+                .jobs
+                .get(&key.job)
+                .and_then(|j| j.templates.get(key.template as usize))
+                .and_then(|t| t.outputs.get(&key.partition));
+            match output {
+                Some(o) => outputs.insert(&keys::task(*key), encode(o)),
+                None => outputs.remove(&keys::task(*key)),
+            }
+        }
+        for (id, from) in &changes.events_from {
+            let Some(job) = core.jobs.get(id) else {
+                continue;
+            };
+            let oldest = job.events.iter().next().map_or(u64::MAX, |e| e.seq);
+            for event in job.events.iter().filter(|e| e.seq >= *from) {
+                events.insert(&keys::event(*id, event.seq), encode(event));
+            }
+            // Events that fell out of retention.
+            for key in self
+                .events
+                .range(keys::event(*id, 0)..keys::event(*id, oldest))
+                .keys()
+            {
+                events.remove(key?);
+            }
+        }
+        for id in &changes.workers {
+            match core.workers.get(id) {
+                Some(w) => workers.insert(id.as_bytes(), encode(w)),
+                None => workers.remove(id.as_bytes()),
+            }
+        }
+        for id in &changes.schedules {
+            match core.schedules.get(id) {
+                Some(s) => schedules.insert(&keys::schedule(*id), encode(s)),
+                None => schedules.remove(&keys::schedule(*id)),
+            }
+        }
+        for entry in &changes.idempotency {
+            let key = keys::idempotency(&entry.0, &entry.1);
+            match core.idempotency.get(entry) {
+                Some(v) => idempotency.insert(key, encode(v)),
+                None => idempotency.remove(key),
+            }
+        }
+
+        let trees = [
+            &self.meta,
+            &self.jobs,
+            &self.tasks,
+            &self.outputs,
+            &self.events,
+            &self.workers,
+            &self.schedules,
+            &self.idempotency,
+        ];
+        let batches = [
+            meta,
+            jobs,
+            tasks,
+            outputs,
+            events,
+            workers,
+            schedules,
+            idempotency,
+        ];
+        trees[..]
+            .transaction(|views| {
+                for (view, batch) in views.iter().zip(&batches) {
+                    view.apply_batch(batch)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StorageError::Sled(e),
+                TransactionError::Abort(()) => StorageError::Corrupt {
+                    what: "transaction".into(),
+                    detail: "aborted".into(),
+                },
+            })
+    }
+
+    /// Flushes sled's buffers to the OS (not an fsync; see the module doc).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The stored applied index, if any state was stored.
+    pub fn applied_index(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .meta
+            .get("applied_index")?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Loads the stored state and its applied index; `None` for an empty
+    /// store. Indexes are rebuilt as on snapshot restore.
+    pub fn load(&self) -> Result<Option<(StateMachine, u64)>, StorageError> {
+        let Some(core_bytes) = self.meta.get("core")? else {
+            return Ok(None);
+        };
+        let format = self
+            .meta
+            .get("format")?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(0);
+        if format != STORAGE_FORMAT_VERSION {
+            return Err(StorageError::UnsupportedFormat { found: format });
+        }
+        let meta: CoreMeta = decode("meta/core", &core_bytes)?;
+        let applied_index = self.applied_index()?.unwrap_or(0);
+
+        let mut jobs = BTreeMap::new();
+        let mut last_seqs = BTreeMap::new();
+        for item in self.jobs.iter() {
+            let (_, value) = item?;
+            let (job, last_seq) = decode::<JobHeader>("jobs", &value)?.into_job();
+            last_seqs.insert(job.id, last_seq);
+            jobs.insert(job.id, job);
+        }
+        for item in self.tasks.iter() {
+            let (key, value) = item?;
+            let key = keys::parse_task(&key).ok_or_else(|| corrupt_key("tasks"))?;
+            let record: TaskRecord = decode("tasks", &value)?;
+            if let Some(t) = jobs
+                .get_mut(&key.job)
+                .and_then(|j: &mut Job| j.templates.get_mut(key.template as usize))
+            {
+                t.tasks.insert(key.partition, record);
+            }
+        }
+        for item in self.outputs.iter() {
+            let (key, value) = item?;
+            let key = keys::parse_task(&key).ok_or_else(|| corrupt_key("outputs"))?;
+            let output: Output = decode("outputs", &value)?;
+            if let Some(t) = jobs
+                .get_mut(&key.job)
+                .and_then(|j: &mut Job| j.templates.get_mut(key.template as usize))
+            {
+                t.outputs.insert(key.partition, output);
+            }
+        }
+        let mut events: BTreeMap<JobId, VecDeque<Event>> = BTreeMap::new();
+        for item in self.events.iter() {
+            let (key, value) = item?;
+            let (job, _) = keys::parse_event(&key).ok_or_else(|| corrupt_key("events"))?;
+            events
+                .entry(job)
+                .or_default()
+                .push_back(decode("events", &value)?);
+        }
+        for (id, job) in jobs.iter_mut() {
+            let log = events.remove(id).unwrap_or_default();
+            job.events = EventLog::from_parts(log, last_seqs.get(id).copied().unwrap_or(0));
+        }
+        let mut workers = BTreeMap::new();
+        for item in self.workers.iter() {
+            let (key, value) = item?;
+            let id = String::from_utf8(key.to_vec()).map_err(|_| corrupt_key("workers"))?;
+            workers.insert(id, decode::<Worker>("workers", &value)?);
+        }
+        let mut schedules = BTreeMap::new();
+        for item in self.schedules.iter() {
+            let (_, value) = item?;
+            let schedule: Schedule = decode("schedules", &value)?;
+            schedules.insert(schedule.id, schedule);
+        }
+        let mut idempotency = BTreeMap::new();
+        for item in self.idempotency.iter() {
+            let (key, value) = item?;
+            let entry = keys::parse_idempotency(&key).ok_or_else(|| corrupt_key("idempotency"))?;
+            idempotency.insert(entry, decode::<(Submitted, String)>("idempotency", &value)?);
+        }
+        let core = Core {
+            config: meta.config,
+            now_ms: meta.now_ms,
+            next_job: meta.next_job,
+            next_schedule: meta.next_schedule,
+            next_token: meta.next_token,
+            next_epoch: meta.next_epoch,
+            jobs,
+            workers,
+            schedules,
+            idempotency,
+        };
+        Ok(Some((StateMachine::from_core(core), applied_index)))
+    }
+}
+
+fn corrupt_key(tree: &str) -> StorageError {
+    StorageError::Corrupt {
+        what: tree.to_owned(),
+        detail: "malformed key".to_owned(),
+    }
+}
