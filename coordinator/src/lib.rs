@@ -3,15 +3,15 @@
 //!
 //! # Layout
 //!
-//! The crate is built up in stages. The planned modules are:
-//! - `state/`: the pure, deterministic state machine (jobs, tasks, leases,
-//!   schedules). No IO, no clock, no randomness: time arrives with commands.
-//! - `raft/`: the raft-rs driver, the raft-engine log store and snapshots.
-//! - `storage/`: the sled layout of the state machine.
-//! - `service/`: the tonic services (`JobService`, `WorkerService`,
-//!   `AdminService`, `RaftService`) and their `convert` modules.
+//! - [`state`]: the pure, deterministic state machine (jobs, tasks, leases,
+//!   schedules). No IO, no clock, no randomness: time arrives with each log
+//!   entry.
+//! - [`storage`]: the sled layout of the state machine, written per changed
+//!   record together with the applied index.
 //!
-//! None of them exists yet; job specs are already validated and expanded by
-//! `drover-jobspecs`.
+//! Planned: `raft/` (the raft-rs driver, the raft-engine log store and
+//! snapshots) and `service/` (the tonic services and their `convert`
+//! modules).
+
 pub mod state;
 pub mod storage;

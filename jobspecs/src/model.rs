@@ -144,3 +144,29 @@ impl Default for Resources {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps_and_never_overflows() {
+        let policy = RetryPolicy {
+            max: 100,
+            backoff: Backoff::Exponential,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+        };
+        let delays: Vec<u64> = (1..=8).map(|r| policy.delay_ms(r)).collect();
+        assert_eq!(
+            delays,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
+        );
+        assert_eq!(policy.delay_ms(u32::MAX), 60_000);
+        let constant = RetryPolicy {
+            backoff: Backoff::Constant,
+            ..policy
+        };
+        assert_eq!(constant.delay_ms(7), 1_000);
+    }
+}
