@@ -19,7 +19,7 @@ use support::T0;
 use support::random::{Op, Run, SPECS, op};
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(support::cases(96)))]
 
     #[test]
     fn random_histories_keep_every_invariant_and_every_job_ends(

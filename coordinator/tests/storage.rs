@@ -21,7 +21,7 @@ fn config() -> Config {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(support::cases(48)))]
 
     #[test]
     fn stored_state_is_the_applied_state(

@@ -12,6 +12,15 @@ use drover_coordinator::state::{
     SubmitJob, Submitted, TaskProgress, TickReport,
 };
 
+/// Cases for a property test: `PROPTEST_CASES` when set (long runs on
+/// demand), else the given default, which CI uses.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// 2026-06-01T00:00:00Z.
 pub const T0: i64 = 1_780_272_000_000;
 
