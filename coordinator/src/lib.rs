@@ -13,5 +13,6 @@
 //! snapshots) and `service/` (the tonic services and their `convert`
 //! modules).
 
+pub mod raft;
 pub mod state;
 pub mod storage;

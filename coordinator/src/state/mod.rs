@@ -167,6 +167,30 @@ impl StateMachine {
         std::mem::take(&mut self.changes)
     }
 
+    /// A change set naming every record, for writing a whole state (after a
+    /// snapshot is installed).
+    pub fn all_changes(&self) -> changes::Changes {
+        let mut all = changes::Changes::default();
+        for (id, job) in &self.core.jobs {
+            all.jobs.insert(*id);
+            all.events_from.insert(*id, 0);
+            for (t, template) in job.templates.iter().enumerate() {
+                let key = |partition: u64| TaskKey {
+                    job: *id,
+                    template: t as u32,
+                    partition,
+                };
+                all.tasks.extend(template.tasks.keys().map(|p| key(*p)));
+                all.outputs.extend(template.outputs.keys().map(|p| key(*p)));
+            }
+        }
+        all.workers.extend(self.core.workers.keys().cloned());
+        all.schedules.extend(self.core.schedules.keys().copied());
+        all.idempotency
+            .extend(self.core.idempotency.keys().cloned());
+        all
+    }
+
     /// Marks a task record (and its job header) as changed.
     fn touch_task(&mut self, key: TaskKey) {
         self.changes.tasks.insert(key);

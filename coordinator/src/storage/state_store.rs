@@ -354,6 +354,25 @@ impl StateStore {
             })
     }
 
+    /// Replaces the whole stored state with `sm` at `applied_index` (after
+    /// a snapshot from the leader). Not atomic across the clear; a crash in
+    /// between leaves the checkpoint file, written first, to restore from.
+    pub fn replace(&self, sm: &StateMachine, applied_index: u64) -> Result<(), StorageError> {
+        for tree in [
+            &self.meta,
+            &self.jobs,
+            &self.tasks,
+            &self.outputs,
+            &self.events,
+            &self.workers,
+            &self.schedules,
+            &self.idempotency,
+        ] {
+            tree.clear()?;
+        }
+        self.persist(sm, &sm.all_changes(), applied_index)
+    }
+
     /// Flushes sled's buffers to the OS (not an fsync; see the module doc).
     pub fn flush(&self) -> Result<(), StorageError> {
         self.db.flush()?;

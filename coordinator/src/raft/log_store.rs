@@ -1,0 +1,320 @@
+//! The Raft log, HardState and ConfState in raft-engine, behind raft-rs's
+//! [`Storage`] trait.
+//!
+//! **Architecture invariant:** everything Raft asks to persist in one
+//! `Ready` (entries and hard state) goes into one raft-engine write with
+//! `sync = true`, so one fsync covers one `Ready`, and nothing is acknowledged
+//! before it returns.
+//!
+//! The log's first entry is always `snapshot_meta.index + 1`: compaction and
+//! snapshot installation move both together, because raft-engine refuses
+//! (panics on) holes and overwrites of compacted entries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
+
+/// raft-engine can hold many Raft groups; Drover has one.
+const REGION: u64 = 1;
+const HARD_STATE_KEY: &[u8] = b"hard_state";
+const CONF_STATE_KEY: &[u8] = b"conf_state";
+const SNAPSHOT_META_KEY: &[u8] = b"snapshot_meta";
+
+/// Tells raft-engine how to read an entry's index.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// Why the log store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// raft-engine reported an error (IO, full disk, corruption).
+    #[error("raft log: {0}")]
+    Engine(#[from] raft_engine::Error),
+    /// A stored protobuf does not decode.
+    #[error("raft log: corrupt {0}")]
+    Corrupt(&'static str),
+}
+
+/// The Raft log store.
+pub struct LogStore {
+    engine: Arc<Engine>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the latest snapshot (checkpoint); the log starts
+    /// right after it.
+    snapshot_meta: SnapshotMetadata,
+    /// The latest snapshot with its data, handed to raft-rs for lagging
+    /// followers.
+    snapshot: Option<Snapshot>,
+    /// Set by [`Storage::snapshot`] when raft-rs asks for a snapshot newer
+    /// than the cached one: the driver then takes a fresh checkpoint.
+    wanted_index: AtomicU64,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("hard_state", &self.hard_state)
+            .field("conf_state", &self.conf_state)
+            .field("snapshot_index", &self.snapshot_meta.index)
+            .finish()
+    }
+}
+
+fn read<M: protobuf::Message + Default>(
+    engine: &Engine,
+    key: &[u8],
+    what: &'static str,
+) -> Result<M, LogStoreError> {
+    match engine.get(REGION, key) {
+        Some(bytes) => M::parse_from_bytes(&bytes).map_err(|_| LogStoreError::Corrupt(what)),
+        None => Ok(M::default()),
+    }
+}
+
+fn put<M: protobuf::Message>(
+    batch: &mut LogBatch,
+    key: &[u8],
+    value: &M,
+) -> Result<(), LogStoreError> {
+    let bytes = value
+        .write_to_bytes()
+        .map_err(|_| LogStoreError::Corrupt("encode"))?;
+    batch.put(REGION, key.to_vec(), bytes)?;
+    Ok(())
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self, LogStoreError> {
+        let config = EngineConfig {
+            dir: dir.to_string_lossy().into_owned(),
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(Engine::open(config)?);
+        let hard_state = read::<HardState>(&engine, HARD_STATE_KEY, "hard state")?;
+        let conf_state = read::<ConfState>(&engine, CONF_STATE_KEY, "conf state")?;
+        let snapshot_meta =
+            read::<SnapshotMetadata>(&engine, SNAPSHOT_META_KEY, "snapshot metadata")?;
+        Ok(Self {
+            engine,
+            hard_state,
+            conf_state,
+            snapshot_meta,
+            snapshot: None,
+            wanted_index: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the log has never been initialised (no conf state).
+    pub fn is_blank(&self) -> bool {
+        self.conf_state.voters.is_empty()
+            && self.conf_state.learners.is_empty()
+            && self.snapshot_meta.index == 0
+            && self.engine.last_index(REGION).is_none()
+    }
+
+    /// Current hard state.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// Current conf state.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The latest snapshot's metadata.
+    pub fn snapshot_meta(&self) -> &SnapshotMetadata {
+        &self.snapshot_meta
+    }
+
+    /// Persists a `Ready`'s entries and hard state in one write; `sync`
+    /// makes it an fsync (Raft's `must_sync`).
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), LogStoreError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        let mut batch = LogBatch::default();
+        batch.add_entries::<EntryExt>(REGION, entries)?;
+        if let Some(hs) = hard_state {
+            put(&mut batch, HARD_STATE_KEY, hs)?;
+        }
+        self.engine.write(&mut batch, sync)?;
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Records a new conf state (after a conf change applied), synced.
+    pub fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
+        let mut batch = LogBatch::default();
+        put(&mut batch, CONF_STATE_KEY, &conf_state)?;
+        self.engine.write(&mut batch, true)?;
+        self.conf_state = conf_state;
+        Ok(())
+    }
+
+    /// Records the commit index the state machine has reached, so a hard
+    /// state written by a snapshot install is consistent.
+    pub fn set_commit(&mut self, commit: u64) {
+        if commit > self.hard_state.commit {
+            self.hard_state.commit = commit;
+        }
+    }
+
+    /// Installs a snapshot received from the leader: the log is cleared and
+    /// restarts after the snapshot's index.
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
+        let meta = snapshot.get_metadata();
+        let mut batch = LogBatch::default();
+        batch.add_command(REGION, EngineCommand::Clean);
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        put(&mut batch, HARD_STATE_KEY, &hs)?;
+        put(&mut batch, CONF_STATE_KEY, meta.get_conf_state())?;
+        put(&mut batch, SNAPSHOT_META_KEY, meta)?;
+        self.engine.write(&mut batch, true)?;
+        self.hard_state = hs;
+        self.conf_state = meta.get_conf_state().clone();
+        self.snapshot_meta = meta.clone();
+        self.snapshot = Some(snapshot.clone());
+        Ok(())
+    }
+
+    /// Adopts a checkpoint taken locally (its data is already durable in a
+    /// file) and drops the log up to it.
+    pub fn compact_to_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LogStoreError> {
+        let meta = snapshot.get_metadata().clone();
+        if meta.index <= self.snapshot_meta.index {
+            self.snapshot = Some(snapshot);
+            return Ok(());
+        }
+        let mut batch = LogBatch::default();
+        put(&mut batch, SNAPSHOT_META_KEY, &meta)?;
+        self.engine.write(&mut batch, true)?;
+        self.engine.compact_to(REGION, meta.index + 1);
+        self.snapshot_meta = meta;
+        self.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    /// Remembers a snapshot (with data) to serve to followers without
+    /// compacting, e.g. the one loaded at start.
+    pub fn cache_snapshot(&mut self, snapshot: Snapshot) {
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The index of a snapshot raft-rs asked for and did not get, if any.
+    pub fn snapshot_wanted(&self) -> Option<u64> {
+        match self.wanted_index.swap(0, Ordering::Relaxed) {
+            0 => None,
+            index => Some(index),
+        }
+    }
+
+    fn first(&self) -> u64 {
+        self.engine
+            .first_index(REGION)
+            .unwrap_or(self.snapshot_meta.index + 1)
+            .max(self.snapshot_meta.index + 1)
+    }
+
+    fn last(&self) -> u64 {
+        self.engine
+            .last_index(REGION)
+            .unwrap_or(self.snapshot_meta.index)
+            .max(self.snapshot_meta.index)
+    }
+}
+
+impl Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        let max = max_size.into().map(|m| m as usize);
+        self.engine
+            .fetch_entries_to::<EntryExt>(REGION, low, high, max, &mut entries)
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        // raft-rs wants at least one entry even when it exceeds max_size.
+        if entries.is_empty() && low < high {
+            self.engine
+                .fetch_entries_to::<EntryExt>(REGION, low, low + 1, None, &mut entries)
+                .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.snapshot_meta.index {
+            return Ok(self.snapshot_meta.term);
+        }
+        if idx < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        match self.engine.get_entry::<EntryExt>(REGION, idx) {
+            Ok(Some(entry)) => Ok(entry.term),
+            Ok(None) => Err(raft::Error::Store(StorageError::Unavailable)),
+            Err(e) => Err(raft::Error::Store(StorageError::Other(Box::new(e)))),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match &self.snapshot {
+            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            _ => {
+                self.wanted_index
+                    .store(request_index.max(1), Ordering::Relaxed);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
+    }
+}
