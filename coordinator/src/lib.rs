@@ -8,11 +8,13 @@
 //!   entry.
 //! - [`storage`]: the sled layout of the state machine, written per changed
 //!   record together with the applied index.
-//!
-//! Planned: `raft/` (the raft-rs driver, the raft-engine log store and
-//! snapshots) and `service/` (the tonic services and their `convert`
-//! modules).
+//! - [`raft`]: replication: the raft-engine log store, the driver thread
+//!   that owns the `RawNode`, and the gRPC transport between coordinators.
+//! - [`service`]: the client-facing gRPC services.
+//! - [`server`]: one coordinator process: a node plus its services.
 
 pub mod raft;
+pub mod server;
+pub mod service;
 pub mod state;
 pub mod storage;

@@ -38,6 +38,11 @@ pub const INBOX_MAX: usize = 8192;
 /// Most commands packed into one Raft entry.
 pub const ENTRY_COMMANDS_MAX: usize = 4096;
 
+/// Longest a caller waits for a proposal or membership change. Beyond it the
+/// outcome is unknown (it may still commit), so it is reported as
+/// `Indeterminate`; no caller waits forever.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -45,9 +50,13 @@ pub struct NodeConfig {
     pub id: u64,
     /// Where the Raft log, the state store and checkpoints live.
     pub data_dir: PathBuf,
-    /// The initial voters and their addresses, used only when the log is
-    /// blank. A node joining an existing cluster passes an empty map.
-    pub bootstrap: BTreeMap<u64, String>,
+    /// Known members and their addresses (this node included). With
+    /// `bootstrap`, they become the voters of a new cluster when the log is
+    /// blank; without it (a node joining an existing cluster) they are only
+    /// where to reach the others until the log says otherwise.
+    pub peers: BTreeMap<u64, String>,
+    /// Create a new cluster from `peers` if the log is blank.
+    pub bootstrap: bool,
     /// Raft tick length.
     pub tick_ms: u64,
     /// Ticks without a leader before an election (randomised up to 2x).
@@ -68,7 +77,8 @@ impl NodeConfig {
         Self {
             id,
             data_dir: data_dir.into(),
-            bootstrap: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            bootstrap: true,
             tick_ms: 100,
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -170,6 +180,9 @@ pub struct NodeStatus {
 
 type ReadFn = Box<dyn FnOnce(&StateMachine) + Send>;
 
+/// Where a proposer waits for its commands' results.
+type ProposeReply = oneshot::Sender<Result<Vec<Applied>, NodeError>>;
+
 /// What the driver reacts to.
 enum Event {
     Propose(
@@ -247,7 +260,10 @@ impl NodeHandle {
         }
         let (tx, rx) = oneshot::channel();
         self.send(Event::Propose(commands, tx))?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
+            Ok(reply) => reply.map_err(|_| NodeError::Stopped)?,
+            Err(_) => Err(NodeError::Indeterminate),
+        }
     }
 
     /// Runs `f` on the state once it reflects every write committed before
@@ -312,7 +328,10 @@ impl NodeHandle {
     ) -> Result<(), NodeError> {
         let (tx, rx) = oneshot::channel();
         self.send(Event::ChangeMembers(cc, member, tx))?;
-        rx.await.map_err(|_| NodeError::Stopped)?
+        match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
+            Ok(reply) => reply.map_err(|_| NodeError::Stopped)?,
+            Err(_) => Err(NodeError::Indeterminate),
+        }
     }
 
     /// Asks the leader to hand leadership to `id`.
@@ -362,10 +381,7 @@ struct ChangeContext {
 struct Pending {
     term: u64,
     /// Command ranges of the entry and who waits for each.
-    waiters: Vec<(
-        std::ops::Range<usize>,
-        oneshot::Sender<Result<Vec<Applied>, NodeError>>,
-    )>,
+    waiters: Vec<(std::ops::Range<usize>, ProposeReply)>,
 }
 
 /// Starts a node: opens (or creates) its stores and spawns its driver
@@ -401,10 +417,7 @@ struct Driver {
     applied: u64,
     members: BTreeMap<u64, String>,
     members_shared: Arc<std::sync::RwLock<BTreeMap<u64, String>>>,
-    proposals: VecDeque<(
-        Vec<Command>,
-        oneshot::Sender<Result<Vec<Applied>, NodeError>>,
-    )>,
+    proposals: VecDeque<(Vec<Command>, ProposeReply)>,
     pending: BTreeMap<u64, Pending>,
     change_waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<(), NodeError>>)>,
     reads: BTreeMap<u64, (Instant, ReadFn)>,
@@ -460,11 +473,18 @@ impl Driver {
         if let Some(stored) = load_members(&config.data_dir) {
             members.extend(stored);
         }
-        if log.is_blank() && !config.bootstrap.is_empty() {
-            let mut cs = ConfState::default();
-            cs.voters = config.bootstrap.keys().copied().collect();
-            log.set_conf_state(cs)?;
-            members = config.bootstrap.clone();
+        if log.is_blank() {
+            if config.bootstrap && !config.peers.is_empty() {
+                let cs = ConfState {
+                    voters: config.peers.keys().copied().collect(),
+                    ..ConfState::default()
+                };
+                log.set_conf_state(cs)?;
+            }
+            // Where to reach the others until the log says otherwise.
+            for (id, address) in &config.peers {
+                members.entry(*id).or_insert_with(|| address.clone());
+            }
             save_members(&config.data_dir, &members)?;
         }
         // Entries are applied only once committed, so a stored applied index
@@ -570,6 +590,22 @@ impl Driver {
         }
         self.fail_everything(NodeError::Stopped);
         let _ = self.store.flush();
+        // Requests still queued would otherwise sit in the channel for as
+        // long as any handle lives: answer them, then drop the receiver at
+        // once so later sends fail fast with `Stopped`.
+        let inbox = self.inbox.clone();
+        drop(self);
+        while let Ok(event) = inbox.try_recv() {
+            match event {
+                Event::Propose(_, reply) => {
+                    let _ = reply.send(Err(NodeError::Stopped));
+                }
+                Event::ChangeMembers(_, _, reply) => {
+                    let _ = reply.send(Err(NodeError::Stopped));
+                }
+                _ => {}
+            }
+        }
     }
 
     fn handle(&mut self, event: Event) {

@@ -1,0 +1,128 @@
+//! The `RaftService` server: messages and snapshots from peers into the
+//! local node, and commands forwarded by followers.
+
+use drover_proto::v1::raft_service_server::RaftService;
+use drover_proto::v1::{
+    ForwardRequest, ForwardResponse, RaftMessageBatch, SendResponse, SendSnapshotResponse,
+    SnapshotChunk,
+};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::node::{NodeError, NodeHandle};
+use crate::state::Command;
+
+/// Largest snapshot accepted from a peer.
+pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Version of the `Forward` payload encoding.
+pub const FORWARD_FORMAT: u32 = 1;
+
+/// Serves Raft traffic for one node.
+#[derive(Debug, Clone)]
+pub struct RaftServer {
+    node: NodeHandle,
+}
+
+impl RaftServer {
+    /// A server stepping messages into `node`.
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+}
+
+fn status_of(e: NodeError) -> Status {
+    match e {
+        NodeError::Overloaded => Status::resource_exhausted(e.to_string()),
+        NodeError::NotLeader { .. } | NodeError::Indeterminate | NodeError::Timeout => {
+            Status::unavailable(e.to_string())
+        }
+        NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        NodeError::Stopped | NodeError::Storage(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn send(
+        &self,
+        request: Request<RaftMessageBatch>,
+    ) -> Result<Response<SendResponse>, Status> {
+        let batch = request.into_inner();
+        for bytes in batch.messages {
+            let message = Message::parse_from_bytes(&bytes)
+                .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+            self.node.step(message).map_err(status_of)?;
+        }
+        Ok(Response::new(SendResponse {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SendSnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut header: Option<Message> = None;
+        let mut data: Vec<u8> = Vec::new();
+        let mut expected = 0u64;
+        while let Some(chunk) = stream.message().await? {
+            if header.is_none() {
+                if chunk.total_bytes > SNAPSHOT_BYTES_MAX {
+                    return Err(Status::resource_exhausted(format!(
+                        "snapshot of {} bytes exceeds the {SNAPSHOT_BYTES_MAX}-byte limit",
+                        chunk.total_bytes
+                    )));
+                }
+                let message = Message::parse_from_bytes(&chunk.message)
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot header: {e}")))?;
+                data.reserve(chunk.total_bytes as usize);
+                expected = chunk.total_bytes;
+                header = Some(message);
+            }
+            if chunk.offset != data.len() as u64 {
+                return Err(Status::invalid_argument("snapshot chunks out of order"));
+            }
+            if data.len() as u64 + chunk.data.len() as u64 > expected {
+                return Err(Status::invalid_argument("snapshot longer than announced"));
+            }
+            data.extend_from_slice(&chunk.data);
+            if chunk.last {
+                break;
+            }
+        }
+        let Some(mut message) = header else {
+            return Err(Status::invalid_argument("empty snapshot stream"));
+        };
+        if data.len() as u64 != expected {
+            return Err(Status::invalid_argument("snapshot stream ended early"));
+        }
+        let received = data.len() as u64;
+        message.mut_snapshot().set_data(data.into());
+        self.node.step(message).map_err(status_of)?;
+        Ok(Response::new(SendSnapshotResponse {
+            received_bytes: received,
+        }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        let request = request.into_inner();
+        if request.format_version != FORWARD_FORMAT {
+            return Err(Status::failed_precondition(format!(
+                "forward format {} is not supported (this node speaks {FORWARD_FORMAT})",
+                request.format_version
+            )));
+        }
+        let commands: Vec<Command> = postcard::from_bytes(&request.commands)
+            .map_err(|e| Status::invalid_argument(format!("bad forwarded commands: {e}")))?;
+        let outcomes = self.node.propose(commands).await.map_err(status_of)?;
+        let bytes = postcard::to_stdvec(&outcomes)
+            .map_err(|e| Status::internal(format!("encoding outcomes: {e}")))?;
+        Ok(Response::new(ForwardResponse {
+            outcomes: bytes.into(),
+        }))
+    }
+}

@@ -1,0 +1,145 @@
+//! A coordinator process: one Raft node plus its gRPC services on one
+//! listener, until shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+
+use drover_proto::v1::admin_service_server::AdminServiceServer;
+use drover_proto::v1::raft_service_server::RaftServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
+use crate::raft::service::RaftServer;
+use crate::raft::transport::GrpcTransport;
+use crate::service::admin::AdminServer;
+use crate::state::Config as StateConfig;
+
+/// Largest gRPC message a coordinator accepts or sends.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// What a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Raft id.
+    pub node_id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Members' addresses, this node included. For a new cluster they are
+    /// the initial voters (ignored once the data directory holds a log).
+    pub peers: BTreeMap<u64, String>,
+    /// Join an existing cluster instead of creating one: the node waits to
+    /// be added (`drover cluster add-node`) and learns the state from the
+    /// leader.
+    pub join: bool,
+    /// Raft tick length.
+    pub tick_ms: u64,
+    /// Applied entries between checkpoints.
+    pub checkpoint_entries: u64,
+    /// State machine settings for a new cluster.
+    pub state_config: StateConfig,
+}
+
+impl ServerConfig {
+    /// Defaults for node `node_id` under `data_dir`.
+    pub fn new(node_id: u64, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.into(),
+            peers: BTreeMap::new(),
+            join: false,
+            tick_ms: 100,
+            checkpoint_entries: 10_000,
+            state_config: StateConfig::default(),
+        }
+    }
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The node could not start.
+    #[error("raft node: {0}")]
+    Node(#[from] NodeError),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A started coordinator: the node, for in-process callers and tests.
+#[derive(Debug)]
+pub struct Started {
+    /// The node's handle.
+    pub node: NodeHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Stops the node and waits for its thread (off the async runtime, as
+    /// the last write may still be syncing).
+    pub async fn stop(mut self) {
+        self.node.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// How long in-flight requests may finish after shutdown is asked before
+/// connections are dropped. Peers keep HTTP/2 connections open forever, so
+/// a purely graceful shutdown would never end.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts the node; the returned future serves gRPC on `listener` until
+/// `shutdown` resolves.
+pub fn start(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(Started, impl Future<Output = Result<(), ServerError>>), ServerError> {
+    let transport = GrpcTransport::new(config.node_id, tokio::runtime::Handle::current());
+    let slot = transport.node_slot();
+    let mut node_config = NodeConfig::new(config.node_id, &config.data_dir);
+    node_config.peers = config.peers.clone();
+    node_config.bootstrap = !config.join;
+    node_config.tick_ms = config.tick_ms;
+    node_config.checkpoint_entries = config.checkpoint_entries;
+    node_config.state_config = config.state_config.clone();
+    let (node, thread) = node::start(node_config, Box::new(transport))?;
+    let _ = slot.set(node.clone());
+    let raft = RaftServiceServer::new(RaftServer::new(node.clone()))
+        .max_decoding_message_size(64 * 1024 * 1024);
+    let admin = AdminServiceServer::new(AdminServer::new(node.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    let mut graceful = stopping.clone();
+    let mut forced = stopping;
+    let serve = async move {
+        let server = tonic::transport::Server::builder()
+            .add_service(raft)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = graceful.wait_for(|s| *s).await;
+            });
+        tokio::select! {
+            result = server => result?,
+            _ = async {
+                let _ = forced.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {}
+        }
+        Ok(())
+    };
+    Ok((
+        Started {
+            node,
+            thread: Some(thread),
+        },
+        serve,
+    ))
+}

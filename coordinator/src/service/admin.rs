@@ -1,0 +1,314 @@
+//! `AdminService`: cluster membership and status, and worker operations.
+
+use std::time::Duration;
+
+use drover_proto::v1::admin_service_server::AdminService;
+use drover_proto::v1::{
+    AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
+    DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest, ListWorkersResponse, Member,
+    MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, TransferLeaderRequest,
+    TransferLeaderResponse, WorkerInfo, WorkerState as WireWorkerState,
+};
+use tonic::{Request, Response, Status};
+
+use super::node_status;
+use crate::raft::node::{MemberStatus, NodeHandle, NodeStatus};
+use crate::state::{Command, JobState, Rejection, StateMachine, WorkerState};
+
+/// How long membership changes and reads may take before the caller hears
+/// "unavailable".
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `AdminService` for one node.
+#[derive(Debug, Clone)]
+pub struct AdminServer {
+    node: NodeHandle,
+}
+
+impl AdminServer {
+    /// A server for `node`.
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.node.status().is_leader {
+            Ok(())
+        } else {
+            Err(node_status(crate::raft::node::NodeError::NotLeader {
+                leader: self.node.leader(),
+            }))
+        }
+    }
+}
+
+mod convert {
+    use super::*;
+
+    pub fn member(m: &MemberStatus, status: &NodeStatus) -> Member {
+        Member {
+            node_id: m.id,
+            address: m.address.clone(),
+            role: if m.voter {
+                MemberRole::Voter
+            } else {
+                MemberRole::Learner
+            } as i32,
+            is_leader: status.leader_id == m.id,
+            match_index: if status.is_leader { m.match_index } else { 0 },
+            lag_entries: if status.is_leader {
+                status.commit_index.saturating_sub(m.match_index)
+            } else {
+                0
+            },
+            ..Member::default()
+        }
+    }
+
+    pub fn scheduler(sm: &StateMachine) -> SchedulerStats {
+        let now = sm.now_ms();
+        let mut stats = SchedulerStats::default();
+        let mut oldest: Option<i64> = None;
+        for job in sm.core().jobs.values().filter(|j| !j.state.is_terminal()) {
+            stats.ready_tasks += job.counts.ready;
+            stats.leased_tasks += job.counts.leased;
+            if job.counts.ready > 0 {
+                oldest = Some(oldest.map_or(job.created_ms, |o| o.min(job.created_ms)));
+            }
+        }
+        stats.oldest_ready_age_ms = oldest.map_or(0, |o| (now - o).max(0));
+        for worker in sm
+            .core()
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Alive)
+        {
+            stats.alive_workers += 1;
+            stats.total_slots += u64::from(worker.slots);
+        }
+        stats.free_slots = stats.total_slots.saturating_sub(stats.leased_tasks);
+        stats
+    }
+
+    pub fn workers(sm: &StateMachine) -> Vec<WorkerInfo> {
+        let mut running = std::collections::BTreeMap::<&str, u32>::new();
+        for job in sm
+            .core()
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+        {
+            for template in &job.templates {
+                for record in template.tasks.values() {
+                    if let Some(w) = &record.worker {
+                        *running.entry(w.as_str()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        sm.core()
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerInfo {
+                worker_id: id.clone(),
+                slots: w.slots,
+                labels: w.labels.clone().into_iter().collect(),
+                running_tasks: running.get(id.as_str()).copied().unwrap_or(0),
+                last_heartbeat_unix_ms: w.last_seen_ms,
+                session_epoch: w.epoch,
+                registered_unix_ms: w.registered_ms,
+                state: match w.state {
+                    WorkerState::Alive => WireWorkerState::Alive,
+                    WorkerState::Draining => WireWorkerState::Draining,
+                    WorkerState::Lost => WireWorkerState::Lost,
+                } as i32,
+                ..WorkerInfo::default()
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminServer {
+    async fn cluster_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let status = self.node.status();
+        let scheduler = if status.is_leader {
+            self.node.read_local(convert::scheduler).await.ok()
+        } else {
+            None
+        };
+        let mut members: Vec<Member> = status
+            .members
+            .iter()
+            .map(|m| convert::member(m, &status))
+            .collect();
+        members.sort_by_key(|m| (m.role != MemberRole::Voter as i32, m.node_id));
+        Ok(Response::new(ClusterStatusResponse {
+            node_id: status.id,
+            leader_id: status.leader_id,
+            leader_address: self.node.leader().map(|(_, a)| a).unwrap_or_default(),
+            term: status.term,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            members,
+            scheduler,
+        }))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<AddNodeRequest>,
+    ) -> Result<Response<AddNodeResponse>, Status> {
+        let request = request.into_inner();
+        if request.node_id == 0 || request.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a node needs a non-zero id and an address",
+            ));
+        }
+        if self
+            .node
+            .status()
+            .members
+            .iter()
+            .any(|m| m.id == request.node_id)
+        {
+            return Err(Status::already_exists(format!(
+                "node {} is already a member",
+                request.node_id
+            )));
+        }
+        self.require_leader()?;
+        tokio::time::timeout(
+            ADMIN_TIMEOUT,
+            self.node.add_node(request.node_id, request.address.clone()),
+        )
+        .await
+        .map_err(|_| Status::deadline_exceeded("the membership change did not commit in time"))?
+        .map_err(node_status)?;
+        let status = self.node.status();
+        let member = status
+            .members
+            .iter()
+            .find(|m| m.id == request.node_id)
+            .map(|m| convert::member(m, &status));
+        Ok(Response::new(AddNodeResponse { member }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let id = request.into_inner().node_id;
+        if !self.node.status().members.iter().any(|m| m.id == id) {
+            return Err(Status::not_found(format!("node {id} is not a member")));
+        }
+        self.require_leader()?;
+        tokio::time::timeout(ADMIN_TIMEOUT, self.node.remove_node(id))
+            .await
+            .map_err(|_| Status::deadline_exceeded("the membership change did not commit in time"))?
+            .map_err(node_status)?;
+        let status = self.node.status();
+        Ok(Response::new(RemoveNodeResponse {
+            members: status
+                .members
+                .iter()
+                .map(|m| convert::member(m, &status))
+                .collect(),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        self.require_leader()?;
+        let status = self.node.status();
+        let mut target = request.into_inner().target_node_id;
+        if target == 0 {
+            // The most up-to-date other voter.
+            target = status
+                .members
+                .iter()
+                .filter(|m| m.voter && m.id != status.id)
+                .max_by_key(|m| (m.match_index, std::cmp::Reverse(m.id)))
+                .map(|m| m.id)
+                .ok_or_else(|| Status::failed_precondition("no other voter to transfer to"))?;
+        }
+        if !status.members.iter().any(|m| m.id == target && m.voter) {
+            return Err(Status::not_found(format!("node {target} is not a voter")));
+        }
+        self.node.transfer_leader(target).map_err(node_status)?;
+        let mut watch = self.node.watch_status();
+        let changed = tokio::time::timeout(ADMIN_TIMEOUT, async {
+            loop {
+                if watch.borrow().leader_id == target {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if changed.is_err() {
+            return Err(Status::deadline_exceeded(format!(
+                "node {target} did not take over in time"
+            )));
+        }
+        Ok(Response::new(TransferLeaderResponse {
+            leader_id: target,
+            leader_address: self.node.address_of(target).unwrap_or_default(),
+        }))
+    }
+
+    async fn drain_worker(
+        &self,
+        request: Request<DrainWorkerRequest>,
+    ) -> Result<Response<DrainWorkerResponse>, Status> {
+        let worker = request.into_inner().worker_id;
+        let out = self
+            .node
+            .propose(vec![Command::DrainWorker {
+                worker: worker.clone(),
+            }])
+            .await
+            .map_err(node_status)?;
+        match out.into_iter().next() {
+            Some(Ok(_)) => {
+                let info = self
+                    .node
+                    .read_local(move |sm| {
+                        convert::workers(sm)
+                            .into_iter()
+                            .find(|w| w.worker_id == worker)
+                    })
+                    .await
+                    .map_err(node_status)?;
+                Ok(Response::new(DrainWorkerResponse { worker: info }))
+            }
+            Some(Err(Rejection::UnknownWorker(id))) => {
+                Err(Status::not_found(format!("unknown worker `{id}`")))
+            }
+            Some(Err(e)) => Err(Status::failed_precondition(e.to_string())),
+            None => Err(Status::internal("no outcome")),
+        }
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        let workers = self
+            .node
+            .read(ADMIN_TIMEOUT, convert::workers)
+            .await
+            .map_err(node_status)?;
+        Ok(Response::new(ListWorkersResponse {
+            workers,
+            ..ListWorkersResponse::default()
+        }))
+    }
+}

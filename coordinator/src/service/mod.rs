@@ -1,0 +1,35 @@
+//! The client-facing gRPC services. Wire types are converted to domain types
+//! in each service's `convert` functions; the state machine never sees prost
+//! types.
+
+pub mod admin;
+
+use drover_proto::LEADER_METADATA_KEY;
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+
+use crate::raft::node::NodeError;
+
+/// Maps a node error to the protocol's status codes. `NotLeader` becomes
+/// `UNAVAILABLE` with the leader's address in `drover-leader`, which clients
+/// follow.
+pub fn node_status(err: NodeError) -> Status {
+    match &err {
+        NodeError::NotLeader { leader } => {
+            let mut status = Status::unavailable(err.to_string());
+            if let Some((_, address)) = leader
+                && !address.is_empty()
+                && let Ok(value) = MetadataValue::try_from(address.as_str())
+            {
+                status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+            }
+            status
+        }
+        NodeError::Indeterminate | NodeError::Timeout | NodeError::Stopped => {
+            Status::unavailable(err.to_string())
+        }
+        NodeError::Overloaded => Status::resource_exhausted(err.to_string()),
+        NodeError::Invalid(_) => Status::invalid_argument(err.to_string()),
+        NodeError::Storage(_) => Status::internal(err.to_string()),
+    }
+}
