@@ -2,6 +2,9 @@
 //! subcommand to its module. Errors are printed as one line, never a
 //! backtrace, and map to a non-zero exit code.
 
+mod client;
+mod cluster;
+mod coordinator;
 mod job;
 
 use std::process::ExitCode;
@@ -17,6 +20,14 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 struct Cli {
+    /// Coordinators to talk to, comma-separated; the CLI follows the leader.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_COORDINATORS",
+        default_value = "127.0.0.1:7070"
+    )]
+    coordinators: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,12 +37,26 @@ enum Command {
     /// Work with job specs and jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Run a coordinator.
+    Coordinator(coordinator::CoordinatorArgs),
+    /// Cluster membership and status.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Job(cmd) => job::run(cmd),
+        Command::Coordinator(args) => runtime().and_then(|rt| {
+            init_logging();
+            rt.block_on(coordinator::run(args))
+                .map(|()| ExitCode::SUCCESS)
+        }),
+        Command::Cluster(cmd) => {
+            let coordinators = client::Coordinators::parse(&cli.coordinators);
+            runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -41,4 +66,20 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

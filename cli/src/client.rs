@@ -1,0 +1,93 @@
+//! Reaching the cluster: try the coordinators given, follow the leader hint
+//! a follower returns (`drover-leader`), give up with one clear line.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use drover_proto::LEADER_METADATA_KEY;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// The coordinators to try, from `--coordinators` or `DROVER_COORDINATORS`.
+#[derive(Debug, Clone)]
+pub struct Coordinators(pub Vec<String>);
+
+fn endpoint(address: &str) -> Result<Endpoint> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| anyhow!("`{address}` is not a coordinator address: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30)))
+}
+
+impl Coordinators {
+    /// Parses a comma-separated list.
+    pub fn parse(list: &str) -> Self {
+        Coordinators(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Calls `f` on a coordinator, following leader hints. `f` gets a fresh
+    /// channel per attempt.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut queue: Vec<String> = self.0.clone();
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        // A few hops at most: leader hints can race with an election.
+        for _ in 0..(self.0.len() + 4) {
+            let Some(address) = queue.first().cloned() else {
+                break;
+            };
+            queue.remove(0);
+            tried.push(address.clone());
+            let channel = match endpoint(&address)?.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // tonic's top-level message is just "transport error";
+                    // the cause (connection refused...) is in the source.
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        text = format!("{text}: {cause}");
+                        source = cause.source();
+                    }
+                    last_error = Some(format!("{address}: {text}"));
+                    continue;
+                }
+            };
+            match f(channel).await {
+                Ok(v) => return Ok(v),
+                Err(status) if status.code() == Code::Unavailable => {
+                    let hint = status
+                        .metadata()
+                        .get(LEADER_METADATA_KEY)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if let Some(leader) = hint.filter(|l| !l.is_empty()) {
+                        queue.insert(0, leader);
+                    }
+                    last_error = Some(format!("{address}: {}", status.message()));
+                }
+                Err(status) => return Err(anyhow!("{}", status.message())),
+            }
+        }
+        Err(anyhow!(
+            "no coordinator could serve the request (tried {}): {}",
+            tried.join(", "),
+            last_error.unwrap_or_else(|| "no address given".to_owned())
+        ))
+    }
+}

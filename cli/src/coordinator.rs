@@ -1,0 +1,156 @@
+//! `drover coordinator`: one coordinator process (gRPC on `--listen`,
+//! health on `--http`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use drover_coordinator::raft::node::NodeHandle;
+use drover_coordinator::server::{self, ServerConfig};
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// This coordinator's Raft id (1, 2, 3...).
+    #[arg(long)]
+    node_id: u64,
+    /// gRPC address for clients, workers and the other coordinators.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// HTTP address for /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Where the Raft log and the state live [default: ./drover-data/node-ID].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Every coordinator as ID=ADDR, this one included, e.g.
+    /// 1=10.0.0.1:7070,2=10.0.0.2:7070,3=10.0.0.3:7070. Omit for a
+    /// single-node cluster.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Join a running cluster rather than create one; then run
+    /// `drover cluster add-node ID ADDR` against it.
+    #[arg(long)]
+    join: bool,
+}
+
+fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for entry in &args.peers {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow!("`{entry}` is not ID=ADDR (e.g. 2=10.0.0.2:7070)"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("`{id}` in `{entry}` is not a node id"))?;
+        if id == 0 {
+            bail!("node ids start at 1");
+        }
+        if peers.insert(id, addr.trim().to_owned()).is_some() {
+            bail!("node {id} is listed twice in --peers");
+        }
+    }
+    if peers.is_empty() {
+        peers.insert(args.node_id, args.listen.to_string());
+    }
+    if !peers.contains_key(&args.node_id) {
+        bail!(
+            "--peers does not list this node ({}); include {}={}",
+            args.node_id,
+            args.node_id,
+            args.listen
+        );
+    }
+    Ok(peers)
+}
+
+pub async fn run(args: CoordinatorArgs) -> Result<()> {
+    if args.node_id == 0 {
+        bail!("--node-id must be at least 1");
+    }
+    let peers = parse_peers(&args)?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("./drover-data/node-{}", args.node_id)));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let http = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("listening on {} for HTTP", args.http))?;
+    let mut config = ServerConfig::new(args.node_id, &data_dir);
+    config.peers = peers;
+    config.join = args.join;
+    let (started, serve) = server::start(config, listener, shutdown_signal()).map_err(|e| {
+        anyhow!(
+            "starting node {} in {}: {e}",
+            args.node_id,
+            data_dir.display()
+        )
+    })?;
+    tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
+    let node = started.node.clone();
+    let health = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(node);
+    let http_task = tokio::spawn(async move { axum::serve(http, health).await });
+    let result = serve.await;
+    http_task.abort();
+    started.stop().await;
+    tracing::info!(node = args.node_id, "coordinator stopped");
+    result.map_err(|e| anyhow!("{e}"))
+}
+
+/// Ready when a leader is known and this node has applied what it knows to
+/// be committed (within a small margin), so it serves current reads.
+async fn readyz(State(node): State<NodeHandle>) -> (StatusCode, Json<serde_json::Value>) {
+    let s = node.status();
+    let caught_up = s.commit_index.saturating_sub(s.applied_index) <= 100;
+    let ready = s.leader_id != 0 && caught_up;
+    let body = serde_json::json!({
+        "ready": ready,
+        "node": s.id,
+        "leader": s.leader_id,
+        "term": s.term,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "reason": if s.leader_id == 0 { "no leader known" } else if !caught_up { "applying the log" } else { "ok" },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
