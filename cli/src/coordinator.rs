@@ -96,17 +96,24 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
         )
     })?;
     tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
-    let node = started.node.clone();
-    let health = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(node);
-    let http_task = tokio::spawn(async move { axum::serve(http, health).await });
+    let http_task = tokio::spawn(serve_health(http, started.node.clone()));
     let result = serve.await;
     http_task.abort();
     started.stop().await;
     tracing::info!(node = args.node_id, "coordinator stopped");
     result.map_err(|e| anyhow!("{e}"))
+}
+
+/// Serves /healthz and /readyz for `node` on `listener`.
+pub async fn serve_health(
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+) -> std::io::Result<()> {
+    let health = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(node);
+    axum::serve(listener, health).await
 }
 
 /// Ready when a leader is known and this node has applied what it knows to
@@ -132,7 +139,7 @@ async fn readyz(State(node): State<NodeHandle>) -> (StatusCode, Json<serde_json:
     (code, Json(body))
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -5,7 +5,9 @@
 mod client;
 mod cluster;
 mod coordinator;
+mod dev;
 mod job;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -42,6 +44,10 @@ enum Command {
     /// Cluster membership and status.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Run a worker.
+    Worker(worker::WorkerArgs),
+    /// Run everything in one process: a single-node coordinator and workers.
+    Dev(dev::DevArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,18 @@ fn main() -> ExitCode {
             init_logging();
             rt.block_on(coordinator::run(args))
                 .map(|()| ExitCode::SUCCESS)
+        }),
+        Command::Worker(args) => {
+            let coordinators = client::Coordinators::parse(&cli.coordinators).0;
+            runtime().and_then(|rt| {
+                init_logging();
+                rt.block_on(worker::run(args, coordinators))
+                    .map(|()| ExitCode::SUCCESS)
+            })
+        }
+        Command::Dev(args) => runtime().and_then(|rt| {
+            init_logging_quiet();
+            rt.block_on(dev::run(args))
         }),
         Command::Cluster(cmd) => {
             let coordinators = client::Coordinators::parse(&cli.coordinators);
@@ -72,6 +90,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// `drover dev` prints its own progress; only warnings from the parts.
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 fn init_logging() {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use drover_proto::v1::admin_service_server::AdminServiceServer;
 use drover_proto::v1::raft_service_server::RaftServiceServer;
+use drover_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -14,6 +15,7 @@ use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::raft::service::RaftServer;
 use crate::raft::transport::GrpcTransport;
 use crate::service::admin::AdminServer;
+use crate::service::worker::WorkerServer;
 use crate::state::Config as StateConfig;
 
 /// Largest gRPC message a coordinator accepts or sends.
@@ -119,10 +121,13 @@ pub fn start(
     });
     let mut graceful = stopping.clone();
     let mut forced = stopping;
+    let workers = WorkerServiceServer::new(WorkerServer::new(node.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let serve = async move {
         let server = tonic::transport::Server::builder()
             .add_service(raft)
             .add_service(admin)
+            .add_service(workers)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = graceful.wait_for(|s| *s).await;
             });

@@ -515,12 +515,21 @@ fn release_and_deregister_requeue_without_counting_an_attempt() {
             tasks: vec![(grants[0].task, grants[0].token)],
         })
         .unwrap();
-    assert_eq!(released, Outcome::Released { released: 1 });
+    assert_eq!(
+        released,
+        Outcome::Released {
+            released: 1,
+            not_held: vec![]
+        }
+    );
     assert_eq!(h.job(job).counts.ready, 1);
     assert_eq!(
         h.run(Command::DeregisterWorker { worker: "w".into() })
             .unwrap(),
-        Outcome::Released { released: 2 }
+        Outcome::Released {
+            released: 2,
+            not_held: vec![]
+        }
     );
     h.worker("w2", 3, &[]);
     let again = h.lease("w2", 3);

@@ -3,7 +3,15 @@
 //!
 //! # Layout
 //!
-//! The planned modules are the lease loop (register, long-poll lease, batched
-//! heartbeats, drain), the executor trait with one implementation per task
-//! kind, and the dataset IO shared by the data kinds (object_store,
-//! Arrow/Parquet, manifests). None of them exists yet.
+//! - [`runner`]: the lease loop: register, long-poll leases for the free
+//!   slots, run tasks concurrently, one heartbeat per interval for all of
+//!   them, fenced completion/failure reports, and drain on shutdown.
+//! - [`executors`]: one executor per task kind (`noop`, `sleep`, `command`
+//!   today; the data kinds come with the data plane).
+//!
+//! **Architecture invariant:** a worker keeps no state that matters. Its
+//! tasks' truth is the coordinator's; a worker that vanishes loses nothing
+//! but the attempts it was running, which are leased again after their TTL.
+
+pub mod executors;
+pub mod runner;

@@ -265,6 +265,8 @@ pub enum Outcome {
     Released {
         /// How many were held and released.
         released: u32,
+        /// Tasks named that this worker did not hold (stale tokens).
+        not_held: Vec<TaskKey>,
     },
     /// Failed tasks reset.
     Retried {

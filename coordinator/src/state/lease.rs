@@ -368,15 +368,17 @@ impl StateMachine {
             )));
         }
         let mut released = 0u32;
+        let mut not_held = Vec::new();
         for &(key, token) in tasks {
             if self.check_lease(key, token, "release", worker_id).is_err() {
+                not_held.push(key);
                 continue;
             }
             self.requeue_leased(key);
             self.event(key.job, EventKind::Released { task: key, token });
             released += 1;
         }
-        Ok(Outcome::Released { released })
+        Ok(Outcome::Released { released, not_held })
     }
 
     /// Puts a leased task back in the queue at once without counting the

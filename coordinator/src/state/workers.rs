@@ -137,7 +137,10 @@ impl StateMachine {
         for key in held {
             self.requeue_leased(key);
         }
-        Ok(Outcome::Released { released })
+        Ok(Outcome::Released {
+            released,
+            not_held: Vec::new(),
+        })
     }
 
     pub(super) fn drain_worker(&mut self, worker_id: &WorkerId) -> Applied {

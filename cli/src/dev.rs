@@ -1,0 +1,193 @@
+//! `drover dev`: the embedded single-node default: a one-voter coordinator
+//! (the same code path as a cluster), in-process workers and the HTTP
+//! endpoint, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use drover_coordinator::raft::node::NodeHandle;
+use drover_coordinator::server::{self, ServerConfig};
+use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
+use drover_worker::runner::{self, WorkerConfig};
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// In-process workers.
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Slots per worker.
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// Where state and task scratch space live.
+    #[arg(long, default_value = "./drover-data")]
+    data_dir: PathBuf,
+    /// gRPC address (the CLI's default coordinator).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// HTTP address for /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Run the example jobs that exist, show their progress, and exit 0
+    /// when all succeed.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The examples the demo runs: those whose kinds have executors today.
+const DEMO_SPECS: &[(&str, &str)] = &[(
+    "dag-sleep.yaml",
+    include_str!("../../jobspecs/examples/dag-sleep.yaml"),
+)];
+
+pub async fn run(args: DevArgs) -> Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (is another drover running? use --listen)",
+                args.listen
+            )
+        })?;
+    let http = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("listening on {} for HTTP (use --http)", args.http))?;
+    let mut config = ServerConfig::new(1, args.data_dir.join("dev-coordinator"));
+    config.peers.insert(1, args.listen.to_string());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let (started, serve) = server::start(config, listener, async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    })
+    .map_err(|e| anyhow!("starting the coordinator: {e}"))?;
+    let node = started.node.clone();
+    let server_task = tokio::spawn(serve);
+    let http_task = tokio::spawn(crate::coordinator::serve_health(http, node.clone()));
+    wait_for_leader(&node).await?;
+
+    let mut worker_tasks = Vec::new();
+    for i in 0..args.workers {
+        let mut w = WorkerConfig::new(
+            crate::worker::new_worker_id(&format!("dev{i}-")),
+            vec![args.listen.to_string()],
+        );
+        w.slots = args.slots;
+        w.work_dir = args.data_dir.join("dev-worker");
+        w.lease_wait = Duration::from_secs(2);
+        let mut stop = stop_rx.clone();
+        worker_tasks.push(tokio::spawn(runner::run(w, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+    eprintln!(
+        "drover dev: coordinator on {} (http {}), {} workers x {} slots, data in {}",
+        args.listen,
+        args.http,
+        args.workers,
+        args.slots,
+        args.data_dir.display()
+    );
+
+    let code = if args.demo {
+        demo(&node).await?
+    } else {
+        eprintln!("serving; submit with `drover job plan` specs, Ctrl-C to stop");
+        crate::coordinator::shutdown_signal().await;
+        ExitCode::SUCCESS
+    };
+    let _ = stop_tx.send(true);
+    for t in worker_tasks {
+        let _ = t.await;
+    }
+    http_task.abort();
+    let _ = server_task.await;
+    started.stop().await;
+    Ok(code)
+}
+
+async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.status().is_leader {
+        if Instant::now() > deadline {
+            bail!("the embedded coordinator did not become leader within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn demo(node: &NodeHandle) -> Result<ExitCode> {
+    let mut jobs: Vec<(String, JobId)> = Vec::new();
+    for (file, yaml) in DEMO_SPECS {
+        let out = node
+            .propose(vec![Command::SubmitJob(SubmitJob {
+                file: (*file).to_owned(),
+                spec_yaml: (*yaml).to_owned(),
+                params: vec![],
+                idempotency_key: None,
+            })])
+            .await
+            .map_err(|e| anyhow!("submitting {file}: {e}"))?;
+        match out.into_iter().next() {
+            Some(Ok(Outcome::Submitted {
+                id: Submitted::Job(id),
+                ..
+            })) => {
+                eprintln!("submitted {file} as {id}");
+                jobs.push(((*file).to_owned(), id));
+            }
+            other => bail!("submitting {file}: {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last_line = String::new();
+    loop {
+        let ids: Vec<JobId> = jobs.iter().map(|(_, id)| *id).collect();
+        let states = node
+            .read_local(move |sm| {
+                ids.iter()
+                    .map(|id| sm.job(*id).map(|j| (j.state, j.counts, j.counts.total())))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let mut line = String::new();
+        let mut all_done = true;
+        let mut all_ok = true;
+        for ((file, id), state) in jobs.iter().zip(&states) {
+            let Some((s, c, total)) = state else {
+                bail!("job {id} disappeared");
+            };
+            all_done &= s.is_terminal();
+            all_ok &= *s == JobState::Succeeded;
+            line.push_str(&format!(
+                "{file} {id}: {} {}/{} done, {} running, {} failed  ",
+                s.as_str(),
+                c.succeeded + c.skipped,
+                total,
+                c.leased,
+                c.failed
+            ));
+        }
+        if line != last_line {
+            eprintln!("{}", line.trim_end());
+            last_line = line;
+        }
+        if all_done {
+            if all_ok {
+                eprintln!("demo finished: every job succeeded");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("demo finished: a job did not succeed; see `drover job events`");
+            return Ok(ExitCode::from(1));
+        }
+        if Instant::now() > deadline {
+            eprintln!("demo timed out after 300 s");
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

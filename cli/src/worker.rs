@@ -1,0 +1,68 @@
+//! `drover worker`: a stateless worker process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use drover_worker::runner::{self, WorkerConfig};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// Labels matched against task constraints, as KEY=VALUE (repeatable).
+    #[arg(long = "labels", value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Scratch space and task logs.
+    #[arg(long, default_value = "./drover-data/worker")]
+    work_dir: PathBuf,
+    /// Run `command` tasks, which execute arbitrary programs.
+    #[arg(long)]
+    allow_command: bool,
+    /// On SIGTERM, seconds running tasks may finish before being handed back.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+    /// Worker id [default: hostname plus a random suffix].
+    #[arg(long)]
+    id: Option<String>,
+}
+
+/// A fresh worker id: host name and a random suffix, so a restarted worker
+/// is a new worker.
+pub fn new_worker_id(prefix: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".to_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{host}-{:08x}",
+        nanos ^ std::process::id().rotate_left(16)
+    )
+}
+
+pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("label `{l}` is not KEY=VALUE"))?;
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    let mut config = WorkerConfig::new(args.id.unwrap_or_else(|| new_worker_id("")), coordinators);
+    config.slots = args.slots.max(1);
+    config.labels = labels;
+    config.work_dir = args.work_dir;
+    config.allow_command = args.allow_command;
+    config.drain_timeout = Duration::from_secs(args.drain_timeout);
+    let id = config.worker_id.clone();
+    tracing::info!(worker = %id, slots = config.slots, "worker starting");
+    let report = runner::run(config, crate::coordinator::shutdown_signal()).await;
+    tracing::info!(worker = %id, completed = report.completed, failed = report.failed, released = report.released, "worker stopped");
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! `WorkerService`: registration, batched leases (long poll), batched
+//! heartbeats, and fenced completions, failures and releases.
+
+use std::time::{Duration, Instant};
+
+use drover_proto::v1::worker_service_server::WorkerService;
+use drover_proto::v1::{
+    CompleteRequest, CompleteResponse, FailRequest, FailResponse, HeartbeatRequest,
+    HeartbeatResponse, LeaseRequest, LeaseResponse, RegisterRequest, RegisterResponse,
+    RejectReason, ReleaseRequest, ReleaseResponse, ReleaseResult, ReleaseStatus,
+};
+use tonic::{Request, Response, Status};
+
+use super::node_status;
+use crate::raft::node::NodeHandle;
+use crate::state::{Applied, Command, Outcome, Rejection, TaskKey};
+
+/// Longest a lease call waits for work.
+pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often a waiting lease call looks for work.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
+/// Serves `WorkerService` for one node.
+#[derive(Debug, Clone)]
+pub struct WorkerServer {
+    node: NodeHandle,
+}
+
+impl WorkerServer {
+    /// A server for `node`.
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+
+    async fn one(&self, command: Command) -> Result<Applied, Status> {
+        let mut out = self
+            .node
+            .propose(vec![command])
+            .await
+            .map_err(node_status)?;
+        out.pop().ok_or_else(|| Status::internal("no outcome"))
+    }
+}
+
+/// Wire <-> domain conversions.
+pub mod convert {
+    use drover_proto::v1::{
+        HeartbeatStatus as WireStatus, LeasedTask, OutputManifest, TaskHeartbeatResult, TaskKind,
+    };
+    use tonic::Status;
+
+    use crate::state::types::OutputFile;
+    use crate::state::{Grant, HeartbeatStatus, Manifest, TaskKey};
+
+    /// A task kind as the spec names it.
+    pub fn kind_name(kind: TaskKind) -> Option<&'static str> {
+        Some(match kind {
+            TaskKind::Noop => "noop",
+            TaskKind::Sleep => "sleep",
+            TaskKind::Command => "command",
+            TaskKind::AnnotationExport => "annotation_export",
+            TaskKind::Dedup => "dedup",
+            TaskKind::SensorFeatureBackfill => "sensor_feature_backfill",
+            TaskKind::Unspecified => return None,
+        })
+    }
+
+    /// The wire enum for a kind name.
+    pub fn kind_of(name: &str) -> TaskKind {
+        match name {
+            "noop" => TaskKind::Noop,
+            "sleep" => TaskKind::Sleep,
+            "command" => TaskKind::Command,
+            "annotation_export" => TaskKind::AnnotationExport,
+            "dedup" => TaskKind::Dedup,
+            "sensor_feature_backfill" => TaskKind::SensorFeatureBackfill,
+            _ => TaskKind::Unspecified,
+        }
+    }
+
+    /// Where an attempt writes: scoped to the job, template, partition and
+    /// grant, so two attempts never share a prefix.
+    pub fn output_prefix(g: &Grant) -> String {
+        format!(
+            "jobs/{}/{}/{}/attempt-{}-{}",
+            g.task.job, g.task.template, g.task.partition, g.attempt, g.token
+        )
+    }
+
+    /// A grant as sent to the worker.
+    pub fn leased(g: Grant, trace_parent: &str) -> LeasedTask {
+        LeasedTask {
+            task_id: g.task.to_string(),
+            job_id: g.task.job.to_string(),
+            namespace: g.namespace.clone(),
+            template: g.template.clone(),
+            kind: kind_of(&g.kind) as i32,
+            partition_index: g.task.partition,
+            partition_key: g.partition_key.clone(),
+            config_json: g.config_json.clone(),
+            attempt: g.attempt,
+            fencing_token: g.token,
+            lease_deadline_unix_ms: g.lease_deadline_ms,
+            timeout_ms: g.timeout_ms as i64,
+            output_prefix: output_prefix(&g),
+            trace_parent: trace_parent.to_owned(),
+            ..LeasedTask::default()
+        }
+    }
+
+    /// Parses a task id.
+    pub fn task(id: &str) -> Result<TaskKey, Status> {
+        id.parse::<TaskKey>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+
+    /// A manifest from the wire.
+    pub fn manifest(m: Option<OutputManifest>) -> Manifest {
+        let Some(m) = m else {
+            return Manifest::default();
+        };
+        Manifest {
+            prefix: m.output_prefix,
+            files: m
+                .files
+                .into_iter()
+                .map(|f| OutputFile {
+                    path: f.path,
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    sha256: f.sha256,
+                })
+                .collect(),
+            schema_json: m.schema_json,
+            code_version: m.code_version,
+            input_fingerprint: m.input_fingerprint,
+        }
+    }
+
+    /// One heartbeat result.
+    pub fn heartbeat(task: TaskKey, token: u64, status: HeartbeatStatus) -> TaskHeartbeatResult {
+        let (wire, deadline) = match status {
+            HeartbeatStatus::Ok { lease_deadline_ms } => (WireStatus::Ok, lease_deadline_ms),
+            HeartbeatStatus::LeaseLost => (WireStatus::LeaseLost, 0),
+            HeartbeatStatus::JobCancelled => (WireStatus::JobCancelled, 0),
+        };
+        TaskHeartbeatResult {
+            task_id: task.to_string(),
+            fencing_token: token,
+            status: wire as i32,
+            lease_deadline_unix_ms: deadline,
+        }
+    }
+}
+
+fn rejection(r: Rejection) -> Status {
+    match r {
+        Rejection::UnknownWorker(id) => {
+            Status::not_found(format!("unknown worker `{id}`: register again"))
+        }
+        Rejection::UnknownJob(id) => Status::not_found(format!("unknown job {id}")),
+        Rejection::UnknownTask(id) => Status::not_found(format!("unknown task {id}")),
+        Rejection::StaleToken { .. } => Status::failed_precondition(r.to_string()),
+        Rejection::TooLarge(m) => Status::resource_exhausted(m),
+        other => Status::failed_precondition(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerServer {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let r = request.into_inner();
+        let kinds = r
+            .supported_kinds()
+            .filter_map(convert::kind_name)
+            .map(str::to_owned)
+            .collect();
+        match self
+            .one(Command::RegisterWorker {
+                worker: r.worker_id,
+                slots: r.slots,
+                labels: r.labels.into_iter().collect(),
+                kinds,
+            })
+            .await?
+        {
+            Ok(Outcome::Registered {
+                epoch,
+                lease_ttl_ms,
+                heartbeat_interval_ms,
+            }) => Ok(Response::new(RegisterResponse {
+                session_epoch: epoch,
+                lease_ttl_ms: lease_ttl_ms as i64,
+                heartbeat_interval_ms: heartbeat_interval_ms as i64,
+                max_lease_batch: crate::state::LEASE_BATCH_MAX,
+                max_lease_wait_ms: LEASE_WAIT_MAX.as_millis() as i64,
+            })),
+            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(r) => Err(rejection(r)),
+        }
+    }
+
+    async fn lease(
+        &self,
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let trace_parent = request
+            .metadata()
+            .get(drover_proto::TRACEPARENT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let r = request.into_inner();
+        let wait = Duration::from_millis(r.wait_ms.max(0) as u64).min(LEASE_WAIT_MAX);
+        let deadline = Instant::now() + wait;
+        loop {
+            // Propose only when something is leasable, so idle workers
+            // polling cost no log entries.
+            let has_work = self
+                .node
+                .read_local(|sm| !sm.indexes().ready.is_empty())
+                .await
+                .map_err(node_status)?;
+            if has_work || Instant::now() >= deadline {
+                let out = self
+                    .one(Command::Lease {
+                        worker: r.worker_id.clone(),
+                        max_tasks: r.max_tasks,
+                    })
+                    .await?;
+                let grants = match out {
+                    Ok(Outcome::Leased(grants)) => grants,
+                    Ok(other) => {
+                        return Err(Status::internal(format!("unexpected outcome {other:?}")));
+                    }
+                    Err(e) => return Err(rejection(e)),
+                };
+                if !grants.is_empty() || Instant::now() >= deadline {
+                    let worker_id = r.worker_id.clone();
+                    let drain = self
+                        .node
+                        .read_local(move |sm| {
+                            sm.core()
+                                .workers
+                                .get(&worker_id)
+                                .is_some_and(|w| w.state == crate::state::WorkerState::Draining)
+                        })
+                        .await
+                        .map_err(node_status)?;
+                    return Ok(Response::new(LeaseResponse {
+                        tasks: grants
+                            .into_iter()
+                            .map(|g| convert::leased(g, &trace_parent))
+                            .collect(),
+                        drain_requested: drain,
+                    }));
+                }
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let mut tasks = Vec::with_capacity(r.tasks.len());
+        for t in &r.tasks {
+            tasks.push(crate::state::TaskProgress {
+                task: convert::task(&t.task_id)?,
+                token: t.fencing_token,
+                progress_permille: (t.progress_fraction.clamp(0.0, 1.0) * 1000.0) as u16,
+            });
+        }
+        match self
+            .one(Command::Heartbeat {
+                worker: r.worker_id,
+                tasks,
+            })
+            .await?
+        {
+            Ok(Outcome::Heartbeat(reply)) => Ok(Response::new(HeartbeatResponse {
+                tasks: reply
+                    .tasks
+                    .iter()
+                    .zip(&r.tasks)
+                    .map(|((key, status), t)| convert::heartbeat(*key, t.fencing_token, *status))
+                    .collect(),
+                drain_requested: reply.drain,
+            })),
+            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(rejection(e)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: Request<CompleteRequest>,
+    ) -> Result<Response<CompleteResponse>, Status> {
+        let r = request.into_inner();
+        let task = convert::task(&r.task_id)?;
+        let out = self
+            .one(Command::Complete {
+                worker: r.worker_id,
+                task,
+                token: r.fencing_token,
+                manifest: convert::manifest(r.manifest),
+                skipped: r.reused_prior_output,
+            })
+            .await?;
+        match out {
+            Ok(Outcome::Completed { duplicate }) => Ok(Response::new(CompleteResponse {
+                accepted: true,
+                duplicate,
+                ..CompleteResponse::default()
+            })),
+            Err(Rejection::LeaseLost { reason, .. }) => Ok(Response::new(CompleteResponse {
+                accepted: false,
+                reason: lost_reason(&reason) as i32,
+                duplicate: false,
+            })),
+            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(rejection(e)),
+        }
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
+        let r = request.into_inner();
+        let task = convert::task(&r.task_id)?;
+        let out = self
+            .one(Command::Fail {
+                worker: r.worker_id,
+                task,
+                token: r.fencing_token,
+                retryable: r.retryable,
+                message: r.message,
+            })
+            .await?;
+        match out {
+            Ok(Outcome::FailRecorded { retry_at_ms }) => Ok(Response::new(FailResponse {
+                accepted: true,
+                will_retry: retry_at_ms.is_some(),
+                retry_at_unix_ms: retry_at_ms.unwrap_or(0),
+                ..FailResponse::default()
+            })),
+            Err(Rejection::LeaseLost { reason, .. }) => Ok(Response::new(FailResponse {
+                accepted: false,
+                reason: lost_reason(&reason) as i32,
+                ..FailResponse::default()
+            })),
+            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(rejection(e)),
+        }
+    }
+
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let r = request.into_inner();
+        let mut tasks = Vec::with_capacity(r.tasks.len());
+        for t in &r.tasks {
+            tasks.push((convert::task(&t.task_id)?, t.fencing_token));
+        }
+        let keys: Vec<TaskKey> = tasks.iter().map(|(k, _)| *k).collect();
+        let out = self
+            .one(Command::Release {
+                worker: r.worker_id.clone(),
+                tasks,
+            })
+            .await?;
+        let not_held = match out {
+            Ok(Outcome::Released { not_held, .. }) => not_held,
+            Ok(other) => return Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => return Err(rejection(e)),
+        };
+        if r.worker_exiting {
+            // Leaving for good: forget the worker (any task it still held
+            // is released too).
+            let _ = self
+                .one(Command::DeregisterWorker {
+                    worker: r.worker_id,
+                })
+                .await?;
+        }
+        Ok(Response::new(ReleaseResponse {
+            results: keys
+                .into_iter()
+                .map(|k| ReleaseResult {
+                    task_id: k.to_string(),
+                    status: if not_held.contains(&k) {
+                        ReleaseStatus::NotHeld
+                    } else {
+                        ReleaseStatus::Released
+                    } as i32,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn lost_reason(reason: &str) -> RejectReason {
+    if reason.contains("cancelled") {
+        RejectReason::JobCancelled
+    } else {
+        RejectReason::LeaseLost
+    }
+}

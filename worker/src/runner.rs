@@ -1,0 +1,561 @@
+//! The worker's lease loop: register, lease up to the free slots (long
+//! poll), run tasks concurrently, heartbeat every running task in one call,
+//! complete or fail each with its fencing token, and drain on shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_proto::LEADER_METADATA_KEY;
+use drover_proto::v1::worker_service_client::WorkerServiceClient;
+use drover_proto::v1::{
+    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatStatus, LeaseRequest, LeasedTask,
+    RegisterRequest, ReleaseRequest, ReleasedTask, TaskHeartbeat, TaskKind,
+};
+use tokio::sync::{Notify, watch};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::executors::{self, Executor, TaskError};
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique id; a restarted worker should use a new one.
+    pub worker_id: String,
+    /// Coordinator addresses; the worker follows the leader among them.
+    pub coordinators: Vec<String>,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Labels matched against task constraints.
+    pub labels: BTreeMap<String, String>,
+    /// Scratch space and task logs.
+    pub work_dir: PathBuf,
+    /// Run `command` tasks (arbitrary programs).
+    pub allow_command: bool,
+    /// On shutdown, how long running tasks may finish before they are
+    /// released to other workers.
+    pub drain_timeout: Duration,
+    /// Long-poll length of one lease call.
+    pub lease_wait: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker talking to `coordinators`.
+    pub fn new(worker_id: impl Into<String>, coordinators: Vec<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            coordinators,
+            slots: 4,
+            labels: BTreeMap::new(),
+            work_dir: PathBuf::from("./drover-data/worker"),
+            allow_command: false,
+            drain_timeout: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Completions the coordinator accepted.
+    pub completed: u64,
+    /// Failures reported.
+    pub failed: u64,
+    /// Tasks stopped because their lease was lost or their job cancelled.
+    pub stopped: u64,
+    /// Tasks handed back when draining.
+    pub released: u64,
+}
+
+/// A task in flight.
+struct Running {
+    token: u64,
+    cancel: watch::Sender<bool>,
+}
+
+/// Connection to the cluster that follows the leader.
+#[derive(Clone)]
+struct Conn {
+    addresses: Vec<String>,
+    current: Arc<Mutex<Option<(String, Channel)>>>,
+}
+
+fn endpoint(address: &str) -> Option<Endpoint> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Endpoint::from_shared(uri).ok().map(|e| {
+        e.connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(60))
+    })
+}
+
+impl Conn {
+    /// Calls `f` on the leader, following hints and trying the other
+    /// coordinators; gives up after a bounded number of hops.
+    async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut candidates: Vec<String> = Vec::new();
+        let mut last = Status::unavailable("no coordinator reachable");
+        for hop in 0..(self.addresses.len() * 2 + 4) {
+            let cached = self.current.lock().ok().and_then(|c| c.clone());
+            let (address, channel) = match cached {
+                Some(c) => c,
+                None => {
+                    if candidates.is_empty() {
+                        candidates = self.addresses.clone();
+                        if hop > 0 {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    let address = candidates.remove(0);
+                    let Some(endpoint) = endpoint(&address) else {
+                        continue;
+                    };
+                    match endpoint.connect().await {
+                        Ok(ch) => (address, ch),
+                        Err(e) => {
+                            last = Status::unavailable(format!("{address}: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Ok(mut c) = self.current.lock() {
+                *c = Some((address.clone(), channel.clone()));
+            }
+            match f(WorkerServiceClient::new(channel)).await {
+                Ok(v) => return Ok(v),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unavailable | Code::Unknown | Code::Cancelled
+                    ) =>
+                {
+                    let hint = status
+                        .metadata()
+                        .get(LEADER_METADATA_KEY)
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_owned);
+                    if let Ok(mut c) = self.current.lock() {
+                        *c = None;
+                    }
+                    if let Some(leader) = hint {
+                        candidates.insert(0, leader);
+                    }
+                    last = status;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        Err(last)
+    }
+}
+
+struct Shared {
+    config: WorkerConfig,
+    conn: Conn,
+    running: Mutex<BTreeMap<String, Running>>,
+    finished: Notify,
+    report: Mutex<WorkerReport>,
+    executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+}
+
+impl Shared {
+    fn running_count(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+/// Runs a worker until `shutdown` resolves, then drains.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
+    let mut executors: BTreeMap<&'static str, Arc<dyn Executor>> = BTreeMap::new();
+    let noop: Arc<dyn Executor> = Arc::new(executors::noop::Noop);
+    let sleep: Arc<dyn Executor> = Arc::new(executors::sleep::Sleep);
+    executors.insert(noop.kind(), noop);
+    executors.insert(sleep.kind(), sleep);
+    if config.allow_command {
+        let command: Arc<dyn Executor> = Arc::new(executors::command::Command {
+            work_dir: config.work_dir.clone(),
+        });
+        executors.insert(command.kind(), command);
+    }
+    let shared = Arc::new(Shared {
+        conn: Conn {
+            addresses: config.coordinators.clone(),
+            current: Arc::new(Mutex::new(None)),
+        },
+        config,
+        running: Mutex::new(BTreeMap::new()),
+        finished: Notify::new(),
+        report: Mutex::new(WorkerReport::default()),
+        executors,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let main = main_loop(shared.clone(), stop_rx);
+    tokio::pin!(main);
+    tokio::select! {
+        _ = &mut main => {}
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+            main.await;
+        }
+    }
+    drain(&shared).await;
+    shared.report.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64, Duration)> {
+    let kinds: Vec<i32> = shared
+        .executors
+        .keys()
+        .map(|k| match *k {
+            "noop" => TaskKind::Noop,
+            "sleep" => TaskKind::Sleep,
+            "command" => TaskKind::Command,
+            _ => TaskKind::Unspecified,
+        } as i32)
+        .collect();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        let request = RegisterRequest {
+            worker_id: shared.config.worker_id.clone(),
+            slots: shared.config.slots,
+            labels: shared.config.labels.clone().into_iter().collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            supported_kinds: kinds.clone(),
+            ..RegisterRequest::default()
+        };
+        match shared
+            .conn
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.register(r).await.map(|r| r.into_inner()) }
+            })
+            .await
+        {
+            Ok(r) => {
+                let interval =
+                    Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
+                tracing::info!(worker = %shared.config.worker_id, epoch = r.session_epoch, "registered");
+                return Some((r.session_epoch, interval));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "register failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let Some((epoch, interval)) = register(&shared, &stop).await else {
+        return;
+    };
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hb = tokio::spawn(heartbeat_loop(
+        shared.clone(),
+        epoch,
+        interval,
+        draining.clone(),
+    ));
+    let mut stop_wait = stop.clone();
+    loop {
+        if *stop.borrow() || draining.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let free = (shared.config.slots as usize).saturating_sub(shared.running_count());
+        if free == 0 {
+            tokio::select! {
+                _ = shared.finished.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop_wait.changed() => {}
+            }
+            continue;
+        }
+        let request = LeaseRequest {
+            worker_id: shared.config.worker_id.clone(),
+            session_epoch: epoch,
+            max_tasks: free as u32,
+            wait_ms: shared.config.lease_wait.as_millis() as i64,
+        };
+        let leased = tokio::select! {
+            r = shared.conn.call(|mut c| {
+                let r = request.clone();
+                async move { c.lease(r).await.map(|r| r.into_inner()) }
+            }) => r,
+            _ = stop_wait.changed() => break,
+        };
+        match leased {
+            Ok(response) => {
+                if response.drain_requested {
+                    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                for task in response.tasks {
+                    start_task(&shared, task);
+                }
+            }
+            Err(status) if status.code() == Code::NotFound => {
+                // The coordinator forgot us (declared lost): register again.
+                if register(&shared, &stop).await.is_none() {
+                    break;
+                }
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "lease failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    hb.abort();
+}
+
+fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    if let Ok(mut running) = shared.running.lock() {
+        running.insert(
+            task.task_id.clone(),
+            Running {
+                token: task.fencing_token,
+                cancel: cancel_tx,
+            },
+        );
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
+        let name = kind_name(kind);
+        let executor = shared.executors.get(name).cloned();
+        let task_id = task.task_id.clone();
+        let token = task.fencing_token;
+        let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
+        let stopped = cancel_rx.clone();
+        let result = match executor {
+            None => Err(TaskError::permanent(format!(
+                "this worker does not run `{name}` tasks"
+            ))),
+            Some(executor) => {
+                match tokio::time::timeout(timeout, executor.run(task, cancel_rx)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
+                }
+            }
+        };
+        let was_stopped = *stopped.borrow();
+        if was_stopped {
+            // Lease lost, job cancelled or drained: the coordinator already
+            // knows; reporting would only be rejected.
+            if let Ok(mut r) = shared.report.lock() {
+                r.stopped += 1;
+            }
+        } else {
+            report(&shared, &task_id, token, result).await;
+        }
+        if let Ok(mut running) = shared.running.lock() {
+            running.remove(&task_id);
+        }
+        shared.finished.notify_one();
+    });
+}
+
+fn kind_name(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Noop => "noop",
+        TaskKind::Sleep => "sleep",
+        TaskKind::Command => "command",
+        TaskKind::AnnotationExport => "annotation_export",
+        TaskKind::Dedup => "dedup",
+        TaskKind::SensorFeatureBackfill => "sensor_feature_backfill",
+        TaskKind::Unspecified => "unspecified",
+    }
+}
+
+/// Reports an attempt's end, retrying transport errors (a completion must
+/// not be lost to a leader change); the coordinator answers repeats of an
+/// accepted completion as duplicates.
+async fn report(
+    shared: &Shared,
+    task_id: &str,
+    token: u64,
+    result: Result<drover_proto::v1::OutputManifest, TaskError>,
+) {
+    let worker_id = shared.config.worker_id.clone();
+    for attempt in 0..20u32 {
+        let outcome = match &result {
+            Ok(manifest) => {
+                let request = CompleteRequest {
+                    worker_id: worker_id.clone(),
+                    task_id: task_id.to_owned(),
+                    fencing_token: token,
+                    manifest: Some(manifest.clone()),
+                    reused_prior_output: false,
+                };
+                shared
+                    .conn
+                    .call(|mut c| {
+                        let r = request.clone();
+                        async move { c.complete(r).await.map(|r| r.into_inner().accepted) }
+                    })
+                    .await
+            }
+            Err(e) => {
+                let request = FailRequest {
+                    worker_id: worker_id.clone(),
+                    task_id: task_id.to_owned(),
+                    fencing_token: token,
+                    retryable: e.retryable,
+                    message: e.message.clone(),
+                };
+                shared
+                    .conn
+                    .call(|mut c| {
+                        let r = request.clone();
+                        async move { c.fail(r).await.map(|r| r.into_inner().accepted) }
+                    })
+                    .await
+            }
+        };
+        match outcome {
+            Ok(accepted) => {
+                if let Ok(mut r) = shared.report.lock() {
+                    match (&result, accepted) {
+                        (Ok(_), true) => r.completed += 1,
+                        (Err(_), true) => r.failed += 1,
+                        _ => r.stopped += 1,
+                    }
+                }
+                return;
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument
+                ) =>
+            {
+                // Stale token or unknown task: this attempt was fenced.
+                tracing::info!(task = task_id, reason = %status.message(), "report rejected");
+                if let Ok(mut r) = shared.report.lock() {
+                    r.stopped += 1;
+                }
+                return;
+            }
+            Err(status) => {
+                tracing::warn!(task = task_id, error = %status.message(), "report failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    shared: Arc<Shared>,
+    epoch: u64,
+    interval: Duration,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let tasks: Vec<TaskHeartbeat> = shared
+            .running
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, t)| TaskHeartbeat {
+                        task_id: id.clone(),
+                        fencing_token: t.token,
+                        ..TaskHeartbeat::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = HeartbeatRequest {
+            worker_id: shared.config.worker_id.clone(),
+            session_epoch: epoch,
+            tasks,
+        };
+        let Ok(response) = shared
+            .conn
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.heartbeat(r).await.map(|r| r.into_inner()) }
+            })
+            .await
+        else {
+            continue;
+        };
+        if response.drain_requested {
+            draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for result in response.tasks {
+            if result.status != HeartbeatStatus::Ok as i32
+                && let Ok(running) = shared.running.lock()
+                && let Some(task) = running.get(&result.task_id)
+                && task.token == result.fencing_token
+            {
+                tracing::info!(task = %result.task_id, status = result.status, "stopping task");
+                let _ = task.cancel.send(true);
+            }
+        }
+    }
+}
+
+/// Waits for running tasks up to the drain timeout, then stops the rest and
+/// hands them back so they are leased again at once.
+async fn drain(shared: &Arc<Shared>) {
+    let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
+    while shared.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = shared.finished.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    let leftover: Vec<ReleasedTask> = shared
+        .running
+        .lock()
+        .map(|r| {
+            r.iter()
+                .map(|(id, t)| {
+                    let _ = t.cancel.send(true);
+                    ReleasedTask {
+                        task_id: id.clone(),
+                        fencing_token: t.token,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let count = leftover.len() as u64;
+    let request = ReleaseRequest {
+        worker_id: shared.config.worker_id.clone(),
+        tasks: leftover,
+        reason: "worker shutting down".to_owned(),
+        worker_exiting: true,
+    };
+    if shared
+        .conn
+        .call(|mut c| {
+            let r = request.clone();
+            async move { c.release(r).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .is_ok()
+        && let Ok(mut r) = shared.report.lock()
+    {
+        r.released += count;
+    }
+}
