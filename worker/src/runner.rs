@@ -293,12 +293,24 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             max_tasks: free as u32,
             wait_ms: shared.config.lease_wait.as_millis() as i64,
         };
+        let call = shared.conn.call(|mut c| {
+            let r = request.clone();
+            async move { c.lease(r).await.map(|r| r.into_inner()) }
+        });
+        tokio::pin!(call);
         let leased = tokio::select! {
-            r = shared.conn.call(|mut c| {
-                let r = request.clone();
-                async move { c.lease(r).await.map(|r| r.into_inner()) }
-            }) => r,
-            _ = stop_wait.changed() => break,
+            r = &mut call => r,
+            _ = stop_wait.changed() => {
+                // Stopping mid-call: the coordinator may already have granted
+                // tasks. Take the answer (briefly) so they are drained and
+                // released, rather than left leased until their TTL.
+                if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(2), &mut call).await {
+                    for task in response.tasks {
+                        start_task(&shared, task);
+                    }
+                }
+                break;
+            }
         };
         match leased {
             Ok(response) => {
