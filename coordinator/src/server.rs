@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use drover_proto::v1::admin_service_server::AdminServiceServer;
+use drover_proto::v1::job_service_server::JobServiceServer;
 use drover_proto::v1::raft_service_server::RaftServiceServer;
 use drover_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::raft::service::RaftServer;
 use crate::raft::transport::GrpcTransport;
 use crate::service::admin::AdminServer;
+use crate::service::job::JobServer;
 use crate::service::worker::WorkerServer;
 use crate::state::Config as StateConfig;
 
@@ -123,11 +125,14 @@ pub fn start(
     let mut forced = stopping;
     let workers = WorkerServiceServer::new(WorkerServer::new(node.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let jobs = JobServiceServer::new(JobServer::new(node.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let serve = async move {
         let server = tonic::transport::Server::builder()
             .add_service(raft)
             .add_service(admin)
             .add_service(workers)
+            .add_service(jobs)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = graceful.wait_for(|s| *s).await;
             });

@@ -3,6 +3,7 @@
 //! types.
 
 pub mod admin;
+pub mod job;
 pub mod worker;
 
 use drover_proto::LEADER_METADATA_KEY;
