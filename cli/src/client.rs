@@ -13,12 +13,7 @@ use tonic::{Code, Status};
 pub struct Coordinators(pub Vec<String>);
 
 fn endpoint(address: &str) -> Result<Endpoint> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    Ok(Endpoint::from_shared(uri)
+    Ok(drover_proto::endpoint(address)
         .map_err(|e| anyhow!("`{address}` is not a coordinator address: {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30)))

@@ -59,3 +59,14 @@ pub const TRACEPARENT_METADATA_KEY: &str = "traceparent";
 /// Request metadata key carrying vendor-specific W3C trace state that goes
 /// with [`TRACEPARENT_METADATA_KEY`].
 pub const TRACESTATE_METADATA_KEY: &str = "tracestate";
+
+/// A client endpoint for a Drover address: `host:port` (plain HTTP/2, the
+/// local default) or a full URI. Callers add their own timeouts.
+pub fn endpoint(address: &str) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(uri)?.tcp_nodelay(true))
+}

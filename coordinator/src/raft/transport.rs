@@ -150,14 +150,8 @@ impl Drop for GrpcTransport {
 }
 
 fn endpoint(address: &str) -> Option<Endpoint> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    Endpoint::from_shared(uri).ok().map(|e| {
+    drover_proto::endpoint(address).ok().map(|e| {
         e.connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
     })
 }

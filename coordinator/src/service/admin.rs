@@ -30,16 +30,6 @@ impl AdminServer {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
-
-    fn require_leader(&self) -> Result<(), Status> {
-        if self.node.status().is_leader {
-            Ok(())
-        } else {
-            Err(node_status(crate::raft::node::NodeError::NotLeader {
-                leader: self.node.leader(),
-            }))
-        }
-    }
 }
 
 mod convert {
@@ -180,7 +170,7 @@ impl AdminService for AdminServer {
                 request.node_id
             )));
         }
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         tokio::time::timeout(
             ADMIN_TIMEOUT,
             self.node.add_node(request.node_id, request.address.clone()),
@@ -205,7 +195,7 @@ impl AdminService for AdminServer {
         if !self.node.status().members.iter().any(|m| m.id == id) {
             return Err(Status::not_found(format!("node {id} is not a member")));
         }
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         tokio::time::timeout(ADMIN_TIMEOUT, self.node.remove_node(id))
             .await
             .map_err(|_| Status::deadline_exceeded("the membership change did not commit in time"))?
@@ -224,7 +214,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         let status = self.node.status();
         let mut target = request.into_inner().target_node_id;
         if target == 0 {

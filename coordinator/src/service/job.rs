@@ -133,22 +133,12 @@ impl JobServer {
         Self { node }
     }
 
-    fn require_leader(&self) -> Result<(), Status> {
-        if self.node.status().is_leader {
-            Ok(())
-        } else {
-            Err(node_status(NodeError::NotLeader {
-                leader: self.node.leader(),
-            }))
-        }
-    }
-
     /// A linearizable read on the leader; `f` runs on the Raft thread.
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&StateMachine) -> Result<R, Status> + Send + 'static,
     ) -> Result<R, Status> {
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         self.node.read(READ_TIMEOUT, f).await.map_err(node_status)?
     }
 
@@ -1739,7 +1729,7 @@ impl JobService for JobServer {
                 "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
             )));
         }
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         let params: Vec<(String, String)> = request.params.into_iter().collect();
         // Planned here first: a fast INVALID_ARGUMENT without a Raft round
         // trip, and the plan summary of the answer. The state machine plans
@@ -1946,7 +1936,7 @@ impl JobService for JobServer {
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
         let reason: String = request.reason.chars().take(REASON_CHARS_MAX).collect();
-        self.require_leader()?;
+        super::require_leader(&self.node)?;
         let command = match job_ref {
             JobRef::Job(job) => Command::CancelJob { job, reason },
             JobRef::Schedule(schedule) => {

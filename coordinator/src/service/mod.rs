@@ -12,6 +12,18 @@ use tonic::metadata::MetadataValue;
 
 use crate::raft::node::NodeError;
 
+/// `Ok` on the leader; otherwise `UNAVAILABLE` naming the leader, so the
+/// client retries there.
+pub fn require_leader(node: &crate::raft::node::NodeHandle) -> Result<(), Status> {
+    if node.status().is_leader {
+        Ok(())
+    } else {
+        Err(node_status(NodeError::NotLeader {
+            leader: node.leader(),
+        }))
+    }
+}
+
 /// Maps a node error to the protocol's status codes. `NotLeader` becomes
 /// `UNAVAILABLE` with the leader's address in `drover-leader`, which clients
 /// follow.
