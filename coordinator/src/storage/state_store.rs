@@ -260,22 +260,14 @@ impl StateStore {
             }
         }
         for key in &changes.tasks {
-            let record = core
-                .jobs
-                .get(&key.job)
-                .and_then(|j| j.templates.get(key.template as usize))
-                .and_then(|t| t.tasks.get(&key.partition));
+            let record = template_of(core, *key).and_then(|t| t.tasks.get(&key.partition));
             match record {
                 Some(r) => tasks.insert(&keys::task(*key), encode(r)),
                 None => tasks.remove(&keys::task(*key)),
             }
         }
         for key in &changes.outputs {
-            let output = core
-                .jobs
-                .get(&key.job)
-                .and_then(|j| j.templates.get(key.template as usize))
-                .and_then(|t| t.outputs.get(&key.partition));
+            let output = template_of(core, *key).and_then(|t| t.outputs.get(&key.partition));
             match output {
                 Some(o) => outputs.insert(&keys::task(*key), encode(o)),
                 None => outputs.remove(&keys::task(*key)),
@@ -479,6 +471,14 @@ impl StateStore {
         };
         Ok(Some((StateMachine::from_core(core), applied_index)))
     }
+}
+
+/// The template a task key points into, if its job still exists.
+fn template_of(core: &Core, key: crate::state::TaskKey) -> Option<&Template> {
+    core.jobs
+        .get(&key.job)?
+        .templates
+        .get(key.template as usize)
 }
 
 fn corrupt_key(tree: &str) -> StorageError {
