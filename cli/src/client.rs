@@ -8,6 +8,27 @@ use drover_proto::LEADER_METADATA_KEY;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// A request the cluster answered with an error (not a transport
+/// failure). Keeps the status so callers can read its details, such as the
+/// diagnostics of a rejected spec; prints as the status message alone.
+#[derive(Debug)]
+pub struct RpcError(pub Status);
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl RpcError {
+    /// The status code, when `err` is an answer from the cluster.
+    pub fn code_of(err: &anyhow::Error) -> Option<Code> {
+        err.downcast_ref::<RpcError>().map(|e| e.0.code())
+    }
+}
+
 /// The coordinators to try, from `--coordinators` or `DROVER_COORDINATORS`.
 #[derive(Debug, Clone)]
 pub struct Coordinators(pub Vec<String>);
@@ -76,7 +97,7 @@ impl Coordinators {
                     }
                     last_error = Some(format!("{address}: {}", status.message()));
                 }
-                Err(status) => return Err(anyhow!("{}", status.message())),
+                Err(status) => return Err(RpcError(status).into()),
             }
         }
         Err(anyhow!(

@@ -75,6 +75,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
             vec![args.listen.to_string()],
         );
         w.slots = args.slots;
+        w.data_root = args.data_dir.join("outputs");
         w.work_dir = args.data_dir.join("dev-worker");
         w.lease_wait = Duration::from_secs(2);
         let mut stop = stop_rx.clone();

@@ -8,10 +8,11 @@ mod coordinator;
 mod dev;
 mod job;
 mod worker;
+mod workers;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Drover: a distributed batch job scheduler for annotation and feature workloads.
 #[derive(Debug, Parser)]
@@ -44,26 +45,43 @@ enum Command {
     /// Cluster membership and status.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Run a worker.
-    Worker(worker::WorkerArgs),
+    /// Run a worker (`drover worker --slots 4`), or list and drain workers.
+    Worker(WorkerCli),
     /// Run everything in one process: a single-node coordinator and workers.
     Dev(dev::DevArgs),
+}
+
+/// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
+/// manage the ones running.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct WorkerCli {
+    #[command(subcommand)]
+    command: Option<workers::WorkerCommand>,
+    #[command(flatten)]
+    run: worker::WorkerArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Job(cmd) => job::run(cmd),
+        Command::Job(cmd) => job::run(cmd, &client::Coordinators::parse(&cli.coordinators)),
         Command::Coordinator(args) => runtime().and_then(|rt| {
             init_logging();
             rt.block_on(coordinator::run(args))
                 .map(|()| ExitCode::SUCCESS)
         }),
-        Command::Worker(args) => {
+        Command::Worker(WorkerCli {
+            command: Some(cmd), ..
+        }) => {
+            let coordinators = client::Coordinators::parse(&cli.coordinators);
+            runtime().and_then(|rt| rt.block_on(workers::run(cmd, &coordinators)))
+        }
+        Command::Worker(WorkerCli { command: None, run }) => {
             let coordinators = client::Coordinators::parse(&cli.coordinators).0;
             runtime().and_then(|rt| {
                 init_logging();
-                rt.block_on(worker::run(args, coordinators))
+                rt.block_on(worker::run(run, coordinators))
                     .map(|()| ExitCode::SUCCESS)
             })
         }

@@ -16,7 +16,11 @@ pub struct WorkerArgs {
     /// Labels matched against task constraints, as KEY=VALUE (repeatable).
     #[arg(long = "labels", value_delimiter = ',')]
     labels: Vec<String>,
-    /// Scratch space and task logs.
+    /// Where attempts write their outputs (a `file://` URL or a path); each
+    /// attempt writes only below its own `jobs/<job>/.../attempt-<n>-<token>`.
+    #[arg(long, value_name = "URL", default_value = "./drover-data/outputs", value_parser = parse_data_root)]
+    data_root: PathBuf,
+    /// Scratch space for running attempts.
     #[arg(long, default_value = "./drover-data/worker")]
     work_dir: PathBuf,
     /// Run `command` tasks, which execute arbitrary programs.
@@ -28,6 +32,24 @@ pub struct WorkerArgs {
     /// Worker id [default: hostname plus a random suffix].
     #[arg(long)]
     id: Option<String>,
+}
+
+/// A data root as a local directory: `file:///abs`, `file://rel` or a
+/// plain path. Object stores arrive with the data plane; until then they are
+/// refused here rather than failing every task.
+fn parse_data_root(text: &str) -> Result<PathBuf, String> {
+    if let Some(path) = text.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("`file://` needs a path, like file:///var/lib/drover/outputs".to_owned());
+        }
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` data roots are not supported by this worker; use a file:// URL or a path"
+        ));
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// A fresh worker id: host name and a random suffix, so a restarted worker
@@ -57,6 +79,7 @@ pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
     let mut config = WorkerConfig::new(args.id.unwrap_or_else(|| new_worker_id("")), coordinators);
     config.slots = args.slots.max(1);
     config.labels = labels;
+    config.data_root = args.data_root;
     config.work_dir = args.work_dir;
     config.allow_command = args.allow_command;
     config.drain_timeout = Duration::from_secs(args.drain_timeout);

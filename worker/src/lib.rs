@@ -8,10 +8,13 @@
 //!   them, fenced completion/failure reports, and drain on shutdown.
 //! - [`executors`]: one executor per task kind (`noop`, `sleep`, `command`
 //!   today; the data kinds come with the data plane).
+//! - [`output`]: the attempt-scoped output directory and the manifest of
+//!   what an attempt wrote.
 //!
 //! **Architecture invariant:** a worker keeps no state that matters. Its
 //! tasks' truth is the coordinator's; a worker that vanishes loses nothing
 //! but the attempts it was running, which are leased again after their TTL.
 
 pub mod executors;
+pub mod output;
 pub mod runner;

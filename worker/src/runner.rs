@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::executors::{self, Executor, TaskError};
+use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -31,7 +31,10 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// Labels matched against task constraints.
     pub labels: BTreeMap<String, String>,
-    /// Scratch space and task logs.
+    /// Root below which attempts write their outputs, each under its own
+    /// attempt-scoped prefix.
+    pub data_root: PathBuf,
+    /// Scratch space for running attempts (cleared after each).
     pub work_dir: PathBuf,
     /// Run `command` tasks (arbitrary programs).
     pub allow_command: bool,
@@ -50,6 +53,7 @@ impl WorkerConfig {
             coordinators,
             slots: 4,
             labels: BTreeMap::new(),
+            data_root: PathBuf::from("./drover-data/outputs"),
             work_dir: PathBuf::from("./drover-data/worker"),
             allow_command: false,
             drain_timeout: Duration::from_secs(30),
@@ -75,6 +79,7 @@ pub struct WorkerReport {
 struct Running {
     token: u64,
     cancel: watch::Sender<bool>,
+    progress: Progress,
 }
 
 /// Connection to the cluster that follows the leader.
@@ -185,9 +190,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
     executors.insert(noop.kind(), noop);
     executors.insert(sleep.kind(), sleep);
     if config.allow_command {
-        let command: Arc<dyn Executor> = Arc::new(executors::command::Command {
-            work_dir: config.work_dir.clone(),
-        });
+        let command: Arc<dyn Executor> = Arc::new(executors::command::Command);
         executors.insert(command.kind(), command);
     }
     let shared = Arc::new(Shared {
@@ -338,12 +341,14 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
 
 fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let progress = Progress::default();
     if let Ok(mut running) = shared.running.lock() {
         running.insert(
             task.task_id.clone(),
             Running {
                 token: task.fencing_token,
                 cancel: cancel_tx,
+                progress: progress.clone(),
             },
         );
     }
@@ -356,17 +361,31 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
         let token = task.fencing_token;
         let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
         let stopped = cancel_rx.clone();
-        let result = match executor {
-            None => Err(TaskError::permanent(format!(
+        // The scratch directory is named by the (unique) prefix too, so a
+        // fenced attempt still running elsewhere never shares it.
+        let scratch_dir = crate::output::attempt_dir(&shared.config.work_dir, &task.output_prefix);
+        let output_dir = crate::output::attempt_dir(&shared.config.data_root, &task.output_prefix);
+        let result = match (executor, output_dir, scratch_dir.clone()) {
+            (None, ..) => Err(TaskError::permanent(format!(
                 "this worker does not run `{name}` tasks"
             ))),
-            Some(executor) => {
-                match tokio::time::timeout(timeout, executor.run(task, cancel_rx)).await {
+            (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            (Some(executor), Ok(output_dir), Ok(scratch_dir)) => {
+                let ctx = AttemptContext {
+                    cancel: cancel_rx,
+                    progress,
+                    output_dir,
+                    scratch_dir,
+                };
+                match tokio::time::timeout(timeout, executor.run(task, ctx)).await {
                     Ok(r) => r,
                     Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
                 }
             }
         };
+        if let Ok(dir) = scratch_dir {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
         let was_stopped = *stopped.borrow();
         if was_stopped {
             // Lease lost, job cancelled or drained: the coordinator already
@@ -487,10 +506,14 @@ async fn heartbeat_loop(
             .lock()
             .map(|r| {
                 r.iter()
-                    .map(|(id, t)| TaskHeartbeat {
-                        task_id: id.clone(),
-                        fencing_token: t.token,
-                        ..TaskHeartbeat::default()
+                    .map(|(id, t)| {
+                        let (progress_fraction, progress_message) = t.progress.get();
+                        TaskHeartbeat {
+                            task_id: id.clone(),
+                            fencing_token: t.token,
+                            progress_fraction,
+                            progress_message,
+                        }
                     })
                     .collect()
             })

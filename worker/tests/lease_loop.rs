@@ -32,7 +32,8 @@ async fn coordinator(dir: &std::path::Path) -> (Started, String, watch::Sender<b
 fn worker(id: &str, addr: &str, dir: &std::path::Path, slots: u32) -> WorkerConfig {
     let mut w = WorkerConfig::new(id, vec![addr.to_owned()]);
     w.slots = slots;
-    w.work_dir = dir.to_owned();
+    w.data_root = dir.join("outputs");
+    w.work_dir = dir.join("scratch");
     w.lease_wait = Duration::from_millis(500);
     w
 }

@@ -1465,7 +1465,17 @@ mod convert {
                 out.fencing_token = *token;
                 out.attempt = *attempt;
             }
-            EventKind::Completed { token, .. } | EventKind::Released { token, .. } => {
+            EventKind::Completed {
+                token,
+                worker,
+                attempt,
+                ..
+            } => {
+                out.worker_id = worker.clone();
+                out.fencing_token = *token;
+                out.attempt = *attempt;
+            }
+            EventKind::Released { token, .. } => {
                 out.fencing_token = *token;
             }
             EventKind::Failed {

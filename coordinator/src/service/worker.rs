@@ -87,6 +87,27 @@ pub mod convert {
         )
     }
 
+    /// Refuses a manifest whose prefix is not the attempt's own: outputs
+    /// are canonical only where no other attempt can write. The token is
+    /// unique per grant, so it pins the attempt.
+    pub fn check_prefix(task: TaskKey, token: u64, prefix: &str) -> Result<(), Status> {
+        let head = format!(
+            "jobs/{}/{}/{}/attempt-",
+            task.job, task.template, task.partition
+        );
+        let tail = format!("-{token}");
+        let attempt = prefix
+            .strip_prefix(&head)
+            .and_then(|rest| rest.strip_suffix(&tail));
+        if prefix.is_empty() || attempt.is_some_and(|a| a.parse::<u32>().is_ok()) {
+            Ok(())
+        } else {
+            Err(Status::invalid_argument(format!(
+                "manifest prefix `{prefix}` is not the output prefix of {task}'s lease with token {token}"
+            )))
+        }
+    }
+
     /// A grant as sent to the worker.
     pub fn leased(g: Grant, trace_parent: &str) -> LeasedTask {
         LeasedTask {
@@ -303,6 +324,11 @@ impl WorkerService for WorkerServer {
     ) -> Result<Response<CompleteResponse>, Status> {
         let r = request.into_inner();
         let task = convert::task(&r.task_id)?;
+        if !r.reused_prior_output
+            && let Some(m) = &r.manifest
+        {
+            convert::check_prefix(task, r.fencing_token, &m.output_prefix)?;
+        }
         let out = self
             .one(Command::Complete {
                 worker: r.worker_id,
@@ -408,5 +434,31 @@ fn lost_reason(reason: &str) -> RejectReason {
         RejectReason::JobCancelled
     } else {
         RejectReason::LeaseLost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::convert::check_prefix;
+    use crate::state::{JobId, TaskKey};
+
+    #[test]
+    fn only_the_leases_own_prefix_is_accepted() {
+        let key = TaskKey {
+            job: JobId(7),
+            template: 1,
+            partition: 12,
+        };
+        assert!(check_prefix(key, 40, "jobs/j7/1/12/attempt-2-40").is_ok());
+        assert!(check_prefix(key, 40, "").is_ok(), "an empty manifest");
+        for other in [
+            "jobs/j7/1/12/attempt-2-41",
+            "jobs/j7/1/13/attempt-2-40",
+            "jobs/j7/1/12/attempt-x-40",
+            "jobs/j7/1/12/attempt-2-40/../../x",
+            "elsewhere/attempt-2-40",
+        ] {
+            assert!(check_prefix(key, 40, other).is_err(), "{other}");
+        }
     }
 }

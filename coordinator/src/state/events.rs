@@ -29,6 +29,10 @@ pub enum EventKind {
         task: TaskKey,
         /// Token of the accepted completion.
         token: u64,
+        /// The worker whose completion was accepted.
+        worker: WorkerId,
+        /// Which attempt it was, from 1.
+        attempt: u32,
     },
     /// An attempt failed; `retry_at_ms` says when it runs again, if at all.
     Failed {

@@ -340,10 +340,21 @@ impl StateMachine {
             TaskState::Succeeded
         };
         job.shift(key.template, TaskState::Leased, to, 1);
-        let _ = record;
         self.touch_task(key);
         self.changes.outputs.insert(key);
-        self.event(key.job, EventKind::Completed { task: key, token });
+        let (worker, attempt) = record.map_or_else(
+            || (WorkerId::default(), 0),
+            |r| (r.worker.unwrap_or_default(), r.attempt),
+        );
+        self.event(
+            key.job,
+            EventKind::Completed {
+                task: key,
+                token,
+                worker,
+                attempt,
+            },
+        );
         self.after_task_finished(key.job, key.template);
         Ok(Outcome::Completed { duplicate: false })
     }

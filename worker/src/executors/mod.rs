@@ -7,7 +7,9 @@ pub mod noop;
 pub mod sleep;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use tokio::sync::watch;
@@ -51,12 +53,58 @@ pub async fn cancelled(mut cancel: Cancel) {
 /// The boxed future an executor returns.
 pub type Attempt = Pin<Box<dyn Future<Output = Result<OutputManifest, TaskError>> + Send>>;
 
+/// How far an attempt has got, as the executor tells it; sent with the
+/// next heartbeat and shown by `drover job status`.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<(f64, String)>>);
+
+/// Characters of a progress note sent to the coordinator.
+const PROGRESS_NOTE_CHARS_MAX: usize = 200;
+
+impl Progress {
+    /// Records the fraction done (clamped to 0..=1) and a short note.
+    pub fn set(&self, fraction: f64, note: impl Into<String>) {
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let mut note: String = note.into();
+        if let Some((cut, _)) = note.char_indices().nth(PROGRESS_NOTE_CHARS_MAX) {
+            note.truncate(cut);
+        }
+        if let Ok(mut p) = self.0.lock() {
+            *p = (fraction, note);
+        }
+    }
+
+    /// The latest fraction and note.
+    pub fn get(&self) -> (f64, String) {
+        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// What an attempt gets besides its task.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    /// Fires when the attempt must stop.
+    pub cancel: Cancel,
+    /// Where the executor reports how far it got.
+    pub progress: Progress,
+    /// The only place the attempt writes outputs: the data root joined with
+    /// the lease's attempt-scoped prefix. Created by the executor when it
+    /// writes; everything in it is listed in the manifest.
+    pub output_dir: PathBuf,
+    /// Private scratch space for this attempt, removed after it.
+    pub scratch_dir: PathBuf,
+}
+
 /// Runs attempts of one kind.
 pub trait Executor: Send + Sync {
     /// The kind name it runs (`noop`, `sleep`...).
     fn kind(&self) -> &'static str;
     /// Starts one attempt.
-    fn run(&self, task: LeasedTask, cancel: Cancel) -> Attempt;
+    fn run(&self, task: LeasedTask, ctx: AttemptContext) -> Attempt;
 }
 
 /// Parses a task's config for a kind, as a permanent failure when invalid:

@@ -2,7 +2,7 @@
 
 use drover_proto::v1::{LeasedTask, OutputManifest};
 
-use super::{Attempt, Cancel, Executor};
+use super::{Attempt, AttemptContext, Executor};
 
 /// The `noop` executor.
 #[derive(Debug, Default)]
@@ -13,7 +13,7 @@ impl Executor for Noop {
         "noop"
     }
 
-    fn run(&self, task: LeasedTask, _cancel: Cancel) -> Attempt {
+    fn run(&self, task: LeasedTask, _ctx: AttemptContext) -> Attempt {
         Box::pin(async move {
             Ok(OutputManifest {
                 output_prefix: task.output_prefix,

@@ -1,20 +1,12 @@
-//! `drover job ...`: planning and describing job specs.
+//! `drover job plan`: validate a spec locally and print its task graph.
 
 use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use clap::{Args, Subcommand};
+use clap::Args;
 use drover_jobspecs::{Diagnostic, LoadOptions, Severity, plan};
-
-#[derive(Debug, Subcommand)]
-pub enum JobCommand {
-    /// Validate a spec and print its expanded task graph (exit 1 when invalid).
-    Plan(PlanArgs),
-    /// Print the JSON Schema of the job spec format, for editors.
-    Schema,
-}
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -32,26 +24,15 @@ pub struct PlanArgs {
     at: Option<DateTime<Utc>>,
 }
 
-fn parse_param(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, found `{text}`")),
     }
 }
 
-pub fn run(cmd: JobCommand) -> Result<ExitCode> {
-    match cmd {
-        JobCommand::Plan(args) => plan_cmd(args),
-        JobCommand::Schema => {
-            let schema = drover_jobspecs::schema::job_schema();
-            println!("{}", serde_json::to_string_pretty(&schema)?);
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
 /// Reads the spec, refusing files over the spec limit before loading them.
-fn read_spec(path: &str) -> Result<(String, String)> {
+pub(super) fn read_spec(path: &str) -> Result<(String, String)> {
     let limit = drover_jobspecs::limits::SPEC_BYTES_MAX as u64;
     let mut bytes = Vec::new();
     let name = if path == "-" {
@@ -75,7 +56,7 @@ fn read_spec(path: &str) -> Result<(String, String)> {
     Ok((name, text))
 }
 
-fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
+pub(super) fn run(args: PlanArgs) -> Result<ExitCode> {
     let (name, source) = read_spec(&args.spec)?;
     let opts = LoadOptions {
         params: args.params,
@@ -105,7 +86,7 @@ fn plan_cmd(args: PlanArgs) -> Result<ExitCode> {
     }
 }
 
-fn report(name: &str, source: &str, diagnostics: &[Diagnostic]) {
+pub(super) fn report(name: &str, source: &str, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         eprintln!("{}", d.render(source));
     }

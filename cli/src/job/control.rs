@@ -1,0 +1,95 @@
+//! `drover job cancel` and `drover job retry`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use drover_proto::v1::job_service_client::JobServiceClient;
+use drover_proto::v1::{CancelJobRequest, RetryJobRequest};
+
+use super::render;
+use crate::client::Coordinators;
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job id (`j12`) or schedule id (`s3`).
+    id: String,
+    /// Why, recorded in the job's events.
+    #[arg(long, default_value = "cancelled from the command line")]
+    reason: String,
+    /// Stable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn cancel(args: CancelArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let request = CancelJobRequest {
+        job_id: args.id.clone(),
+        reason: args.reason.clone(),
+    };
+    let r = coordinators
+        .call(|ch| {
+            let r = request.clone();
+            async move {
+                JobServiceClient::new(ch)
+                    .cancel_job(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let state = render::job_state(r.state);
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "id": args.id, "state": state, "changed": r.changed,
+        }))?;
+    } else if r.changed {
+        println!("{} cancelled; its running tasks are being stopped", args.id);
+    } else {
+        println!("{} had already ended ({state}); nothing to cancel", args.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job id (`j12`); its failed and cancelled tasks run again.
+    id: String,
+    /// Why, recorded in the job's events.
+    #[arg(long, default_value = "retried from the command line")]
+    reason: String,
+    /// Stable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn retry(args: RetryArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let request = RetryJobRequest {
+        job_id: args.id.clone(),
+        templates: vec![],
+        reason: args.reason.clone(),
+    };
+    let r = coordinators
+        .call(|ch| {
+            let r = request.clone();
+            async move {
+                JobServiceClient::new(ch)
+                    .retry_job(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let state = render::job_state(r.state);
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "id": args.id, "state": state, "requeued": r.requeued_task_count,
+        }))?;
+    } else {
+        println!(
+            "{}: {} tasks queued again; the job is {state}",
+            args.id, r.requeued_task_count
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

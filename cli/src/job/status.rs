@@ -1,0 +1,271 @@
+//! `drover job list` and `drover job status`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use drover_proto::v1::job_service_client::JobServiceClient;
+use drover_proto::v1::{GetJobRequest, Job, ListJobsRequest, ListTasksRequest, Task, TaskState};
+
+use super::render;
+use crate::client::Coordinators;
+
+/// Jobs fetched per page; the server caps pages too.
+const PAGE: u32 = 500;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only jobs in these states (pending, running, succeeded, failed,
+    /// cancelled; repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = render::parse_job_state)]
+    state: Vec<drover_proto::v1::JobState>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Stable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = ListJobsRequest {
+            namespace: args.namespace.clone().unwrap_or_default(),
+            states: args.state.iter().map(|s| *s as i32).collect(),
+            page_size: PAGE.min(args.limit.max(1) as u32),
+            page_token: token.clone(),
+            ..ListJobsRequest::default()
+        };
+        let page = coordinators
+            .call(|ch| {
+                let r = request.clone();
+                async move {
+                    JobServiceClient::new(ch)
+                        .list_jobs(r)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        jobs.extend(page.jobs);
+        token = page.next_page_token;
+        if token.is_empty() || jobs.len() >= args.limit {
+            break;
+        }
+    }
+    jobs.truncate(args.limit);
+    if args.json {
+        let list: Vec<_> = jobs.iter().map(render::job_json).collect();
+        super::print_json(&serde_json::json!({ "jobs": list }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() {
+        println!("no jobs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
+        "ID", "NAMESPACE", "NAME", "STATE", "DONE/TOTAL", "ELAPSED"
+    );
+    for j in &jobs {
+        let counts = j.task_counts.unwrap_or_default();
+        println!(
+            "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
+            j.job_id,
+            j.namespace,
+            j.name,
+            render::job_state(j.state),
+            format!("{}/{}", render::finished(&counts), counts.total),
+            render::elapsed(j.started_unix_ms, j.finished_unix_ms),
+            render::short_time(j.created_unix_ms),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The job id (`j12`) or schedule id (`s3`).
+    id: String,
+    /// Tasks listed in the table (the ones needing attention first);
+    /// `--json` lists them all.
+    #[arg(long, default_value_t = 20)]
+    tasks: usize,
+    /// Stable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Tasks fetched per page.
+const TASK_PAGE: u32 = 1000;
+/// Tasks fetched at most, even for `--json`: a job can have millions.
+const TASKS_MAX: usize = 100_000;
+
+pub async fn status(args: StatusArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let job = get_job(coordinators, &args.id).await?;
+    let (tasks, truncated) = list_tasks(coordinators, &job.job_id).await?;
+    if args.json {
+        let tasks: Vec<_> = tasks.iter().map(render::task_json).collect();
+        let mut out = render::job_json(&job);
+        out["tasks"] = serde_json::Value::Array(tasks);
+        out["tasksTruncated"] = serde_json::Value::Bool(truncated);
+        super::print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_status(&job, &tasks, args.tasks);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get_job(coordinators: &Coordinators, id: &str) -> Result<Job> {
+    let request = GetJobRequest {
+        job_id: id.to_owned(),
+        include_spec: false,
+    };
+    let response = coordinators
+        .call(|ch| {
+            let r = request.clone();
+            async move {
+                JobServiceClient::new(ch)
+                    .get_job(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    response
+        .job
+        .ok_or_else(|| anyhow::anyhow!("the coordinator answered without the job"))
+}
+
+/// Every task of a job up to [`TASKS_MAX`], and whether there were more.
+async fn list_tasks(coordinators: &Coordinators, job_id: &str) -> Result<(Vec<Task>, bool)> {
+    let mut tasks = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = ListTasksRequest {
+            job_id: job_id.to_owned(),
+            page_size: TASK_PAGE,
+            page_token: token.clone(),
+            ..ListTasksRequest::default()
+        };
+        let page = coordinators
+            .call(|ch| {
+                let r = request.clone();
+                async move {
+                    JobServiceClient::new(ch)
+                        .list_tasks(r)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        tasks.extend(page.tasks);
+        token = page.next_page_token;
+        if token.is_empty() {
+            return Ok((tasks, false));
+        }
+        if tasks.len() >= TASKS_MAX {
+            return Ok((tasks, true));
+        }
+    }
+}
+
+/// Running, retrying and failed tasks come before the rest: they are what
+/// someone looking at a job's status wants to see.
+fn attention_rank(t: &Task) -> u8 {
+    match TaskState::try_from(t.state) {
+        Ok(TaskState::Failed) => 0,
+        Ok(TaskState::Leased) => 1,
+        Ok(TaskState::Backoff) => 2,
+        Ok(TaskState::Ready) => 3,
+        Ok(TaskState::Blocked) => 4,
+        _ => 5,
+    }
+}
+
+fn print_status(job: &Job, tasks: &[Task], shown: usize) {
+    let counts = job.task_counts.unwrap_or_default();
+    println!("job {}  {}/{}", job.job_id, job.namespace, job.name);
+    let mut state = render::job_state(job.state);
+    if !job.state_reason.is_empty() {
+        state = format!("{state} ({})", job.state_reason);
+    }
+    println!("  state    {state}");
+    println!(
+        "  tasks    {}/{} done: {}",
+        render::finished(&counts),
+        counts.total,
+        render::counts_line(&counts)
+    );
+    println!(
+        "  created  {}   elapsed {}",
+        render::short_time(job.created_unix_ms),
+        render::elapsed(job.started_unix_ms, job.finished_unix_ms)
+    );
+    if !job.templates.is_empty() {
+        println!();
+        println!(
+            "  {:<20} {:<24} {:>5} {:>11}  STATUS",
+            "TEMPLATE", "KIND", "STAGE", "DONE/TOTAL"
+        );
+        for t in &job.templates {
+            let c = t.counts.unwrap_or_default();
+            println!(
+                "  {:<20} {:<24} {:>5} {:>11}  {}",
+                t.name,
+                render::task_kind(t.kind),
+                t.stage,
+                format!("{}/{}", render::finished(&c), c.total),
+                render::counts_line(&c)
+            );
+        }
+    }
+    if tasks.is_empty() || shown == 0 {
+        return;
+    }
+    let mut order: Vec<&Task> = tasks.iter().collect();
+    order.sort_by_key(|t| attention_rank(t));
+    println!();
+    println!(
+        "  {:<14} {:<28} {:<10} {:>7}  {:<24} NOTE",
+        "TASK", "TEMPLATE[PARTITION]", "STATE", "ATTEMPT", "WORKER"
+    );
+    for t in order.iter().take(shown) {
+        let note = if !t.last_error.is_empty() {
+            t.last_error.clone()
+        } else if !t.progress_message.is_empty() {
+            t.progress_message.clone()
+        } else {
+            String::new()
+        };
+        let attempt = if t.attempt == 0 {
+            "-".to_owned()
+        } else {
+            format!("{}/{}", t.attempt, t.max_attempts)
+        };
+        println!(
+            "  {:<14} {:<28} {:<10} {:>7}  {:<24} {}",
+            t.task_id,
+            format!("{}[{}]", t.template, t.partition_key),
+            render::task_state(t.state),
+            attempt,
+            if t.worker_id.is_empty() {
+                "-"
+            } else {
+                &t.worker_id
+            },
+            note.lines().next().unwrap_or("")
+        );
+    }
+    if tasks.len() > shown {
+        println!(
+            "  ... {} more tasks (--tasks N or --json)",
+            tasks.len() - shown
+        );
+    }
+}

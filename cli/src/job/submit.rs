@@ -1,0 +1,157 @@
+//! `drover job submit`: send a spec to the cluster; with `--wait`, follow the
+//! job to its end and exit with its outcome.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use drover_jobspecs::{Diagnostic, Severity};
+use drover_proto::DIAGNOSTICS_METADATA_KEY;
+use drover_proto::v1::job_service_client::JobServiceClient;
+use drover_proto::v1::{DiagnosticList, SubmitJobRequest};
+use prost::Message;
+use tonic::Code;
+
+use super::{plan, render, watch};
+use crate::client::{Coordinators, RpcError};
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The spec file, or `-` for standard input.
+    spec: String,
+    /// Override a param declared under `spec.params` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = plan::parse_param)]
+    params: Vec<(String, String)>,
+    /// Submitting again with the same key returns the first job instead of
+    /// starting another (safe retries from scripts and CI).
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Follow the job until it ends; exit 0 if it succeeded, 1 if it
+    /// failed, 3 if it was cancelled.
+    #[arg(long)]
+    wait: bool,
+    /// Stable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let (name, source) = plan::read_spec(&args.spec)?;
+    let request = SubmitJobRequest {
+        spec_yaml: source.clone(),
+        source_name: name.clone(),
+        params: args.params.iter().cloned().collect(),
+        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+    };
+    let submitted = coordinators
+        .call(|ch| {
+            let r = request.clone();
+            async move {
+                JobServiceClient::new(ch)
+                    .submit_job(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await;
+    let response = match submitted {
+        Ok(r) => r,
+        Err(err) => {
+            if let Some(diagnostics) = rejected_spec(&err, &name) {
+                if args.json {
+                    let out = serde_json::json!({"valid": false, "diagnostics": diagnostics});
+                    super::print_json(&out)?;
+                } else {
+                    plan::report(&name, &source, &diagnostics);
+                }
+                return Ok(ExitCode::from(1));
+            }
+            return Err(err.context(format!("submitting {name}")));
+        }
+    };
+    let tasks = response.plan.as_ref().map_or(0, |p| p.total_task_count);
+    if args.json && !args.wait {
+        let out = serde_json::json!({
+            "id": response.job_id,
+            "created": response.created,
+            "tasks": tasks,
+        });
+        super::print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        for w in &response.warnings {
+            eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.column, w.message);
+        }
+        if response.created {
+            eprintln!("submitted {name} as {} ({tasks} tasks)", response.job_id);
+        } else {
+            eprintln!(
+                "{name} was already submitted with this idempotency key as {}",
+                response.job_id
+            );
+        }
+        println!("{}", response.job_id);
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let style = if args.json {
+        watch::Style::Quiet
+    } else {
+        watch::Style::for_terminal()
+    };
+    let job = watch::follow(coordinators, &response.job_id, style).await?;
+    if args.json {
+        let mut out = render::job_json(&job);
+        out["created"] = serde_json::Value::Bool(response.created);
+        super::print_json(&out)?;
+    }
+    Ok(super::outcome_code(job.state))
+}
+
+/// The diagnostics of a spec the cluster rejected, from the error's
+/// metadata; `None` for any other error.
+fn rejected_spec(err: &anyhow::Error, name: &str) -> Option<Vec<Diagnostic>> {
+    let status = &err.downcast_ref::<RpcError>()?.0;
+    if status.code() != Code::InvalidArgument {
+        return None;
+    }
+    let bytes = status.metadata().get_bin(DIAGNOSTICS_METADATA_KEY)?;
+    let list = DiagnosticList::decode(bytes.to_bytes().ok()?).ok()?;
+    let mut out: Vec<Diagnostic> = list
+        .diagnostics
+        .into_iter()
+        .map(|d| Diagnostic {
+            severity: if d.severity == drover_proto::v1::Severity::Warning as i32 {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
+            file: if d.file.is_empty() {
+                name.to_owned()
+            } else {
+                d.file
+            },
+            line: d.line,
+            column: d.column,
+            width: 1,
+            path: d.path,
+            message: d.message,
+            hint: (!d.hint.is_empty()).then_some(d.hint),
+        })
+        .collect();
+    if list.truncated {
+        out.push(Diagnostic {
+            severity: Severity::Error,
+            file: name.to_owned(),
+            line: 1,
+            column: 1,
+            width: 1,
+            path: String::new(),
+            message: "more diagnostics were left out; run `drover job plan` for all".to_owned(),
+            hint: None,
+        });
+    }
+    (!out.is_empty()).then_some(out)
+}
