@@ -1,12 +1,14 @@
 //! `drover cluster ...`: membership and status.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{
-    AddNodeRequest, ClusterStatusRequest, MemberRole, RemoveNodeRequest, TransferLeaderRequest,
+    AddNodeRequest, ClusterStatusRequest, MemberRole, RemoveNodeRequest, Settings,
+    TransferLeaderRequest, UpdateSettingsRequest,
 };
 
 use crate::client::Coordinators;
@@ -36,6 +38,22 @@ pub enum ClusterCommand {
     TransferLeader {
         /// Raft id of the new leader.
         id: Option<u64>,
+    },
+    /// Show the replicated lease settings, or change them (every
+    /// coordinator applies the change at the same log position).
+    Settings {
+        /// How long a lease lasts without a heartbeat, like `30s`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lease_ttl: Option<Duration>,
+        /// How often workers heartbeat; at most half the lease TTL.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        heartbeat_interval: Option<Duration>,
+        /// When a silent worker is marked lost; at least the lease TTL.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        worker_timeout: Option<Duration>,
+        /// Stable JSON on standard output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -152,6 +170,43 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                 })
                 .await?;
             println!("node {} ({}) is the leader", r.leader_id, r.leader_address);
+        }
+        ClusterCommand::Settings {
+            lease_ttl,
+            heartbeat_interval,
+            worker_timeout,
+            json,
+        } => {
+            let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
+            let wanted = Settings {
+                lease_ttl_ms: ms(lease_ttl),
+                heartbeat_interval_ms: ms(heartbeat_interval),
+                worker_timeout_ms: ms(worker_timeout),
+            };
+            let r = coordinators
+                .call(move |ch| async move {
+                    AdminServiceClient::new(ch)
+                        .update_settings(UpdateSettingsRequest {
+                            settings: Some(wanted),
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                })
+                .await?;
+            let s = r.settings.unwrap_or_default();
+            if json {
+                let out = serde_json::json!({
+                    "leaseTtlMs": s.lease_ttl_ms,
+                    "heartbeatIntervalMs": s.heartbeat_interval_ms,
+                    "workerTimeoutMs": s.worker_timeout_ms,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                let show = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+                println!("lease TTL           {}", show(s.lease_ttl_ms));
+                println!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
+                println!("worker timeout      {}", show(s.worker_timeout_ms));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -720,3 +720,40 @@ fn oversized_requests_are_refused() {
         Err(Rejection::TooLarge(_))
     ));
 }
+
+#[test]
+fn lease_settings_change_only_together_and_apply_to_new_leases() {
+    let mut h = H::new();
+    let set = |ttl, hb, lost| Command::SetLeaseSettings {
+        lease_ttl_ms: ttl,
+        heartbeat_interval_ms: hb,
+        worker_timeout_ms: lost,
+    };
+    // A heartbeat over half the TTL, a TTL out of range, and workers
+    // declared lost before their leases end are refused, changing nothing.
+    for bad in [
+        set(Some(4_000), None, None),
+        set(Some(500), Some(100), Some(10_000)),
+        set(Some(10_000), Some(6_000), None),
+        set(None, None, Some(20_000)),
+    ] {
+        assert!(
+            matches!(h.run(bad.clone()), Err(Rejection::InvalidSettings(_))),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(h.sm.core().config, Config::default());
+
+    let job = h.submit(&spec("ttl", "", "    - {name: a, kind: noop, partitions: {shards: 2}}\n"));
+    h.worker("w", 2, &[]);
+    let before = h.lease("w", 1).remove(0);
+    h.run(set(Some(4_000), Some(1_000), Some(8_000))).unwrap();
+    let after = h.lease("w", 1).remove(0);
+    let now = h.sm.now_ms();
+    assert_eq!(after.lease_deadline_ms, now + 4_000);
+    assert_eq!(before.lease_deadline_ms, now + 30_000, "granted leases keep theirs");
+    // The new lease expires on the new TTL; the old one does not yet.
+    let report = h.advance(5_000);
+    assert_eq!(report.expired, 1);
+    assert_eq!(h.job(job).counts.leased, 1);
+}

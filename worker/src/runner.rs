@@ -536,6 +536,13 @@ async fn heartbeat_loop(
         if response.drain_requested {
             draining.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        // Follow a changed interval (a shortened lease TTL must reach
+        // running workers before their leases lapse).
+        let wanted = Duration::from_millis(response.heartbeat_interval_ms.clamp(100, 60_000) as u64);
+        if response.heartbeat_interval_ms > 0 && wanted != ticker.period() {
+            tracing::info!(interval_ms = wanted.as_millis() as u64, "heartbeat interval changed");
+            ticker = tokio::time::interval_at(tokio::time::Instant::now() + wanted, wanted);
+        }
         for result in response.tasks {
             if result.status != HeartbeatStatus::Ok as i32
                 && let Ok(running) = shared.running.lock()

@@ -7,7 +7,8 @@ use drover_proto::v1::{
     AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
     DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest, ListWorkersResponse, Member,
     MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, TransferLeaderRequest,
-    TransferLeaderResponse, WorkerInfo, WorkerState as WireWorkerState,
+    Settings, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse, WorkerInfo,
+    WorkerState as WireWorkerState,
 };
 use tonic::{Request, Response, Status};
 
@@ -251,6 +252,47 @@ impl AdminService for AdminServer {
         Ok(Response::new(TransferLeaderResponse {
             leader_id: target,
             leader_address: self.node.address_of(target).unwrap_or_default(),
+        }))
+    }
+
+    async fn update_settings(
+        &self,
+        request: Request<UpdateSettingsRequest>,
+    ) -> Result<Response<UpdateSettingsResponse>, Status> {
+        let wanted = request.into_inner().settings.unwrap_or_default();
+        let set = |v: u64| (v > 0).then_some(v);
+        if wanted != Settings::default() {
+            super::require_leader(&self.node)?;
+            let out = self
+                .node
+                .propose(vec![Command::SetLeaseSettings {
+                    lease_ttl_ms: set(wanted.lease_ttl_ms),
+                    heartbeat_interval_ms: set(wanted.heartbeat_interval_ms),
+                    worker_timeout_ms: set(wanted.worker_timeout_ms),
+                }])
+                .await
+                .map_err(node_status)?;
+            match out.into_iter().next() {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
+                None => return Err(Status::internal("no outcome")),
+            }
+        }
+        // Linearizable, so a read right after a change sees it.
+        let settings = self
+            .node
+            .read(ADMIN_TIMEOUT, |sm: &StateMachine| {
+                let c = &sm.core().config;
+                Settings {
+                    lease_ttl_ms: c.lease_ttl_ms,
+                    heartbeat_interval_ms: c.heartbeat_interval_ms,
+                    worker_timeout_ms: c.worker_timeout_ms,
+                }
+            })
+            .await
+            .map_err(node_status)?;
+        Ok(Response::new(UpdateSettingsResponse {
+            settings: Some(settings),
         }))
     }
 

@@ -231,7 +231,9 @@ fn rejection_status(rejection: Rejection) -> Status {
         | Rejection::LeaseLost { .. }
         | Rejection::JobFinished { .. } => Status::failed_precondition(message),
         Rejection::IdempotencyConflict { .. } => Status::already_exists(message),
-        Rejection::InvalidSpec(_) => Status::invalid_argument(message),
+        Rejection::InvalidSpec(_) | Rejection::InvalidSettings(_) => {
+            Status::invalid_argument(message)
+        }
         Rejection::TooLarge(_) => Status::resource_exhausted(message),
     }
 }

@@ -312,6 +312,7 @@ impl WorkerService for WorkerServer {
                     .map(|((key, status), t)| convert::heartbeat(*key, t.fencing_token, *status))
                     .collect(),
                 drain_requested: reply.drain,
+                heartbeat_interval_ms: reply.heartbeat_interval_ms as i64,
             })),
             Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
             Err(e) => Err(rejection(e)),

@@ -124,6 +124,15 @@ pub enum Command {
         /// Weight, at least 1.
         weight: u32,
     },
+    /// Change lease settings; `None` keeps the current value.
+    SetLeaseSettings {
+        /// How long a lease lasts without a heartbeat.
+        lease_ttl_ms: Option<u64>,
+        /// How often workers heartbeat.
+        heartbeat_interval_ms: Option<u64>,
+        /// When a silent worker is marked lost.
+        worker_timeout_ms: Option<u64>,
+    },
 }
 
 /// A job submission.
@@ -207,6 +216,8 @@ pub struct HeartbeatReply {
     pub tasks: Vec<(TaskKey, HeartbeatStatus)>,
     /// The worker should stop leasing and finish or release its tasks.
     pub drain: bool,
+    /// The heartbeat interval in force.
+    pub heartbeat_interval_ms: u64,
 }
 
 /// What one tick did.
@@ -336,4 +347,7 @@ pub enum Rejection {
     /// A request exceeded a limit.
     #[error("{0}")]
     TooLarge(String),
+    /// Settings that do not fit together or are out of range.
+    #[error("{0}")]
+    InvalidSettings(String),
 }

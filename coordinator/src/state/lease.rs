@@ -195,6 +195,7 @@ impl StateMachine {
         Ok(Outcome::Heartbeat(HeartbeatReply {
             tasks: replies,
             drain,
+            heartbeat_interval_ms: self.core.config.heartbeat_interval_ms,
         }))
     }
 

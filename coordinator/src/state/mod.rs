@@ -263,6 +263,21 @@ impl StateMachine {
                 self.idx.ready.set_weight(namespace, weight);
                 Ok(Outcome::Done)
             }
+            Command::SetLeaseSettings {
+                lease_ttl_ms,
+                heartbeat_interval_ms,
+                worker_timeout_ms,
+            } => {
+                let mut next = self.core.config.clone();
+                next.lease_ttl_ms = lease_ttl_ms.unwrap_or(next.lease_ttl_ms);
+                next.heartbeat_interval_ms =
+                    heartbeat_interval_ms.unwrap_or(next.heartbeat_interval_ms);
+                next.worker_timeout_ms = worker_timeout_ms.unwrap_or(next.worker_timeout_ms);
+                next.check_lease_settings()
+                    .map_err(Rejection::InvalidSettings)?;
+                self.core.config = next;
+                Ok(Outcome::Done)
+            }
         }
     }
 

@@ -179,6 +179,43 @@ pub struct Config {
     pub worker_timeout_ms: u64,
 }
 
+/// Bounds of the lease TTL: under a second, a GC pause loses leases; over an
+/// hour, a vanished worker holds its tasks too long.
+pub const LEASE_TTL_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+/// Shortest heartbeat interval: each heartbeat is a replicated write.
+pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 100;
+
+impl Config {
+    /// Whether the lease settings fit together: a heartbeat at most half the
+    /// TTL (one lost heartbeat must not lose a lease), and workers declared
+    /// lost no sooner than their leases expire.
+    pub fn check_lease_settings(&self) -> Result<(), String> {
+        if !LEASE_TTL_MS_RANGE.contains(&self.lease_ttl_ms) {
+            return Err(format!(
+                "lease TTL {} ms is outside {}..={} ms",
+                self.lease_ttl_ms,
+                LEASE_TTL_MS_RANGE.start(),
+                LEASE_TTL_MS_RANGE.end()
+            ));
+        }
+        if self.heartbeat_interval_ms < HEARTBEAT_INTERVAL_MS_MIN
+            || self.heartbeat_interval_ms * 2 > self.lease_ttl_ms
+        {
+            return Err(format!(
+                "heartbeat interval {} ms must be at least {HEARTBEAT_INTERVAL_MS_MIN} ms and at most half the lease TTL ({} ms)",
+                self.heartbeat_interval_ms, self.lease_ttl_ms
+            ));
+        }
+        if self.worker_timeout_ms < self.lease_ttl_ms {
+            return Err(format!(
+                "worker timeout {} ms is shorter than the lease TTL ({} ms)",
+                self.worker_timeout_ms, self.lease_ttl_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Weight of a namespace with no configured weight.
 pub const DEFAULT_NAMESPACE_WEIGHT: u32 = 1;
 
