@@ -128,6 +128,7 @@ async fn demo(node: &NodeHandle) -> Result<ExitCode> {
                 spec_yaml: (*yaml).to_owned(),
                 params: vec![],
                 idempotency_key: None,
+                trace_parent: None,
             })])
             .await
             .map_err(|e| anyhow!("submitting {file}: {e}"))?;

@@ -44,6 +44,7 @@ async fn submit(node: &NodeHandle, yaml: &str) -> JobId {
             spec_yaml: yaml.into(),
             params: vec![],
             idempotency_key: None,
+            trace_parent: None,
         })])
         .await
         .unwrap();
