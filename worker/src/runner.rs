@@ -1,6 +1,10 @@
 //! The worker's lease loop: register, lease up to the free slots (long
 //! poll), run tasks concurrently, heartbeat every running task in one call,
 //! complete or fail each with its fencing token, and drain on shutdown.
+//!
+//! Each attempt runs inside a `task` span (job, task, attempt and the job's
+//! trace id), so its logs join the job's trace; the loop records into the
+//! [`Metrics`] of its config.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,8 +21,10 @@ use drover_proto::v1::{
 use tokio::sync::{Notify, watch};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::executors::{self, Executor, TaskError};
+use crate::metrics::{AttemptOutcome, Metrics};
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -40,6 +46,9 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Long-poll length of one lease call.
     pub lease_wait: Duration,
+    /// Where the worker records its metrics; the caller keeps a clone to
+    /// serve them.
+    pub metrics: Metrics,
 }
 
 impl WorkerConfig {
@@ -54,6 +63,7 @@ impl WorkerConfig {
             allow_command: false,
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -175,6 +185,31 @@ impl Shared {
     fn running_count(&self) -> usize {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
+
+    /// Takes a task out of `running`; false when it was no longer there
+    /// (a drain handed it back).
+    fn forget(&self, task_id: &str) -> bool {
+        let Ok(mut running) = self.running.lock() else {
+            return false;
+        };
+        let held = running.remove(task_id).is_some();
+        self.config.metrics.set_running(running.len());
+        held
+    }
+
+    /// Counts attempts that ended, in the report and the metrics alike.
+    fn count_finished(&self, outcome: AttemptOutcome, n: u64) {
+        if let Ok(mut r) = self.report.lock() {
+            let field = match outcome {
+                AttemptOutcome::Completed => &mut r.completed,
+                AttemptOutcome::Failed => &mut r.failed,
+                AttemptOutcome::Stopped => &mut r.stopped,
+                AttemptOutcome::Released => &mut r.released,
+            };
+            *field += n;
+        }
+        self.config.metrics.attempts_finished(outcome, n);
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains.
@@ -293,6 +328,7 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             max_tasks: free as u32,
             wait_ms: shared.config.lease_wait.as_millis() as i64,
         };
+        let lease_started = std::time::Instant::now();
         let call = shared.conn.call(|mut c| {
             let r = request.clone();
             async move { c.lease(r).await.map(|r| r.into_inner()) }
@@ -312,6 +348,7 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 break;
             }
         };
+        shared.config.metrics.lease_call(lease_started.elapsed());
         match leased {
             Ok(response) => {
                 if response.drain_requested {
@@ -346,42 +383,75 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
                 cancel: cancel_tx,
             },
         );
+        shared.config.metrics.set_running(running.len());
     }
+    let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
+    let name = kind_name(kind);
+    // The attempt's logs carry the job's trace id, so one id finds a job's
+    // work from the submit to every worker that ran it.
+    let span = tracing::info_span!(
+        "task",
+        job_id = %task.job_id,
+        task_id = %task.task_id,
+        attempt = task.attempt,
+        kind = name,
+        trace_id = %drover_proto::trace::trace_id_of(&task.trace_parent).unwrap_or_default(),
+    );
     let shared = shared.clone();
-    tokio::spawn(async move {
-        let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
-        let name = kind_name(kind);
-        let executor = shared.executors.get(name).cloned();
-        let task_id = task.task_id.clone();
-        let token = task.fencing_token;
-        let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
-        let stopped = cancel_rx.clone();
-        let result = match executor {
-            None => Err(TaskError::permanent(format!(
-                "this worker does not run `{name}` tasks"
-            ))),
-            Some(executor) => {
-                match tokio::time::timeout(timeout, executor.run(task, cancel_rx)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
-                }
+    tokio::spawn(run_attempt(shared, task, name, cancel_rx).instrument(span));
+}
+
+/// Runs one attempt to its end and reports it.
+async fn run_attempt(
+    shared: Arc<Shared>,
+    task: LeasedTask,
+    name: &'static str,
+    cancel_rx: watch::Receiver<bool>,
+) {
+    let executor = shared.executors.get(name).cloned();
+    let task_id = task.task_id.clone();
+    let token = task.fencing_token;
+    let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
+    let stopped = cancel_rx.clone();
+    tracing::debug!(token, "attempt started");
+    let started = std::time::Instant::now();
+    let result = match executor {
+        None => Err(TaskError::permanent(format!(
+            "this worker does not run `{name}` tasks"
+        ))),
+        Some(executor) => {
+            match tokio::time::timeout(timeout, executor.run(task, cancel_rx)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
             }
-        };
-        let was_stopped = *stopped.borrow();
-        if was_stopped {
-            // Lease lost, job cancelled or drained: the coordinator already
-            // knows; reporting would only be rejected.
-            if let Ok(mut r) = shared.report.lock() {
-                r.stopped += 1;
-            }
+        }
+    };
+    let elapsed = started.elapsed();
+    shared.config.metrics.attempt_ran(name, elapsed);
+    let was_stopped = *stopped.borrow();
+    let outcome = if was_stopped {
+        // Lease lost, job cancelled or drained: the coordinator already
+        // knows; reporting would only be rejected. A drain took the task
+        // out of `running` and counts it as released.
+        if shared.forget(&task_id) {
+            shared.count_finished(AttemptOutcome::Stopped, 1);
+            AttemptOutcome::Stopped
         } else {
-            report(&shared, &task_id, token, result).await;
+            AttemptOutcome::Released
         }
-        if let Ok(mut running) = shared.running.lock() {
-            running.remove(&task_id);
-        }
-        shared.finished.notify_one();
-    });
+    } else {
+        // Still heartbeated while the report is retried, so it stays in
+        // `running` until then.
+        let outcome = report(&shared, &task_id, token, result).await;
+        shared.forget(&task_id);
+        outcome
+    };
+    tracing::info!(
+        outcome = outcome.as_str(),
+        duration_ms = elapsed.as_millis() as u64,
+        "attempt finished"
+    );
+    shared.finished.notify_one();
 }
 
 fn kind_name(kind: TaskKind) -> &'static str {
@@ -404,7 +474,7 @@ async fn report(
     task_id: &str,
     token: u64,
     result: Result<drover_proto::v1::OutputManifest, TaskError>,
-) {
+) -> AttemptOutcome {
     let worker_id = shared.config.worker_id.clone();
     for attempt in 0..20u32 {
         let outcome = match &result {
@@ -443,14 +513,13 @@ async fn report(
         };
         match outcome {
             Ok(accepted) => {
-                if let Ok(mut r) = shared.report.lock() {
-                    match (&result, accepted) {
-                        (Ok(_), true) => r.completed += 1,
-                        (Err(_), true) => r.failed += 1,
-                        _ => r.stopped += 1,
-                    }
-                }
-                return;
+                let outcome = match (&result, accepted) {
+                    (Ok(_), true) => AttemptOutcome::Completed,
+                    (Err(_), true) => AttemptOutcome::Failed,
+                    _ => AttemptOutcome::Stopped,
+                };
+                shared.count_finished(outcome, 1);
+                return outcome;
             }
             Err(status)
                 if matches!(
@@ -459,18 +528,20 @@ async fn report(
                 ) =>
             {
                 // Stale token or unknown task: this attempt was fenced.
-                tracing::info!(task = task_id, reason = %status.message(), "report rejected");
-                if let Ok(mut r) = shared.report.lock() {
-                    r.stopped += 1;
-                }
-                return;
+                tracing::info!(reason = %status.message(), "report rejected");
+                shared.count_finished(AttemptOutcome::Stopped, 1);
+                return AttemptOutcome::Stopped;
             }
             Err(status) => {
-                tracing::warn!(task = task_id, error = %status.message(), "report failed; retrying");
+                tracing::warn!(error = %status.message(), "report failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
             }
         }
     }
+    // The lease will expire and the task run again elsewhere.
+    tracing::warn!("giving up reporting the attempt; its lease will expire");
+    shared.count_finished(AttemptOutcome::Stopped, 1);
+    AttemptOutcome::Stopped
 }
 
 async fn heartbeat_loop(
@@ -508,6 +579,7 @@ async fn heartbeat_loop(
             })
             .await
         else {
+            shared.config.metrics.heartbeat_failed();
             continue;
         };
         if response.drain_requested {
@@ -536,15 +608,20 @@ async fn drain(shared: &Arc<Shared>) {
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+    // Taken out of `running` with the lock held, so each attempt is counted
+    // once: released here, or stopped by its own task (`run_attempt`).
     let leftover: Vec<ReleasedTask> = shared
         .running
         .lock()
-        .map(|r| {
-            r.iter()
+        .map(|mut r| {
+            let taken = std::mem::take(&mut *r);
+            shared.config.metrics.set_running(0);
+            taken
+                .into_iter()
                 .map(|(id, t)| {
                     let _ = t.cancel.send(true);
                     ReleasedTask {
-                        task_id: id.clone(),
+                        task_id: id,
                         fencing_token: t.token,
                     }
                 })
@@ -558,16 +635,21 @@ async fn drain(shared: &Arc<Shared>) {
         reason: "worker shutting down".to_owned(),
         worker_exiting: true,
     };
-    if shared
+    let released = shared
         .conn
         .call(|mut c| {
             let r = request.clone();
             async move { c.release(r).await.map(|r| r.into_inner()) }
         })
         .await
-        .is_ok()
-        && let Ok(mut r) = shared.report.lock()
-    {
-        r.released += count;
-    }
+        .is_ok();
+    // Unreleased tasks are left to their lease's expiry.
+    shared.count_finished(
+        if released {
+            AttemptOutcome::Released
+        } else {
+            AttemptOutcome::Stopped
+        },
+        count,
+    );
 }
