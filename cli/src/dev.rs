@@ -28,7 +28,7 @@ pub struct DevArgs {
     /// gRPC address (the CLI's default coordinator).
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// HTTP address for /healthz and /readyz.
+    /// HTTP address for the coordinator's /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Run the example jobs that exist, show their progress, and exit 0
@@ -65,7 +65,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     .map_err(|e| anyhow!("starting the coordinator: {e}"))?;
     let node = started.node.clone();
     let server_task = tokio::spawn(serve);
-    let http_task = tokio::spawn(crate::coordinator::serve_health(http, node.clone()));
+    let http_task = tokio::spawn(crate::coordinator::serve_health(
+        http,
+        node.clone(),
+        started.metrics.clone(),
+    ));
     wait_for_leader(&node).await?;
 
     let mut worker_tasks = Vec::new();

@@ -441,9 +441,11 @@ async fn run_attempt(
         }
     } else {
         // Still heartbeated while the report is retried, so it stays in
-        // `running` until then.
+        // `running` until then; counted once it has left, so a count never
+        // runs ahead of the running gauge.
         let outcome = report(&shared, &task_id, token, result).await;
         shared.forget(&task_id);
+        shared.count_finished(outcome, 1);
         outcome
     };
     tracing::info!(
@@ -468,7 +470,7 @@ fn kind_name(kind: TaskKind) -> &'static str {
 
 /// Reports an attempt's end, retrying transport errors (a completion must
 /// not be lost to a leader change); the coordinator answers repeats of an
-/// accepted completion as duplicates.
+/// accepted completion as duplicates. Returns how the attempt ended.
 async fn report(
     shared: &Shared,
     task_id: &str,
@@ -518,7 +520,6 @@ async fn report(
                     (Err(_), true) => AttemptOutcome::Failed,
                     _ => AttemptOutcome::Stopped,
                 };
-                shared.count_finished(outcome, 1);
                 return outcome;
             }
             Err(status)
@@ -529,7 +530,6 @@ async fn report(
             {
                 // Stale token or unknown task: this attempt was fenced.
                 tracing::info!(reason = %status.message(), "report rejected");
-                shared.count_finished(AttemptOutcome::Stopped, 1);
                 return AttemptOutcome::Stopped;
             }
             Err(status) => {
@@ -540,7 +540,6 @@ async fn report(
     }
     // The lease will expire and the task run again elsewhere.
     tracing::warn!("giving up reporting the attempt; its lease will expire");
-    shared.count_finished(AttemptOutcome::Stopped, 1);
     AttemptOutcome::Stopped
 }
 
