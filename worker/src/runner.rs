@@ -411,6 +411,7 @@ async fn run_attempt(
     let executor = shared.executors.get(name).cloned();
     let task_id = task.task_id.clone();
     let token = task.fencing_token;
+    let trace_parent = task.trace_parent.clone();
     let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
     let stopped = cancel_rx.clone();
     tracing::debug!(token, "attempt started");
@@ -443,7 +444,7 @@ async fn run_attempt(
         // Still heartbeated while the report is retried, so it stays in
         // `running` until then; counted once it has left, so a count never
         // runs ahead of the running gauge.
-        let outcome = report(&shared, &task_id, token, result).await;
+        let outcome = report(&shared, &task_id, token, &trace_parent, result).await;
         shared.forget(&task_id);
         shared.count_finished(outcome, 1);
         outcome
@@ -468,6 +469,20 @@ fn kind_name(kind: TaskKind) -> &'static str {
     }
 }
 
+/// A request carrying the job's `traceparent`, so the coordinator's span
+/// for it joins the job's trace.
+fn traced<T>(message: T, trace_parent: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = trace_parent.parse()
+        && !trace_parent.is_empty()
+    {
+        request
+            .metadata_mut()
+            .insert(drover_proto::TRACEPARENT_METADATA_KEY, value);
+    }
+    request
+}
+
 /// Reports an attempt's end, retrying transport errors (a completion must
 /// not be lost to a leader change); the coordinator answers repeats of an
 /// accepted completion as duplicates. Returns how the attempt ended.
@@ -475,6 +490,7 @@ async fn report(
     shared: &Shared,
     task_id: &str,
     token: u64,
+    trace_parent: &str,
     result: Result<drover_proto::v1::OutputManifest, TaskError>,
 ) -> AttemptOutcome {
     let worker_id = shared.config.worker_id.clone();
@@ -492,7 +508,11 @@ async fn report(
                     .conn
                     .call(|mut c| {
                         let r = request.clone();
-                        async move { c.complete(r).await.map(|r| r.into_inner().accepted) }
+                        async move {
+                            c.complete(traced(r, trace_parent))
+                                .await
+                                .map(|r| r.into_inner().accepted)
+                        }
                     })
                     .await
             }
@@ -508,7 +528,11 @@ async fn report(
                     .conn
                     .call(|mut c| {
                         let r = request.clone();
-                        async move { c.fail(r).await.map(|r| r.into_inner().accepted) }
+                        async move {
+                            c.fail(traced(r, trace_parent))
+                                .await
+                                .map(|r| r.into_inner().accepted)
+                        }
                     })
                     .await
             }
@@ -651,4 +675,27 @@ async fn drain(shared: &Arc<Shared>) {
         },
         count,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_carry_the_jobs_traceparent_when_there_is_one() {
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let request = traced((), trace);
+        let sent = request
+            .metadata()
+            .get(drover_proto::TRACEPARENT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(sent, Some(trace));
+        let untraced = traced((), "");
+        assert!(
+            untraced
+                .metadata()
+                .get(drover_proto::TRACEPARENT_METADATA_KEY)
+                .is_none()
+        );
+    }
 }

@@ -473,13 +473,15 @@ impl WorkerService for WorkerServer {
         request: Request<CompleteRequest>,
     ) -> Result<Response<CompleteResponse>, Status> {
         let started = Instant::now();
+        let trace_id = request_trace_id(request.metadata());
         let r = request.into_inner();
         let span = tracing::info_span!(
             "complete",
             worker_id = %r.worker_id,
             task_id = %r.task_id,
             job_id = Empty,
-            token = r.fencing_token
+            token = r.fencing_token,
+            trace_id = %trace_id,
         );
         let result = self.complete_inner(r).instrument(span).await;
         self.record(WorkerRpc::Complete, started, &result, |c| !c.accepted);
@@ -488,13 +490,15 @@ impl WorkerService for WorkerServer {
 
     async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
         let started = Instant::now();
+        let trace_id = request_trace_id(request.metadata());
         let r = request.into_inner();
         let span = tracing::info_span!(
             "fail",
             worker_id = %r.worker_id,
             task_id = %r.task_id,
             job_id = Empty,
-            token = r.fencing_token
+            token = r.fencing_token,
+            trace_id = %trace_id,
         );
         let result = self.fail_inner(r).instrument(span).await;
         self.record(WorkerRpc::Fail, started, &result, |f| !f.accepted);
@@ -512,6 +516,16 @@ impl WorkerService for WorkerServer {
         self.record(WorkerRpc::Release, started, &result, |_| false);
         result
     }
+}
+
+/// The trace id of a report's `traceparent` metadata (the job's trace,
+/// which workers send back), or empty.
+fn request_trace_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(drover_proto::TRACEPARENT_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(drover_proto::trace::trace_id_of)
+        .unwrap_or_default()
 }
 
 fn lost_reason(reason: &str) -> RejectReason {
