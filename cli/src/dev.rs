@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
+use drover_coordinator::service::trace;
 use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
 use drover_worker::runner::{self, WorkerConfig};
 
@@ -132,7 +133,9 @@ async fn demo(node: &NodeHandle) -> Result<ExitCode> {
                 spec_yaml: (*yaml).to_owned(),
                 params: vec![],
                 idempotency_key: None,
-                trace_parent: None,
+                // Proposed directly, not through SubmitJob: start the
+                // job's trace here, as the service would.
+                trace_parent: Some(trace::new_root().to_string()),
             })])
             .await
             .map_err(|e| anyhow!("submitting {file}: {e}"))?;
