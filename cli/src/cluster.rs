@@ -202,7 +202,8 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                let show = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+                let show =
+                    |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
                 println!("lease TTL           {}", show(s.lease_ttl_ms));
                 println!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
                 println!("worker timeout      {}", show(s.worker_timeout_ms));

@@ -1,5 +1,5 @@
 //! `drover coordinator`: one coordinator process (gRPC on `--listen`,
-//! health on `--http`).
+//! health and metrics on `--http`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Args;
+use drover_coordinator::metrics::{self, Metrics};
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
 
@@ -22,7 +24,7 @@ pub struct CoordinatorArgs {
     /// gRPC address for clients, workers and the other coordinators.
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// HTTP address for /healthz and /readyz.
+    /// HTTP address for /healthz, /readyz and /metrics (Prometheus).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Where the Raft log and the state live [default: ./drover-data/node-ID].
@@ -96,7 +98,11 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
         )
     })?;
     tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
-    let http_task = tokio::spawn(serve_health(http, started.node.clone()));
+    let http_task = tokio::spawn(serve_health(
+        http,
+        started.node.clone(),
+        started.metrics.clone(),
+    ));
     let result = serve.await;
     http_task.abort();
     started.stop().await;
@@ -104,21 +110,44 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
     result.map_err(|e| anyhow!("{e}"))
 }
 
-/// Serves /healthz and /readyz for `node` on `listener`.
+/// What the HTTP handlers read.
+#[derive(Debug, Clone)]
+struct Http {
+    /// For readiness and the state metrics.
+    node: NodeHandle,
+    /// The coordinator's registry.
+    metrics: Metrics,
+}
+
+/// Serves /healthz, /readyz and /metrics for `node` on `listener`.
 pub async fn serve_health(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
+    metrics: Metrics,
 ) -> std::io::Result<()> {
-    let health = axum::Router::new()
+    let routes = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(node);
-    axum::serve(listener, health).await
+        .route("/metrics", get(metrics_text))
+        .with_state(Http { node, metrics });
+    axum::serve(listener, routes).await
+}
+
+/// The Prometheus scrape: OpenMetrics text.
+async fn metrics_text(State(http): State<Http>) -> impl IntoResponse {
+    let body = http.metrics.render(&http.node).await;
+    openmetrics(body)
+}
+
+/// A response carrying OpenMetrics text, for the coordinator's and the
+/// worker's `/metrics`.
+pub fn openmetrics(body: String) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 
 /// Ready when a leader is known and this node has applied what it knows to
 /// be committed (within a small margin), so it serves current reads.
-async fn readyz(State(node): State<NodeHandle>) -> (StatusCode, Json<serde_json::Value>) {
+async fn readyz(State(Http { node, .. }): State<Http>) -> (StatusCode, Json<serde_json::Value>) {
     let s = node.status();
     let caught_up = s.commit_index.saturating_sub(s.applied_index) <= 100;
     let ready = s.leader_id != 0 && caught_up;

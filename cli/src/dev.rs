@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
+use drover_coordinator::service::trace;
 use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
 use drover_worker::runner::{self, WorkerConfig};
 
@@ -28,7 +29,7 @@ pub struct DevArgs {
     /// gRPC address (the CLI's default coordinator).
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// HTTP address for /healthz and /readyz.
+    /// HTTP address for the coordinator's /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Run the example jobs that exist, show their progress, and exit 0
@@ -65,7 +66,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     .map_err(|e| anyhow!("starting the coordinator: {e}"))?;
     let node = started.node.clone();
     let server_task = tokio::spawn(serve);
-    let http_task = tokio::spawn(crate::coordinator::serve_health(http, node.clone()));
+    let http_task = tokio::spawn(crate::coordinator::serve_health(
+        http,
+        node.clone(),
+        started.metrics.clone(),
+    ));
     wait_for_leader(&node).await?;
 
     let mut worker_tasks = Vec::new();
@@ -129,6 +134,9 @@ async fn demo(node: &NodeHandle) -> Result<ExitCode> {
                 spec_yaml: (*yaml).to_owned(),
                 params: vec![],
                 idempotency_key: None,
+                // Proposed directly, not through SubmitJob: start the
+                // job's trace here, as the service would.
+                trace_parent: Some(trace::new_root().to_string()),
             })])
             .await
             .map_err(|e| anyhow!("submitting {file}: {e}"))?;

@@ -12,7 +12,7 @@ mod workers;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Drover: a distributed batch job scheduler for annotation and feature workloads.
 #[derive(Debug, Parser)]
@@ -31,8 +31,28 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     coordinators: String,
+    /// Log line format of `coordinator`, `worker` and `dev` on stderr:
+    /// `text` for people, `json` (one object per line, with the fields of
+    /// the enclosing spans such as a task's `trace_id`) for log pipelines.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Job(cmd) => job::run(cmd, &client::Coordinators::parse(&cli.coordinators)),
         Command::Coordinator(args) => runtime().and_then(|rt| {
-            init_logging();
+            init_logging(cli.log_format, "info");
             rt.block_on(coordinator::run(args))
                 .map(|()| ExitCode::SUCCESS)
         }),
@@ -80,13 +100,15 @@ fn main() -> ExitCode {
         Command::Worker(WorkerCli { command: None, run }) => {
             let coordinators = client::Coordinators::parse(&cli.coordinators).0;
             runtime().and_then(|rt| {
-                init_logging();
+                init_logging(cli.log_format, "info");
                 rt.block_on(worker::run(run, coordinators))
                     .map(|()| ExitCode::SUCCESS)
             })
         }
         Command::Dev(args) => runtime().and_then(|rt| {
-            init_logging_quiet();
+            // `drover dev` prints its own progress; only warnings from the
+            // parts.
+            init_logging(cli.log_format, "warn");
             rt.block_on(dev::run(args))
         }),
         Command::Cluster(cmd) => {
@@ -110,23 +132,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `drover dev` prints its own progress; only warnings from the parts.
-fn init_logging_quiet() {
+/// Logs to stderr in `format`, at `DROVER_LOG` (an `EnvFilter`, such as
+/// `info` or `drover_coordinator=debug`) or else `default_level`.
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }

@@ -1,11 +1,17 @@
-//! `drover worker`: a stateless worker process.
+//! `drover worker`: a stateless worker process, with /healthz and /metrics
+//! on `--http` when given.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use clap::Args;
+use drover_worker::metrics::Metrics;
 use drover_worker::runner::{self, WorkerConfig};
 
 #[derive(Debug, Args)]
@@ -32,6 +38,10 @@ pub struct WorkerArgs {
     /// Worker id [default: hostname plus a random suffix].
     #[arg(long)]
     id: Option<String>,
+    /// HTTP address for /healthz and /metrics (Prometheus); none when
+    /// omitted.
+    #[arg(long)]
+    http: Option<SocketAddr>,
 }
 
 /// A data root as a local directory: `file:///abs`, `file://rel` or a
@@ -68,6 +78,19 @@ pub fn new_worker_id(prefix: &str) -> String {
     )
 }
 
+/// Serves /healthz and /metrics for a worker on `listener`.
+async fn serve_http(listener: tokio::net::TcpListener, metrics: Metrics) -> std::io::Result<()> {
+    let routes = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics);
+    axum::serve(listener, routes).await
+}
+
+async fn metrics_text(State(metrics): State<Metrics>) -> impl IntoResponse {
+    crate::coordinator::openmetrics(metrics.render())
+}
+
 pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
     let mut labels = BTreeMap::new();
     for l in &args.labels {
@@ -84,8 +107,21 @@ pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
     config.allow_command = args.allow_command;
     config.drain_timeout = Duration::from_secs(args.drain_timeout);
     let id = config.worker_id.clone();
-    tracing::info!(worker = %id, slots = config.slots, "worker starting");
+    // Bound before the worker starts, so a taken port fails at once.
+    let http_task = match args.http {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address} for HTTP"))?;
+            Some(tokio::spawn(serve_http(listener, config.metrics.clone())))
+        }
+        None => None,
+    };
+    tracing::info!(worker = %id, slots = config.slots, http = ?args.http, "worker starting");
     let report = runner::run(config, crate::coordinator::shutdown_signal()).await;
+    if let Some(task) = http_task {
+        task.abort();
+    }
     tracing::info!(worker = %id, completed = report.completed, failed = report.failed, released = report.released, "worker stopped");
     Ok(())
 }

@@ -20,6 +20,7 @@ fn submit(sm: &mut StateMachine, now: i64, yaml: &str) {
             spec_yaml: yaml.into(),
             params: vec![],
             idempotency_key: None,
+            trace_parent: None,
         })],
     });
 }

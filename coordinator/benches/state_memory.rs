@@ -61,6 +61,7 @@ fn main() {
             spec_yaml: format!("apiVersion: drover/v1\nkind: Job\nmetadata: {{name: m}}\nspec:\n  maxParallel: 1000000\n  tasks:\n    - {{name: a, kind: noop, partitions: {{shards: {PARTITIONS}}}}}\n"),
             params: vec![],
             idempotency_key: None,
+            trace_parent: None,
         })],
     });
     let after_submit = live();

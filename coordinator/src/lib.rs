@@ -12,7 +12,9 @@
 //!   that owns the `RawNode`, and the gRPC transport between coordinators.
 //! - [`service`]: the client-facing gRPC services.
 //! - [`server`]: one coordinator process: a node plus its services.
+//! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
 
+pub mod metrics;
 pub mod raft;
 pub mod server;
 pub mod service;

@@ -12,6 +12,7 @@ use drover_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::metrics::Metrics;
 use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::raft::service::RaftServer;
 use crate::raft::transport::GrpcTransport;
@@ -76,6 +77,9 @@ pub enum ServerError {
 pub struct Started {
     /// The node's handle.
     pub node: NodeHandle,
+    /// The coordinator's metrics, which the HTTP endpoint renders with
+    /// [`Metrics::render`].
+    pub metrics: Metrics,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -110,6 +114,8 @@ pub fn start(
     node_config.tick_ms = config.tick_ms;
     node_config.checkpoint_entries = config.checkpoint_entries;
     node_config.state_config = config.state_config.clone();
+    let metrics = Metrics::new();
+    node_config.log_fsync_seconds = Some(metrics.log_fsync_seconds());
     let (node, thread) = node::start(node_config, Box::new(transport))?;
     let _ = slot.set(node.clone());
     let raft = RaftServiceServer::new(RaftServer::new(node.clone()))
@@ -123,7 +129,7 @@ pub fn start(
     });
     let mut graceful = stopping.clone();
     let mut forced = stopping;
-    let workers = WorkerServiceServer::new(WorkerServer::new(node.clone()))
+    let workers = WorkerServiceServer::new(WorkerServer::new(node.clone(), metrics.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let jobs = JobServiceServer::new(JobServer::new(node.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -148,6 +154,7 @@ pub fn start(
     Ok((
         Started {
             node,
+            metrics,
             thread: Some(thread),
         },
         serve,

@@ -187,6 +187,7 @@ fn submit(name: &str) -> Command {
         ),
         params: vec![],
         idempotency_key: Some(name.into()),
+        trace_parent: None,
     })
 }
 

@@ -170,6 +170,7 @@ fn submit(name: &str) -> Command {
         ),
         params: vec![],
         idempotency_key: Some(name.into()),
+        trace_parent: None,
     })
 }
 

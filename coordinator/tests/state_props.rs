@@ -120,6 +120,7 @@ fn the_invariant_checker_catches_corruption() {
             spec_yaml: SPECS[0].into(),
             params: vec![],
             idempotency_key: None,
+            trace_parent: None,
         })],
     });
     let mut core = early.core().clone();

@@ -744,14 +744,22 @@ fn lease_settings_change_only_together_and_apply_to_new_leases() {
     }
     assert_eq!(h.sm.core().config, Config::default());
 
-    let job = h.submit(&spec("ttl", "", "    - {name: a, kind: noop, partitions: {shards: 2}}\n"));
+    let job = h.submit(&spec(
+        "ttl",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 2}}\n",
+    ));
     h.worker("w", 2, &[]);
     let before = h.lease("w", 1).remove(0);
     h.run(set(Some(4_000), Some(1_000), Some(8_000))).unwrap();
     let after = h.lease("w", 1).remove(0);
     let now = h.sm.now_ms();
     assert_eq!(after.lease_deadline_ms, now + 4_000);
-    assert_eq!(before.lease_deadline_ms, now + 30_000, "granted leases keep theirs");
+    assert_eq!(
+        before.lease_deadline_ms,
+        now + 30_000,
+        "granted leases keep theirs"
+    );
     // The new lease expires on the new TTL; the old one does not yet.
     let report = h.advance(5_000);
     assert_eq!(report.expired, 1);

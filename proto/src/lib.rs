@@ -23,9 +23,13 @@
 //!   gRPC reflection and for the documentation test.
 //! - The `*_METADATA_KEY` constants: gRPC metadata keys of the error
 //!   contract and of trace propagation.
+//! - [`trace`]: the W3C `traceparent` value those keys and
+//!   `LeasedTask.trace_parent` carry: parsing, printing, new roots.
 //!
 //! Wire types stay at the edge: each service converts them to domain types
 //! in its own `convert` module, and domain code never sees prost types.
+
+pub mod trace;
 
 /// Generated code for package `drover.v1`.
 // No `#[allow]` is needed here: the proto comments are plain prose (no
@@ -53,7 +57,8 @@ pub const LEADER_METADATA_KEY: &str = "drover-leader";
 pub const DIAGNOSTICS_METADATA_KEY: &str = "drover-diagnostics-bin";
 
 /// Request metadata key carrying the W3C trace context of the caller, so
-/// coordinator spans join the client's trace.
+/// coordinator spans join the client's trace. On SubmitJob it becomes the
+/// job's trace: every attempt of the job's tasks runs in it (see [`trace`]).
 pub const TRACEPARENT_METADATA_KEY: &str = "traceparent";
 
 /// Request metadata key carrying vendor-specific W3C trace state that goes

@@ -6,6 +6,8 @@
 //! - [`runner`]: the lease loop: register, long-poll leases for the free
 //!   slots, run tasks concurrently, one heartbeat per interval for all of
 //!   them, fenced completion/failure reports, and drain on shutdown.
+//! - [`metrics`]: the worker's Prometheus metrics (running tasks,
+//!   attempts by outcome and duration, lease latency, heartbeat failures).
 //! - [`executors`]: one executor per task kind (`noop`, `sleep`, `command`
 //!   today; the data kinds come with the data plane).
 //! - [`output`]: the attempt-scoped output directory and the manifest of
@@ -16,5 +18,6 @@
 //! but the attempts it was running, which are leased again after their TTL.
 
 pub mod executors;
+pub mod metrics;
 pub mod output;
 pub mod runner;

@@ -1,6 +1,10 @@
 //! The worker's lease loop: register, lease up to the free slots (long
 //! poll), run tasks concurrently, heartbeat every running task in one call,
 //! complete or fail each with its fencing token, and drain on shutdown.
+//!
+//! Each attempt runs inside a `task` span (job, task, attempt and the job's
+//! trace id), so its logs join the job's trace; the loop records into the
+//! [`Metrics`] of its config.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,8 +21,10 @@ use drover_proto::v1::{
 use tokio::sync::{Notify, watch};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
+use crate::metrics::{AttemptOutcome, Metrics};
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -43,6 +49,9 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Long-poll length of one lease call.
     pub lease_wait: Duration,
+    /// Where the worker records its metrics; the caller keeps a clone to
+    /// serve them.
+    pub metrics: Metrics,
 }
 
 impl WorkerConfig {
@@ -58,6 +67,7 @@ impl WorkerConfig {
             allow_command: false,
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -180,6 +190,31 @@ impl Shared {
     fn running_count(&self) -> usize {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
+
+    /// Takes a task out of `running`; false when it was no longer there
+    /// (a drain handed it back).
+    fn forget(&self, task_id: &str) -> bool {
+        let Ok(mut running) = self.running.lock() else {
+            return false;
+        };
+        let held = running.remove(task_id).is_some();
+        self.config.metrics.set_running(running.len());
+        held
+    }
+
+    /// Counts attempts that ended, in the report and the metrics alike.
+    fn count_finished(&self, outcome: AttemptOutcome, n: u64) {
+        if let Ok(mut r) = self.report.lock() {
+            let field = match outcome {
+                AttemptOutcome::Completed => &mut r.completed,
+                AttemptOutcome::Failed => &mut r.failed,
+                AttemptOutcome::Stopped => &mut r.stopped,
+                AttemptOutcome::Released => &mut r.released,
+            };
+            *field += n;
+        }
+        self.config.metrics.attempts_finished(outcome, n);
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains.
@@ -296,6 +331,7 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             max_tasks: free as u32,
             wait_ms: shared.config.lease_wait.as_millis() as i64,
         };
+        let lease_started = std::time::Instant::now();
         let call = shared.conn.call(|mut c| {
             let r = request.clone();
             async move { c.lease(r).await.map(|r| r.into_inner()) }
@@ -315,6 +351,7 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 break;
             }
         };
+        shared.config.metrics.lease_call(lease_started.elapsed());
         match leased {
             Ok(response) => {
                 if response.drain_requested {
@@ -351,56 +388,93 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
                 progress: progress.clone(),
             },
         );
+        shared.config.metrics.set_running(running.len());
     }
+    let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
+    let name = kind_name(kind);
+    // The attempt's logs carry the job's trace id, so one id finds a job's
+    // work from the submit to every worker that ran it.
+    let span = tracing::info_span!(
+        "task",
+        job_id = %task.job_id,
+        task_id = %task.task_id,
+        attempt = task.attempt,
+        kind = name,
+        trace_id = %drover_proto::trace::trace_id_of(&task.trace_parent).unwrap_or_default(),
+    );
     let shared = shared.clone();
-    tokio::spawn(async move {
-        let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
-        let name = kind_name(kind);
-        let executor = shared.executors.get(name).cloned();
-        let task_id = task.task_id.clone();
-        let token = task.fencing_token;
-        let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
-        let stopped = cancel_rx.clone();
-        // The scratch directory is named by the (unique) prefix too, so a
-        // fenced attempt still running elsewhere never shares it.
-        let scratch_dir = crate::output::attempt_dir(&shared.config.work_dir, &task.output_prefix);
-        let output_dir = crate::output::attempt_dir(&shared.config.data_root, &task.output_prefix);
-        let result = match (executor, output_dir, scratch_dir.clone()) {
-            (None, ..) => Err(TaskError::permanent(format!(
-                "this worker does not run `{name}` tasks"
-            ))),
-            (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-            (Some(executor), Ok(output_dir), Ok(scratch_dir)) => {
-                let ctx = AttemptContext {
-                    cancel: cancel_rx,
-                    progress,
-                    output_dir,
-                    scratch_dir,
-                };
-                match tokio::time::timeout(timeout, executor.run(task, ctx)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
-                }
+    tokio::spawn(run_attempt(shared, task, name, cancel_rx, progress).instrument(span));
+}
+
+/// Runs one attempt to its end and reports it.
+async fn run_attempt(
+    shared: Arc<Shared>,
+    task: LeasedTask,
+    name: &'static str,
+    cancel_rx: watch::Receiver<bool>,
+    progress: Progress,
+) {
+    let executor = shared.executors.get(name).cloned();
+    let task_id = task.task_id.clone();
+    let token = task.fencing_token;
+    let trace_parent = task.trace_parent.clone();
+    let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
+    let stopped = cancel_rx.clone();
+    tracing::debug!(token, "attempt started");
+    let started = std::time::Instant::now();
+    // The scratch directory is named by the (unique) prefix too, so a
+    // fenced attempt still running elsewhere never shares it.
+    let scratch_dir = crate::output::attempt_dir(&shared.config.work_dir, &task.output_prefix);
+    let output_dir = crate::output::attempt_dir(&shared.config.data_root, &task.output_prefix);
+    let result = match (executor, output_dir, scratch_dir.clone()) {
+        (None, ..) => Err(TaskError::permanent(format!(
+            "this worker does not run `{name}` tasks"
+        ))),
+        (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        (Some(executor), Ok(output_dir), Ok(scratch_dir)) => {
+            let ctx = AttemptContext {
+                cancel: cancel_rx,
+                progress,
+                output_dir,
+                scratch_dir,
+            };
+            match tokio::time::timeout(timeout, executor.run(task, ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError::retryable("the attempt ran past its timeout")),
             }
-        };
-        if let Ok(dir) = scratch_dir {
-            let _ = tokio::fs::remove_dir_all(dir).await;
         }
-        let was_stopped = *stopped.borrow();
-        if was_stopped {
-            // Lease lost, job cancelled or drained: the coordinator already
-            // knows; reporting would only be rejected.
-            if let Ok(mut r) = shared.report.lock() {
-                r.stopped += 1;
-            }
+    };
+    if let Ok(dir) = scratch_dir {
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
+    let elapsed = started.elapsed();
+    shared.config.metrics.attempt_ran(name, elapsed);
+    let was_stopped = *stopped.borrow();
+    let outcome = if was_stopped {
+        // Lease lost, job cancelled or drained: the coordinator already
+        // knows; reporting would only be rejected. A drain took the task
+        // out of `running` and counts it as released.
+        if shared.forget(&task_id) {
+            shared.count_finished(AttemptOutcome::Stopped, 1);
+            AttemptOutcome::Stopped
         } else {
-            report(&shared, &task_id, token, result).await;
+            AttemptOutcome::Released
         }
-        if let Ok(mut running) = shared.running.lock() {
-            running.remove(&task_id);
-        }
-        shared.finished.notify_one();
-    });
+    } else {
+        // Still heartbeated while the report is retried, so it stays in
+        // `running` until then; counted once it has left, so a count never
+        // runs ahead of the running gauge.
+        let outcome = report(&shared, &task_id, token, &trace_parent, result).await;
+        shared.forget(&task_id);
+        shared.count_finished(outcome, 1);
+        outcome
+    };
+    tracing::info!(
+        outcome = outcome.as_str(),
+        duration_ms = elapsed.as_millis() as u64,
+        "attempt finished"
+    );
+    shared.finished.notify_one();
 }
 
 fn kind_name(kind: TaskKind) -> &'static str {
@@ -415,15 +489,30 @@ fn kind_name(kind: TaskKind) -> &'static str {
     }
 }
 
+/// A request carrying the job's `traceparent`, so the coordinator's span
+/// for it joins the job's trace.
+fn traced<T>(message: T, trace_parent: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = trace_parent.parse()
+        && !trace_parent.is_empty()
+    {
+        request
+            .metadata_mut()
+            .insert(drover_proto::TRACEPARENT_METADATA_KEY, value);
+    }
+    request
+}
+
 /// Reports an attempt's end, retrying transport errors (a completion must
 /// not be lost to a leader change); the coordinator answers repeats of an
-/// accepted completion as duplicates.
+/// accepted completion as duplicates. Returns how the attempt ended.
 async fn report(
     shared: &Shared,
     task_id: &str,
     token: u64,
+    trace_parent: &str,
     result: Result<drover_proto::v1::OutputManifest, TaskError>,
-) {
+) -> AttemptOutcome {
     let worker_id = shared.config.worker_id.clone();
     for attempt in 0..20u32 {
         let outcome = match &result {
@@ -439,7 +528,11 @@ async fn report(
                     .conn
                     .call(|mut c| {
                         let r = request.clone();
-                        async move { c.complete(r).await.map(|r| r.into_inner().accepted) }
+                        async move {
+                            c.complete(traced(r, trace_parent))
+                                .await
+                                .map(|r| r.into_inner().accepted)
+                        }
                     })
                     .await
             }
@@ -455,21 +548,23 @@ async fn report(
                     .conn
                     .call(|mut c| {
                         let r = request.clone();
-                        async move { c.fail(r).await.map(|r| r.into_inner().accepted) }
+                        async move {
+                            c.fail(traced(r, trace_parent))
+                                .await
+                                .map(|r| r.into_inner().accepted)
+                        }
                     })
                     .await
             }
         };
         match outcome {
             Ok(accepted) => {
-                if let Ok(mut r) = shared.report.lock() {
-                    match (&result, accepted) {
-                        (Ok(_), true) => r.completed += 1,
-                        (Err(_), true) => r.failed += 1,
-                        _ => r.stopped += 1,
-                    }
-                }
-                return;
+                let outcome = match (&result, accepted) {
+                    (Ok(_), true) => AttemptOutcome::Completed,
+                    (Err(_), true) => AttemptOutcome::Failed,
+                    _ => AttemptOutcome::Stopped,
+                };
+                return outcome;
             }
             Err(status)
                 if matches!(
@@ -478,18 +573,18 @@ async fn report(
                 ) =>
             {
                 // Stale token or unknown task: this attempt was fenced.
-                tracing::info!(task = task_id, reason = %status.message(), "report rejected");
-                if let Ok(mut r) = shared.report.lock() {
-                    r.stopped += 1;
-                }
-                return;
+                tracing::info!(reason = %status.message(), "report rejected");
+                return AttemptOutcome::Stopped;
             }
             Err(status) => {
-                tracing::warn!(task = task_id, error = %status.message(), "report failed; retrying");
+                tracing::warn!(error = %status.message(), "report failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
             }
         }
     }
+    // The lease will expire and the task run again elsewhere.
+    tracing::warn!("giving up reporting the attempt; its lease will expire");
+    AttemptOutcome::Stopped
 }
 
 async fn heartbeat_loop(
@@ -531,6 +626,7 @@ async fn heartbeat_loop(
             })
             .await
         else {
+            shared.config.metrics.heartbeat_failed();
             continue;
         };
         if response.drain_requested {
@@ -538,9 +634,13 @@ async fn heartbeat_loop(
         }
         // Follow a changed interval (a shortened lease TTL must reach
         // running workers before their leases lapse).
-        let wanted = Duration::from_millis(response.heartbeat_interval_ms.clamp(100, 60_000) as u64);
+        let wanted =
+            Duration::from_millis(response.heartbeat_interval_ms.clamp(100, 60_000) as u64);
         if response.heartbeat_interval_ms > 0 && wanted != ticker.period() {
-            tracing::info!(interval_ms = wanted.as_millis() as u64, "heartbeat interval changed");
+            tracing::info!(
+                interval_ms = wanted.as_millis() as u64,
+                "heartbeat interval changed"
+            );
             ticker = tokio::time::interval_at(tokio::time::Instant::now() + wanted, wanted);
         }
         for result in response.tasks {
@@ -566,15 +666,20 @@ async fn drain(shared: &Arc<Shared>) {
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+    // Taken out of `running` with the lock held, so each attempt is counted
+    // once: released here, or stopped by its own task (`run_attempt`).
     let leftover: Vec<ReleasedTask> = shared
         .running
         .lock()
-        .map(|r| {
-            r.iter()
+        .map(|mut r| {
+            let taken = std::mem::take(&mut *r);
+            shared.config.metrics.set_running(0);
+            taken
+                .into_iter()
                 .map(|(id, t)| {
                     let _ = t.cancel.send(true);
                     ReleasedTask {
-                        task_id: id.clone(),
+                        task_id: id,
                         fencing_token: t.token,
                     }
                 })
@@ -588,16 +693,44 @@ async fn drain(shared: &Arc<Shared>) {
         reason: "worker shutting down".to_owned(),
         worker_exiting: true,
     };
-    if shared
+    let released = shared
         .conn
         .call(|mut c| {
             let r = request.clone();
             async move { c.release(r).await.map(|r| r.into_inner()) }
         })
         .await
-        .is_ok()
-        && let Ok(mut r) = shared.report.lock()
-    {
-        r.released += count;
+        .is_ok();
+    // Unreleased tasks are left to their lease's expiry.
+    shared.count_finished(
+        if released {
+            AttemptOutcome::Released
+        } else {
+            AttemptOutcome::Stopped
+        },
+        count,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_carry_the_jobs_traceparent_when_there_is_one() {
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let request = traced((), trace);
+        let sent = request
+            .metadata()
+            .get(drover_proto::TRACEPARENT_METADATA_KEY)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(sent, Some(trace));
+        let untraced = traced((), "");
+        assert!(
+            untraced
+                .metadata()
+                .get(drover_proto::TRACEPARENT_METADATA_KEY)
+                .is_none()
+        );
     }
 }

@@ -45,6 +45,7 @@ async fn submit(node: &NodeHandle, yaml: &str) -> JobId {
             spec_yaml: yaml.into(),
             params: vec![],
             idempotency_key: None,
+            trace_parent: None,
         })])
         .await
         .unwrap();
@@ -86,6 +87,7 @@ async fn two_workers_run_the_example_dag_to_success() {
     .await;
     let (wstop, _) = watch::channel(false);
     let mut handles = Vec::new();
+    let mut metrics = Vec::new();
     for i in 0..2 {
         let mut rx = wstop.subscribe();
         let cfg = worker(
@@ -94,6 +96,7 @@ async fn two_workers_run_the_example_dag_to_success() {
             &dir.path().join(format!("w{i}")),
             3,
         );
+        metrics.push(cfg.metrics.clone());
         handles.push(tokio::spawn(runner::run(cfg, async move {
             let _ = rx.wait_for(|s| *s).await;
         })));
@@ -114,6 +117,32 @@ async fn two_workers_run_the_example_dag_to_success() {
     }
     // Nine tasks, one of which fails once by design.
     assert_eq!((total.completed, total.failed), (9, 1));
+    // The metrics count what the reports do.
+    let finished = |outcome: &str| -> u64 {
+        let series = format!("drover_worker_attempts_finished_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .iter()
+            .map(|m| {
+                m.render()
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!((finished("completed"), finished("failed")), (9, 1));
+    for m in &metrics {
+        let text = m.render();
+        assert!(text.contains("drover_worker_tasks_running 0\n"), "{text}");
+        assert!(
+            text.contains("drover_worker_attempt_duration_seconds_count{kind=\"sleep\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drover_worker_lease_call_duration_seconds_count"),
+            "{text}"
+        );
+    }
     let events = started
         .node
         .read_local(move |sm| {
@@ -147,6 +176,7 @@ async fn a_draining_worker_hands_its_tasks_back_at_once() {
     let (first_stop, mut rx) = watch::channel(false);
     let mut cfg = worker("leaving", &addr, &dir.path().join("a"), 1);
     cfg.drain_timeout = Duration::from_millis(200);
+    let metrics = cfg.metrics.clone();
     let leaving = tokio::spawn(runner::run(cfg, async move {
         let _ = rx.wait_for(|s| *s).await;
     }));
@@ -165,6 +195,16 @@ async fn a_draining_worker_hands_its_tasks_back_at_once() {
     first_stop.send(true).unwrap();
     let report = leaving.await.unwrap();
     assert_eq!(report.released, 1);
+    let text = metrics.render();
+    assert!(
+        text.contains("drover_worker_attempts_finished_total{outcome=\"released\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("drover_worker_tasks_running 0\n"), "{text}");
+    assert!(
+        !text.contains("outcome=\"stopped\""),
+        "counted once: {text}"
+    );
     // The task is ready again at once, with its attempt not counted: a
     // second worker finishes it although the task allows no retries.
     let counts = started

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
@@ -29,8 +30,9 @@ use crate::state::{Applied, Command, Config as StateConfig, LogEntry, StateMachi
 use crate::storage::{StateStore, StorageError};
 
 /// Encoding version of a log entry's payload; a node refuses entries of a
-/// version it does not know rather than misreading them.
-const ENTRY_FORMAT: u8 = 1;
+/// version it does not know rather than misreading them. Version 2:
+/// `SubmitJob` carries a `traceparent`.
+const ENTRY_FORMAT: u8 = 2;
 
 /// Bound on the driver's inbox; callers get `Overloaded` beyond it.
 pub const INBOX_MAX: usize = 8192;
@@ -69,6 +71,9 @@ pub struct NodeConfig {
     pub checkpoint_entries: u64,
     /// State machine settings for a new cluster.
     pub state_config: StateConfig,
+    /// Where the driver records how long each synced log write took (the
+    /// fsync latency metric); `None` records nothing.
+    pub log_fsync_seconds: Option<Histogram>,
 }
 
 impl NodeConfig {
@@ -85,6 +90,7 @@ impl NodeConfig {
             state_tick_ms: 1000,
             checkpoint_entries: 10_000,
             state_config: StateConfig::default(),
+            log_fsync_seconds: None,
         }
     }
 }
@@ -797,7 +803,11 @@ impl Driver {
             .mut_store()
             .persist(ready.entries(), ready.hs(), must_sync)?;
         if must_sync {
-            self.last_fsync_us = started.elapsed().as_micros() as u64;
+            let elapsed = started.elapsed();
+            self.last_fsync_us = elapsed.as_micros() as u64;
+            if let Some(histogram) = &self.config.log_fsync_seconds {
+                histogram.observe(elapsed.as_secs_f64());
+            }
         }
         // 4. Messages that may only leave after the persist (votes, append
         //    responses).

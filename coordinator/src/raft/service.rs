@@ -16,8 +16,9 @@ use crate::state::Command;
 /// Largest snapshot accepted from a peer.
 pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
-/// Version of the `Forward` payload encoding.
-pub const FORWARD_FORMAT: u32 = 1;
+/// Version of the `Forward` payload encoding. Version 2: `SubmitJob` and
+/// lease grants carry a `traceparent`.
+pub const FORWARD_FORMAT: u32 = 2;
 
 /// Serves Raft traffic for one node.
 #[derive(Debug, Clone)]

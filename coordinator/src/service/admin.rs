@@ -6,9 +6,9 @@ use drover_proto::v1::admin_service_server::AdminService;
 use drover_proto::v1::{
     AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
     DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest, ListWorkersResponse, Member,
-    MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, TransferLeaderRequest,
-    Settings, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse, WorkerInfo,
-    WorkerState as WireWorkerState,
+    MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, Settings,
+    TransferLeaderRequest, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse,
+    WorkerInfo, WorkerState as WireWorkerState,
 };
 use tonic::{Request, Response, Status};
 

@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use drover_jobspecs::limits::SPEC_BYTES_MAX;
 use drover_jobspecs::{LoadOptions, Plan};
 use drover_proto::DIAGNOSTICS_METADATA_KEY;
+use drover_proto::trace::TraceParent;
 use drover_proto::v1::job_service_server::JobService;
 use drover_proto::v1::{
     CancelJobRequest, CancelJobResponse, ExplainTaskRequest, ExplainTaskResponse, GetJobRequest,
@@ -44,6 +45,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use super::node_status;
 use crate::raft::node::{NodeError, NodeHandle};
@@ -151,6 +153,109 @@ impl JobServer {
             .into_iter()
             .next()
             .ok_or_else(|| Status::internal("the state machine returned no outcome"))
+    }
+
+    /// The trace id a job or schedule keeps, read on this (leading) node
+    /// right after the submit applied; empty when it has none.
+    async fn existing_trace_id(&self, id: Submitted) -> Result<String, Status> {
+        let trace_parent = self
+            .node
+            .read_local(move |sm| match id {
+                Submitted::Job(j) => sm.job(j).and_then(|j| j.trace_parent.clone()),
+                Submitted::Schedule(s) => sm
+                    .core()
+                    .schedules
+                    .get(&s)
+                    .and_then(|s| s.trace_parent.clone()),
+            })
+            .await
+            .map_err(node_status)?;
+        Ok(trace_parent
+            .as_deref()
+            .and_then(drover_proto::trace::trace_id_of)
+            .unwrap_or_default())
+    }
+
+    /// SubmitJob in the job's trace: validates, plans, proposes, and answers
+    /// with the job's trace id.
+    async fn submit(
+        &self,
+        request: SubmitJobRequest,
+        trace: TraceParent,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        if request.spec_yaml.len() > SPEC_BYTES_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "the spec is {} bytes; the limit is {SPEC_BYTES_MAX}",
+                request.spec_yaml.len()
+            )));
+        }
+        if request.source_name.len() > SOURCE_NAME_BYTES_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
+            )));
+        }
+        super::require_leader(&self.node)?;
+        let params: Vec<(String, String)> = request.params.into_iter().collect();
+        // Planned here first: a fast INVALID_ARGUMENT without a Raft round
+        // trip, and the plan summary of the answer. The state machine plans
+        // again as of the committed entry's time, which is authoritative.
+        let (spec_yaml, plan) = plan_blocking(
+            request.source_name.clone(),
+            request.spec_yaml,
+            params.clone(),
+            now_ms(),
+        )
+        .await?;
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(diagnostics) => return Err(invalid_spec(&spec_yaml, &diagnostics)),
+        };
+        let fire_times = plan
+            .next_fire_times
+            .iter()
+            .map(|t| t.timestamp_millis())
+            .collect();
+        let summary = convert::plan(&plan, fire_times);
+        let warnings = plan.warnings.iter().map(convert::diagnostic).collect();
+        // Kept to render diagnostics should the committed plan disagree.
+        let source = spec_yaml.clone();
+        let command = Command::SubmitJob(SubmitJob {
+            file: request.source_name,
+            spec_yaml,
+            params,
+            idempotency_key: (!request.idempotency_key.is_empty())
+                .then_some(request.idempotency_key),
+            trace_parent: Some(trace.to_string()),
+        });
+        match self.propose(command).await? {
+            Ok(Outcome::Submitted { id, created }) => {
+                let job_id = match id {
+                    Submitted::Job(j) => j.to_string(),
+                    Submitted::Schedule(s) => s.to_string(),
+                };
+                tracing::Span::current().record("job_id", job_id.as_str());
+                let trace_id = if created {
+                    trace.trace_id()
+                } else {
+                    // An idempotent replay: the job runs in the trace of
+                    // the submit that created it.
+                    self.existing_trace_id(id).await?
+                };
+                tracing::info!(job_id = %job_id, created, trace_id = %trace_id, "job submitted");
+                Ok(Response::new(SubmitJobResponse {
+                    job_id,
+                    created,
+                    plan: Some(summary),
+                    warnings,
+                    trace_id,
+                }))
+            }
+            Ok(other) => Err(Status::internal(format!(
+                "unexpected outcome of a submit: {other:?}"
+            ))),
+            Err(Rejection::InvalidSpec(diagnostics)) => Err(invalid_spec(&source, &diagnostics)),
+            Err(rejection) => Err(rejection_status(rejection)),
+        }
     }
 }
 
@@ -1729,66 +1834,16 @@ impl JobService for JobServer {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        let request = request.into_inner();
-        if request.spec_yaml.len() > SPEC_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the spec is {} bytes; the limit is {SPEC_BYTES_MAX}",
-                request.spec_yaml.len()
-            )));
-        }
-        if request.source_name.len() > SOURCE_NAME_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
-            )));
-        }
-        super::require_leader(&self.node)?;
-        let params: Vec<(String, String)> = request.params.into_iter().collect();
-        // Planned here first: a fast INVALID_ARGUMENT without a Raft round
-        // trip, and the plan summary of the answer. The state machine plans
-        // again as of the committed entry's time, which is authoritative.
-        let (spec_yaml, plan) = plan_blocking(
-            request.source_name.clone(),
-            request.spec_yaml,
-            params.clone(),
-            now_ms(),
-        )
-        .await?;
-        let plan = match plan {
-            Ok(plan) => plan,
-            Err(diagnostics) => return Err(invalid_spec(&spec_yaml, &diagnostics)),
-        };
-        let fire_times = plan
-            .next_fire_times
-            .iter()
-            .map(|t| t.timestamp_millis())
-            .collect();
-        let summary = convert::plan(&plan, fire_times);
-        let warnings = plan.warnings.iter().map(convert::diagnostic).collect();
-        // Kept to render diagnostics should the committed plan disagree.
-        let source = spec_yaml.clone();
-        let command = Command::SubmitJob(SubmitJob {
-            file: request.source_name,
-            spec_yaml,
-            params,
-            idempotency_key: (!request.idempotency_key.is_empty())
-                .then_some(request.idempotency_key),
-        });
-        match self.propose(command).await? {
-            Ok(Outcome::Submitted { id, created }) => Ok(Response::new(SubmitJobResponse {
-                job_id: match id {
-                    Submitted::Job(j) => j.to_string(),
-                    Submitted::Schedule(s) => s.to_string(),
-                },
-                created,
-                plan: Some(summary),
-                warnings,
-            })),
-            Ok(other) => Err(Status::internal(format!(
-                "unexpected outcome of a submit: {other:?}"
-            ))),
-            Err(Rejection::InvalidSpec(diagnostics)) => Err(invalid_spec(&source, &diagnostics)),
-            Err(rejection) => Err(rejection_status(rejection)),
-        }
+        let trace = super::trace::continue_or_start(request.metadata());
+        let span = tracing::info_span!(
+            "submit_job",
+            trace_id = %trace.trace_id(),
+            source = %request.get_ref().source_name,
+            job_id = tracing::field::Empty,
+        );
+        self.submit(request.into_inner(), trace)
+            .instrument(span)
+            .await
     }
 
     async fn plan_job(

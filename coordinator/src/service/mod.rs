@@ -1,9 +1,10 @@
 //! The client-facing gRPC services. Wire types are converted to domain types
 //! in each service's `convert` functions; the state machine never sees prost
-//! types.
+//! types. [`trace`] reads (or starts) the W3C trace context of requests.
 
 pub mod admin;
 pub mod job;
+pub mod trace;
 pub mod worker;
 
 use drover_proto::LEADER_METADATA_KEY;

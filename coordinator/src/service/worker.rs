@@ -1,5 +1,10 @@
 //! `WorkerService`: registration, batched leases (long poll), batched
 //! heartbeats, and fenced completions, failures and releases.
+//!
+//! Each rpc is counted and timed in [`Metrics`] and runs in a `tracing`
+//! span naming its worker (and, for reports, its job and task). A granted
+//! task carries its job's `traceparent`, so the attempt joins the trace of
+//! the submit that created the job.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +15,11 @@ use drover_proto::v1::{
     RejectReason, ReleaseRequest, ReleaseResponse, ReleaseResult, ReleaseStatus,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::node_status;
+use crate::metrics::{Metrics, RpcOutcome, WorkerRpc};
 use crate::raft::node::NodeHandle;
 use crate::state::{Applied, Command, Outcome, Rejection, TaskKey};
 
@@ -23,13 +31,33 @@ const LEASE_POLL: Duration = Duration::from_millis(100);
 /// Serves `WorkerService` for one node.
 #[derive(Debug, Clone)]
 pub struct WorkerServer {
+    /// The Raft node whose state machine holds the leases.
     node: NodeHandle,
+    /// Where each rpc is counted and timed.
+    metrics: Metrics,
 }
 
 impl WorkerServer {
-    /// A server for `node`.
-    pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+    /// A server for `node`, recording into `metrics`.
+    pub fn new(node: NodeHandle, metrics: Metrics) -> Self {
+        Self { node, metrics }
+    }
+
+    /// Counts and times one answered rpc; `rejected` tells a fenced-off
+    /// report from an accepted one.
+    fn record<T>(
+        &self,
+        rpc: WorkerRpc,
+        started: Instant,
+        result: &Result<Response<T>, Status>,
+        rejected: impl FnOnce(&T) -> bool,
+    ) {
+        let outcome = match result {
+            Ok(response) if rejected(response.get_ref()) => RpcOutcome::Rejected,
+            Ok(_) => RpcOutcome::Ok,
+            Err(_) => RpcOutcome::Error,
+        };
+        self.metrics.observe_rpc(rpc, outcome, started.elapsed());
     }
 
     async fn one(&self, command: Command) -> Result<Applied, Status> {
@@ -108,8 +136,8 @@ pub mod convert {
         }
     }
 
-    /// A grant as sent to the worker.
-    pub fn leased(g: Grant, trace_parent: &str) -> LeasedTask {
+    /// A grant as sent to the worker, with its job's trace.
+    pub fn leased(g: Grant) -> LeasedTask {
         LeasedTask {
             task_id: g.task.to_string(),
             job_id: g.task.job.to_string(),
@@ -124,7 +152,7 @@ pub mod convert {
             lease_deadline_unix_ms: g.lease_deadline_ms,
             timeout_ms: g.timeout_ms as i64,
             output_prefix: output_prefix(&g),
-            trace_parent: trace_parent.to_owned(),
+            trace_parent: g.trace_parent.unwrap_or_default(),
             ..LeasedTask::default()
         }
     }
@@ -187,13 +215,11 @@ fn rejection(r: Rejection) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl WorkerService for WorkerServer {
-    async fn register(
+impl WorkerServer {
+    async fn register_inner(
         &self,
-        request: Request<RegisterRequest>,
+        r: RegisterRequest,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let r = request.into_inner();
         let kinds = r
             .supported_kinds()
             .filter_map(convert::kind_name)
@@ -224,17 +250,7 @@ impl WorkerService for WorkerServer {
         }
     }
 
-    async fn lease(
-        &self,
-        request: Request<LeaseRequest>,
-    ) -> Result<Response<LeaseResponse>, Status> {
-        let trace_parent = request
-            .metadata()
-            .get(drover_proto::TRACEPARENT_METADATA_KEY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let r = request.into_inner();
+    async fn lease_inner(&self, r: LeaseRequest) -> Result<Response<LeaseResponse>, Status> {
         let wait = Duration::from_millis(r.wait_ms.max(0) as u64).min(LEASE_WAIT_MAX);
         let deadline = Instant::now() + wait;
         loop {
@@ -260,6 +276,20 @@ impl WorkerService for WorkerServer {
                     Err(e) => return Err(rejection(e)),
                 };
                 if !grants.is_empty() || Instant::now() >= deadline {
+                    tracing::Span::current().record("granted", grants.len());
+                    for g in &grants {
+                        tracing::debug!(
+                            job_id = %g.task.job,
+                            task_id = %g.task,
+                            attempt = g.attempt,
+                            trace_id = %g
+                                .trace_parent
+                                .as_deref()
+                                .and_then(drover_proto::trace::trace_id_of)
+                                .unwrap_or_default(),
+                            "task leased"
+                        );
+                    }
                     let worker_id = r.worker_id.clone();
                     let drain = self
                         .node
@@ -272,10 +302,7 @@ impl WorkerService for WorkerServer {
                         .await
                         .map_err(node_status)?;
                     return Ok(Response::new(LeaseResponse {
-                        tasks: grants
-                            .into_iter()
-                            .map(|g| convert::leased(g, &trace_parent))
-                            .collect(),
+                        tasks: grants.into_iter().map(convert::leased).collect(),
                         drain_requested: drain,
                     }));
                 }
@@ -284,11 +311,10 @@ impl WorkerService for WorkerServer {
         }
     }
 
-    async fn heartbeat(
+    async fn heartbeat_inner(
         &self,
-        request: Request<HeartbeatRequest>,
+        r: HeartbeatRequest,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let r = request.into_inner();
         let mut tasks = Vec::with_capacity(r.tasks.len());
         for t in &r.tasks {
             tasks.push(crate::state::TaskProgress {
@@ -319,12 +345,12 @@ impl WorkerService for WorkerServer {
         }
     }
 
-    async fn complete(
+    async fn complete_inner(
         &self,
-        request: Request<CompleteRequest>,
+        r: CompleteRequest,
     ) -> Result<Response<CompleteResponse>, Status> {
-        let r = request.into_inner();
         let task = convert::task(&r.task_id)?;
+        tracing::Span::current().record("job_id", tracing::field::display(task.job));
         if !r.reused_prior_output
             && let Some(m) = &r.manifest
         {
@@ -355,9 +381,9 @@ impl WorkerService for WorkerServer {
         }
     }
 
-    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
-        let r = request.into_inner();
+    async fn fail_inner(&self, r: FailRequest) -> Result<Response<FailResponse>, Status> {
         let task = convert::task(&r.task_id)?;
+        tracing::Span::current().record("job_id", tracing::field::display(task.job));
         let out = self
             .one(Command::Fail {
                 worker: r.worker_id,
@@ -384,11 +410,7 @@ impl WorkerService for WorkerServer {
         }
     }
 
-    async fn release(
-        &self,
-        request: Request<ReleaseRequest>,
-    ) -> Result<Response<ReleaseResponse>, Status> {
-        let r = request.into_inner();
+    async fn release_inner(&self, r: ReleaseRequest) -> Result<Response<ReleaseResponse>, Status> {
         let mut tasks = Vec::with_capacity(r.tasks.len());
         for t in &r.tasks {
             tasks.push((convert::task(&t.task_id)?, t.fencing_token));
@@ -428,6 +450,109 @@ impl WorkerService for WorkerServer {
                 .collect(),
         }))
     }
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerServer {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let span = tracing::info_span!("register", worker_id = %r.worker_id);
+        let result = self.register_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Register, started, &result, |_| false);
+        result
+    }
+
+    async fn lease(
+        &self,
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let span = tracing::info_span!("lease", worker_id = %r.worker_id, granted = Empty);
+        let result = self.lease_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Lease, started, &result, |_| false);
+        if let Ok(response) = &result {
+            self.metrics
+                .observe_lease_grants(response.get_ref().tasks.len());
+        }
+        result
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let span =
+            tracing::info_span!("heartbeat", worker_id = %r.worker_id, tasks = r.tasks.len());
+        let result = self.heartbeat_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Heartbeat, started, &result, |_| false);
+        result
+    }
+
+    async fn complete(
+        &self,
+        request: Request<CompleteRequest>,
+    ) -> Result<Response<CompleteResponse>, Status> {
+        let started = Instant::now();
+        let trace_id = request_trace_id(request.metadata());
+        let r = request.into_inner();
+        let span = tracing::info_span!(
+            "complete",
+            worker_id = %r.worker_id,
+            task_id = %r.task_id,
+            job_id = Empty,
+            token = r.fencing_token,
+            trace_id = %trace_id,
+        );
+        let result = self.complete_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Complete, started, &result, |c| !c.accepted);
+        result
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
+        let started = Instant::now();
+        let trace_id = request_trace_id(request.metadata());
+        let r = request.into_inner();
+        let span = tracing::info_span!(
+            "fail",
+            worker_id = %r.worker_id,
+            task_id = %r.task_id,
+            job_id = Empty,
+            token = r.fencing_token,
+            trace_id = %trace_id,
+        );
+        let result = self.fail_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Fail, started, &result, |f| !f.accepted);
+        result
+    }
+
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let span = tracing::info_span!("release", worker_id = %r.worker_id, tasks = r.tasks.len());
+        let result = self.release_inner(r).instrument(span).await;
+        self.record(WorkerRpc::Release, started, &result, |_| false);
+        result
+    }
+}
+
+/// The trace id of a report's `traceparent` metadata (the job's trace,
+/// which workers send back), or empty.
+fn request_trace_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(drover_proto::TRACEPARENT_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(drover_proto::trace::trace_id_of)
+        .unwrap_or_default()
 }
 
 fn lost_reason(reason: &str) -> RejectReason {

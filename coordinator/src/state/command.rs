@@ -146,6 +146,11 @@ pub struct SubmitJob {
     pub params: Vec<(String, String)>,
     /// Same key and same spec returns the same job.
     pub idempotency_key: Option<String>,
+    /// W3C `traceparent` of the job's trace, kept with the job and handed
+    /// to every attempt. The service validates it (or starts a new trace);
+    /// the state machine only bounds its length, since ids are drawn
+    /// outside it.
+    pub trace_parent: Option<String>,
 }
 
 /// One running task in a heartbeat.
@@ -193,6 +198,8 @@ pub struct Grant {
     pub lease_deadline_ms: i64,
     /// Per-attempt timeout.
     pub timeout_ms: u64,
+    /// The job's W3C `traceparent`, so the attempt joins the job's trace.
+    pub trace_parent: Option<String>,
 }
 
 /// What a worker should do about one task after a heartbeat.

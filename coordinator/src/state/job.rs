@@ -61,6 +61,27 @@ impl Counts {
         *self.slot(to) += n;
     }
 
+    /// Adds another set of counts to these.
+    pub fn add(&mut self, other: &Counts) {
+        for (state, n) in other.by_state() {
+            *self.slot(state) += n;
+        }
+    }
+
+    /// Every state with its count, in lifecycle order.
+    pub fn by_state(&self) -> [(TaskState, u64); 8] {
+        [
+            (TaskState::Blocked, self.blocked),
+            (TaskState::Ready, self.ready),
+            (TaskState::Backoff, self.backoff),
+            (TaskState::Leased, self.leased),
+            (TaskState::Succeeded, self.succeeded),
+            (TaskState::Failed, self.failed),
+            (TaskState::Cancelled, self.cancelled),
+            (TaskState::Skipped, self.skipped),
+        ]
+    }
+
     /// Tasks that will not change again.
     pub fn finished(&self) -> u64 {
         self.succeeded + self.failed + self.cancelled + self.skipped
@@ -192,7 +213,8 @@ pub struct TaskRecord {
     pub lease_deadline_ms: i64,
     /// When the attempt runs out whatever the heartbeats.
     pub timeout_deadline_ms: i64,
-    /// When a backoff wait ends.
+    /// When a backoff wait ends; for a record in `Ready`, when it became
+    /// ready (how long it has waited to be leased again).
     pub ready_at_ms: i64,
     /// Last progress reported, in thousandths.
     pub progress_permille: u16,
@@ -227,6 +249,10 @@ pub struct Template {
     pub counts: Counts,
     /// Canonical outputs of succeeded (or skipped) partitions.
     pub outputs: BTreeMap<u64, Output>,
+    /// When the template last opened: its never-run partitions have been
+    /// ready since then, which is how long the backlog has waited (0 while
+    /// it has never opened).
+    pub opened_ms: i64,
 }
 
 /// The accepted output of one partition. Every succeeded partition has one,
@@ -328,6 +354,8 @@ pub struct Job {
     pub events: EventLog,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<String>,
+    /// W3C `traceparent` of the job's trace, handed to every attempt.
+    pub trace_parent: Option<String>,
 }
 
 impl Job {
@@ -399,6 +427,8 @@ pub fn templates_from_graph(graph: &drover_jobspecs::TaskGraph) -> Vec<Template>
                 requeued: BTreeSet::new(),
                 counts,
                 outputs: BTreeMap::new(),
+                // Set by the caller, who knows the time.
+                opened_ms: 0,
             }
         })
         .collect()

@@ -123,6 +123,7 @@ impl StateMachine {
         }
         let namespace = job.namespace.clone();
         let job_name = job.name.clone();
+        let trace_parent = job.trace_parent.clone();
         let key = TaskKey {
             job: job_id,
             template: t,
@@ -165,6 +166,7 @@ impl StateMachine {
             token,
             lease_deadline_ms: now + ttl,
             timeout_ms,
+            trace_parent,
         }
     }
 
@@ -396,6 +398,7 @@ impl StateMachine {
     /// Puts a leased task back in the queue at once without counting the
     /// attempt (drain, deregistration).
     pub(super) fn requeue_leased(&mut self, key: TaskKey) {
+        let now = self.core.now_ms;
         self.end_lease(key);
         let Some(job) = self.core.jobs.get_mut(&key.job) else {
             return;
@@ -404,6 +407,7 @@ impl StateMachine {
         if let Some(record) = template.tasks.get_mut(&key.partition) {
             record.state = TaskState::Ready;
             record.worker = None;
+            record.ready_at_ms = now;
         }
         template.requeued.insert(key.partition);
         job.shift(key.template, TaskState::Leased, TaskState::Ready, 1);

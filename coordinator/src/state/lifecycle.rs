@@ -7,7 +7,7 @@ use drover_jobspecs::{LoadOptions, Plan};
 use super::command::{Outcome, Rejection, SubmitJob, Submitted};
 use super::events::EventKind;
 use super::job::{Counts, Job, TemplateStatus, templates_from_graph};
-use super::types::{JobId, JobState, ScheduleId, TaskKey, TaskState};
+use super::types::{JobId, JobState, ScheduleId, TRACE_PARENT_BYTES_MAX, TaskKey, TaskState};
 use super::{Applied, StateMachine};
 
 /// Converts replicated milliseconds to a `chrono` time for spec planning.
@@ -25,6 +25,15 @@ impl StateMachine {
         let plan = drover_jobspecs::plan(&submit.file, &submit.spec_yaml, &opts)
             .map_err(Rejection::InvalidSpec)?;
         let namespace = plan.spec.namespace.clone();
+        if submit
+            .trace_parent
+            .as_ref()
+            .is_some_and(|t| t.len() > TRACE_PARENT_BYTES_MAX)
+        {
+            return Err(Rejection::TooLarge(format!(
+                "a traceparent is at most {TRACE_PARENT_BYTES_MAX} bytes"
+            )));
+        }
         if let Some(key) = &submit.idempotency_key {
             if key.is_empty() || key.len() > 256 {
                 return Err(Rejection::TooLarge(
@@ -49,7 +58,12 @@ impl StateMachine {
         let id = if plan.spec.schedule.is_some() {
             Submitted::Schedule(self.create_schedule(submit, &plan))
         } else {
-            Submitted::Job(self.create_job(&plan, submit.idempotency_key.clone(), None))
+            Submitted::Job(self.create_job(
+                &plan,
+                submit.idempotency_key.clone(),
+                None,
+                submit.trace_parent.clone(),
+            ))
         };
         if let Some(key) = &submit.idempotency_key {
             let entry = (namespace, key.clone());
@@ -67,10 +81,16 @@ impl StateMachine {
         plan: &Plan,
         idempotency_key: Option<String>,
         schedule: Option<(ScheduleId, i64)>,
+        trace_parent: Option<String>,
     ) -> JobId {
         let id = JobId(self.core.next_job);
         self.core.next_job += 1;
-        let templates = templates_from_graph(&plan.graph);
+        let mut templates = templates_from_graph(&plan.graph);
+        for t in &mut templates {
+            if t.status == TemplateStatus::Open {
+                t.opened_ms = self.core.now_ms;
+            }
+        }
         let mut counts = Counts::default();
         for t in &templates {
             counts.blocked += t.counts.blocked;
@@ -97,6 +117,7 @@ impl StateMachine {
             counts,
             events: Default::default(),
             cancel_reason: None,
+            trace_parent,
         };
         let template_count = job.templates.len() as u32;
         self.core.jobs.insert(id, job);
@@ -204,6 +225,7 @@ impl StateMachine {
     }
 
     pub(super) fn retry(&mut self, job_id: JobId) -> Applied {
+        let now = self.core.now_ms;
         let job = self
             .core
             .jobs
@@ -230,6 +252,7 @@ impl StateMachine {
                     record.state = TaskState::Ready;
                     record.attempt = 1;
                     record.last_error = None;
+                    record.ready_at_ms = now;
                 }
                 template.requeued.insert(*p);
                 self.changes.tasks.insert(TaskKey {
@@ -268,6 +291,7 @@ impl StateMachine {
                 TemplateStatus::Blocked
             };
             if template.status == TemplateStatus::Open {
+                template.opened_ms = now;
                 let blocked = template.counts.blocked;
                 job.shift(t as u32, TaskState::Blocked, TaskState::Ready, blocked);
             }
@@ -293,6 +317,7 @@ impl StateMachine {
     /// its partitions are done, opens downstream templates, and finishes the
     /// job when nothing is left.
     pub(super) fn after_task_finished(&mut self, job_id: JobId, t: u32) {
+        let now = self.core.now_ms;
         let Some(job) = self.core.jobs.get_mut(&job_id) else {
             return;
         };
@@ -308,6 +333,7 @@ impl StateMachine {
                     down.remaining_upstream = down.remaining_upstream.saturating_sub(1);
                     if down.remaining_upstream == 0 && down.status == TemplateStatus::Blocked {
                         down.status = TemplateStatus::Open;
+                        down.opened_ms = now;
                         let blocked = down.counts.blocked;
                         job.shift(d, TaskState::Blocked, TaskState::Ready, blocked);
                         opened.push(d);

@@ -22,6 +22,8 @@
 //! - `tick`: the passage of time.
 //! - [`explain`]: why a task is pending.
 //! - [`snapshot`]: the versioned byte format of the whole state.
+//! - [`stats`]: read-only summaries for metrics (tasks per namespace and
+//!   state, the ready backlog and its oldest task's wait, workers).
 //!
 //! The replicated part of the state is [`Core`]; [`Indexes`] are derived from
 //! it (ready queues, deadlines) and rebuilt whenever a state is restored.
@@ -35,6 +37,7 @@ pub mod job;
 pub mod ready;
 pub mod schedule;
 pub mod snapshot;
+pub mod stats;
 pub mod types;
 
 mod lease;
@@ -51,6 +54,7 @@ pub use command::{
     Submitted, TaskProgress, TickReport,
 };
 pub use job::{Counts, Job, Template, TemplateStatus};
+pub use stats::Stats;
 pub use types::{Config, JobId, JobState, Manifest, ScheduleId, TaskKey, TaskState, WorkerId};
 pub use workers::{Worker, WorkerState};
 

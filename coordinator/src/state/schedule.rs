@@ -64,6 +64,10 @@ pub struct Schedule {
     pub runs_skipped: u64,
     /// Recent notes: (time, text).
     pub notes: VecDeque<(i64, String)>,
+    /// W3C `traceparent` of the submit that created the schedule. Every run
+    /// joins this trace: the state machine cannot draw a fresh trace id per
+    /// fire, and the runs' `job_id` tells them apart within it.
+    pub trace_parent: Option<String>,
 }
 
 impl Schedule {
@@ -121,6 +125,7 @@ impl StateMachine {
             runs_started: 0,
             runs_skipped: 0,
             notes: VecDeque::new(),
+            trace_parent: submit.trace_parent.clone(),
         };
         if let Some(at) = next {
             self.idx.schedule_due.insert((at, id));
@@ -194,10 +199,11 @@ impl StateMachine {
         };
         let skipped_missed = due.first().is_none_or(|first| *first > next);
         let overlap = schedule.overlap;
-        let (file, yaml, params) = (
+        let (file, yaml, params, trace_parent) = (
             schedule.file.clone(),
             schedule.spec_yaml.clone(),
             schedule.params.clone(),
+            schedule.trace_parent.clone(),
         );
         let mut started = 0;
         let mut notes = Vec::new();
@@ -242,7 +248,7 @@ impl StateMachine {
             };
             match drover_jobspecs::plan(&file, &yaml, &opts) {
                 Ok(plan) => {
-                    let job = self.create_job(&plan, None, Some((id, at)));
+                    let job = self.create_job(&plan, None, Some((id, at)), trace_parent.clone());
                     if let Some(s) = self.core.schedules.get_mut(&id) {
                         s.running.insert(job);
                         s.runs_started += 1;

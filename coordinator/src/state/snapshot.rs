@@ -10,8 +10,9 @@ use super::{Core, StateMachine};
 /// Identifies a Drover state snapshot.
 pub const MAGIC: &[u8; 8] = b"DROVERSM";
 
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. Version 2: jobs and schedules
+/// keep their `traceparent`, templates their open time.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -280,3 +280,7 @@ impl Manifest {
 /// Largest manifest a completion may carry; bigger outputs list their files
 /// in an object-store index instead.
 pub const MANIFEST_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest `traceparent` a job keeps: a version-00 W3C `traceparent` is 55
+/// bytes, and the service refuses any other shape before proposing.
+pub const TRACE_PARENT_BYTES_MAX: usize = 55;

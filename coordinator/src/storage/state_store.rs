@@ -18,7 +18,9 @@ use crate::state::{
 
 /// Version of the on-disk layout. A binary refuses a store written in a
 /// version it does not know.
-pub const STORAGE_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2: jobs keep their `traceparent`, templates their open time.
+pub const STORAGE_FORMAT_VERSION: u32 = 2;
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ struct JobHeader {
     finished_ms: Option<i64>,
     counts: Counts,
     cancel_reason: Option<String>,
+    trace_parent: Option<String>,
     last_event_seq: u64,
     templates: Vec<TemplateHeader>,
 }
@@ -88,6 +91,7 @@ struct TemplateHeader {
     cursor: u64,
     requeued: BTreeSet<u64>,
     counts: Counts,
+    opened_ms: i64,
 }
 
 impl JobHeader {
@@ -110,6 +114,7 @@ impl JobHeader {
             finished_ms: job.finished_ms,
             counts: job.counts,
             cancel_reason: job.cancel_reason.clone(),
+            trace_parent: job.trace_parent.clone(),
             last_event_seq: job.events.last_seq(),
             templates: job
                 .templates
@@ -121,6 +126,7 @@ impl JobHeader {
                     cursor: t.cursor,
                     requeued: t.requeued.clone(),
                     counts: t.counts,
+                    opened_ms: t.opened_ms,
                 })
                 .collect(),
         }
@@ -155,11 +161,13 @@ impl JobHeader {
                     requeued: t.requeued,
                     counts: t.counts,
                     outputs: BTreeMap::new(),
+                    opened_ms: t.opened_ms,
                 })
                 .collect(),
             counts: self.counts,
             events: EventLog::default(),
             cancel_reason: self.cancel_reason,
+            trace_parent: self.trace_parent,
         };
         (job, self.last_event_seq)
     }

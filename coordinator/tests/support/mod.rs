@@ -68,11 +68,21 @@ impl H {
     }
 
     pub fn submit_with_key(&mut self, yaml: &str, key: Option<&str>) -> Applied {
+        self.submit_traced(yaml, key, None)
+    }
+
+    pub fn submit_traced(
+        &mut self,
+        yaml: &str,
+        key: Option<&str>,
+        trace_parent: Option<&str>,
+    ) -> Applied {
         self.run(Command::SubmitJob(SubmitJob {
             file: "test.yaml".into(),
             spec_yaml: yaml.into(),
             params: Vec::new(),
             idempotency_key: key.map(str::to_owned),
+            trace_parent: trace_parent.map(str::to_owned),
         }))
     }
 

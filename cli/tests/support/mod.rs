@@ -1,0 +1,286 @@
+//! Real `drover` processes on loopback for the end-to-end tests: a cluster
+//! of coordinators, workers, the CLI, and bounded waits.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn drover() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+}
+
+/// A port free right now (the OS may hand it out again, so starts retry).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn loopback() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing
+/// running.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} {} ({})", self.pid(), self.name);
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a process's standard error goes: a file in the test's directory,
+/// printed when an assertion fails is too noisy, so tests read it on demand.
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
+}
+
+/// Coordinators of one cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub grpc: Vec<String>,
+    pub http: Vec<String>,
+    pub peers: String,
+    pub procs: Vec<Option<Proc>>,
+}
+
+impl Cluster {
+    /// Starts `n` coordinators and waits for a leader.
+    pub fn start(dir: &Path, n: usize) -> Cluster {
+        let grpc: Vec<String> = (0..n).map(|_| loopback()).collect();
+        let http: Vec<String> = (0..n).map(|_| loopback()).collect();
+        let peers = grpc
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            dir: dir.to_owned(),
+            grpc,
+            http,
+            peers,
+            procs: Vec::new(),
+        };
+        for i in 0..n {
+            let p = cluster.spawn(i);
+            cluster.procs.push(Some(p));
+        }
+        wait_for(Duration::from_secs(30), || {
+            let s = cluster.status()?;
+            (s["leader"].as_u64()? > 0).then_some(())
+        });
+        cluster
+    }
+
+    fn spawn(&self, i: usize) -> Proc {
+        let name = format!("coordinator-{}", i + 1);
+        let child = drover()
+            .args(["coordinator", "--node-id", &(i + 1).to_string()])
+            .args(["--listen", &self.grpc[i], "--http", &self.http[i]])
+            .args(["--peers", &self.peers])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("n{}", i + 1)))
+            .env("DROVER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file(&self.dir, &name))
+            .spawn()
+            .unwrap();
+        Proc { child, name }
+    }
+
+    /// Every coordinator address, for `--coordinators`.
+    pub fn addresses(&self) -> String {
+        self.grpc.join(",")
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = self.cli(&["cluster", "status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Runs the CLI against this cluster.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        drover()
+            .arg("--coordinators")
+            .arg(self.addresses())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI and parses its JSON output, failing the test with its
+    /// standard error when it exits non-zero.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "drover {args:?} exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "drover {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Short leases so the tests see expiry within seconds; every
+    /// coordinator applies the same values through the log.
+    pub fn short_leases(&self) {
+        let s = self.json(&[
+            "cluster",
+            "settings",
+            "--lease-ttl",
+            "3s",
+            "--heartbeat-interval",
+            "500ms",
+            // Long enough that a paused worker is still known when it
+            // wakes, so its late reports meet the fencing check.
+            "--worker-timeout",
+            "30s",
+            "--json",
+        ]);
+        assert_eq!(s["leaseTtlMs"], 3000);
+    }
+
+    /// Starts a worker with a fixed id.
+    pub fn worker(&self, id: &str, slots: u32, extra: &[&str]) -> Proc {
+        let child = drover()
+            .arg("--coordinators")
+            .arg(self.addresses())
+            .args(["worker", "--id", id, "--slots", &slots.to_string()])
+            .arg("--data-root")
+            .arg(self.dir.join("outputs"))
+            .arg("--work-dir")
+            .arg(self.dir.join(format!("scratch-{id}")))
+            .args(extra)
+            .env("DROVER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file(&self.dir, id))
+            .spawn()
+            .unwrap();
+        Proc {
+            child,
+            name: id.to_owned(),
+        }
+    }
+
+    /// A process's log so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// A job's status as `job status --json` prints it.
+    pub fn job(&self, id: &str) -> serde_json::Value {
+        self.json(&["job", "status", id, "--json"])
+    }
+
+    /// Waits for the job to reach `state`.
+    pub fn wait_job(&self, id: &str, state: &str, limit: Duration) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        let start = Instant::now();
+        loop {
+            let out = self.cli(&["job", "status", id, "--json"]);
+            if out.status.success() {
+                last = serde_json::from_slice(&out.stdout).unwrap();
+                if last["state"] == state {
+                    return last;
+                }
+            }
+            assert!(
+                start.elapsed() < limit,
+                "job {id} did not reach {state} within {limit:?}; last status: {last:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A job's events.
+    pub fn events(&self, id: &str) -> Vec<serde_json::Value> {
+        self.json(&["job", "events", id, "--json"])["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Writes a spec file into `dir`.
+pub fn spec_file(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Polls `f` until it returns Some, up to `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Events of `kind`.
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
