@@ -3,23 +3,13 @@
 //! loss (SIGKILL), restart, leader transfer, joining and removing a node,
 //! readiness, and clean shutdown on SIGTERM.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn drover() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-}
+mod support;
 
-/// A port free right now (the OS may hand it out again, so starts retry).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{drover, free_port, http_get, wait_for};
 
 struct Proc {
     child: Child,
@@ -69,40 +59,6 @@ fn status(coordinators: &str) -> Option<serde_json::Value> {
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-/// Polls `f` until it returns Some, up to `limit`.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    let code = body
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body)
 }
 
 #[test]
