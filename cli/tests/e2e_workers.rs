@@ -164,10 +164,22 @@ fn a_killed_workers_tasks_are_leased_again_after_the_ttl_and_complete_once() {
     cluster.short_leases();
     let mut a = cluster.worker("doomed", 4, &[]);
     let spec = spec_file(dir.path(), "naps.yaml", &sleeps("naps", 4, 2500));
-    let job = cluster.json(&["job", "submit", &spec, "--json"])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Submitted from inside a caller's trace: the job joins it.
+    let out = cluster.cli_env(
+        &["job", "submit", &spec, "--json"],
+        &[(
+            "TRACEPARENT",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(submitted["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let job = submitted["id"].as_str().unwrap().to_owned();
     wait_for(Duration::from_secs(30), || {
         (leased_by(&cluster.job(&job), "doomed") == 4).then_some(())
     });
@@ -282,5 +294,62 @@ fn sigterm_hands_running_tasks_back_at_once_and_cancel_stops_tasks() {
     assert_eq!(
         cluster.cli(&["job", "watch", &endless]).status.code(),
         Some(3)
+    );
+}
+
+#[test]
+fn cli_errors_are_one_line_and_rejected_specs_point_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1);
+    let one_line = |args: &[&str], code: i32, needle: &str| {
+        let out = cluster.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    };
+    one_line(&["job", "status", "j999"], 2, "unknown job j999");
+    one_line(&["job", "events", "nonsense"], 2, "nonsense");
+    one_line(&["worker", "drain", "ghost"], 2, "unknown worker `ghost`");
+    one_line(
+        &[
+            "cluster",
+            "settings",
+            "--lease-ttl",
+            "2s",
+            "--heartbeat-interval",
+            "5s",
+        ],
+        2,
+        "at most half the lease TTL",
+    );
+    let unreachable = support::drover()
+        .args(["--coordinators", &support::loopback(), "job", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("no coordinator could serve"), "{err}");
+
+    // The cluster's verdict on a bad spec, rendered against the local file.
+    let spec = spec_file(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: drover/v1\nkind: Job\nmetadata: {name: bad}\nspec:\n  tasks:\n    - name: a\n      kind: sleep\n      dependsOn: [missing]\n      config: {ms: 1}\n",
+    );
+    let out = cluster.cli(&["job", "submit", &spec]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.yaml:8:"), "{err}");
+    assert!(err.contains("missing"), "{err}");
+    assert!(
+        cluster.json(&["job", "list", "--json"])["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
 }

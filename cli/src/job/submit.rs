@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use drover_jobspecs::{Diagnostic, Severity};
-use drover_proto::DIAGNOSTICS_METADATA_KEY;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{DiagnosticList, SubmitJobRequest};
+use drover_proto::{DIAGNOSTICS_METADATA_KEY, TRACEPARENT_METADATA_KEY};
 use prost::Message;
 use tonic::Code;
 
@@ -43,9 +43,17 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         params: args.params.iter().cloned().collect(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
     };
+    // A caller already inside a trace (a CI pipeline, an orchestrator)
+    // passes it in TRACEPARENT; the job's spans then join that trace.
+    let trace_parent = std::env::var("TRACEPARENT")
+        .ok()
+        .filter(|t| drover_proto::trace::TraceParent::parse(t).is_ok());
     let submitted = coordinators
         .call(|ch| {
-            let r = request.clone();
+            let mut r = tonic::Request::new(request.clone());
+            if let Some(tp) = trace_parent.as_deref().and_then(|t| t.parse().ok()) {
+                r.metadata_mut().insert(TRACEPARENT_METADATA_KEY, tp);
+            }
             async move {
                 JobServiceClient::new(ch)
                     .submit_job(r)
@@ -75,6 +83,7 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
             "id": response.job_id,
             "created": response.created,
             "tasks": tasks,
+            "traceId": response.trace_id,
         });
         super::print_json(&out)?;
         return Ok(ExitCode::SUCCESS);
@@ -84,7 +93,10 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
             eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.column, w.message);
         }
         if response.created {
-            eprintln!("submitted {name} as {} ({tasks} tasks)", response.job_id);
+            eprintln!(
+                "submitted {name} as {} ({tasks} tasks, trace {})",
+                response.job_id, response.trace_id
+            );
         } else {
             eprintln!(
                 "{name} was already submitted with this idempotency key as {}",
@@ -105,6 +117,7 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
     if args.json {
         let mut out = render::job_json(&job);
         out["created"] = serde_json::Value::Bool(response.created);
+        out["traceId"] = serde_json::Value::String(response.trace_id.clone());
         super::print_json(&out)?;
     }
     Ok(super::outcome_code(job.state))

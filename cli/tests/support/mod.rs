@@ -152,10 +152,16 @@ impl Cluster {
 
     /// Runs the CLI against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// Runs the CLI with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         drover()
             .arg("--coordinators")
             .arg(self.addresses())
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
