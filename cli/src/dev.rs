@@ -98,7 +98,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     );
 
     let code = if args.demo {
-        demo(&node).await?
+        demo(&node, &args.data_dir).await?
     } else {
         eprintln!("serving; submit with `drover job plan` specs, Ctrl-C to stop");
         crate::coordinator::shutdown_signal().await;
@@ -125,7 +125,7 @@ async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
     Ok(())
 }
 
-async fn demo(node: &NodeHandle) -> Result<ExitCode> {
+async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode> {
     let mut jobs: Vec<(String, JobId)> = Vec::new();
     for (file, yaml) in DEMO_SPECS {
         let out = node
@@ -188,6 +188,20 @@ async fn demo(node: &NodeHandle) -> Result<ExitCode> {
         if all_done {
             if all_ok {
                 eprintln!("demo finished: every job succeeded");
+                let outputs = data_dir.join("outputs");
+                for (file, id) in &jobs {
+                    let dir = outputs.join("jobs").join(id.to_string());
+                    if dir.exists() {
+                        eprintln!("  {file}: outputs under {}", dir.display());
+                    } else {
+                        eprintln!("  {file}: its tasks write no files");
+                    }
+                }
+                eprintln!(
+                    "state is kept in {}; run `drover dev` to serve it again, then `drover job status {}`",
+                    data_dir.display(),
+                    jobs.first().map(|(_, id)| id.to_string()).unwrap_or_default()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             eprintln!("demo finished: a job did not succeed; see `drover job events`");

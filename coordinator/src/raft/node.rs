@@ -895,17 +895,17 @@ impl Driver {
                         results.push((entry.index, entry.term, Vec::new()));
                         continue;
                     }
-                    let outcomes = match decode_entry(&entry.data) {
-                        Some(log_entry) => self.sm.apply(&log_entry),
-                        None => {
-                            tracing::error!(
-                                node = self.id,
-                                index = entry.index,
-                                "unreadable log entry skipped"
-                            );
-                            Vec::new()
-                        }
+                    // A committed entry this build cannot read must stop the
+                    // node: skipping it would make this replica's state differ
+                    // from the others' (a mixed-version cluster mid-upgrade).
+                    let Some(log_entry) = decode_entry(&entry.data) else {
+                        return Err(NodeError::Storage(format!(
+                            "committed log entry {} is not in entry format {ENTRY_FORMAT} (its first byte is {}); this coordinator is older than the one that wrote it, so upgrade it",
+                            entry.index,
+                            entry.data.first().copied().unwrap_or(0)
+                        )));
                     };
+                    let outcomes = self.sm.apply(&log_entry);
                     results.push((entry.index, entry.term, outcomes));
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
