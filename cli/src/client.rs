@@ -53,15 +53,45 @@ impl Coordinators {
     }
 
     /// Calls `f` on a coordinator, following leader hints. `f` gets a fresh
-    /// channel per attempt.
+    /// channel per attempt. While no coordinator can serve (an election, a
+    /// restart), it keeps trying for [`UNAVAILABLE_PATIENCE`]; requests
+    /// that change state must therefore be safe to repeat (submits carry an
+    /// idempotency key).
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+        let mut pause = Duration::from_millis(100);
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let last_error = match self.pass(&mut f, &mut tried).await {
+                Ok(v) => return Ok(v),
+                Err(PassError::Answer(status)) => return Err(RpcError(status).into()),
+                Err(PassError::Unavailable(text)) => text,
+            };
+            if tokio::time::Instant::now() + pause > deadline {
+                tried.sort();
+                tried.dedup();
+                return Err(anyhow!(
+                    "no coordinator could serve the request (tried {}): {last_error}",
+                    tried.join(", ")
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One pass over the coordinators, following hints for a few hops.
+    async fn pass<T, F, Fut>(&self, f: &mut F, tried: &mut Vec<String>) -> Result<T, PassError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         let mut queue: Vec<String> = self.0.clone();
-        let mut tried = Vec::new();
-        let mut last_error = None;
+        let mut last_error = "no address given".to_owned();
         // A few hops at most: leader hints can race with an election.
         for _ in 0..(self.0.len() + 4) {
             let Some(address) = queue.first().cloned() else {
@@ -69,7 +99,8 @@ impl Coordinators {
             };
             queue.remove(0);
             tried.push(address.clone());
-            let channel = match endpoint(&address)?.connect().await {
+            let endpoint = endpoint(&address).map_err(|e| PassError::Unavailable(e.to_string()))?;
+            let channel = match endpoint.connect().await {
                 Ok(c) => c,
                 Err(e) => {
                     // tonic's top-level message is just "transport error";
@@ -80,7 +111,7 @@ impl Coordinators {
                         text = format!("{text}: {cause}");
                         source = cause.source();
                     }
-                    last_error = Some(format!("{address}: {text}"));
+                    last_error = format!("{address}: {text}");
                     continue;
                 }
             };
@@ -95,15 +126,23 @@ impl Coordinators {
                     if let Some(leader) = hint.filter(|l| !l.is_empty()) {
                         queue.insert(0, leader);
                     }
-                    last_error = Some(format!("{address}: {}", status.message()));
+                    last_error = format!("{address}: {}", status.message());
                 }
-                Err(status) => return Err(RpcError(status).into()),
+                Err(status) => return Err(PassError::Answer(status)),
             }
         }
-        Err(anyhow!(
-            "no coordinator could serve the request (tried {}): {}",
-            tried.join(", "),
-            last_error.unwrap_or_else(|| "no address given".to_owned())
-        ))
+        Err(PassError::Unavailable(last_error))
     }
+}
+
+/// How long the CLI waits for the cluster to be able to answer: long enough
+/// for an election after a leader dies.
+pub const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How one pass over the coordinators ended without a result.
+enum PassError {
+    /// The cluster answered with an error: final.
+    Answer(Status),
+    /// Nobody could serve; worth another pass.
+    Unavailable(String),
 }

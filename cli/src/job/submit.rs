@@ -37,11 +37,18 @@ pub struct SubmitArgs {
 
 pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCode> {
     let (name, source) = plan::read_spec(&args.spec)?;
+    // Without a key of the user's, one per invocation: the client retries
+    // through elections, and a retried submit must not start a second job.
+    let generated = args.idempotency_key.is_none();
+    let key = match &args.idempotency_key {
+        Some(k) => k.clone(),
+        None => invocation_key()?,
+    };
     let request = SubmitJobRequest {
         spec_yaml: source.clone(),
         source_name: name.clone(),
         params: args.params.iter().cloned().collect(),
-        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+        idempotency_key: key,
     };
     // A caller already inside a trace (a CI pipeline, an orchestrator)
     // passes it in TRACEPARENT; the job's spans then join that trace.
@@ -81,7 +88,7 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
     if args.json && !args.wait {
         let out = serde_json::json!({
             "id": response.job_id,
-            "created": response.created,
+            "created": response.created || generated,
             "tasks": tasks,
             "traceId": response.trace_id,
         });
@@ -92,7 +99,7 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         for w in &response.warnings {
             eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.column, w.message);
         }
-        if response.created {
+        if response.created || generated {
             eprintln!(
                 "submitted {name} as {} ({tasks} tasks, trace {})",
                 response.job_id, response.trace_id
@@ -116,11 +123,20 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
     let job = watch::follow(coordinators, &response.job_id, style).await?;
     if args.json {
         let mut out = render::job_json(&job);
-        out["created"] = serde_json::Value::Bool(response.created);
+        out["created"] = serde_json::Value::Bool(response.created || generated);
         out["traceId"] = serde_json::Value::String(response.trace_id.clone());
         super::print_json(&out)?;
     }
     Ok(super::outcome_code(job.state))
+}
+
+/// A random idempotency key for one `drover job submit`.
+fn invocation_key() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for an idempotency key: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("cli-{hex}"))
 }
 
 /// The diagnostics of a spec the cluster rejected, from the error's
