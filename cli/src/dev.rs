@@ -200,7 +200,9 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
                 eprintln!(
                     "state is kept in {}; run `drover dev` to serve it again, then `drover job status {}`",
                     data_dir.display(),
-                    jobs.first().map(|(_, id)| id.to_string()).unwrap_or_default()
+                    jobs.first()
+                        .map(|(_, id)| id.to_string())
+                        .unwrap_or_default()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
