@@ -177,7 +177,11 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
             worker_timeout,
             json,
         } => {
-            let ms = |d: Option<Duration>| d.map_or(0, |d| (d.as_millis() as u64).max(1));
+            let ms = |d: Option<Duration>| {
+                d.map_or(0, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+                })
+            };
             let wanted = Settings {
                 lease_ttl_ms: ms(lease_ttl),
                 heartbeat_interval_ms: ms(heartbeat_interval),
@@ -202,8 +206,9 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                let show =
-                    |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+                let show = |ms: i64| {
+                    humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
+                };
                 println!("lease TTL           {}", show(s.lease_ttl_ms));
                 println!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
                 println!("worker timeout      {}", show(s.worker_timeout_ms));

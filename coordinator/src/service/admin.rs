@@ -260,7 +260,13 @@ impl AdminService for AdminServer {
         request: Request<UpdateSettingsRequest>,
     ) -> Result<Response<UpdateSettingsResponse>, Status> {
         let wanted = request.into_inner().settings.unwrap_or_default();
-        let set = |v: u64| (v > 0).then_some(v);
+        if wanted.lease_ttl_ms < 0
+            || wanted.heartbeat_interval_ms < 0
+            || wanted.worker_timeout_ms < 0
+        {
+            return Err(Status::invalid_argument("settings cannot be negative"));
+        }
+        let set = |v: i64| (v > 0).then_some(v as u64);
         if wanted != Settings::default() {
             super::require_leader(&self.node)?;
             let out = self
@@ -284,9 +290,9 @@ impl AdminService for AdminServer {
             .read(ADMIN_TIMEOUT, |sm: &StateMachine| {
                 let c = &sm.core().config;
                 Settings {
-                    lease_ttl_ms: c.lease_ttl_ms,
-                    heartbeat_interval_ms: c.heartbeat_interval_ms,
-                    worker_timeout_ms: c.worker_timeout_ms,
+                    lease_ttl_ms: c.lease_ttl_ms as i64,
+                    heartbeat_interval_ms: c.heartbeat_interval_ms as i64,
+                    worker_timeout_ms: c.worker_timeout_ms as i64,
                 }
             })
             .await

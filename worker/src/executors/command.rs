@@ -91,3 +91,88 @@ impl Executor for Command {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::executors::Progress;
+
+    fn task(argv: &[&str]) -> LeasedTask {
+        LeasedTask {
+            task_id: "j1/0/0".into(),
+            job_id: "j1".into(),
+            attempt: 1,
+            output_prefix: "jobs/j1/0/0/attempt-1-9".into(),
+            config_json: serde_json::json!({ "argv": argv }).to_string(),
+            ..LeasedTask::default()
+        }
+    }
+
+    fn ctx(dir: &std::path::Path) -> (AttemptContext, tokio::sync::watch::Sender<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let ctx = AttemptContext {
+            cancel: rx,
+            progress: Progress::default(),
+            output_dir: dir.join("out/jobs/j1/0/0/attempt-1-9"),
+            scratch_dir: dir.join("scratch"),
+        };
+        (ctx, tx)
+    }
+
+    #[tokio::test]
+    async fn output_files_and_captured_logs_make_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _tx) = ctx(dir.path());
+        let script = "echo hello; echo oops >&2; printf 12345 > \"$DROVER_OUTPUT_DIR/part-0.txt\"; pwd > cwd.txt";
+        let manifest = Command
+            .run(task(&["sh", "-c", script]), ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(manifest.output_prefix, "jobs/j1/0/0/attempt-1-9");
+        let files: Vec<(&str, u64)> = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.bytes))
+            .collect();
+        assert_eq!(
+            files,
+            [("part-0.txt", 5), ("stderr.log", 5), ("stdout.log", 6)]
+        );
+        // It ran in its scratch directory, not among its outputs.
+        let cwd = std::fs::read_to_string(ctx.scratch_dir.join("cwd.txt")).unwrap();
+        assert!(cwd.trim_end().ends_with("scratch"), "{cwd}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_program_is_a_retryable_failure_quoting_its_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _tx) = ctx(dir.path());
+        let err = Command
+            .run(task(&["sh", "-c", "echo disk full >&2; exit 3"]), ctx)
+            .await
+            .unwrap_err();
+        assert!(err.retryable);
+        assert!(err.message.contains("disk full"), "{}", err.message);
+        let missing = Command
+            .run(task(&["/no/such/program"]), self::ctx(dir.path()).0)
+            .await
+            .unwrap_err();
+        assert!(!missing.retryable, "{}", missing.message);
+    }
+
+    #[tokio::test]
+    async fn cancelling_kills_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, tx) = ctx(dir.path());
+        let attempt = tokio::spawn(Command.run(task(&["sleep", "600"]), ctx));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(true).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(30), attempt)
+            .await
+            .expect("a cancelled command stops")
+            .unwrap();
+        assert_eq!(result.unwrap_err().message, "stopped");
+    }
+}
