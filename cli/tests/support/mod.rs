@@ -93,8 +93,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` coordinators and waits for a leader.
+    /// Starts `n` coordinators and waits for a leader and for every node
+    /// to answer. A port picked free can be taken by another test before
+    /// the coordinator binds it; then the whole cluster starts again on new
+    /// ports rather than running a member short.
     pub fn start(dir: &Path, n: usize) -> Cluster {
+        for round in 0..5 {
+            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n);
+            if let Some(cluster) = cluster {
+                return cluster;
+            }
+        }
+        panic!("could not start a {n}-coordinator cluster in 5 tries");
+    }
+
+    fn try_start(dir: &Path, n: usize) -> Option<Cluster> {
+        std::fs::create_dir_all(dir).unwrap();
         let grpc: Vec<String> = (0..n).map(|_| loopback()).collect();
         let http: Vec<String> = (0..n).map(|_| loopback()).collect();
         let peers = grpc
@@ -114,11 +128,29 @@ impl Cluster {
             let p = cluster.spawn(i);
             cluster.procs.push(Some(p));
         }
-        wait_for(Duration::from_secs(30), || {
-            let s = cluster.status()?;
-            (s["leader"].as_u64()? > 0).then_some(())
-        });
-        cluster
+        let start = Instant::now();
+        loop {
+            let exited = cluster
+                .procs
+                .iter_mut()
+                .flatten()
+                .any(|p| matches!(p.child.try_wait(), Ok(Some(_))));
+            if exited || start.elapsed() > Duration::from_secs(30) {
+                return None;
+            }
+            let leader = cluster
+                .status()
+                .and_then(|s| s["leader"].as_u64())
+                .unwrap_or(0);
+            let all_up = cluster
+                .http
+                .iter()
+                .all(|h| http_get(h, "/healthz").0 == 200);
+            if leader > 0 && all_up {
+                return Some(cluster);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn spawn(&self, i: usize) -> Proc {
