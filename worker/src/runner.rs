@@ -100,12 +100,7 @@ struct Conn {
 }
 
 fn endpoint(address: &str) -> Option<Endpoint> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    Endpoint::from_shared(uri).ok().map(|e| {
+    drover_proto::endpoint(address).ok().map(|e| {
         e.connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
     })
