@@ -35,15 +35,22 @@ pub struct CoordinatorArgs {
     /// single-node cluster.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Dial peer ID at ADDR instead of the address the cluster knows it by,
+    /// as ID=ADDR (repeatable or comma-separated): for a sidecar proxy or a
+    /// tunnel between this node and that peer. Leader hints still name the
+    /// advertised address.
+    #[arg(long = "route", value_delimiter = ',')]
+    routes: Vec<String>,
     /// Join a running cluster rather than create one; then run
     /// `drover cluster add-node ID ADDR` against it.
     #[arg(long)]
     join: bool,
 }
 
-fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {
-    let mut peers = BTreeMap::new();
-    for entry in &args.peers {
+/// Parses `ID=ADDR` entries of the flag `flag`.
+fn parse_id_addresses(entries: &[String], flag: &str) -> Result<BTreeMap<u64, String>> {
+    let mut parsed = BTreeMap::new();
+    for entry in entries {
         let (id, addr) = entry
             .split_once('=')
             .ok_or_else(|| anyhow!("`{entry}` is not ID=ADDR (e.g. 2=10.0.0.2:7070)"))?;
@@ -54,10 +61,15 @@ fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {
         if id == 0 {
             bail!("node ids start at 1");
         }
-        if peers.insert(id, addr.trim().to_owned()).is_some() {
-            bail!("node {id} is listed twice in --peers");
+        if parsed.insert(id, addr.trim().to_owned()).is_some() {
+            bail!("node {id} is listed twice in {flag}");
         }
     }
+    Ok(parsed)
+}
+
+fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {
+    let mut peers = parse_id_addresses(&args.peers, "--peers")?;
     if peers.is_empty() {
         peers.insert(args.node_id, args.listen.to_string());
     }
@@ -90,6 +102,7 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
     let mut config = ServerConfig::new(args.node_id, &data_dir);
     config.peers = peers;
     config.join = args.join;
+    config.routes = parse_id_addresses(&args.routes, "--route")?;
     let (started, serve) = server::start(config, listener, shutdown_signal()).map_err(|e| {
         anyhow!(
             "starting node {} in {}: {e}",

@@ -13,8 +13,12 @@
 //! - [`service`]: the client-facing gRPC services.
 //! - [`server`]: one coordinator process: a node plus its services.
 //! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
+//! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
+//!   the chaos suite can prove its checkers catch them.
 
 pub mod metrics;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod raft;
 pub mod server;
 pub mod service;

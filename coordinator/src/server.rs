@@ -44,6 +44,12 @@ pub struct ServerConfig {
     pub checkpoint_entries: u64,
     /// State machine settings for a new cluster.
     pub state_config: StateConfig,
+    /// Peers this node dials at another address than their advertised one
+    /// (a proxy in between); see `GrpcTransport::with_routes`.
+    pub routes: BTreeMap<u64, String>,
+    /// Bugs planted for the chaos suite's proofs.
+    #[cfg(feature = "planted-bugs")]
+    pub planted: crate::planted::PlantedBugs,
 }
 
 impl ServerConfig {
@@ -57,6 +63,14 @@ impl ServerConfig {
             tick_ms: 100,
             checkpoint_entries: 10_000,
             state_config: StateConfig::default(),
+            routes: BTreeMap::new(),
+            // A build with planted bugs takes them from the environment, so
+            // the chaos suite can switch them on in a `drover` process.
+            #[cfg(feature = "planted-bugs")]
+            planted: crate::planted::PlantedBugs::from_env().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring {}", crate::planted::ENV);
+                crate::planted::PlantedBugs::default()
+            }),
         }
     }
 }
@@ -106,7 +120,8 @@ pub fn start(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(Started, impl Future<Output = Result<(), ServerError>>), ServerError> {
-    let transport = GrpcTransport::new(config.node_id, tokio::runtime::Handle::current());
+    let transport = GrpcTransport::new(config.node_id, tokio::runtime::Handle::current())
+        .with_routes(config.routes.clone());
     let slot = transport.node_slot();
     let mut node_config = NodeConfig::new(config.node_id, &config.data_dir);
     node_config.peers = config.peers.clone();
@@ -114,6 +129,10 @@ pub fn start(
     node_config.tick_ms = config.tick_ms;
     node_config.checkpoint_entries = config.checkpoint_entries;
     node_config.state_config = config.state_config.clone();
+    #[cfg(feature = "planted-bugs")]
+    {
+        node_config.planted = config.planted;
+    }
     let metrics = Metrics::new();
     node_config.log_fsync_seconds = Some(metrics.log_fsync_seconds());
     let (node, thread) = node::start(node_config, Box::new(transport))?;

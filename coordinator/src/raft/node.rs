@@ -74,6 +74,9 @@ pub struct NodeConfig {
     /// Where the driver records how long each synced log write took (the
     /// fsync latency metric); `None` records nothing.
     pub log_fsync_seconds: Option<Histogram>,
+    /// Bugs planted for the chaos suite's proofs.
+    #[cfg(feature = "planted-bugs")]
+    pub planted: crate::planted::PlantedBugs,
 }
 
 impl NodeConfig {
@@ -91,6 +94,8 @@ impl NodeConfig {
             checkpoint_entries: 10_000,
             state_config: StateConfig::default(),
             log_fsync_seconds: None,
+            #[cfg(feature = "planted-bugs")]
+            planted: crate::planted::PlantedBugs::default(),
         }
     }
 }
@@ -511,6 +516,8 @@ impl Driver {
         raft_config
             .validate()
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        #[cfg(feature = "planted-bugs")]
+        sm.plant(config.planted);
         let raw = RawNode::new(&raft_config, log, &raft_logger())
             .map_err(|e| NodeError::Storage(e.to_string()))?;
         for (id, address) in &members {
@@ -799,6 +806,16 @@ impl Driver {
         //    votes and appends must be durable before anyone is told.
         let started = Instant::now();
         let must_sync = ready.must_sync();
+        // Planted bug: tell the others before the write, and never fsync.
+        #[cfg(feature = "planted-bugs")]
+        let must_sync = if self.config.planted.ack_before_fsync {
+            if !ready.persisted_messages().is_empty() {
+                self.transport.send(ready.take_persisted_messages());
+            }
+            false
+        } else {
+            must_sync
+        };
         self.raw
             .mut_store()
             .persist(ready.entries(), ready.hs(), must_sync)?;
@@ -1025,6 +1042,12 @@ impl Driver {
         )?;
         self.store.replace(&sm, index)?;
         self.raw.mut_store().install_snapshot(snapshot)?;
+        #[cfg(feature = "planted-bugs")]
+        let sm = {
+            let mut sm = sm;
+            sm.plant(self.config.planted);
+            sm
+        };
         self.sm = sm;
         self.applied = index;
         self.members = payload.members;

@@ -41,6 +41,9 @@ pub struct GrpcTransport {
     id: u64,
     runtime: tokio::runtime::Handle,
     peers: Mutex<BTreeMap<u64, Peer>>,
+    /// Peers this node dials somewhere other than their advertised address
+    /// (a sidecar or proxy in between); see [`GrpcTransport::with_routes`].
+    routes: BTreeMap<u64, String>,
     /// Set once the node has started; used to report delivery failures.
     node: Arc<OnceLock<NodeHandle>>,
 }
@@ -71,8 +74,18 @@ impl GrpcTransport {
             id,
             runtime,
             peers: Mutex::new(BTreeMap::new()),
+            routes: BTreeMap::new(),
             node: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Dials peer `id` at `routes[id]` instead of the address the cluster
+    /// knows it by. The membership (and the leader hints clients get) keep
+    /// the advertised address; only this node's own connections go the
+    /// other way, as through a sidecar proxy or an SSH tunnel.
+    pub fn with_routes(mut self, routes: BTreeMap<u64, String>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Where the node's handle goes once started.
@@ -106,6 +119,7 @@ impl Transport for GrpcTransport {
     }
 
     fn set_peer(&self, id: u64, address: Option<String>) {
+        let address = address.map(|advertised| self.routes.get(&id).cloned().unwrap_or(advertised));
         let Ok(mut peers) = self.peers.lock() else {
             return;
         };

@@ -79,6 +79,7 @@ impl StateMachine {
         let ttl = self.core.config.lease_ttl_ms as i64;
         let token = self.core.next_token;
         self.core.next_token += 1;
+        let double_lease = self.planted_double_lease();
         let job = self
             .core
             .jobs
@@ -86,14 +87,19 @@ impl StateMachine {
             .expect("the ready index only holds live jobs");
         let template = &mut job.templates[t as usize];
         let timeout_ms = template.def.timeout_ms;
-        let (partition, attempt) = match template.requeued.pop_first() {
-            Some(p) => (p, template.tasks.get(&p).map_or(1, |r| r.attempt)),
-            None => {
-                let p = template.cursor;
-                template.cursor += 1;
-                (p, 1)
-            }
+        let regrant = planted_regrant(double_lease, template, worker_id);
+        let (partition, attempt) = match regrant {
+            Some(taken) => taken,
+            None => match template.requeued.pop_first() {
+                Some(p) => (p, template.tasks.get(&p).map_or(1, |r| r.attempt)),
+                None => {
+                    let p = template.cursor;
+                    template.cursor += 1;
+                    (p, 1)
+                }
+            },
         };
+
         let record = TaskRecord {
             state: TaskState::Leased,
             attempt,
@@ -116,7 +122,12 @@ impl StateMachine {
             resolve_config(&template.def.config_json, &partition_key, partition, count);
         let grant_template = template.def.id.clone();
         let kind = template.def.kind.clone();
-        job.shift(t, TaskState::Ready, TaskState::Leased, 1);
+        let from = if regrant.is_some() {
+            TaskState::Leased
+        } else {
+            TaskState::Ready
+        };
+        job.shift(t, from, TaskState::Leased, 1);
         if job.state == JobState::Pending {
             job.state = JobState::Running;
             job.started_ms = Some(now);
@@ -273,6 +284,9 @@ impl StateMachine {
             .ok_or(Rejection::UnknownTask(key))?;
         let verdict = match template.tasks.get(&key.partition) {
             Some(r) if r.token == token && r.state == TaskState::Leased => Ok(()),
+            // Planted bug: any token of a leased task is taken as live.
+            #[cfg(feature = "planted-bugs")]
+            Some(r) if self.planted.skip_fencing && r.state == TaskState::Leased => Ok(()),
             Some(r) if r.token == token => Err(Rejection::LeaseLost {
                 task: key,
                 reason: match r.state {
@@ -510,6 +524,42 @@ impl StateMachine {
 }
 
 /// The template's config for one partition: `${partition.*}` resolved.
+/// Planted bug `double-lease`: a partition another worker holds a live
+/// lease on, to be granted again.
+#[cfg(feature = "planted-bugs")]
+fn planted_regrant(
+    active: bool,
+    template: &super::job::Template,
+    worker_id: &WorkerId,
+) -> Option<(u64, u32)> {
+    if !active {
+        return None;
+    }
+    template
+        .tasks
+        .iter()
+        .find(|(_, r)| r.state == TaskState::Leased && r.worker.as_ref() != Some(worker_id))
+        .map(|(p, r)| (*p, r.attempt))
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+fn planted_regrant(
+    _active: bool,
+    _template: &super::job::Template,
+    _worker_id: &WorkerId,
+) -> Option<(u64, u32)> {
+    None
+}
+
+impl StateMachine {
+    fn planted_double_lease(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        return self.planted.double_lease;
+        #[cfg(not(feature = "planted-bugs"))]
+        false
+    }
+}
+
 fn resolve_config(config_json: &str, key: &str, index: u64, count: u64) -> String {
     if !config_json.contains("${") {
         return config_json.to_owned();

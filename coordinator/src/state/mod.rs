@@ -122,6 +122,9 @@ pub struct StateMachine {
     idx: Indexes,
     /// Records changed since storage last took them.
     changes: changes::Changes,
+    /// Bugs planted for the chaos suite; not replicated state.
+    #[cfg(feature = "planted-bugs")]
+    planted: crate::planted::PlantedBugs,
 }
 
 /// A command's result.
@@ -136,6 +139,8 @@ impl StateMachine {
         };
         Self {
             changes: changes::Changes::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted: crate::planted::PlantedBugs::default(),
             core: Core {
                 config,
                 now_ms: 0,
@@ -156,6 +161,8 @@ impl StateMachine {
     pub fn from_core(core: Core) -> Self {
         let mut sm = Self {
             changes: changes::Changes::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted: crate::planted::PlantedBugs::default(),
             idx: Indexes {
                 ready: ReadyIndex::new(core.config.namespace_weights.clone()),
                 ..Indexes::default()
@@ -164,6 +171,13 @@ impl StateMachine {
         };
         sm.rebuild_indexes();
         sm
+    }
+
+    /// Switches planted bugs on or off (the chaos suite's planted-bug
+    /// proofs).
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bugs: crate::planted::PlantedBugs) {
+        self.planted = bugs;
     }
 
     /// Takes the set of records changed since the last call.
