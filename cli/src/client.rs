@@ -123,8 +123,16 @@ impl Coordinators {
                         .get(LEADER_METADATA_KEY)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
+                    // A hint to an address not given here (the leader's
+                    // advertised address, behind a proxy or NAT) is tried
+                    // after the given ones, which include the leader too.
                     if let Some(leader) = hint.filter(|l| !l.is_empty()) {
-                        queue.insert(0, leader);
+                        if self.0.contains(&leader) {
+                            queue.retain(|a| *a != leader);
+                            queue.insert(0, leader);
+                        } else if !queue.contains(&leader) {
+                            queue.push(leader);
+                        }
                     }
                     last_error = format!("{address}: {}", status.message());
                 }

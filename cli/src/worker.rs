@@ -32,6 +32,10 @@ pub struct WorkerArgs {
     /// Run `command` tasks, which execute arbitrary programs.
     #[arg(long)]
     allow_command: bool,
+    /// Run `probe` tasks, appending each attempt's start and end to
+    /// DIR/probe-<worker id>.jsonl (the chaos suite's witness).
+    #[arg(long, value_name = "DIR")]
+    probe_log: Option<PathBuf>,
     /// On SIGTERM, seconds running tasks may finish before being handed back.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -105,6 +109,7 @@ pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
     config.data_root = args.data_root;
     config.work_dir = args.work_dir;
     config.allow_command = args.allow_command;
+    config.probe_log = args.probe_log;
     config.drain_timeout = Duration::from_secs(args.drain_timeout);
     let id = config.worker_id.clone();
     // Bound before the worker starts, so a taken port fails at once.

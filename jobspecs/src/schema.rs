@@ -417,6 +417,7 @@ fn task() -> Value {
     let by_kind: Vec<Value> = [
         ("sleep", sleep_config()),
         ("command", command_config()),
+        ("probe", sleep_config()),
         ("annotation_export", annotation_export_config()),
         ("dedup", dedup_config()),
         ("sensor_feature_backfill", sensor_config()),

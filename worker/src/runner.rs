@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub work_dir: PathBuf,
     /// Run `command` tasks (arbitrary programs).
     pub allow_command: bool,
+    /// Run `probe` tasks, recording each attempt to a side log in this
+    /// directory.
+    pub probe_log: Option<PathBuf>,
     /// On shutdown, how long running tasks may finish before they are
     /// released to other workers.
     pub drain_timeout: Duration,
@@ -65,6 +68,7 @@ impl WorkerConfig {
             data_root: PathBuf::from("./drover-data/outputs"),
             work_dir: PathBuf::from("./drover-data/worker"),
             allow_command: false,
+            probe_log: None,
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
             metrics: Metrics::new(),
@@ -161,7 +165,7 @@ impl Conn {
                         *c = None;
                     }
                     if let Some(leader) = hint {
-                        candidates.insert(0, leader);
+                        follow_hint(&mut candidates, &self.addresses, leader);
                     }
                     last = status;
                 }
@@ -169,6 +173,24 @@ impl Conn {
             }
         }
         Err(last)
+    }
+}
+
+/// Puts a leader hint into the candidates. A hint naming a configured
+/// address goes first. One naming another address (the leader's advertised
+/// address, when this worker reaches the cluster through a proxy or NAT)
+/// goes after the configured addresses, which include the leader too.
+fn follow_hint(candidates: &mut Vec<String>, configured: &[String], leader: String) {
+    if configured.contains(&leader) {
+        candidates.retain(|c| *c != leader);
+        candidates.insert(0, leader);
+    } else {
+        if candidates.is_empty() {
+            candidates.extend(configured.iter().cloned());
+        }
+        if !candidates.contains(&leader) {
+            candidates.push(leader);
+        }
     }
 }
 
@@ -223,6 +245,17 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
         let command: Arc<dyn Executor> = Arc::new(executors::command::Command);
         executors.insert(command.kind(), command);
     }
+    if let Some(dir) = &config.probe_log {
+        match executors::probe::Probe::open(dir, &config.worker_id) {
+            Ok(probe) => {
+                let probe: Arc<dyn Executor> = Arc::new(probe);
+                executors.insert(probe.kind(), probe);
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot open the probe log; not running probe tasks");
+            }
+        }
+    }
     let shared = Arc::new(Shared {
         conn: Conn {
             addresses: config.coordinators.clone(),
@@ -256,6 +289,7 @@ async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64,
             "noop" => TaskKind::Noop,
             "sleep" => TaskKind::Sleep,
             "command" => TaskKind::Command,
+            "probe" => TaskKind::Probe,
             _ => TaskKind::Unspecified,
         } as i32)
         .collect();
@@ -477,6 +511,7 @@ fn kind_name(kind: TaskKind) -> &'static str {
         TaskKind::Noop => "noop",
         TaskKind::Sleep => "sleep",
         TaskKind::Command => "command",
+        TaskKind::Probe => "probe",
         TaskKind::AnnotationExport => "annotation_export",
         TaskKind::Dedup => "dedup",
         TaskKind::SensorFeatureBackfill => "sensor_feature_backfill",

@@ -946,6 +946,7 @@ mod convert {
             "noop" => TaskKind::Noop,
             "sleep" => TaskKind::Sleep,
             "command" => TaskKind::Command,
+            "probe" => TaskKind::Probe,
             _ => TaskKind::Unspecified,
         }
     }

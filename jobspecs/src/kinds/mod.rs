@@ -27,6 +27,7 @@ pub const KIND_NAMES: &[&str] = &[
     "noop",
     "sleep",
     "command",
+    "probe",
     "annotation_export",
     "dedup",
     "sensor_feature_backfill",
@@ -42,6 +43,10 @@ pub enum KindConfig {
     Sleep(SleepConfig),
     /// Runs a program; only on workers started with `--allow-command`.
     Command(CommandConfig),
+    /// Sleeps like `sleep` and records each attempt to a side log outside
+    /// the cluster; only on workers started with `--probe-log`. The chaos
+    /// suite's witness of what really ran.
+    Probe(SleepConfig),
     /// Exports annotations with consensus labels and quality metrics.
     AnnotationExport(AnnotationExportConfig),
     /// Finds exact and near-duplicate documents.
@@ -57,6 +62,7 @@ impl KindConfig {
             KindConfig::Noop => "noop",
             KindConfig::Sleep(_) => "sleep",
             KindConfig::Command(_) => "command",
+            KindConfig::Probe(_) => "probe",
             KindConfig::AnnotationExport(_) => "annotation_export",
             KindConfig::Dedup(_) => "dedup",
             KindConfig::SensorFeatureBackfill(_) => "sensor_feature_backfill",
@@ -131,6 +137,7 @@ pub fn decode(
     match kind {
         "sleep" => builtin::decode_sleep(d, config, &config_path).map(KindConfig::Sleep),
         "command" => builtin::decode_command(d, config, &config_path).map(KindConfig::Command),
+        "probe" => builtin::decode_sleep(d, config, &config_path).map(KindConfig::Probe),
         "annotation_export" => {
             annotation_export::decode(d, config, &config_path).map(KindConfig::AnnotationExport)
         }

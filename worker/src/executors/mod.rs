@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod noop;
+pub mod probe;
 pub mod sleep;
 
 use std::future::Future;
