@@ -1,7 +1,29 @@
-//! Drover's fault-injection suite.
+//! Drover's fault-injection suite: real `drover` processes on loopback,
+//! a fault proxy on every link, a seeded nemesis, a recorded history and
+//! one checker per invariant.
 //!
 //! # Layout
 //!
-//! The planned pieces are a real-process cluster harness with a fault proxy on
-//! every link, a nemesis, a recorded history with one checker per invariant,
-//! and a deterministic simulation tier for the core. None of them exists yet.
+//! - [`rng`]: the one seeded source of every random choice of a run.
+//! - [`proxy`]: the fault-injecting TCP proxy (stall either direction,
+//!   delay, refuse, close connections).
+//! - [`history`]: client operations as invoke/ok/fail/info, JSONL.
+//! - [`observation`]: what a run leaves for the checkers (history, the
+//!   cluster's committed trail per job, probe side logs, replica digests).
+//! - [`checker`]: one module per invariant, pure functions of an
+//!   observation.
+//! - [`harness`]: starts and controls coordinators, workers and proxies.
+//! - [`nemesis`]: the faults, drawn from the seed, injected and healed.
+//! - [`workload`]: the clients (submits with idempotency keys, cancels).
+//! - [`campaign`]: one run end to end (faults, heal, observe, check) and
+//!   its summary.
+
+pub mod campaign;
+pub mod checker;
+pub mod harness;
+pub mod history;
+pub mod nemesis;
+pub mod observation;
+pub mod proxy;
+pub mod rng;
+pub mod workload;

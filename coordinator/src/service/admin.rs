@@ -7,8 +7,8 @@ use drover_proto::v1::{
     AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
     DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest, ListWorkersResponse, Member,
     MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, Settings,
-    TransferLeaderRequest, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse,
-    WorkerInfo, WorkerState as WireWorkerState,
+    StateDigestRequest, StateDigestResponse, TransferLeaderRequest, TransferLeaderResponse,
+    UpdateSettingsRequest, UpdateSettingsResponse, WorkerInfo, WorkerState as WireWorkerState,
 };
 use tonic::{Request, Response, Status};
 
@@ -19,6 +19,9 @@ use crate::state::{Command, JobState, Rejection, StateMachine, WorkerState};
 /// How long membership changes and reads may take before the caller hears
 /// "unavailable".
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a digest tries before giving up on a busy node.
+const DIGEST_ATTEMPTS: usize = 20;
 
 /// Serves `AdminService` for one node.
 #[derive(Debug, Clone)]
@@ -253,6 +256,38 @@ impl AdminService for AdminServer {
             leader_id: target,
             leader_address: self.node.address_of(target).unwrap_or_default(),
         }))
+    }
+
+    async fn state_digest(
+        &self,
+        _request: Request<StateDigestRequest>,
+    ) -> Result<Response<StateDigestResponse>, Status> {
+        use sha2::Digest;
+        // The read runs between two turns of the driver; the applied index
+        // it reflects is known when the published status did not move across
+        // it (a turn publishes after it applies, and the read's answer is
+        // sent from a later turn than any the first status came from).
+        for _ in 0..DIGEST_ATTEMPTS {
+            let before = self.node.status().applied_index;
+            let bytes = self
+                .node
+                .read_local(|sm| sm.snapshot())
+                .await
+                .map_err(node_status)?;
+            let after = self.node.status().applied_index;
+            if before == after {
+                let hash = sha2::Sha256::digest(&bytes);
+                return Ok(Response::new(StateDigestResponse {
+                    node_id: self.node.status().id,
+                    applied_index: after,
+                    sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+                    state_bytes: bytes.len() as u64,
+                }));
+            }
+        }
+        Err(Status::unavailable(
+            "the state kept changing while it was read; ask again",
+        ))
     }
 
     async fn update_settings(

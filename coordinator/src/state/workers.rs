@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::command::{Outcome, Rejection};
+use super::events::EventKind;
 use super::job::TemplateDef;
 use super::types::WorkerId;
 use super::{Applied, StateMachine};
@@ -135,7 +136,16 @@ impl StateMachine {
             .unwrap_or_default();
         let released = held.len() as u32;
         for key in held {
+            let token = self.core.jobs.get(&key.job).and_then(|job| {
+                let template = job.templates.get(key.template as usize)?;
+                Some(template.tasks.get(&key.partition)?.token)
+            });
             self.requeue_leased(key);
+            // The audit trail shows every lease's end, so a later grant of
+            // the task never looks like a second live lease.
+            if let Some(token) = token {
+                self.event(key.job, EventKind::Released { task: key, token });
+            }
         }
         Ok(Outcome::Released {
             released,
