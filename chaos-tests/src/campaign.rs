@@ -168,17 +168,25 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
         let _ = c.await;
     }
 
-    // Liveness phase: everything healed, every job must end.
-    cluster.heal()?;
-    cluster.wait_for_leader(Duration::from_secs(60)).await?;
-    let unfinished = wait_for_jobs(&cluster, config.heal_bound).await;
-    cluster.stop_workers();
-
-    let mut observation = observe(&cluster).await?;
+    // Liveness phase: everything healed, every job must end. A cluster
+    // that cannot get there is a finding, not a harness error.
+    let liveness = async {
+        cluster.heal()?;
+        cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        let unfinished = wait_for_jobs(&cluster, config.heal_bound).await;
+        cluster.stop_workers();
+        let mut observation = observe(&cluster).await?;
+        observation.unfinished_after_heal = unfinished;
+        Ok::<_, HarnessError>(observation)
+    };
+    let mut observation = liveness.await.unwrap_or_else(|e| Observation {
+        failure: e.to_string(),
+        ..Observation::default()
+    });
     observation.ops = history.ops();
-    observation.unfinished_after_heal = unfinished;
     observation.heal_bound_s = config.heal_bound.as_secs();
     cluster.stop();
+    observation.crashes = find_panics(&config.run_dir.join("logs"));
 
     let report = checker::check(&observation);
     let observation_path = config.run_dir.join("observation.json");
@@ -350,6 +358,27 @@ fn event_type(kind: i32) -> EventType {
         Ok(JobEventKind::TaskReleased) => EventType::Released,
         _ => EventType::Other,
     }
+}
+
+/// Lines of the processes' logs that report a panic.
+fn find_panics(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        out.extend(
+            text.lines()
+                .filter(|l| l.contains("panicked at"))
+                .take(3)
+                .map(|l| format!("{}: {l}", name.clone().unwrap_or_default())),
+        );
+    }
+    out
 }
 
 /// Every record of every worker's probe log.

@@ -27,6 +27,11 @@ pub struct Observation {
     pub unfinished_after_heal: Vec<String>,
     /// The heal bound, in seconds.
     pub heal_bound_s: u64,
+    /// Panics found in the processes' logs (`<log>: <line>`).
+    pub crashes: Vec<String>,
+    /// Why the run could not finish its liveness phase or observation
+    /// (the cluster never recovered), if it could not.
+    pub failure: String,
 }
 
 /// One job as the cluster recorded it.

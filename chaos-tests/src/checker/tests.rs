@@ -90,6 +90,7 @@ fn clean() -> Observation {
         replicas_settled: true,
         unfinished_after_heal: vec![],
         heal_bound_s: 60,
+        ..Observation::default()
     }
 }
 
@@ -133,7 +134,7 @@ fn each_checker_catches_its_corruption() {
 
     // b granted before a succeeded.
     let mut o = clean();
-    o.jobs[0].events.swap(4, 5);
+    o.jobs[0].events[5].seq = 4;
     assert!(caught(&o, dependencies::NAME));
     // b started (per its probe) before a's accepted attempt finished.
     let mut o = clean();
@@ -178,4 +179,15 @@ fn each_checker_catches_its_corruption() {
     let mut o = clean();
     o.jobs[0].events_complete = false;
     assert!(caught(&o, trail::NAME));
+}
+
+#[test]
+fn a_crash_or_a_cluster_that_never_recovered_is_a_violation() {
+    let mut o = clean();
+    o.crashes
+        .push("node-2.log: thread 'raft-2' panicked at ...".into());
+    assert!(caught(&o, termination::NAME));
+    let mut o = clean();
+    o.failure = "timed out: no leader was elected".into();
+    assert!(caught(&o, termination::NAME));
 }

@@ -79,7 +79,16 @@ impl StateMachine {
         let ttl = self.core.config.lease_ttl_ms as i64;
         let token = self.core.next_token;
         self.core.next_token += 1;
-        let double_lease = self.planted_double_lease();
+        let regrant = self.planted_regrant(job_id, t, worker_id);
+        if let Some((partition, _)) = regrant {
+            // The old lease leaves the indexes, so the state stays
+            // self-consistent and only the audit trail shows the bug.
+            self.end_lease(TaskKey {
+                job: job_id,
+                template: t,
+                partition,
+            });
+        }
         let job = self
             .core
             .jobs
@@ -87,7 +96,6 @@ impl StateMachine {
             .expect("the ready index only holds live jobs");
         let template = &mut job.templates[t as usize];
         let timeout_ms = template.def.timeout_ms;
-        let regrant = planted_regrant(double_lease, template, worker_id);
         let (partition, attempt) = match regrant {
             Some(taken) => taken,
             None => match template.requeued.pop_first() {
@@ -524,39 +532,38 @@ impl StateMachine {
 }
 
 /// The template's config for one partition: `${partition.*}` resolved.
-/// Planted bug `double-lease`: a partition another worker holds a live
-/// lease on, to be granted again.
-#[cfg(feature = "planted-bugs")]
-fn planted_regrant(
-    active: bool,
-    template: &super::job::Template,
-    worker_id: &WorkerId,
-) -> Option<(u64, u32)> {
-    if !active {
-        return None;
-    }
-    template
-        .tasks
-        .iter()
-        .find(|(_, r)| r.state == TaskState::Leased && r.worker.as_ref() != Some(worker_id))
-        .map(|(p, r)| (*p, r.attempt))
-}
-
-#[cfg(not(feature = "planted-bugs"))]
-fn planted_regrant(
-    _active: bool,
-    _template: &super::job::Template,
-    _worker_id: &WorkerId,
-) -> Option<(u64, u32)> {
-    None
-}
-
 impl StateMachine {
-    fn planted_double_lease(&self) -> bool {
-        #[cfg(feature = "planted-bugs")]
-        return self.planted.double_lease;
-        #[cfg(not(feature = "planted-bugs"))]
-        false
+    /// Planted bug `double-lease`: a partition of template `t` that another
+    /// worker holds a live lease on, to be granted again.
+    #[cfg(feature = "planted-bugs")]
+    fn planted_regrant(
+        &self,
+        job_id: super::JobId,
+        t: u32,
+        worker_id: &WorkerId,
+    ) -> Option<(u64, u32)> {
+        if !self.planted.double_lease {
+            return None;
+        }
+        self.core
+            .jobs
+            .get(&job_id)?
+            .templates
+            .get(t as usize)?
+            .tasks
+            .iter()
+            .find(|(_, r)| r.state == TaskState::Leased && r.worker.as_ref() != Some(worker_id))
+            .map(|(p, r)| (*p, r.attempt))
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    fn planted_regrant(
+        &self,
+        _job: super::JobId,
+        _t: u32,
+        _worker: &WorkerId,
+    ) -> Option<(u64, u32)> {
+        None
     }
 }
 
