@@ -765,3 +765,32 @@ fn lease_settings_change_only_together_and_apply_to_new_leases() {
     assert_eq!(report.expired, 1);
     assert_eq!(h.job(job).counts.leased, 1);
 }
+
+#[test]
+fn a_worker_that_leaves_hands_its_leases_back_in_the_audit_trail() {
+    let mut h = H::new();
+    let job = h.submit(&spec(
+        "leave",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 2}}\n",
+    ));
+    h.worker("w", 2, &[]);
+    let grants = h.lease("w", 2);
+    assert_eq!(grants.len(), 2);
+    h.run(Command::DeregisterWorker { worker: "w".into() })
+        .unwrap();
+    // Every lease the worker held ends with a Released event carrying its
+    // token, so the next grant of the task never looks like a second live
+    // lease (the chaos suite's exclusive-lease check reads this trail).
+    let released: Vec<(u64, u64)> = h
+        .job(job)
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Released { task, token } => Some((task.partition, *token)),
+            _ => None,
+        })
+        .collect();
+    let held: Vec<(u64, u64)> = grants.iter().map(|g| (g.task.partition, g.token)).collect();
+    assert_eq!(released, held);
+}
