@@ -360,15 +360,19 @@ fn event_type(kind: i32) -> EventType {
     }
 }
 
+/// The files of `dir`, sorted (none when it cannot be read).
+fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
 /// Lines of the processes' logs that report a panic.
 fn find_panics(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
+    for path in files_in(dir) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         out.extend(
@@ -384,12 +388,7 @@ fn find_panics(dir: &std::path::Path) -> Vec<String> {
 /// Every record of every worker's probe log.
 fn read_probes(dir: &std::path::Path) -> Vec<ProbeRecord> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
+    for path in files_in(dir) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         // A worker killed mid-write leaves at most a torn last line.
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));

@@ -45,21 +45,8 @@ struct Args {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration like 90s or 10m"))
-}
-
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
-    })
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 90s or 10m: {e}"))
 }
 
 #[tokio::main]
