@@ -35,6 +35,10 @@ use super::backend::{LogBackend, StateBackend};
 use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Transport};
 use crate::state::{Applied, Command, LogEntry, StateMachine};
 
+/// The reply channels' type, re-exported so that a caller driving a core
+/// directly (the simulation) needs no tokio of its own.
+pub use tokio::sync::oneshot as reply;
+
 /// Encoding version of a log entry's payload; a node refuses entries of a
 /// version it does not know rather than misreading them. Version 2:
 /// `SubmitJob` carries a `traceparent`.
@@ -55,6 +59,36 @@ pub type ProposeReply = oneshot::Sender<Result<Vec<Applied>, NodeError>>;
 
 /// Where a membership change's proposer waits.
 pub type ChangeReply = oneshot::Sender<Result<(), NodeError>>;
+
+/// What a node applied, recorded for a checker when asked
+/// ([`DriverCore::record_applies`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyRecord {
+    /// A normal entry with commands, and what each returned.
+    Entry {
+        /// Log index.
+        index: u64,
+        /// Term of the entry.
+        term: u64,
+        /// The decoded entry.
+        entry: LogEntry,
+        /// One result per command.
+        outcomes: Vec<Applied>,
+    },
+    /// An entry with no commands: a new leader's empty entry or a conf
+    /// change.
+    Empty {
+        /// Log index.
+        index: u64,
+        /// Term of the entry.
+        term: u64,
+    },
+    /// A snapshot from the leader replaced the state at this index.
+    Snapshot {
+        /// The snapshot's index.
+        index: u64,
+    },
+}
 
 /// The time as the caller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +175,9 @@ pub struct DriverCore<L: LogBackend, S: StateBackend> {
     entries_since_checkpoint: u64,
     /// Whether this node led at the end of the last turn.
     was_leader: bool,
+    /// What was applied since the last [`DriverCore::take_applies`], when
+    /// recording; `None` (the real node) records nothing.
+    applies: Option<Vec<ApplyRecord>>,
 }
 
 impl<L: LogBackend, S: StateBackend> std::fmt::Debug for DriverCore<L, S> {
@@ -258,6 +295,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             next_tick_ms: now.mono_ms + config.tick_ms,
             entries_since_checkpoint: 0,
             was_leader: false,
+            applies: None,
             config,
         };
         core.pin_election_timeout();
@@ -274,6 +312,20 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             let _ = self.raw.campaign();
         }
         self.pin_election_timeout();
+    }
+
+    /// Starts recording what is applied, for a checker to take with
+    /// [`DriverCore::take_applies`].
+    pub fn record_applies(&mut self) {
+        self.applies.get_or_insert_with(Vec::new);
+    }
+
+    /// What was applied since the last call (empty unless recording).
+    pub fn take_applies(&mut self) -> Vec<ApplyRecord> {
+        self.applies
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// This node's id.
@@ -687,6 +739,12 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                 EntryType::EntryNormal => {
                     if entry.data.is_empty() {
                         // A new leader's empty entry.
+                        if let Some(applies) = &mut self.applies {
+                            applies.push(ApplyRecord::Empty {
+                                index: entry.index,
+                                term: entry.term,
+                            });
+                        }
                         results.push((entry.index, entry.term, Vec::new()));
                         continue;
                     }
@@ -701,10 +759,24 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                         )));
                     };
                     let outcomes = self.sm.apply(&log_entry);
+                    if let Some(applies) = &mut self.applies {
+                        applies.push(ApplyRecord::Entry {
+                            index: entry.index,
+                            term: entry.term,
+                            entry: log_entry,
+                            outcomes: outcomes.clone(),
+                        });
+                    }
                     results.push((entry.index, entry.term, outcomes));
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change(&entry)?;
+                    if let Some(applies) = &mut self.applies {
+                        applies.push(ApplyRecord::Empty {
+                            index: entry.index,
+                            term: entry.term,
+                        });
+                    }
                 }
             }
             self.entries_since_checkpoint += 1;
@@ -831,6 +903,9 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         };
         self.sm = sm;
         self.applied = index;
+        if let Some(applies) = &mut self.applies {
+            applies.push(ApplyRecord::Snapshot { index });
+        }
         self.members = payload.members;
         for (id, address) in &self.members {
             if *id != self.id {
