@@ -597,22 +597,22 @@ impl Sim {
         }
         let members = self.members.clone();
         let roll = self.rng.below(4);
-        let what = if roll == 3 {
+        let (name, what) = if roll == 3 {
             let Some(leader) = self.leader() else {
                 return;
             };
             self.net.isolate(leader, &members);
-            format!("leader {leader} isolated")
+            ("partition-leader", format!("leader {leader} isolated"))
         } else {
-            let kind = match roll {
-                0 => PartitionKind::Split,
-                1 => PartitionKind::OneWay,
-                _ if members.len() >= 3 => PartitionKind::Bridge,
-                _ => PartitionKind::Split,
+            let (name, kind) = match roll {
+                0 => ("partition-split", PartitionKind::Split),
+                1 => ("partition-one-way", PartitionKind::OneWay),
+                _ if members.len() >= 3 => ("partition-bridge", PartitionKind::Bridge),
+                _ => ("partition-split", PartitionKind::Split),
             };
-            self.net.partition(&mut self.rng, &members, kind)
+            (name, self.net.partition(&mut self.rng, &members, kind))
         };
-        self.fault("partition", format!("partition: {what}"));
+        self.fault(name, format!("partition: {what}"));
         let heal = self.rng.range(500, 5_000);
         self.sched.after(heal, Event::HealNetwork);
     }
