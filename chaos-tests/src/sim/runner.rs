@@ -790,6 +790,46 @@ impl Sim {
         }
     }
 
+    /// Takes the membership from the leader's configuration when no
+    /// change is in flight: a change whose outcome was unknown may have
+    /// been applied after all. A node no longer in it is retired.
+    fn sync_members(&mut self) {
+        if self.change.is_some() {
+            return;
+        }
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(status) = self
+            .nodes
+            .get(&leader)
+            .and_then(|n| n.core())
+            .map(|c| c.status())
+        else {
+            return;
+        };
+        let members: Vec<u64> = status
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| self.nodes.contains_key(id))
+            .collect();
+        if members == self.members {
+            return;
+        }
+        let now = self.now();
+        for id in self.members.clone() {
+            if !members.contains(&id)
+                && let Some(node) = self.nodes.get_mut(&id)
+            {
+                node.retire("removed from the cluster");
+                self.history
+                    .fault(now, format!("node {id} is no longer a member"));
+            }
+        }
+        self.members = members;
+    }
+
     fn up_members(&self) -> Vec<u64> {
         self.members
             .iter()
@@ -825,6 +865,7 @@ impl Sim {
     /// run is over.
     fn check(&mut self) {
         let now = self.now();
+        self.sync_members();
         let mut by_index: BTreeMap<u64, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
         for id in self.members.clone() {
             let Some(core) = self.nodes.get(&id).and_then(SimNode::core) else {
