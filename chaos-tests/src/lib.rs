@@ -17,6 +17,9 @@
 //! - [`workload`]: the clients (submits with idempotency keys, cancels).
 //! - [`campaign`]: one run end to end (faults, heal, observe, check) and
 //!   its summary.
+//! - [`sim`]: the deterministic simulation tier: the real state machine and
+//!   Raft driver core on an in-memory network and in-memory stores, in
+//!   virtual time, every choice drawn from one seed.
 
 pub mod campaign;
 pub mod checker;
@@ -26,4 +29,5 @@ pub mod nemesis;
 pub mod observation;
 pub mod proxy;
 pub mod rng;
+pub mod sim;
 pub mod workload;

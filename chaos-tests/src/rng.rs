@@ -1,5 +1,10 @@
-//! The one source of randomness of a run: SplitMix64 from a printed seed,
-//! so a run's choices (faults, their targets, workload) replay from it.
+//! The one source of randomness of a run, for both tiers: SplitMix64 from
+//! a printed seed, so a run's choices (faults, their targets, workload,
+//! message delays) replay from it.
+//!
+//! A tiny generator of our own rather than the `rand` family: the stream
+//! must never change under a dependency upgrade, or old failing seeds would
+//! stop replaying.
 
 /// A small, fast, seeded generator (SplitMix64). Not for cryptography.
 #[derive(Debug, Clone)]
@@ -14,10 +19,7 @@ impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// A number in `0..n` (0 when `n` is 0).
@@ -34,6 +36,21 @@ impl Rng {
         lo + self.below(hi.saturating_sub(lo) + 1)
     }
 
+    /// A number in `lo..hi` (`lo` when the range is empty).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo))
+    }
+
+    /// An index into a collection of `len` items (0 when empty).
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// True with probability `per_mille` / 1000.
+    pub fn per_mille(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
@@ -48,6 +65,14 @@ impl Rng {
     pub fn fork(&mut self) -> Rng {
         Rng(self.next_u64())
     }
+}
+
+/// SplitMix64's finaliser: a bijection that spreads every input bit over
+/// all output bits. Also used to derive per-node seeds from a run's seed.
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -70,5 +95,11 @@ mod tests {
             assert!((5..=9).contains(&x));
         }
         assert_eq!(r.below(0), 0);
+        for _ in 0..1000 {
+            assert!((10..20).contains(&r.range(10, 20)));
+        }
+        assert_eq!(r.range(5, 5), 5);
+        // SplitMix64's published first output for seed 0.
+        assert_eq!(Rng::new(0).next_u64(), 0xe220_a839_7b1d_cdaf);
     }
 }

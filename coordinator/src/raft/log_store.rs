@@ -12,10 +12,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
+
+use super::backend::LogBackend;
 
 /// raft-engine can hold many Raft groups; Drover has one.
 const REGION: u64 = 1;
@@ -59,6 +64,11 @@ pub struct LogStore {
     /// Set by [`Storage::snapshot`] when raft-rs asks for a snapshot newer
     /// than the cached one: the driver then takes a fresh checkpoint.
     wanted_index: AtomicU64,
+    /// Where each synced write's duration is recorded (the fsync latency
+    /// metric), if anywhere.
+    fsync_seconds: Option<Histogram>,
+    /// How long the last synced write took, in microseconds.
+    last_sync_us: u64,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -113,15 +123,15 @@ impl LogStore {
             snapshot_meta,
             snapshot: None,
             wanted_index: AtomicU64::new(0),
+            fsync_seconds: None,
+            last_sync_us: 0,
         })
     }
 
-    /// Whether the log has never been initialised (no conf state).
-    pub fn is_blank(&self) -> bool {
-        self.conf_state.voters.is_empty()
-            && self.conf_state.learners.is_empty()
-            && self.snapshot_meta.index == 0
-            && self.engine.last_index(REGION).is_none()
+    /// Records how long each synced write takes in `histogram`.
+    pub fn with_fsync_histogram(mut self, histogram: Option<Histogram>) -> Self {
+        self.fsync_seconds = histogram;
+        self
     }
 
     /// Current hard state.
@@ -129,19 +139,43 @@ impl LogStore {
         &self.hard_state
     }
 
+    fn first(&self) -> u64 {
+        self.engine
+            .first_index(REGION)
+            .unwrap_or(self.snapshot_meta.index + 1)
+            .max(self.snapshot_meta.index + 1)
+    }
+
+    fn last(&self) -> u64 {
+        self.engine
+            .last_index(REGION)
+            .unwrap_or(self.snapshot_meta.index)
+            .max(self.snapshot_meta.index)
+    }
+}
+
+impl LogBackend for LogStore {
+    /// Whether the log has never been initialised (no conf state).
+    fn is_blank(&self) -> bool {
+        self.conf_state.voters.is_empty()
+            && self.conf_state.learners.is_empty()
+            && self.snapshot_meta.index == 0
+            && self.engine.last_index(REGION).is_none()
+    }
+
     /// Current conf state.
-    pub fn conf_state(&self) -> &ConfState {
+    fn conf_state(&self) -> &ConfState {
         &self.conf_state
     }
 
     /// The latest snapshot's metadata.
-    pub fn snapshot_meta(&self) -> &SnapshotMetadata {
+    fn snapshot_meta(&self) -> &SnapshotMetadata {
         &self.snapshot_meta
     }
 
     /// Persists a `Ready`'s entries and hard state in one write; `sync`
     /// makes it an fsync (Raft's `must_sync`).
-    pub fn persist(
+    fn persist(
         &mut self,
         entries: &[Entry],
         hard_state: Option<&HardState>,
@@ -155,7 +189,15 @@ impl LogStore {
         if let Some(hs) = hard_state {
             put(&mut batch, HARD_STATE_KEY, hs)?;
         }
+        let started = Instant::now();
         self.engine.write(&mut batch, sync)?;
+        if sync {
+            let elapsed = started.elapsed();
+            self.last_sync_us = elapsed.as_micros() as u64;
+            if let Some(histogram) = &self.fsync_seconds {
+                histogram.observe(elapsed.as_secs_f64());
+            }
+        }
         if let Some(hs) = hard_state {
             self.hard_state = hs.clone();
         }
@@ -163,7 +205,7 @@ impl LogStore {
     }
 
     /// Records a new conf state (after a conf change applied), synced.
-    pub fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
+    fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
         let mut batch = LogBatch::default();
         put(&mut batch, CONF_STATE_KEY, &conf_state)?;
         self.engine.write(&mut batch, true)?;
@@ -173,7 +215,7 @@ impl LogStore {
 
     /// Records the commit index the state machine has reached, so a hard
     /// state written by a snapshot install is consistent.
-    pub fn set_commit(&mut self, commit: u64) {
+    fn set_commit(&mut self, commit: u64) {
         if commit > self.hard_state.commit {
             self.hard_state.commit = commit;
         }
@@ -181,7 +223,7 @@ impl LogStore {
 
     /// Installs a snapshot received from the leader: the log is cleared and
     /// restarts after the snapshot's index.
-    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
         let meta = snapshot.get_metadata();
         let mut batch = LogBatch::default();
         batch.add_command(REGION, EngineCommand::Clean);
@@ -201,7 +243,7 @@ impl LogStore {
 
     /// Adopts a checkpoint taken locally (its data is already durable in a
     /// file) and drops the log up to it.
-    pub fn compact_to_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LogStoreError> {
+    fn compact_to_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LogStoreError> {
         let meta = snapshot.get_metadata().clone();
         if meta.index <= self.snapshot_meta.index {
             self.snapshot = Some(snapshot);
@@ -218,30 +260,20 @@ impl LogStore {
 
     /// Remembers a snapshot (with data) to serve to followers without
     /// compacting, e.g. the one loaded at start.
-    pub fn cache_snapshot(&mut self, snapshot: Snapshot) {
+    fn cache_snapshot(&mut self, snapshot: Snapshot) {
         self.snapshot = Some(snapshot);
     }
 
     /// The index of a snapshot raft-rs asked for and did not get, if any.
-    pub fn snapshot_wanted(&self) -> Option<u64> {
+    fn snapshot_wanted(&self) -> Option<u64> {
         match self.wanted_index.swap(0, Ordering::Relaxed) {
             0 => None,
             index => Some(index),
         }
     }
 
-    fn first(&self) -> u64 {
-        self.engine
-            .first_index(REGION)
-            .unwrap_or(self.snapshot_meta.index + 1)
-            .max(self.snapshot_meta.index + 1)
-    }
-
-    fn last(&self) -> u64 {
-        self.engine
-            .last_index(REGION)
-            .unwrap_or(self.snapshot_meta.index)
-            .max(self.snapshot_meta.index)
+    fn last_sync_us(&self) -> u64 {
+        self.last_sync_us
     }
 }
 

@@ -2,12 +2,24 @@
 //!
 //! # Layout
 //!
+//! - [`driver`]: the driver core: the `RawNode`, the state machine and the
+//!   stores, and every reaction to an event, with time passed in. Generic
+//!   over its stores, so the same code runs on disk and in the simulation.
+//! - [`node`]: the thread shell that runs the driver core in real time over the
+//!   disk stores, and the handle callers use.
+//! - [`backend`]: the two store traits the core needs, and the disk state
+//!   backend (sled, checkpoint file, members file).
 //! - [`log_store`]: the Raft log, HardState and ConfState in raft-engine.
-//! - [`node`]: the driver thread that owns the `RawNode`.
+//! - [`mem_log`], [`mem_state`]: in-memory stores that model which writes a
+//!   crash keeps, for the deterministic simulation.
 //! - [`transport`]: messages and snapshots to peers over gRPC.
 //! - [`service`]: the `RaftService` server for messages from peers.
 
+pub mod backend;
+pub mod driver;
 pub mod log_store;
+pub mod mem_log;
+pub mod mem_state;
 pub mod node;
 pub mod service;
 pub mod transport;

@@ -1,0 +1,323 @@
+//! A simulated worker: registers, leases tasks, "runs" each for a seeded
+//! time while heartbeating, then completes it (or fails it, retryably).
+//!
+//! The nemesis can pause a worker past its lease TTL: it then wakes up and
+//! reports with tokens that are stale by now, exactly what fencing must
+//! refuse. It can also crash one, which forgets its tasks and registers
+//! again.
+
+use std::collections::BTreeMap;
+
+use drover_coordinator::state::{
+    Command, HeartbeatStatus, Manifest, Outcome, Rejection, TaskKey, TaskProgress,
+};
+
+use super::history::{AckedCompletion, Actor, History, Record};
+use super::workload::{Reply, Request, leader_hint, pick_node};
+use crate::rng::Rng;
+
+/// Slots per worker.
+const SLOTS: u32 = 2;
+
+/// A task the worker runs.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    /// Its lease's token.
+    token: u64,
+    /// When the work is done.
+    done_at_ms: u64,
+    /// Whether it ends in a (retryable) failure.
+    fails: bool,
+}
+
+/// One worker operation.
+#[derive(Debug, Clone)]
+enum Op {
+    Register,
+    Lease,
+    Heartbeat(Vec<(TaskKey, u64)>),
+    Complete(TaskKey, u64),
+    Fail(TaskKey, u64),
+}
+
+/// A simulated worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its number.
+    pub index: u32,
+    /// Its id at the coordinator.
+    name: String,
+    /// Its own random stream.
+    rng: Rng,
+    /// The leader it was last told of.
+    leader: Option<u64>,
+    /// Whether the coordinator knows it.
+    registered: bool,
+    /// Tasks it runs.
+    running: BTreeMap<TaskKey, Running>,
+    /// When it last sent a heartbeat.
+    last_heartbeat_ms: u64,
+    /// How often it heartbeats.
+    heartbeat_interval_ms: u64,
+    /// It does nothing until then (SIGSTOP).
+    pub paused_until_ms: u64,
+    /// Its next operation number.
+    next_op: u64,
+    /// The operation in flight, if any.
+    inflight: Option<(u64, Op)>,
+}
+
+impl Worker {
+    /// A worker that heartbeats every `heartbeat_interval_ms`.
+    pub fn new(index: u32, rng: Rng, heartbeat_interval_ms: u64) -> Self {
+        Self {
+            index,
+            name: format!("w{index}"),
+            rng,
+            leader: None,
+            registered: false,
+            running: BTreeMap::new(),
+            last_heartbeat_ms: 0,
+            heartbeat_interval_ms,
+            paused_until_ms: 0,
+            next_op: 1,
+            inflight: None,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::Worker(self.index)
+    }
+
+    /// Crashes: forgets its tasks and its registration. A reply to the
+    /// operation in flight is ignored.
+    pub fn crash(&mut self) {
+        self.running.clear();
+        self.registered = false;
+        self.inflight = None;
+    }
+
+    /// Picks the next request, if any.
+    pub fn wake(&mut self, now_ms: u64, nodes: &[u64], history: &mut History) -> Option<Request> {
+        if self.inflight.is_some() || now_ms < self.paused_until_ms {
+            return None;
+        }
+        let finished = self
+            .running
+            .iter()
+            .find(|(_, r)| r.done_at_ms <= now_ms)
+            .map(|(k, r)| (*k, *r));
+        let op = if !self.registered {
+            Op::Register
+        } else if !self.running.is_empty()
+            && now_ms >= self.last_heartbeat_ms + self.heartbeat_interval_ms
+        {
+            self.last_heartbeat_ms = now_ms;
+            Op::Heartbeat(self.running.iter().map(|(k, r)| (*k, r.token)).collect())
+        } else if let Some((task, run)) = finished {
+            if run.fails {
+                Op::Fail(task, run.token)
+            } else {
+                Op::Complete(task, run.token)
+            }
+        } else if (self.running.len() as u32) < SLOTS {
+            Op::Lease
+        } else {
+            return None;
+        };
+        let worker = self.name.clone();
+        let (what, command) = match &op {
+            Op::Register => (
+                "register".to_owned(),
+                Command::RegisterWorker {
+                    worker,
+                    slots: SLOTS,
+                    labels: BTreeMap::new(),
+                    kinds: Vec::new(),
+                },
+            ),
+            Op::Lease => {
+                let free = SLOTS - self.running.len() as u32;
+                (
+                    format!("lease {free}"),
+                    Command::Lease {
+                        worker,
+                        max_tasks: free,
+                    },
+                )
+            }
+            Op::Heartbeat(tasks) => (
+                format!("heartbeat {}", tasks.len()),
+                Command::Heartbeat {
+                    worker,
+                    tasks: tasks
+                        .iter()
+                        .map(|(task, token)| TaskProgress {
+                            task: *task,
+                            token: *token,
+                            progress_permille: 500,
+                        })
+                        .collect(),
+                },
+            ),
+            Op::Complete(task, token) => (
+                format!("complete {task} token={token}"),
+                Command::Complete {
+                    worker,
+                    task: *task,
+                    token: *token,
+                    manifest: Manifest::default(),
+                    skipped: false,
+                },
+            ),
+            Op::Fail(task, token) => (
+                format!("fail {task} token={token}"),
+                Command::Fail {
+                    worker,
+                    task: *task,
+                    token: *token,
+                    retryable: true,
+                    message: "sim: a retryable failure".into(),
+                },
+            ),
+        };
+        let op_id = self.next_op;
+        self.next_op += 1;
+        let node = pick_node(&mut self.rng, self.leader, nodes);
+        history.push(Record::Invoke {
+            at_ms: now_ms,
+            actor: self.actor(),
+            op: op_id,
+            node,
+            what,
+        });
+        self.inflight = Some((op_id, op));
+        Some(Request {
+            op: op_id,
+            node,
+            commands: vec![command],
+        })
+    }
+
+    /// Handles the reply to operation `op` (ignored unless it is the one in
+    /// flight).
+    pub fn on_reply(&mut self, now_ms: u64, op: u64, reply: Reply, history: &mut History) {
+        let Some((op_id, pending)) = self.inflight.take() else {
+            return;
+        };
+        if op_id != op {
+            self.inflight = Some((op_id, pending));
+            return;
+        }
+        let actor = self.actor();
+        if let Some(hint) = leader_hint(&reply) {
+            self.leader = Some(hint);
+        } else if !matches!(reply, Reply::Applied(_)) {
+            self.leader = None;
+        }
+        let result = match reply {
+            Reply::Applied(mut out) => out.pop(),
+            Reply::Refused(e) => {
+                history.push(Record::Fail {
+                    at_ms: now_ms,
+                    actor,
+                    op,
+                    why: e.to_string(),
+                });
+                return;
+            }
+            Reply::Unreachable => {
+                history.push(Record::Fail {
+                    at_ms: now_ms,
+                    actor,
+                    op,
+                    why: "unreachable".into(),
+                });
+                return;
+            }
+            Reply::Unknown(why) => {
+                history.push(Record::Info {
+                    at_ms: now_ms,
+                    actor,
+                    op,
+                    why,
+                });
+                return;
+            }
+        };
+        let what = match &result {
+            Some(Ok(outcome)) => format!("{outcome:?}"),
+            Some(Err(rejection)) => format!("{rejection:?}"),
+            None => "no result".to_owned(),
+        };
+        let ok = matches!(result, Some(Ok(_)));
+        if let Some(Err(Rejection::UnknownWorker(_))) = result {
+            self.registered = false;
+        }
+        match (pending, result) {
+            (Op::Register, Some(Ok(Outcome::Registered { .. }))) => self.registered = true,
+            (Op::Lease, Some(Ok(Outcome::Leased(grants)))) => {
+                for g in grants {
+                    // Most tasks are quick; some run for several TTLs, so a
+                    // paused worker's stale report meets a live newer lease.
+                    let run_ms = if self.rng.per_mille(300) {
+                        self.rng.range(2_000, 9_000)
+                    } else {
+                        self.rng.range(100, 1_500)
+                    };
+                    self.running.insert(
+                        g.task,
+                        Running {
+                            token: g.token,
+                            done_at_ms: now_ms + run_ms,
+                            fails: self.rng.per_mille(80),
+                        },
+                    );
+                }
+            }
+            (Op::Heartbeat(sent), Some(Ok(Outcome::Heartbeat(reply)))) => {
+                for (task, status) in reply.tasks {
+                    let lost = matches!(
+                        status,
+                        HeartbeatStatus::LeaseLost | HeartbeatStatus::JobCancelled
+                    );
+                    let token = sent.iter().find(|(t, _)| *t == task).map(|(_, tok)| *tok);
+                    if lost && self.running.get(&task).map(|r| r.token) == token {
+                        self.running.remove(&task);
+                    }
+                }
+            }
+            (Op::Complete(task, token), Some(Ok(Outcome::Completed { .. }))) => {
+                history.acked_completions.push(AckedCompletion {
+                    at_ms: now_ms,
+                    task,
+                    token,
+                });
+                self.forget(task, token);
+            }
+            (Op::Complete(task, token) | Op::Fail(task, token), _) => self.forget(task, token),
+            _ => {}
+        }
+        history.push(if ok {
+            Record::Ok {
+                at_ms: now_ms,
+                actor,
+                op,
+                what,
+            }
+        } else {
+            Record::Fail {
+                at_ms: now_ms,
+                actor,
+                op,
+                why: what,
+            }
+        });
+    }
+
+    fn forget(&mut self, task: TaskKey, token: u64) {
+        if self.running.get(&task).map(|r| r.token) == Some(token) {
+            self.running.remove(&task);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What the driver core stores, behind two traits, so the same core runs on
+//! disk (raft-engine, sled, fsynced files) or in memory (the simulation).
+//!
+//! The core is generic over both traits, so the real path pays nothing for
+//! the choice: [`LogStore`](super::log_store::LogStore) and [`DiskState`]
+//! are what a coordinator process uses, and
+//! [`MemLog`](super::mem_log::MemLog) and
+//! [`MemState`](super::mem_state::MemState) are what the deterministic
+//! simulation uses; the in-memory ones model which writes a crash keeps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use raft::Storage;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+
+use super::log_store::LogStoreError;
+use super::node::NodeError;
+use crate::state::StateMachine;
+use crate::state::changes::Changes;
+use crate::storage::StateStore;
+
+/// The Raft log, HardState and ConfState: raft-rs's [`Storage`] plus the
+/// writes the driver makes.
+///
+/// **Architecture invariant:** a write with `sync` (and every write below
+/// that the docs call synced) is durable when the call returns; a crash may
+/// lose any unsynced write, but never a synced one nor any write before it.
+pub trait LogBackend: Storage {
+    /// Whether the log has never been initialised (no conf state, no
+    /// entries, no snapshot).
+    fn is_blank(&self) -> bool;
+
+    /// Current conf state.
+    fn conf_state(&self) -> &ConfState;
+
+    /// The latest snapshot's metadata; the log starts right after it.
+    fn snapshot_meta(&self) -> &SnapshotMetadata;
+
+    /// Persists a `Ready`'s entries and hard state in one atomic write;
+    /// `sync` makes it durable before returning (Raft's `must_sync`).
+    fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), LogStoreError>;
+
+    /// Records a new conf state (after a conf change applied), synced.
+    fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError>;
+
+    /// Records the commit index the state machine has reached, so a hard
+    /// state written by a snapshot install is consistent (in memory only).
+    fn set_commit(&mut self, commit: u64);
+
+    /// Installs a snapshot received from the leader, synced: the log is
+    /// cleared and restarts after the snapshot's index.
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError>;
+
+    /// Adopts a checkpoint taken locally (its data is already durable) and
+    /// drops the log up to it.
+    fn compact_to_snapshot(&mut self, snapshot: Snapshot) -> Result<(), LogStoreError>;
+
+    /// Remembers a snapshot (with data) to serve to followers without
+    /// compacting, e.g. the one loaded at start.
+    fn cache_snapshot(&mut self, snapshot: Snapshot);
+
+    /// The index of a snapshot raft-rs asked for and did not get, if any
+    /// (taking it resets it).
+    fn snapshot_wanted(&self) -> Option<u64>;
+
+    /// How long the last synced write took, in microseconds, for metrics;
+    /// 0 where nothing is measured.
+    fn last_sync_us(&self) -> u64 {
+        0
+    }
+}
+
+/// Everything else the driver keeps: the state machine's store (with the
+/// applied index), the checkpoint (a snapshot the log is compacted to), and
+/// the members' addresses.
+///
+/// **Architecture invariant:** the checkpoint and the members are written
+/// durably (a real fsync) before the call returns; the state store need not
+/// be, because the log replays whatever it lost.
+pub trait StateBackend {
+    /// The stored state and its applied index; `None` when nothing was
+    /// stored.
+    fn load(&self) -> Result<Option<(StateMachine, u64)>, NodeError>;
+
+    /// Writes the records `changes` names, as they are in `sm`, together
+    /// with the applied index, atomically.
+    fn persist(
+        &mut self,
+        sm: &StateMachine,
+        changes: &Changes,
+        applied_index: u64,
+    ) -> Result<(), NodeError>;
+
+    /// Replaces the whole stored state (after a snapshot from the leader).
+    fn replace(&mut self, sm: &StateMachine, applied_index: u64) -> Result<(), NodeError>;
+
+    /// Pushes buffered state writes out (on shutdown).
+    fn flush(&mut self) -> Result<(), NodeError>;
+
+    /// The checkpoint's bytes (an encoded Raft `Snapshot`), if one exists.
+    fn read_checkpoint(&self) -> Option<Vec<u8>>;
+
+    /// Replaces the checkpoint, durably.
+    fn write_checkpoint(&mut self, bytes: &[u8]) -> Result<(), NodeError>;
+
+    /// The members' addresses as last saved.
+    fn load_members(&self) -> Option<BTreeMap<u64, String>>;
+
+    /// Saves the members' addresses, durably.
+    fn save_members(&mut self, members: &BTreeMap<u64, String>) -> Result<(), NodeError>;
+}
+
+/// The real [`StateBackend`]: sled under `state/`, `checkpoint.snap` and
+/// `members.json` in the data directory.
+#[derive(Debug)]
+pub struct DiskState {
+    /// The data directory, where the checkpoint and members files live.
+    dir: PathBuf,
+    /// The state machine's sled store.
+    store: StateStore,
+}
+
+impl DiskState {
+    /// Opens (or creates) the state under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::Storage(e.to_string()))?;
+        let store = StateStore::open(&dir.join("state"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            store,
+        })
+    }
+}
+
+impl StateBackend for DiskState {
+    fn load(&self) -> Result<Option<(StateMachine, u64)>, NodeError> {
+        Ok(self.store.load()?)
+    }
+
+    fn persist(
+        &mut self,
+        sm: &StateMachine,
+        changes: &Changes,
+        applied_index: u64,
+    ) -> Result<(), NodeError> {
+        Ok(self.store.persist(sm, changes, applied_index)?)
+    }
+
+    fn replace(&mut self, sm: &StateMachine, applied_index: u64) -> Result<(), NodeError> {
+        Ok(self.store.replace(sm, applied_index)?)
+    }
+
+    fn flush(&mut self) -> Result<(), NodeError> {
+        Ok(self.store.flush()?)
+    }
+
+    fn read_checkpoint(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join("checkpoint.snap")).ok()
+    }
+
+    fn write_checkpoint(&mut self, bytes: &[u8]) -> Result<(), NodeError> {
+        write_durably(&self.dir.join("checkpoint.snap"), bytes)
+    }
+
+    fn load_members(&self) -> Option<BTreeMap<u64, String>> {
+        serde_json::from_slice(&std::fs::read(self.dir.join("members.json")).ok()?).ok()
+    }
+
+    fn save_members(&mut self, members: &BTreeMap<u64, String>) -> Result<(), NodeError> {
+        let bytes = serde_json::to_vec_pretty(members).unwrap_or_default();
+        write_durably(&self.dir.join("members.json"), &bytes)
+    }
+}
+
+/// Writes a file so that it survives a crash: temp file, fsync, rename,
+/// fsync of the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let io = |e: std::io::Error| NodeError::Storage(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}

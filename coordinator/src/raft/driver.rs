@@ -1,0 +1,1022 @@
+//! The driver core: the `RawNode`, the state machine and the stores, and
+//! every reaction to an event — proposals, reads, peer messages, ticks, the
+//! Ready loop, applying, conf changes and checkpoints — with no thread and
+//! no clock of its own.
+//!
+//! The caller owns time and scheduling. The thread shell in
+//! [`node`](super::node) calls it from a real-time loop with disk stores;
+//! the deterministic simulation calls it from a virtual-time loop with
+//! in-memory stores. Both run this same code, so what the simulation finds
+//! is about the real driver.
+//!
+//! **Architecture invariant:** a proposer hears "ok" only after its command
+//! was committed, applied and written to the state store. Proposals are
+//! tracked by (term, index); an entry applied at that index with another term,
+//! or a loss of leadership, fails the proposal with a retryable error, never
+//! a false success.
+//!
+//! **Architecture invariant:** nothing here reads a clock or draws a random
+//! number: time arrives as [`Now`], and with
+//! [`NodeConfig::election_seed`] set, even raft-rs's randomised election
+//! timeouts come from the seed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use protobuf::Message as _;
+use raft::prelude::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
+};
+use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::backend::{LogBackend, StateBackend};
+use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Transport};
+use crate::state::{Applied, Command, LogEntry, StateMachine};
+
+/// The reply channels' type, re-exported so that a caller driving a core
+/// directly (the simulation) needs no tokio of its own.
+pub use tokio::sync::oneshot as reply;
+
+/// Encoding version of a log entry's payload; a node refuses entries of a
+/// version it does not know rather than misreading them. Version 2:
+/// `SubmitJob` carries a `traceparent`.
+const ENTRY_FORMAT: u8 = 2;
+
+/// Most commands packed into one Raft entry.
+pub const ENTRY_COMMANDS_MAX: usize = 4096;
+
+/// How long a linearizable read waits for a read state before it is
+/// dropped (its caller times out on its own first).
+const READ_STATE_WAIT_MS: u64 = 30_000;
+
+/// A read of the state, run once the state is recent enough.
+pub type ReadFn = Box<dyn FnOnce(&StateMachine) + Send>;
+
+/// Where a proposer waits for its commands' results.
+pub type ProposeReply = oneshot::Sender<Result<Vec<Applied>, NodeError>>;
+
+/// Where a membership change's proposer waits.
+pub type ChangeReply = oneshot::Sender<Result<(), NodeError>>;
+
+/// What a node applied, recorded for a checker when asked
+/// ([`DriverCore::record_applies`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyRecord {
+    /// A normal entry with commands, and what each returned.
+    Entry {
+        /// Log index.
+        index: u64,
+        /// Term of the entry.
+        term: u64,
+        /// The decoded entry.
+        entry: LogEntry,
+        /// One result per command.
+        outcomes: Vec<Applied>,
+    },
+    /// An entry with no commands: a new leader's empty entry or a conf
+    /// change.
+    Empty {
+        /// Log index.
+        index: u64,
+        /// Term of the entry.
+        term: u64,
+    },
+    /// A snapshot from the leader replaced the state at this index.
+    Snapshot {
+        /// The snapshot's index.
+        index: u64,
+    },
+}
+
+/// The time as the caller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds from any origin: schedules ticks, the state
+    /// tick cadence and read timeouts.
+    pub mono_ms: u64,
+    /// Wall-clock Unix milliseconds: what the leader stamps into the log
+    /// entries it proposes (the state machine's only clock).
+    pub wall_ms: i64,
+}
+
+/// A `ConfChangeV2` with one change.
+pub fn conf_change(kind: ConfChangeType, id: u64) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(kind);
+    single.node_id = id;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    cc
+}
+
+/// What a snapshot carries besides the state: the members' addresses.
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    members: BTreeMap<u64, String>,
+    state: Vec<u8>,
+}
+
+/// Context attached to a conf change: the member's address.
+#[derive(Serialize, Deserialize)]
+struct ChangeContext {
+    address: Option<String>,
+}
+
+/// A proposal waiting for its entry to apply.
+struct Pending {
+    term: u64,
+    /// Command ranges of the entry and who waits for each.
+    waiters: Vec<(std::ops::Range<usize>, ProposeReply)>,
+}
+
+fn raft_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// The driver core of one node.
+pub struct DriverCore<L: LogBackend, S: StateBackend> {
+    /// This node's id.
+    id: u64,
+    /// Its settings.
+    config: NodeConfig,
+    /// raft-rs's node over the log store.
+    raw: RawNode<L>,
+    /// The replicated state machine.
+    sm: StateMachine,
+    /// The state store, checkpoint and members file.
+    state: S,
+    /// Messages to peers.
+    transport: Box<dyn Transport>,
+    /// Highest index applied to `sm` and written to `state`.
+    applied: u64,
+    /// Members' addresses, as the log says.
+    members: BTreeMap<u64, String>,
+    /// The same, shared with handles that answer "where is the leader".
+    members_shared: Arc<RwLock<BTreeMap<u64, String>>>,
+    /// Proposals waiting to be packed into an entry.
+    proposals: VecDeque<(Vec<Command>, ProposeReply)>,
+    /// Proposed entries by index, waiting to apply.
+    pending: BTreeMap<u64, Pending>,
+    /// Proposed membership changes by index: term and who waits.
+    change_waiters: BTreeMap<u64, (u64, ChangeReply)>,
+    /// Linearizable reads waiting for a read state: when asked, and the read.
+    reads: BTreeMap<u64, (u64, ReadFn)>,
+    /// Reads with a read state, waiting for that index to apply.
+    ready_reads: Vec<(u64, ReadFn)>,
+    /// Id of the next read (its ReadIndex context).
+    next_read: u64,
+    /// When the leader last proposed a state machine `Tick` (monotonic ms).
+    last_state_tick_ms: u64,
+    /// When the next Raft tick is due (monotonic ms).
+    next_tick_ms: u64,
+    /// Applied entries since the last checkpoint.
+    entries_since_checkpoint: u64,
+    /// Whether this node led at the end of the last turn.
+    was_leader: bool,
+    /// What was applied since the last [`DriverCore::take_applies`], when
+    /// recording; `None` (the real node) records nothing.
+    applies: Option<Vec<ApplyRecord>>,
+}
+
+impl<L: LogBackend, S: StateBackend> std::fmt::Debug for DriverCore<L, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverCore")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
+    /// Opens a node over these stores: loads the state (the newer of the
+    /// state store and the checkpoint), bootstraps a blank log from
+    /// `config.peers`, and builds the `RawNode`.
+    pub fn open(
+        config: NodeConfig,
+        mut log: L,
+        mut state: S,
+        transport: Box<dyn Transport>,
+        now: Now,
+    ) -> Result<Self, NodeError> {
+        let (mut sm, mut applied) = match state.load()? {
+            Some((sm, index)) => (sm, index),
+            None => (StateMachine::new(config.state_config.clone()), 0),
+        };
+        let mut members = BTreeMap::new();
+        // A checkpoint newer than the state store (sled is not fsynced)
+        // wins; the log replays from there.
+        if let Some(bytes) = state.read_checkpoint() {
+            let mut snapshot = Snapshot::default();
+            if snapshot.merge_from_bytes(&bytes).is_ok() {
+                let payload: SnapshotPayload = postcard::from_bytes(snapshot.get_data())
+                    .map_err(|e| NodeError::Storage(format!("checkpoint: {e}")))?;
+                members = payload.members;
+                let index = snapshot.get_metadata().index;
+                if index > applied {
+                    sm = StateMachine::restore(&payload.state)
+                        .map_err(|e| NodeError::Storage(e.to_string()))?;
+                    applied = index;
+                    state.replace(&sm, applied)?;
+                }
+                log.cache_snapshot(snapshot);
+            }
+        }
+        if let Some(stored) = state.load_members() {
+            members.extend(stored);
+        }
+        if log.is_blank() {
+            if config.bootstrap && !config.peers.is_empty() {
+                let cs = ConfState {
+                    voters: config.peers.keys().copied().collect(),
+                    ..ConfState::default()
+                };
+                log.set_conf_state(cs)?;
+            }
+            // Where to reach the others until the log says otherwise.
+            for (id, address) in &config.peers {
+                members.entry(*id).or_insert_with(|| address.clone());
+            }
+            state.save_members(&members)?;
+        }
+        // The state cannot be ahead of the log it was applied from: raft-rs
+        // would panic on it. It happens when log writes acknowledged as
+        // durable were lost.
+        let last = log.last_index().unwrap_or(0);
+        if applied > last {
+            return Err(NodeError::Storage(format!(
+                "the state store is at index {applied} but the raft log ends at {last}: log writes were lost"
+            )));
+        }
+        // Entries are applied only once committed, so a stored applied index
+        // above the stored commit means the commit was not yet written.
+        log.set_commit(applied);
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            max_uncommitted_size: 64 * 1024 * 1024,
+            ..raft::Config::default()
+        };
+        raft_config
+            .validate()
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        #[cfg(feature = "planted-bugs")]
+        sm.plant(config.planted);
+        let raw = RawNode::new(&raft_config, log, &raft_logger())
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        for (id, address) in &members {
+            if *id != config.id {
+                transport.set_peer(*id, Some(address.clone()));
+            }
+        }
+        let members_shared = Arc::new(RwLock::new(members.clone()));
+        let mut core = Self {
+            id: config.id,
+            raw,
+            sm,
+            state,
+            transport,
+            applied,
+            members,
+            members_shared,
+            proposals: VecDeque::new(),
+            pending: BTreeMap::new(),
+            change_waiters: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            ready_reads: Vec::new(),
+            next_read: 1,
+            last_state_tick_ms: now.mono_ms,
+            next_tick_ms: now.mono_ms + config.tick_ms,
+            entries_since_checkpoint: 0,
+            was_leader: false,
+            applies: None,
+            config,
+        };
+        core.pin_election_timeout();
+        Ok(core)
+    }
+
+    /// A single-voter cluster elects itself at once instead of waiting for
+    /// an election timeout. Call once after [`DriverCore::open`] (and after
+    /// the first status is published, which should not show a leader that
+    /// has not committed anything yet).
+    pub fn campaign_if_alone(&mut self) {
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        if voters.len() == 1 && voters.contains(self.id) {
+            let _ = self.raw.campaign();
+        }
+        self.pin_election_timeout();
+    }
+
+    /// Starts recording what is applied, for a checker to take with
+    /// [`DriverCore::take_applies`].
+    pub fn record_applies(&mut self) {
+        self.applies.get_or_insert_with(Vec::new);
+    }
+
+    /// What was applied since the last call (empty unless recording).
+    pub fn take_applies(&mut self) -> Vec<ApplyRecord> {
+        self.applies
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The members' addresses, shared with handles.
+    pub fn members_shared(&self) -> Arc<RwLock<BTreeMap<u64, String>>> {
+        self.members_shared.clone()
+    }
+
+    /// The state machine as applied so far (a local, possibly stale read).
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    /// The log store (the simulation takes crash images of it).
+    pub fn log(&self) -> &L {
+        self.raw.store()
+    }
+
+    /// The state backend (the simulation takes crash images of it).
+    pub fn state_backend(&self) -> &S {
+        &self.state
+    }
+
+    /// The state backend, mutably (the simulation's background flushes).
+    pub fn state_backend_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+
+    /// When the next Raft tick is due; the caller should call
+    /// [`DriverCore::turn`] by then.
+    pub fn next_tick_ms(&self) -> u64 {
+        self.next_tick_ms
+    }
+
+    /// Queues commands for the next entry; `reply` hears their results once
+    /// applied. Fails at once with `NotLeader` on a follower.
+    pub fn propose(&mut self, commands: Vec<Command>, reply: ProposeReply) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+        } else {
+            self.proposals.push_back((commands, reply));
+        }
+    }
+
+    /// Runs `f` on the state: at once when not `linearizable`, else once the
+    /// state reflects everything committed before now (ReadIndex).
+    pub fn read(&mut self, f: ReadFn, linearizable: bool, now: Now) {
+        if !linearizable {
+            f(&self.sm);
+            return;
+        }
+        let id = self.next_read;
+        self.next_read += 1;
+        self.raw.read_index(id.to_be_bytes().to_vec());
+        self.reads.insert(id, (now.mono_ms, f));
+        self.pin_election_timeout();
+    }
+
+    /// Steps a message from a peer.
+    pub fn step(&mut self, message: Message) {
+        let _ = self.raw.step(message);
+        self.pin_election_timeout();
+    }
+
+    /// Proposes a membership change; `member` is the added node's address.
+    pub fn change_members(
+        &mut self,
+        cc: ConfChangeV2,
+        member: Option<(u64, String)>,
+        reply: ChangeReply,
+    ) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let context = postcard::to_stdvec(&ChangeContext {
+            address: member.map(|(_, a)| a),
+        })
+        .unwrap_or_default();
+        match self.raw.propose_conf_change(context, cc) {
+            Ok(()) => {
+                let index = self.raw.raft.raft_log.last_index();
+                self.change_waiters
+                    .insert(index, (self.raw.raft.term, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Invalid(e.to_string())));
+            }
+        }
+    }
+
+    /// Asks this node (if it leads) to hand leadership to `id`.
+    pub fn transfer_leader(&mut self, id: u64) {
+        self.raw.transfer_leader(id);
+        self.pin_election_timeout();
+    }
+
+    /// Tells Raft a peer could not be reached.
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
+    /// Tells Raft how sending a snapshot to `id` ended.
+    pub fn report_snapshot(&mut self, id: u64, ok: bool) {
+        self.raw.report_snapshot(
+            id,
+            if ok {
+                raft::SnapshotStatus::Finish
+            } else {
+                raft::SnapshotStatus::Failure
+            },
+        );
+    }
+
+    /// One turn after events were handled: the Raft tick when due, queued
+    /// proposals packed into entries, the Ready handled, a checkpoint when
+    /// one is due. An error means storage failed and the node must stop.
+    pub fn turn(&mut self, now: Now) -> Result<(), NodeError> {
+        if now.mono_ms >= self.next_tick_ms {
+            self.raw.tick();
+            self.next_tick_ms += self.config.tick_ms;
+            if self.next_tick_ms < now.mono_ms {
+                self.next_tick_ms = now.mono_ms + self.config.tick_ms;
+            }
+            self.on_tick(now);
+        }
+        self.flush_proposals(now);
+        let result = self.on_ready(now);
+        if result.is_ok() {
+            self.maybe_checkpoint();
+        }
+        self.pin_election_timeout();
+        result
+    }
+
+    /// Fails everything waiting (proposals, membership changes) with `err`.
+    pub fn fail_everything(&mut self, err: NodeError) {
+        for (_, reply) in self.proposals.drain(..) {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            for (_, reply) in pending.waiters {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.change_waiters) {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
+
+    /// Stops: everything waiting fails with `Stopped`, and buffered state
+    /// writes are flushed.
+    pub fn close(&mut self) {
+        self.fail_everything(NodeError::Stopped);
+        let _ = self.state.flush();
+    }
+
+    /// With [`NodeConfig::election_seed`], replaces the election timeout
+    /// raft-rs drew from its thread-local RNG by one drawn from the seed.
+    ///
+    /// raft-rs redraws the timeout only when it resets for a new term or
+    /// role (`Raft::reset`), always together with `election_elapsed = 0`,
+    /// and reads it only on a tick. So deriving the timeout from (seed,
+    /// term, role) and setting it after every call that can reset, before
+    /// the next tick, makes every timeout raft-rs acts on a function of the
+    /// seed, whatever its RNG drew.
+    fn pin_election_timeout(&mut self) {
+        let Some(seed) = self.config.election_seed else {
+            return;
+        };
+        let min = self.config.election_ticks;
+        let raft = &mut self.raw.raft;
+        let role = match raft.state {
+            StateRole::Follower => 1,
+            StateRole::Candidate => 2,
+            StateRole::Leader => 3,
+            StateRole::PreCandidate => 4,
+        };
+        let draw = mix(seed ^ mix(raft.term.wrapping_mul(8).wrapping_add(role)));
+        // raft-rs's default range: [election_tick, 2 * election_tick).
+        let timeout = min + (draw % min.max(1) as u64) as usize;
+        if raft.randomized_election_timeout() != timeout {
+            raft.set_randomized_election_timeout(timeout);
+        }
+    }
+
+    fn not_leader(&self) -> NodeError {
+        let leader = self.raw.raft.leader_id;
+        NodeError::NotLeader {
+            leader: (leader != 0).then(|| {
+                (
+                    leader,
+                    self.members.get(&leader).cloned().unwrap_or_default(),
+                )
+            }),
+        }
+    }
+
+    /// Leader duties on each tick: the state machine's clock, and promoting
+    /// learners that caught up.
+    fn on_tick(&mut self, now: Now) {
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        if now.mono_ms.saturating_sub(self.last_state_tick_ms) >= self.config.state_tick_ms {
+            self.last_state_tick_ms = now.mono_ms;
+            let (tx, _rx) = oneshot::channel();
+            self.proposals.push_back((vec![Command::Tick], tx));
+        }
+        // Promote a learner once it is within a few entries of the leader,
+        // one change at a time.
+        if self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let learners: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .copied()
+            .collect();
+        for learner in learners {
+            let caught_up = self
+                .raw
+                .raft
+                .prs()
+                .get(learner)
+                .is_some_and(|p| p.matched + 16 >= last);
+            if caught_up {
+                let cc = conf_change(ConfChangeType::AddNode, learner);
+                if self.raw.propose_conf_change(Vec::new(), cc).is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Packs queued proposals into as few entries as possible.
+    fn flush_proposals(&mut self, now: Now) {
+        while !self.proposals.is_empty() {
+            if self.raw.raft.state != StateRole::Leader {
+                let err = self.not_leader();
+                for (_, reply) in self.proposals.drain(..) {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                return;
+            }
+            let mut commands = Vec::new();
+            let mut waiters = Vec::new();
+            while let Some((cmds, _)) = self.proposals.front() {
+                if !commands.is_empty() && commands.len() + cmds.len() > ENTRY_COMMANDS_MAX {
+                    break;
+                }
+                let (cmds, reply) = self.proposals.pop_front().expect("checked");
+                let start = commands.len();
+                commands.extend(cmds);
+                waiters.push((start..commands.len(), reply));
+            }
+            let entry = LogEntry {
+                now_ms: now.wall_ms,
+                commands,
+            };
+            let mut data = vec![ENTRY_FORMAT];
+            data.extend(postcard::to_stdvec(&entry).unwrap_or_default());
+            match self.raw.propose(Vec::new(), data) {
+                Ok(()) => {
+                    let index = self.raw.raft.raft_log.last_index();
+                    self.pending.insert(
+                        index,
+                        Pending {
+                            term: self.raw.raft.term,
+                            waiters,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let err = match e {
+                        raft::Error::ProposalDropped => self.not_leader(),
+                        other => NodeError::Invalid(other.to_string()),
+                    };
+                    for (_, reply) in waiters {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One turn of the Ready loop, in the order raft-rs documents.
+    fn on_ready(&mut self, now: Now) -> Result<(), NodeError> {
+        if !self.raw.has_ready() {
+            self.after_ready(now);
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+
+        // 1. Messages a leader may send before persisting (appends to
+        //    followers run in parallel with its own fsync).
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        // 2. A snapshot from the leader replaces the state before any entry
+        //    after it can apply.
+        if *ready.snapshot() != Snapshot::default() {
+            let snapshot = ready.snapshot().clone();
+            self.install_snapshot(&snapshot)?;
+        }
+        // 3. Entries and hard state, one write, fsynced when Raft requires:
+        //    votes and appends must be durable before anyone is told.
+        let must_sync = ready.must_sync();
+        // Planted bug: tell the others before the write, and never fsync.
+        #[cfg(feature = "planted-bugs")]
+        let must_sync = if self.config.planted.ack_before_fsync {
+            if !ready.persisted_messages().is_empty() {
+                self.transport.send(ready.take_persisted_messages());
+            }
+            false
+        } else {
+            must_sync
+        };
+        self.raw
+            .mut_store()
+            .persist(ready.entries(), ready.hs(), must_sync)?;
+        // 4. Messages that may only leave after the persist (votes, append
+        //    responses).
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        // 5. Apply what is committed; reads wait for the index they need.
+        let reads = ready.take_read_states();
+        self.collect_reads(reads);
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed)?;
+
+        // 6. Advance, then handle what the light ready adds.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.raw.advance_apply();
+        self.after_ready(now);
+        Ok(())
+    }
+
+    /// Bookkeeping after each turn: leadership changes, due reads, read
+    /// timeouts.
+    fn after_ready(&mut self, now: Now) {
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        if self.was_leader && !is_leader {
+            // Entries proposed in our term may still commit under the new
+            // leader, or may not: the caller cannot know, so say so.
+            for (_, pending) in std::mem::take(&mut self.pending) {
+                for (_, reply) in pending.waiters {
+                    let _ = reply.send(Err(NodeError::Indeterminate));
+                }
+            }
+            for (_, (_, reply)) in std::mem::take(&mut self.change_waiters) {
+                let _ = reply.send(Err(NodeError::Indeterminate));
+            }
+        }
+        if !self.was_leader && is_leader {
+            self.last_state_tick_ms = now.mono_ms;
+        }
+        self.was_leader = is_leader;
+        let applied = self.applied;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ready_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.ready_reads = waiting;
+        for (_, f) in due {
+            f(&self.sm);
+        }
+        // Reads that never got a read state (no leader) are dropped after a
+        // while; their callers time out on their own.
+        self.reads
+            .retain(|_, (at, _)| now.mono_ms.saturating_sub(*at) < READ_STATE_WAIT_MS);
+    }
+
+    fn collect_reads(&mut self, states: Vec<raft::ReadState>) {
+        for state in states {
+            let Ok(bytes) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some((_, f)) = self.reads.remove(&u64::from_be_bytes(bytes)) {
+                self.ready_reads.push((state.index, f));
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut results: Vec<(u64, u64, Vec<Applied>)> = Vec::new();
+        let mut last_index = self.applied;
+        for entry in entries {
+            last_index = entry.index;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if entry.data.is_empty() {
+                        // A new leader's empty entry.
+                        if let Some(applies) = &mut self.applies {
+                            applies.push(ApplyRecord::Empty {
+                                index: entry.index,
+                                term: entry.term,
+                            });
+                        }
+                        results.push((entry.index, entry.term, Vec::new()));
+                        continue;
+                    }
+                    // A committed entry this build cannot read must stop the
+                    // node: skipping it would make this replica's state differ
+                    // from the others' (a mixed-version cluster mid-upgrade).
+                    let Some(log_entry) = decode_entry(&entry.data) else {
+                        return Err(NodeError::Storage(format!(
+                            "committed log entry {} is not in entry format {ENTRY_FORMAT} (its first byte is {}); this coordinator is older than the one that wrote it, so upgrade it",
+                            entry.index,
+                            entry.data.first().copied().unwrap_or(0)
+                        )));
+                    };
+                    let outcomes = self.sm.apply(&log_entry);
+                    if let Some(applies) = &mut self.applies {
+                        applies.push(ApplyRecord::Entry {
+                            index: entry.index,
+                            term: entry.term,
+                            entry: log_entry,
+                            outcomes: outcomes.clone(),
+                        });
+                    }
+                    results.push((entry.index, entry.term, outcomes));
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry)?;
+                    if let Some(applies) = &mut self.applies {
+                        applies.push(ApplyRecord::Empty {
+                            index: entry.index,
+                            term: entry.term,
+                        });
+                    }
+                }
+            }
+            self.entries_since_checkpoint += 1;
+        }
+        // One transaction for the whole batch, with the applied index.
+        let changes = self.sm.take_changes();
+        self.state.persist(&self.sm, &changes, last_index)?;
+        self.applied = last_index;
+        for (index, term, outcomes) in results {
+            let Some(pending) = self.pending.remove(&index) else {
+                continue;
+            };
+            if pending.term != term {
+                for (_, reply) in pending.waiters {
+                    let _ = reply.send(Err(NodeError::Indeterminate));
+                }
+                continue;
+            }
+            for (range, reply) in pending.waiters {
+                let slice = outcomes
+                    .get(range)
+                    .map(<[Applied]>::to_vec)
+                    .unwrap_or_default();
+                let _ = reply.send(Ok(slice));
+            }
+        }
+        // Anything pending at or below the applied index was overwritten.
+        let stale: Vec<u64> = self
+            .pending
+            .range(..=self.applied)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in stale {
+            if let Some(pending) = self.pending.remove(&index) {
+                for (_, reply) in pending.waiters {
+                    let _ = reply.send(Err(NodeError::Indeterminate));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), NodeError> {
+        let mut cc = ConfChangeV2::default();
+        if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            cc.merge_from_bytes(&entry.data)
+                .map_err(|e| NodeError::Storage(e.to_string()))?;
+        } else {
+            // Drover proposes only V2 changes; a legacy one is converted.
+            let mut v1 = raft::prelude::ConfChange::default();
+            v1.merge_from_bytes(&entry.data)
+                .map_err(|e| NodeError::Storage(e.to_string()))?;
+            cc = conf_change(v1.get_change_type(), v1.node_id);
+        }
+        let result = self.raw.apply_conf_change(&cc);
+        let reply = self.change_waiters.remove(&entry.index);
+        match result {
+            Ok(cs) => {
+                self.raw.mut_store().set_conf_state(cs)?;
+                let context: Option<ChangeContext> = postcard::from_bytes(&entry.context).ok();
+                for change in cc.get_changes() {
+                    match change.get_change_type() {
+                        ConfChangeType::RemoveNode => {
+                            self.members.remove(&change.node_id);
+                            self.transport.set_peer(change.node_id, None);
+                            if change.node_id == self.id {
+                                tracing::info!(node = self.id, "removed from the cluster");
+                            }
+                        }
+                        _ => {
+                            if let Some(address) = context.as_ref().and_then(|c| c.address.clone())
+                            {
+                                self.members.insert(change.node_id, address.clone());
+                                if change.node_id != self.id {
+                                    self.transport.set_peer(change.node_id, Some(address));
+                                }
+                            }
+                        }
+                    }
+                }
+                self.state.save_members(&self.members)?;
+                self.share_members();
+                if let Some((term, reply)) = reply {
+                    let _ = reply.send(if term == entry.term {
+                        Ok(())
+                    } else {
+                        Err(NodeError::Indeterminate)
+                    });
+                }
+            }
+            Err(e) => {
+                if let Some((_, reply)) = reply {
+                    let _ = reply.send(Err(NodeError::Invalid(e.to_string())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn share_members(&self) {
+        if let Ok(mut shared) = self.members_shared.write() {
+            *shared = self.members.clone();
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
+        let payload: SnapshotPayload = postcard::from_bytes(snapshot.get_data())
+            .map_err(|e| NodeError::Storage(format!("snapshot: {e}")))?;
+        let sm =
+            StateMachine::restore(&payload.state).map_err(|e| NodeError::Storage(e.to_string()))?;
+        let index = snapshot.get_metadata().index;
+        self.state.write_checkpoint(
+            &snapshot
+                .write_to_bytes()
+                .map_err(|e| NodeError::Storage(e.to_string()))?,
+        )?;
+        self.state.replace(&sm, index)?;
+        self.raw.mut_store().install_snapshot(snapshot)?;
+        #[cfg(feature = "planted-bugs")]
+        let sm = {
+            let mut sm = sm;
+            sm.plant(self.config.planted);
+            sm
+        };
+        self.sm = sm;
+        self.applied = index;
+        if let Some(applies) = &mut self.applies {
+            applies.push(ApplyRecord::Snapshot { index });
+        }
+        self.members = payload.members;
+        for (id, address) in &self.members {
+            if *id != self.id {
+                self.transport.set_peer(*id, Some(address.clone()));
+            }
+        }
+        self.state.save_members(&self.members)?;
+        self.share_members();
+        self.entries_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Takes a checkpoint when enough entries were applied, or when raft-rs
+    /// needs a snapshot for a lagging follower: the state is written with a
+    /// real fsync first, and only then is the log compacted.
+    fn maybe_checkpoint(&mut self) {
+        let wanted = self.raw.store().snapshot_wanted();
+        if self.entries_since_checkpoint < self.config.checkpoint_entries && wanted.is_none() {
+            return;
+        }
+        if self.applied == 0 {
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(node = self.id, error = %e, "checkpoint failed; the log is not compacted");
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), NodeError> {
+        let index = self.applied;
+        let term = self
+            .raw
+            .store()
+            .term(index)
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let payload = SnapshotPayload {
+            members: self.members.clone(),
+            state: self.sm.snapshot(),
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(postcard::to_stdvec(&payload).unwrap_or_default().into());
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.raw.store().conf_state().clone());
+        let bytes = snapshot
+            .write_to_bytes()
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        self.state.write_checkpoint(&bytes)?;
+        self.raw.mut_store().compact_to_snapshot(snapshot)?;
+        self.entries_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// The node's Raft status.
+    pub fn status(&self) -> NodeStatus {
+        let raft = &self.raw.raft;
+        let conf = raft.prs().conf();
+        let mut members: Vec<MemberStatus> = self
+            .members
+            .iter()
+            .map(|(id, address)| MemberStatus {
+                id: *id,
+                address: address.clone(),
+                voter: conf.voters().contains(*id),
+                match_index: raft.prs().get(*id).map_or(0, |p| p.matched),
+            })
+            .collect();
+        for id in conf
+            .voters()
+            .ids()
+            .iter()
+            .chain(conf.learners().iter().copied())
+        {
+            if !self.members.contains_key(&id) {
+                members.push(MemberStatus {
+                    id,
+                    address: String::new(),
+                    voter: conf.voters().contains(id),
+                    match_index: raft.prs().get(id).map_or(0, |p| p.matched),
+                });
+            }
+        }
+        members.sort_by_key(|m| m.id);
+        members.retain(|m| conf.voters().contains(m.id) || conf.learners().contains(&m.id));
+        NodeStatus {
+            id: self.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.applied,
+            is_leader: raft.state == StateRole::Leader,
+            members,
+            snapshot_index: self.raw.store().snapshot_meta().index,
+            last_fsync_us: self.raw.store().last_sync_us(),
+        }
+    }
+}
+
+fn decode_entry(data: &[u8]) -> Option<LogEntry> {
+    let (version, body) = data.split_first()?;
+    if *version != ENTRY_FORMAT {
+        return None;
+    }
+    postcard::from_bytes(body).ok()
+}
+
+/// SplitMix64's finaliser: spreads a seed over all 64 bits.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
