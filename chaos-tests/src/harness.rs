@@ -18,6 +18,7 @@ use drover_proto::v1::{
     AddNodeRequest, ClusterStatusRequest, RemoveNodeRequest, Settings, TransferLeaderRequest,
     UpdateSettingsRequest,
 };
+use drover_worker::executors::probe::{ProbeRecord, log_path};
 use tonic::transport::Channel;
 
 use crate::proxy::{LinkFaults, Proxy};
@@ -273,6 +274,30 @@ impl Cluster {
     /// Worker slots.
     pub fn worker_count(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Worker slots whose running process has a probe attempt started and
+    /// not yet ended, by its probe log: the workers a pause or a cut hurts.
+    pub fn busy_workers(&self) -> Vec<usize> {
+        let probes = self.spec.run_dir.join("probes");
+        (0..self.workers.len())
+            .filter(|w| {
+                let worker = &self.workers[*w];
+                if worker.process.is_none() {
+                    return false;
+                }
+                let id = format!("w{w}-{}", worker.generation);
+                let text = std::fs::read_to_string(log_path(&probes, &id)).unwrap_or_default();
+                let mut open = 0i64;
+                for record in text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<ProbeRecord>(l).ok())
+                {
+                    open += if record.event == "start" { 1 } else { -1 };
+                }
+                open > 0
+            })
+            .collect()
     }
 
     /// A node's gRPC address.

@@ -92,7 +92,13 @@ async fn inject(cluster: &mut Cluster, fault: &str, rng: &mut Rng, history: &His
         )
         .copied();
     let any_node = rng.pick(&members).copied().unwrap_or(1);
-    let worker = rng.below(cluster.worker_count() as u64) as usize;
+    // A worker in the middle of an attempt, when there is one: pausing or
+    // cutting off an idle worker tests nothing about fencing.
+    let busy = cluster.busy_workers();
+    let worker = match rng.pick(&busy) {
+        Some(w) => *w,
+        None => rng.below(cluster.worker_count() as u64) as usize,
+    };
     let hold = Duration::from_millis(rng.between(2_000, 6_000));
     history.record(Op::new("nemesis", OpType::Invoke, fault));
     match fault {

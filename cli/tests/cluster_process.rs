@@ -130,7 +130,11 @@ fn a_cluster_of_processes_survives_leader_loss_and_changes_members() {
         let out = cli(&all, &["cluster", "transfer-leader", &first.to_string()]);
         out.status.success().then_some(())
     });
-    assert_eq!(status(&all).unwrap()["leader"].as_u64(), Some(first));
+    // The node that answers the status may not have heard from the new
+    // leader yet (between its vote and the first append it knows none).
+    wait_for(Duration::from_secs(20), || {
+        status(&all).and_then(|s| (s["leader"].as_u64() == Some(first)).then_some(()))
+    });
 
     // A fourth coordinator joins, becomes a voter, then is removed.
     let mut joined_peers = peers.clone();

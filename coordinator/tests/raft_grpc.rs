@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use drover_coordinator::raft::backend::BOOTSTRAP_INDEX;
 use drover_coordinator::raft::node::{NodeError, NodeHandle};
 use drover_coordinator::server::{self, ServerConfig, Started};
 use drover_coordinator::state::{Applied, Command, JobId, Outcome, SubmitJob, Submitted};
@@ -262,7 +263,7 @@ async fn three_coordinators_replicate_and_fail_over() {
         "no acknowledged submission lost"
     );
     assert!(
-        rejoined.status().snapshot_index > 0,
+        rejoined.status().snapshot_index > BOOTSTRAP_INDEX,
         "caught up by snapshot"
     );
     cluster.shutdown().await;

@@ -46,6 +46,18 @@ pub trait LogBackend: Storage {
         sync: bool,
     ) -> Result<(), LogStoreError>;
 
+    /// Initialises a blank log for a bootstrapping node, synced: the
+    /// bootstrap voters go into a snapshot at [`BOOTSTRAP_INDEX`] (the empty
+    /// state), and the log starts after it.
+    ///
+    /// Why a snapshot rather than just a stored conf state: the voters must
+    /// reach a node that joins later. A joiner asks the leader for entries
+    /// from index 1; with index 1 compacted away from the start, the leader
+    /// must send a snapshot, which carries its current configuration. A
+    /// joiner that replayed the log from index 1 would never learn the
+    /// bootstrap voters, because no entry names them.
+    fn bootstrap(&mut self, conf_state: ConfState) -> Result<(), LogStoreError>;
+
     /// Records a new conf state (after a conf change applied), synced.
     fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError>;
 
@@ -74,6 +86,48 @@ pub trait LogBackend: Storage {
     fn last_sync_us(&self) -> u64 {
         0
     }
+}
+
+/// The index of the snapshot every bootstrapped log starts from: it holds
+/// the bootstrap voters and the empty state.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+
+/// The term of the bootstrap snapshot; the first election is for term 2.
+pub const BOOTSTRAP_TERM: u64 = 1;
+
+/// The metadata and hard state a bootstrapped log starts with.
+pub fn bootstrap_state(conf_state: ConfState) -> (SnapshotMetadata, HardState) {
+    let mut meta = SnapshotMetadata::default();
+    meta.set_conf_state(conf_state);
+    meta.index = BOOTSTRAP_INDEX;
+    meta.term = BOOTSTRAP_TERM;
+    let hard_state = HardState {
+        term: BOOTSTRAP_TERM,
+        commit: BOOTSTRAP_INDEX,
+        ..HardState::default()
+    };
+    (meta, hard_state)
+}
+
+/// Whether a cached snapshot can be sent to node `to` when raft-rs asks
+/// for one at `request_index` or later.
+///
+/// A follower refuses a snapshot whose configuration does not name it, so
+/// one cached before `to` was added is useless to it, and serving it would
+/// loop forever (send, refuse, send). Not serving it makes the driver take
+/// a fresh checkpoint, whose configuration includes `to`.
+pub fn snapshot_serves(snapshot: &Snapshot, request_index: u64, to: u64) -> bool {
+    let meta = snapshot.get_metadata();
+    let cs = meta.get_conf_state();
+    meta.index >= request_index
+        && [
+            &cs.voters,
+            &cs.learners,
+            &cs.voters_outgoing,
+            &cs.learners_next,
+        ]
+        .iter()
+        .any(|ids| ids.contains(&to))
 }
 
 /// Everything else the driver keeps: the state machine's store (with the

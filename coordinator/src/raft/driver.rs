@@ -31,7 +31,7 @@ use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::backend::{LogBackend, StateBackend};
+use super::backend::{BOOTSTRAP_INDEX, LogBackend, StateBackend};
 use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Transport};
 use crate::state::{Applied, Command, LogEntry, StateMachine};
 
@@ -219,7 +219,22 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                     applied = index;
                     state.replace(&sm, applied)?;
                 }
-                log.cache_snapshot(snapshot);
+                // A snapshot from the leader is written here before the log
+                // adopts it. A crash between the two leaves a log that ends
+                // before it, or holds another term's entry at its index:
+                // finish the install (the snapshot is committed data).
+                let meta = snapshot.get_metadata();
+                let log_has_it = log.term(meta.index).is_ok_and(|term| term == meta.term);
+                if meta.index > log.snapshot_meta().index && !log_has_it {
+                    tracing::warn!(
+                        node = config.id,
+                        index = meta.index,
+                        "finishing a snapshot install a crash interrupted"
+                    );
+                    log.install_snapshot(&snapshot)?;
+                } else {
+                    log.cache_snapshot(snapshot);
+                }
             }
         }
         if let Some(stored) = state.load_members() {
@@ -231,13 +246,18 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                     voters: config.peers.keys().copied().collect(),
                     ..ConfState::default()
                 };
-                log.set_conf_state(cs)?;
+                log.bootstrap(cs)?;
             }
             // Where to reach the others until the log says otherwise.
             for (id, address) in &config.peers {
                 members.entry(*id).or_insert_with(|| address.clone());
             }
             state.save_members(&members)?;
+        }
+        // The bootstrap snapshot is the empty state: nothing to load for it,
+        // whether or not anything was applied since.
+        if applied == 0 && log.snapshot_meta().index == BOOTSTRAP_INDEX {
+            applied = BOOTSTRAP_INDEX;
         }
         // The state cannot be ahead of the log it was applied from: raft-rs
         // would panic on it. It happens when log writes acknowledged as
@@ -403,6 +423,13 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     ) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        // raft-rs would turn a second change into an empty entry while the
+        // first is uncommitted or unapplied, and its caller would wait for
+        // an outcome that never comes: refuse it now.
+        if self.raw.raft.has_pending_conf() {
+            let _ = reply.send(Err(NodeError::ChangeInProgress));
             return;
         }
         let context = postcard::to_stdvec(&ChangeContext {
@@ -816,6 +843,20 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                 }
             }
         }
+        // A change whose index applied without applying the change was
+        // either overwritten by another leader's entry or refused by Raft
+        // (turned into an empty entry): either way it did not happen, and
+        // it never will at another index.
+        let stale: Vec<u64> = self
+            .change_waiters
+            .range(..=self.applied)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in stale {
+            if let Some((_, reply)) = self.change_waiters.remove(&index) {
+                let _ = reply.send(Err(NodeError::ChangeRefused));
+            }
+        }
         Ok(())
     }
 
@@ -1019,4 +1060,122 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::mem_log::MemLog;
+    use crate::raft::mem_state::MemState;
+    use raft::Storage;
+
+    struct NoNetwork;
+
+    impl Transport for NoNetwork {
+        fn send(&self, _messages: Vec<Message>) {}
+        fn set_peer(&self, _id: u64, _address: Option<String>) {}
+    }
+
+    fn config() -> NodeConfig {
+        let mut config = NodeConfig::new(2, "/nonexistent/drover-test");
+        config.peers = (1..=3).map(|id| (id, format!("mem:{id}"))).collect();
+        config
+    }
+
+    fn voters() -> ConfState {
+        ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        }
+    }
+
+    fn bootstrapped() -> MemLog {
+        let mut log = MemLog::new();
+        log.bootstrap(voters()).unwrap();
+        log
+    }
+
+    fn entries(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        indexes
+            .map(|index| Entry {
+                index,
+                term,
+                ..Entry::default()
+            })
+            .collect()
+    }
+
+    /// A snapshot from a leader at `index`/`term`, as `install_snapshot`
+    /// writes it to the checkpoint before the log adopts it.
+    fn checkpoint_from_leader(state: &mut MemState, index: u64, term: u64) {
+        let payload = SnapshotPayload {
+            members: config().peers,
+            state: StateMachine::new(config().state_config).snapshot(),
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(postcard::to_stdvec(&payload).unwrap().into());
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = term;
+        snapshot.mut_metadata().set_conf_state(voters());
+        state
+            .write_checkpoint(&snapshot.write_to_bytes().unwrap())
+            .unwrap();
+    }
+
+    fn open(log: MemLog, state: MemState) -> Result<DriverCore<MemLog, MemState>, NodeError> {
+        let now = Now {
+            mono_ms: 0,
+            wall_ms: 0,
+        };
+        DriverCore::open(config(), log, state, Box::new(NoNetwork), now)
+    }
+
+    #[test]
+    fn a_crash_after_a_received_snapshot_was_saved_finishes_its_install_on_restart() {
+        // The log ends at 6; the leader's snapshot at 8 was saved, then the
+        // node crashed before the log adopted it.
+        let mut log = bootstrapped();
+        log.persist(&entries(2..=6, 2), None, true).unwrap();
+        let mut state = MemState::new();
+        checkpoint_from_leader(&mut state, 8, 3);
+        let core = open(log, state).expect("the node starts");
+        let status = core.status();
+        assert_eq!(status.applied_index, 8);
+        assert_eq!(status.snapshot_index, 8);
+        assert_eq!(core.raw.store().first_index().unwrap(), 9);
+    }
+
+    #[test]
+    fn a_received_snapshot_replaces_a_log_tail_from_another_term_on_restart() {
+        // The log holds term-2 entries past 6 that the leader's term-3
+        // snapshot at 6 overrides.
+        let mut log = bootstrapped();
+        log.persist(&entries(2..=9, 2), None, true).unwrap();
+        let mut state = MemState::new();
+        checkpoint_from_leader(&mut state, 6, 3);
+        let core = open(log, state).expect("the node starts");
+        assert_eq!(core.status().snapshot_index, 6);
+        assert_eq!(core.raw.store().last_index().unwrap(), 6);
+        assert_eq!(core.raw.store().term(6).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_local_checkpoint_the_log_agrees_with_is_only_cached() {
+        let mut log = bootstrapped();
+        log.persist(&entries(2..=9, 3), None, true).unwrap();
+        let mut state = MemState::new();
+        checkpoint_from_leader(&mut state, 6, 3);
+        let core = open(log, state).expect("the node starts");
+        assert_eq!(core.status().applied_index, 6);
+        assert_eq!(core.raw.store().last_index().unwrap(), 9);
+        assert_eq!(
+            core.raw
+                .store()
+                .snapshot(0, 1)
+                .unwrap()
+                .get_metadata()
+                .index,
+            6
+        );
+    }
 }

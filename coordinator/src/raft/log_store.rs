@@ -20,7 +20,7 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
 
-use super::backend::LogBackend;
+use super::backend::{LogBackend, bootstrap_state, snapshot_serves};
 
 /// raft-engine can hold many Raft groups; Drover has one.
 const REGION: u64 = 1;
@@ -204,6 +204,19 @@ impl LogBackend for LogStore {
         Ok(())
     }
 
+    fn bootstrap(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
+        let (meta, hs) = bootstrap_state(conf_state.clone());
+        let mut batch = LogBatch::default();
+        put(&mut batch, HARD_STATE_KEY, &hs)?;
+        put(&mut batch, CONF_STATE_KEY, &conf_state)?;
+        put(&mut batch, SNAPSHOT_META_KEY, &meta)?;
+        self.engine.write(&mut batch, true)?;
+        self.hard_state = hs;
+        self.conf_state = conf_state;
+        self.snapshot_meta = meta;
+        Ok(())
+    }
+
     /// Records a new conf state (after a conf change applied), synced.
     fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
         let mut batch = LogBatch::default();
@@ -337,9 +350,9 @@ impl Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match &self.snapshot {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            Some(s) if snapshot_serves(s, request_index, to) => Ok(s.clone()),
             _ => {
                 self.wanted_index
                     .store(request_index.max(1), Ordering::Relaxed);
@@ -348,5 +361,69 @@ impl Storage for LogStore {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::backend::{BOOTSTRAP_INDEX, BOOTSTRAP_TERM};
+
+    fn voters(ids: &[u64]) -> ConfState {
+        ConfState {
+            voters: ids.to_vec(),
+            ..ConfState::default()
+        }
+    }
+
+    #[test]
+    fn a_bootstrapped_log_starts_after_a_snapshot_that_names_the_voters_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = LogStore::open(dir.path()).unwrap();
+            assert!(log.is_blank());
+            log.bootstrap(voters(&[1, 2, 3])).unwrap();
+        }
+        let log = LogStore::open(dir.path()).unwrap();
+        assert!(!log.is_blank());
+        assert_eq!(log.first_index().unwrap(), BOOTSTRAP_INDEX + 1);
+        assert_eq!(log.last_index().unwrap(), BOOTSTRAP_INDEX);
+        assert_eq!(log.term(BOOTSTRAP_INDEX).unwrap(), BOOTSTRAP_TERM);
+        // A joiner asking from index 1 is told it was compacted, so the
+        // leader sends a snapshot instead of replaying a log that never
+        // names the bootstrap voters.
+        assert!(matches!(
+            log.entries(1, 2, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        let state = log.initial_state().unwrap();
+        assert_eq!(state.conf_state.voters, [1, 2, 3]);
+        assert_eq!(state.hard_state.commit, BOOTSTRAP_INDEX);
+        assert_eq!(log.snapshot_meta().get_conf_state().voters, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_cached_snapshot_is_not_served_to_a_node_it_does_not_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.bootstrap(voters(&[1, 2, 3])).unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = BOOTSTRAP_INDEX;
+        snapshot.mut_metadata().term = BOOTSTRAP_TERM;
+        snapshot.mut_metadata().set_conf_state(voters(&[1, 2, 3]));
+        log.cache_snapshot(snapshot);
+        assert!(log.snapshot(0, 2).is_ok());
+        assert_eq!(log.snapshot_wanted(), None);
+        // Node 4 was added after the snapshot was cached: it would refuse
+        // it. The store asks for a fresh one instead.
+        assert!(matches!(
+            log.snapshot(0, 4),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(log.snapshot_wanted().is_some());
+        // And one older than asked for is not served to anyone.
+        assert!(log.snapshot(BOOTSTRAP_INDEX + 1, 2).is_err());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use super::backend::LogBackend;
+use super::backend::{LogBackend, bootstrap_state, snapshot_serves};
 use super::log_store::LogStoreError;
 
 /// What the log holds at one moment: what a read sees, or what is on
@@ -201,6 +201,19 @@ impl LogBackend for MemLog {
         Ok(())
     }
 
+    fn bootstrap(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
+        let (meta, hs) = bootstrap_state(conf_state.clone());
+        self.write(
+            vec![
+                Op::HardState(hs),
+                Op::ConfState(conf_state),
+                Op::SnapshotMeta(meta),
+            ],
+            true,
+        );
+        Ok(())
+    }
+
     fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), LogStoreError> {
         self.write(vec![Op::ConfState(conf_state)], true);
         Ok(())
@@ -313,9 +326,9 @@ impl Storage for MemLog {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match &self.snapshot {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            Some(s) if snapshot_serves(s, request_index, to) => Ok(s.clone()),
             _ => {
                 self.wanted_index
                     .store(request_index.max(1), Ordering::Relaxed);

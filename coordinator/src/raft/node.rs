@@ -120,6 +120,19 @@ pub enum NodeError {
     /// A read or change did not complete in time (no leader, partition).
     #[error("timed out waiting for the cluster")]
     Timeout,
+    /// A membership change was asked for while another is still being
+    /// committed or applied; Raft runs one at a time. Retry once it has.
+    #[error(
+        "another membership change is still in progress (a learner being added or promoted, or a removal); retry once it has applied"
+    )]
+    ChangeInProgress,
+    /// A proposed membership change did not take effect: its log slot was
+    /// taken by another leader's entry, or Raft refused it. It is safe to
+    /// retry.
+    #[error(
+        "the membership change did not take effect (leadership changed or Raft refused it); retry"
+    )]
+    ChangeRefused,
     /// The request is invalid (bad membership change, too large).
     #[error("{0}")]
     Invalid(String),

@@ -39,6 +39,8 @@ fn status_of(e: NodeError) -> Status {
         NodeError::NotLeader { .. } | NodeError::Indeterminate | NodeError::Timeout => {
             Status::unavailable(e.to_string())
         }
+        // gRPC's code for a concurrency conflict the caller may retry.
+        NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(e.to_string()),
         NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
         NodeError::Stopped | NodeError::Storage(_) => Status::unavailable(e.to_string()),
     }

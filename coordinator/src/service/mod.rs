@@ -44,6 +44,8 @@ pub fn node_status(err: NodeError) -> Status {
             Status::unavailable(err.to_string())
         }
         NodeError::Overloaded => Status::resource_exhausted(err.to_string()),
+        // gRPC's code for a concurrency conflict the caller may retry.
+        NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(err.to_string()),
         NodeError::Invalid(_) => Status::invalid_argument(err.to_string()),
         NodeError::Storage(_) => Status::internal(err.to_string()),
     }
