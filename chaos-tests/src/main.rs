@@ -1,6 +1,8 @@
-//! `drover-chaos`: a long chaos campaign against real `drover` processes.
+//! `drover-chaos`: a long chaos campaign against real `drover` processes,
+//! or a sweep of the deterministic simulation over many seeds.
 //!
 //! `cargo run -p drover-chaos --release -- --seed 7 --duration 10m --nodes 5`
+//! `cargo run -p drover-chaos --release -- --sim --seed 1 --seeds 1000`
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use drover_chaos::campaign::{self, CampaignConfig};
 use drover_chaos::harness;
+use drover_chaos::sim::{SimConfig, Sweep};
 
 /// Runs coordinators and workers under faults, then checks the history.
 #[derive(Debug, Parser)]
@@ -42,6 +45,18 @@ struct Args {
     /// Where the run's files go [default: ./drover-data/chaos/seed-S].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run the deterministic simulation instead of real processes: the
+    /// state machine and Raft core in virtual time, `--seeds` seeds from
+    /// `--seed` (1 by default).
+    #[arg(long)]
+    sim: bool,
+    /// With `--sim`: how many seeds.
+    #[arg(long, default_value_t = 100, requires = "sim")]
+    seeds: u64,
+    /// With `--sim`: the profile, `default` or `membership` (nodes removed
+    /// and added).
+    #[arg(long, default_value = "default", requires = "sim")]
+    profile: String,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -52,6 +67,9 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.sim {
+        return sim(&args);
+    }
     if !matches!(args.nodes, 3 | 5) {
         bail!("--nodes must be 3 or 5");
     }
@@ -88,6 +106,42 @@ async fn main() -> Result<()> {
         bail!(
             "{} violations; replay with --seed {seed}",
             summary.report.violations.len()
+        );
+    }
+    Ok(())
+}
+
+/// `--sim`: a sweep of the simulation, one line per seed, then the totals.
+fn sim(args: &Args) -> Result<()> {
+    let mut config = SimConfig::profile(&args.profile).with_context(|| {
+        format!(
+            "no simulation profile `{}`: use default or membership",
+            args.profile
+        )
+    })?;
+    config.planted = args
+        .planted_bugs
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--planted-bugs: {e}"))?;
+    let first = args.seed.unwrap_or(1);
+    println!(
+        "drover-chaos --sim: seeds {first}..{}, profile {}",
+        first.saturating_add(args.seeds),
+        args.profile
+    );
+    let sweep = Sweep::run(first, args.seeds, &config, |summary| {
+        let verdict = if summary.passed() { "ok" } else { "VIOLATION" };
+        println!(
+            "seed {:>6}  {verdict:<9} {} nodes, {} ops, {} entries",
+            summary.seed, summary.nodes, summary.ops_invoked, summary.committed_entries
+        );
+    });
+    print!("\n{sweep}");
+    if !sweep.passed() {
+        bail!(
+            "{} of {} seeds broke an invariant",
+            sweep.failed.len(),
+            sweep.seeds
         );
     }
     Ok(())

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use drover_coordinator::planted::PlantedBugs;
+use drover_coordinator::raft::backend::BOOTSTRAP_INDEX;
 use drover_coordinator::state::{
     Applied, Command, Config, HeartbeatStatus, JobId, LogEntry, Outcome, StateMachine, Submitted,
     TaskKey,
@@ -84,7 +85,8 @@ impl Replay {
             planted,
             now_ms: 0,
             tasks: BTreeMap::new(),
-            next_index: 1,
+            // The bootstrap snapshot is the empty state; entries follow it.
+            next_index: BOOTSTRAP_INDEX + 1,
             gap_at: None,
             key_jobs: BTreeMap::new(),
         }
@@ -114,6 +116,16 @@ impl Replay {
         if ledger.last_index() >= self.next_index {
             self.gap_at = Some(self.next_index);
             self.shadow = None;
+            // Every committed entry is applied by the leader that commits
+            // it or by a later one, so no replica may skip it all the way
+            // through; and past a gap the log's checks would go silent.
+            findings.check("replicas-agree", at_ms, false, || {
+                format!(
+                    "no replica applied index {}, below the last applied {}: the log's checks stop there",
+                    self.next_index,
+                    ledger.last_index()
+                )
+            });
         }
     }
 

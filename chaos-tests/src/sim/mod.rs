@@ -18,6 +18,7 @@
 //! - [`config`]: what a run looks like.
 //! - [`runner`]: the event loop and the nemesis; [`run_seed`] is the entry
 //!   point.
+//! - [`sweep`]: many seeds in a row and their totals (`drover-chaos --sim`).
 
 pub mod checks;
 pub mod client;
@@ -29,9 +30,11 @@ pub mod node;
 pub mod report;
 pub mod runner;
 pub mod scheduler;
+pub mod sweep;
 pub mod worker;
 pub mod workload;
 
 pub use config::{FaultWeights, SimConfig};
 pub use report::{INVARIANTS, Summary, Violation};
 pub use runner::{Run, run_seed};
+pub use sweep::Sweep;
