@@ -103,10 +103,11 @@ async fn main() -> Result<()> {
     .await?;
     print!("{}", summary.table());
     if !summary.report.ok() {
-        bail!(
-            "{} violations; replay with --seed {seed}",
+        eprintln!(
+            "drover-chaos: {} violations; replay with --seed {seed}",
             summary.report.violations.len()
         );
+        std::process::exit(1);
     }
     Ok(())
 }
@@ -138,11 +139,12 @@ fn sim(args: &Args) -> Result<()> {
     });
     print!("\n{sweep}");
     if !sweep.passed() {
-        bail!(
-            "{} of {} seeds broke an invariant",
+        eprintln!(
+            "drover-chaos: {} of {} seeds broke an invariant",
             sweep.failed.len(),
             sweep.seeds
         );
+        std::process::exit(1);
     }
     Ok(())
 }

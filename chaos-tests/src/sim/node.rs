@@ -116,6 +116,11 @@ impl SimNode {
         self.core.is_some()
     }
 
+    /// Whether the node is gone for good (removed, or failed to start).
+    pub fn is_gone(&self) -> bool {
+        self.dead.is_some()
+    }
+
     /// Starts the node from its disk. An error means the node cannot start
     /// from what it stored; it is then dead.
     pub fn start(&mut self, now_ms: u64, run_seed: u64) -> Result<(), String> {

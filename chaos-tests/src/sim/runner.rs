@@ -532,11 +532,14 @@ impl Sim {
     }
 
     /// The node that leads in the highest term, if any.
+    /// The leader with the highest term among the running nodes. Every
+    /// node counts, not only the believed members: a node whose addition's
+    /// outcome was unknown may have been added, and may even lead.
     fn leader(&self) -> Option<u64> {
-        self.members
+        self.nodes
             .iter()
-            .filter_map(|id| {
-                let status = self.nodes.get(id)?.core()?.status();
+            .filter_map(|(id, node)| {
+                let status = node.core()?.status();
                 status.is_leader.then_some((status.term, *id))
             })
             .max()
@@ -722,6 +725,16 @@ impl Sim {
             self.sched.after(500, Event::AddNode);
             return;
         };
+        // An id is never reused, as etcd requires: a removed node's id
+        // leaves with it (a change whose outcome was unknown may have added
+        // and later removed it without this counter moving).
+        while self
+            .nodes
+            .get(&self.next_node_id)
+            .is_some_and(SimNode::is_gone)
+        {
+            self.next_node_id += 1;
+        }
         let id = self.next_node_id;
         if !self.nodes.contains_key(&id) {
             let mut peers = self.members.clone();
