@@ -130,6 +130,27 @@ pub fn snapshot_serves(snapshot: &Snapshot, request_index: u64, to: u64) -> bool
         .any(|ids| ids.contains(&to))
 }
 
+/// raft-rs's `Storage::snapshot` for both log stores: the cached snapshot
+/// when [`snapshot_serves`] says it can be sent to `to`; otherwise the index
+/// is recorded in `wanted` (the driver then takes a fresh checkpoint) and
+/// raft-rs is told to ask again.
+pub fn serve_snapshot(
+    cached: Option<&Snapshot>,
+    wanted: &std::sync::atomic::AtomicU64,
+    request_index: u64,
+    to: u64,
+) -> raft::Result<Snapshot> {
+    match cached {
+        Some(s) if snapshot_serves(s, request_index, to) => Ok(s.clone()),
+        _ => {
+            wanted.store(request_index.max(1), std::sync::atomic::Ordering::Relaxed);
+            Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ))
+        }
+    }
+}
+
 /// Everything else the driver keeps: the state machine's store (with the
 /// applied index), the checkpoint (a snapshot the log is compacted to), and
 /// the members' addresses.

@@ -20,7 +20,7 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
 
-use super::backend::{LogBackend, bootstrap_state, snapshot_serves};
+use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
 
 /// raft-engine can hold many Raft groups; Drover has one.
 const REGION: u64 = 1;
@@ -351,16 +351,12 @@ impl Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        match &self.snapshot {
-            Some(s) if snapshot_serves(s, request_index, to) => Ok(s.clone()),
-            _ => {
-                self.wanted_index
-                    .store(request_index.max(1), Ordering::Relaxed);
-                Err(raft::Error::Store(
-                    StorageError::SnapshotTemporarilyUnavailable,
-                ))
-            }
-        }
+        serve_snapshot(
+            self.snapshot.as_ref(),
+            &self.wanted_index,
+            request_index,
+            to,
+        )
     }
 }
 

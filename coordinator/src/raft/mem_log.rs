@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use super::backend::{LogBackend, bootstrap_state, snapshot_serves};
+use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
 use super::log_store::LogStoreError;
 
 /// What the log holds at one moment: what a read sees, or what is on
@@ -327,16 +327,12 @@ impl Storage for MemLog {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        match &self.snapshot {
-            Some(s) if snapshot_serves(s, request_index, to) => Ok(s.clone()),
-            _ => {
-                self.wanted_index
-                    .store(request_index.max(1), Ordering::Relaxed);
-                Err(raft::Error::Store(
-                    StorageError::SnapshotTemporarilyUnavailable,
-                ))
-            }
-        }
+        serve_snapshot(
+            self.snapshot.as_ref(),
+            &self.wanted_index,
+            request_index,
+            to,
+        )
     }
 }
 
