@@ -6,7 +6,7 @@
 use drover_coordinator::state::{Command, JobId, Outcome, SubmitJob, Submitted};
 
 use super::history::{AckedSubmit, Actor, History, Record};
-use super::workload::{Reply, Request, job_spec, leader_hint, pick_node};
+use super::workload::{Caller, Reply, Request, job_spec};
 use crate::rng::Rng;
 
 /// One client operation.
@@ -33,14 +33,10 @@ pub struct Client {
     pub index: u32,
     /// Its own random stream.
     rng: Rng,
-    /// The leader it was last told of.
-    leader: Option<u64>,
+    /// Its requests: numbering, the one in flight, the leader hint.
+    caller: Caller<Op>,
     /// New submissions it still makes.
     submits_left: u32,
-    /// Its next operation number.
-    next_op: u64,
-    /// The operation in flight, if any.
-    inflight: Option<(u64, Op)>,
     /// A submission to send again (its outcome was unknown, or it was
     /// refused before being applied).
     retry: Option<Op>,
@@ -54,22 +50,16 @@ impl Client {
         Self {
             index,
             rng,
-            leader: None,
+            caller: Caller::new(Actor::Client(index)),
             submits_left: submits,
-            next_op: 1,
-            inflight: None,
             retry: None,
             acked: Vec::new(),
         }
     }
 
-    fn actor(&self) -> Actor {
-        Actor::Client(self.index)
-    }
-
     /// Whether it has nothing left to do.
     pub fn done(&self) -> bool {
-        self.submits_left == 0 && self.inflight.is_none() && self.retry.is_none()
+        self.submits_left == 0 && !self.caller.busy() && self.retry.is_none()
     }
 
     /// Stops making new submissions (the heal phase); retries go on.
@@ -79,7 +69,7 @@ impl Client {
 
     /// Picks the next request, if any.
     pub fn wake(&mut self, now_ms: u64, nodes: &[u64], history: &mut History) -> Option<Request> {
-        if self.inflight.is_some() {
+        if self.caller.busy() {
             return None;
         }
         let op = if let Some(op) = self.retry.take() {
@@ -95,16 +85,16 @@ impl Client {
                 Op::Submit { key, yaml }
             } else {
                 self.submits_left -= 1;
-                let key = format!("c{}-k{}", self.index, self.next_op);
-                let yaml = job_spec(&mut self.rng, &format!("c{}-j{}", self.index, self.next_op));
+                let key = format!("c{}-k{}", self.index, self.caller.next_op());
+                let yaml = job_spec(
+                    &mut self.rng,
+                    &format!("c{}-j{}", self.index, self.caller.next_op()),
+                );
                 Op::Submit { key, yaml }
             }
         } else {
             return None;
         };
-        let op_id = self.next_op;
-        self.next_op += 1;
-        let node = pick_node(&mut self.rng, self.leader, nodes);
         let (what, command) = match &op {
             Op::Submit { key, yaml } => (
                 format!("submit key={key}"),
@@ -124,37 +114,19 @@ impl Client {
                 },
             ),
         };
-        history.push(Record::Invoke {
-            at_ms: now_ms,
-            actor: self.actor(),
-            op: op_id,
-            node,
-            what,
-        });
-        self.inflight = Some((op_id, op));
-        Some(Request {
-            op: op_id,
-            node,
-            commands: vec![command],
-        })
+        Some(
+            self.caller
+                .send(&mut self.rng, nodes, now_ms, what, op, command, history),
+        )
     }
 
     /// Handles the reply to operation `op` (ignored if it is not the one in
     /// flight: a late reply after a timeout).
     pub fn on_reply(&mut self, now_ms: u64, op: u64, reply: Reply, history: &mut History) {
-        let Some((op_id, pending)) = self.inflight.take() else {
+        let Some(pending) = self.caller.take_reply(op, &reply) else {
             return;
         };
-        if op_id != op {
-            self.inflight = Some((op_id, pending));
-            return;
-        }
-        let actor = self.actor();
-        if let Some(hint) = leader_hint(&reply) {
-            self.leader = Some(hint);
-        } else if !matches!(reply, Reply::Applied(_)) {
-            self.leader = None;
-        }
+        let actor = self.caller.actor;
         match (reply, pending) {
             (Reply::Applied(mut out), Op::Submit { key, yaml }) => match out.pop() {
                 Some(Ok(Outcome::Submitted {

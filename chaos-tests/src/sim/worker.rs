@@ -13,7 +13,7 @@ use drover_coordinator::state::{
 };
 
 use super::history::{AckedCompletion, Actor, History, Record};
-use super::workload::{Reply, Request, leader_hint, pick_node};
+use super::workload::{Caller, Reply, Request};
 use crate::rng::Rng;
 
 /// Slots per worker.
@@ -49,8 +49,8 @@ pub struct Worker {
     name: String,
     /// Its own random stream.
     rng: Rng,
-    /// The leader it was last told of.
-    leader: Option<u64>,
+    /// Its requests: numbering, the one in flight, the leader hint.
+    caller: Caller<Op>,
     /// Whether the coordinator knows it.
     registered: bool,
     /// Tasks it runs.
@@ -61,10 +61,6 @@ pub struct Worker {
     heartbeat_interval_ms: u64,
     /// It does nothing until then (SIGSTOP).
     pub paused_until_ms: u64,
-    /// Its next operation number.
-    next_op: u64,
-    /// The operation in flight, if any.
-    inflight: Option<(u64, Op)>,
 }
 
 impl Worker {
@@ -74,19 +70,13 @@ impl Worker {
             index,
             name: format!("w{index}"),
             rng,
-            leader: None,
+            caller: Caller::new(Actor::Worker(index)),
             registered: false,
             running: BTreeMap::new(),
             last_heartbeat_ms: 0,
             heartbeat_interval_ms,
             paused_until_ms: 0,
-            next_op: 1,
-            inflight: None,
         }
-    }
-
-    fn actor(&self) -> Actor {
-        Actor::Worker(self.index)
     }
 
     /// Crashes: forgets its tasks and its registration. A reply to the
@@ -94,12 +84,12 @@ impl Worker {
     pub fn crash(&mut self) {
         self.running.clear();
         self.registered = false;
-        self.inflight = None;
+        self.caller.forget();
     }
 
     /// Picks the next request, if any.
     pub fn wake(&mut self, now_ms: u64, nodes: &[u64], history: &mut History) -> Option<Request> {
-        if self.inflight.is_some() || now_ms < self.paused_until_ms {
+        if self.caller.busy() || now_ms < self.paused_until_ms {
             return None;
         }
         let finished = self
@@ -181,40 +171,19 @@ impl Worker {
                 },
             ),
         };
-        let op_id = self.next_op;
-        self.next_op += 1;
-        let node = pick_node(&mut self.rng, self.leader, nodes);
-        history.push(Record::Invoke {
-            at_ms: now_ms,
-            actor: self.actor(),
-            op: op_id,
-            node,
-            what,
-        });
-        self.inflight = Some((op_id, op));
-        Some(Request {
-            op: op_id,
-            node,
-            commands: vec![command],
-        })
+        Some(
+            self.caller
+                .send(&mut self.rng, nodes, now_ms, what, op, command, history),
+        )
     }
 
     /// Handles the reply to operation `op` (ignored unless it is the one in
     /// flight).
     pub fn on_reply(&mut self, now_ms: u64, op: u64, reply: Reply, history: &mut History) {
-        let Some((op_id, pending)) = self.inflight.take() else {
+        let Some(pending) = self.caller.take_reply(op, &reply) else {
             return;
         };
-        if op_id != op {
-            self.inflight = Some((op_id, pending));
-            return;
-        }
-        let actor = self.actor();
-        if let Some(hint) = leader_hint(&reply) {
-            self.leader = Some(hint);
-        } else if !matches!(reply, Reply::Applied(_)) {
-            self.leader = None;
-        }
+        let actor = self.caller.actor;
         let result = match reply {
             Reply::Applied(mut out) => out.pop(),
             Reply::Refused(e) => {

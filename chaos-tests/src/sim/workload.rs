@@ -7,7 +7,95 @@
 use drover_coordinator::raft::node::NodeError;
 use drover_coordinator::state::{Applied, Command};
 
+use super::history::{Actor, History, Record};
 use crate::rng::Rng;
+
+/// What clients and workers share about their requests: one in flight at
+/// a time, numbered, sent to the leader last heard of.
+#[derive(Debug)]
+pub struct Caller<Op> {
+    /// Who calls, for the history.
+    pub actor: Actor,
+    /// The leader it was last told of.
+    leader: Option<u64>,
+    /// Its next operation number.
+    next_op: u64,
+    /// The operation in flight, if any.
+    inflight: Option<(u64, Op)>,
+}
+
+impl<Op> Caller<Op> {
+    /// A caller with nothing sent yet.
+    pub fn new(actor: Actor) -> Self {
+        Self {
+            actor,
+            leader: None,
+            next_op: 1,
+            inflight: None,
+        }
+    }
+
+    /// Whether an operation is in flight.
+    pub fn busy(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// The number the next operation gets.
+    pub fn next_op(&self) -> u64 {
+        self.next_op
+    }
+
+    /// Forgets the operation in flight (a crash): its reply is ignored.
+    pub fn forget(&mut self) {
+        self.inflight = None;
+    }
+
+    /// Records `op` as invoked and in flight, and builds its request to
+    /// the leader last heard of (else a node drawn from `nodes`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &mut self,
+        rng: &mut Rng,
+        nodes: &[u64],
+        now_ms: u64,
+        what: String,
+        op: Op,
+        command: Command,
+        history: &mut History,
+    ) -> Request {
+        let op_id = self.next_op;
+        self.next_op += 1;
+        let node = pick_node(rng, self.leader, nodes);
+        history.push(Record::Invoke {
+            at_ms: now_ms,
+            actor: self.actor,
+            op: op_id,
+            node,
+            what,
+        });
+        self.inflight = Some((op_id, op));
+        Request {
+            op: op_id,
+            node,
+            commands: vec![command],
+        }
+    }
+
+    /// Takes the operation in flight if `reply` answers it (a late reply
+    /// to an earlier, timed-out one is ignored), and learns the leader
+    /// from it.
+    pub fn take_reply(&mut self, op: u64, reply: &Reply) -> Option<Op> {
+        if self.inflight.as_ref().is_none_or(|(id, _)| *id != op) {
+            return None;
+        }
+        if let Some(hint) = leader_hint(reply) {
+            self.leader = Some(hint);
+        } else if !matches!(reply, Reply::Applied(_)) {
+            self.leader = None;
+        }
+        self.inflight.take().map(|(_, pending)| pending)
+    }
+}
 
 /// A request a caller sends.
 #[derive(Debug, Clone)]
