@@ -2,6 +2,7 @@
 //! subcommand to its module. Errors are printed as one line, never a
 //! backtrace, and map to a non-zero exit code.
 
+mod bench;
 mod client;
 mod cluster;
 mod coordinator;
@@ -12,7 +13,8 @@ mod workers;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Drover: a distributed batch job scheduler for annotation and feature workloads.
 #[derive(Debug, Parser)]
@@ -69,6 +71,9 @@ enum Command {
     Worker(WorkerCli),
     /// Run everything in one process: a single-node coordinator and workers.
     Dev(dev::DevArgs),
+    /// Measure throughput, latency, failover, scale and heartbeat load on a
+    /// local cluster (or `--coordinators`) with simulated workers.
+    Bench(bench::BenchArgs),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -83,7 +88,16 @@ struct WorkerCli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // `bench` starts its own cluster unless one was named explicitly.
+    let named_cluster = matches!(
+        matches.value_source("coordinators"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Job(cmd) => job::run(cmd, &client::Coordinators::parse(&cli.coordinators)),
         Command::Coordinator(args) => runtime().and_then(|rt| {
@@ -111,6 +125,14 @@ fn main() -> ExitCode {
             init_logging(cli.log_format, "warn");
             rt.block_on(dev::run(args))
         }),
+        Command::Bench(args) => {
+            let coordinators =
+                named_cluster.then(|| client::Coordinators::parse(&cli.coordinators));
+            runtime().and_then(|rt| {
+                init_logging(cli.log_format, "warn");
+                rt.block_on(bench::run(args, coordinators))
+            })
+        }
         Command::Cluster(cmd) => {
             let coordinators = client::Coordinators::parse(&cli.coordinators);
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))

@@ -44,6 +44,12 @@ fn fsync_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.00005, 2.0, 16)
 }
 
+/// Buckets of commands packed into one proposed log entry, up to
+/// `ENTRY_COMMANDS_MAX` (4096).
+fn entry_command_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1.0, 2.0, 13)
+}
+
 /// Buckets of tasks granted by one lease call, up to `LEASE_BATCH_MAX`.
 fn grant_buckets() -> impl Iterator<Item = f64> {
     [
@@ -63,6 +69,8 @@ pub enum WorkerRpc {
     Heartbeat,
     /// `Complete`.
     Complete,
+    /// `CompleteBatch`.
+    CompleteBatch,
     /// `Fail`.
     Fail,
     /// `Release`.
@@ -76,6 +84,7 @@ impl WorkerRpc {
             WorkerRpc::Lease => "lease",
             WorkerRpc::Heartbeat => "heartbeat",
             WorkerRpc::Complete => "complete",
+            WorkerRpc::CompleteBatch => "complete_batch",
             WorkerRpc::Fail => "fail",
             WorkerRpc::Release => "release",
         }
@@ -163,6 +172,7 @@ struct Inner {
     rpc_duration: Family<MethodLabels, Histogram>,
     lease_granted: Histogram,
     log_fsync: Histogram,
+    entry_commands: Histogram,
 }
 
 /// The coordinator's metrics; clones share one registry.
@@ -189,6 +199,7 @@ impl Metrics {
         );
         let lease_granted = Histogram::new(grant_buckets());
         let log_fsync = Histogram::new(fsync_buckets());
+        let entry_commands = Histogram::new(entry_command_buckets());
 
         registry.register(
             "tasks",
@@ -264,6 +275,11 @@ impl Metrics {
             log_fsync.clone(),
         );
         registry.register(
+            "raft_entry_commands",
+            "Commands packed into each log entry this node proposed as leader: how well concurrent requests are batched",
+            entry_commands.clone(),
+        );
+        registry.register(
             "worker_rpc_requests",
             "WorkerService calls answered, by method and outcome (ok, rejected: a completion or failure fenced off, error: an error status)",
             rpc_requests.clone(),
@@ -289,6 +305,7 @@ impl Metrics {
                 rpc_duration,
                 lease_granted,
                 log_fsync,
+                entry_commands,
             }),
         }
     }
@@ -317,6 +334,12 @@ impl Metrics {
     /// The histogram the Raft driver records each synced log write in.
     pub fn log_fsync_seconds(&self) -> Histogram {
         self.inner.log_fsync.clone()
+    }
+
+    /// The histogram the Raft driver records each proposed entry's command
+    /// count in.
+    pub fn entry_commands(&self) -> Histogram {
+        self.inner.entry_commands.clone()
     }
 
     /// Sets the scrape-time gauges: Raft from `status`, the rest from

@@ -135,6 +135,7 @@ pub fn start(
     }
     let metrics = Metrics::new();
     node_config.log_fsync_seconds = Some(metrics.log_fsync_seconds());
+    node_config.entry_commands = Some(metrics.entry_commands());
     let (node, thread) = node::start(node_config, Box::new(transport))?;
     let _ = slot.set(node.clone());
     let raft = RaftServiceServer::new(RaftServer::new(node.clone()))

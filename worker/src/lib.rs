@@ -6,6 +6,7 @@
 //! - [`runner`]: the lease loop: register, long-poll leases for the free
 //!   slots, run tasks concurrently, one heartbeat per interval for all of
 //!   them, fenced completion/failure reports, and drain on shutdown.
+//! - [`conn`]: the leader-following connection the loop calls through.
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
 //!   attempts by outcome and duration, lease latency, heartbeat failures).
 //! - [`executors`]: one executor per task kind (`noop`, `sleep`, `command`
@@ -17,6 +18,7 @@
 //! tasks' truth is the coordinator's; a worker that vanishes loses nothing
 //! but the attempts it was running, which are leased again after their TTL.
 
+pub mod conn;
 pub mod executors;
 pub mod metrics;
 pub mod output;

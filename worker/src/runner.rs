@@ -12,17 +12,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_proto::LEADER_METADATA_KEY;
-use drover_proto::v1::worker_service_client::WorkerServiceClient;
 use drover_proto::v1::{
     CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatStatus, LeaseRequest, LeasedTask,
     RegisterRequest, ReleaseRequest, ReleasedTask, TaskHeartbeat, TaskKind,
 };
 use tokio::sync::{Notify, watch};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Code;
 use tracing::Instrument;
 
+use crate::conn::Conn;
 use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
 use crate::metrics::{AttemptOutcome, Metrics};
 
@@ -96,104 +94,6 @@ struct Running {
     progress: Progress,
 }
 
-/// Connection to the cluster that follows the leader.
-#[derive(Clone)]
-struct Conn {
-    addresses: Vec<String>,
-    current: Arc<Mutex<Option<(String, Channel)>>>,
-}
-
-fn endpoint(address: &str) -> Option<Endpoint> {
-    drover_proto::endpoint(address).ok().map(|e| {
-        e.connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(60))
-    })
-}
-
-impl Conn {
-    /// Calls `f` on the leader, following hints and trying the other
-    /// coordinators; gives up after a bounded number of hops.
-    async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
-    where
-        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let mut candidates: Vec<String> = Vec::new();
-        let mut last = Status::unavailable("no coordinator reachable");
-        for hop in 0..(self.addresses.len() * 2 + 4) {
-            let cached = self.current.lock().ok().and_then(|c| c.clone());
-            let (address, channel) = match cached {
-                Some(c) => c,
-                None => {
-                    if candidates.is_empty() {
-                        candidates = self.addresses.clone();
-                        if hop > 0 {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                    let address = candidates.remove(0);
-                    let Some(endpoint) = endpoint(&address) else {
-                        continue;
-                    };
-                    match endpoint.connect().await {
-                        Ok(ch) => (address, ch),
-                        Err(e) => {
-                            last = Status::unavailable(format!("{address}: {e}"));
-                            continue;
-                        }
-                    }
-                }
-            };
-            if let Ok(mut c) = self.current.lock() {
-                *c = Some((address.clone(), channel.clone()));
-            }
-            match f(WorkerServiceClient::new(channel)).await {
-                Ok(v) => return Ok(v),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        Code::Unavailable | Code::Unknown | Code::Cancelled
-                    ) =>
-                {
-                    let hint = status
-                        .metadata()
-                        .get(LEADER_METADATA_KEY)
-                        .and_then(|v| v.to_str().ok())
-                        .filter(|h| !h.is_empty())
-                        .map(str::to_owned);
-                    if let Ok(mut c) = self.current.lock() {
-                        *c = None;
-                    }
-                    if let Some(leader) = hint {
-                        follow_hint(&mut candidates, &self.addresses, leader);
-                    }
-                    last = status;
-                }
-                Err(status) => return Err(status),
-            }
-        }
-        Err(last)
-    }
-}
-
-/// Puts a leader hint into the candidates. A hint naming a configured
-/// address goes first. One naming another address (the leader's advertised
-/// address, when this worker reaches the cluster through a proxy or NAT)
-/// goes after the configured addresses, which include the leader too.
-fn follow_hint(candidates: &mut Vec<String>, configured: &[String], leader: String) {
-    if configured.contains(&leader) {
-        candidates.retain(|c| *c != leader);
-        candidates.insert(0, leader);
-    } else {
-        if candidates.is_empty() {
-            candidates.extend(configured.iter().cloned());
-        }
-        if !candidates.contains(&leader) {
-            candidates.push(leader);
-        }
-    }
-}
-
 struct Shared {
     config: WorkerConfig,
     conn: Conn,
@@ -257,10 +157,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
         }
     }
     let shared = Arc::new(Shared {
-        conn: Conn {
-            addresses: config.coordinators.clone(),
-            current: Arc::new(Mutex::new(None)),
-        },
+        conn: Conn::new(config.coordinators.clone()),
         config,
         running: Mutex::new(BTreeMap::new()),
         finished: Notify::new(),

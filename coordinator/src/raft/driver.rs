@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use super::backend::{BOOTSTRAP_INDEX, LogBackend, StateBackend};
 use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Transport};
+use crate::state::changes::Changes;
 use crate::state::{Applied, Command, LogEntry, StateMachine};
 
 /// The reply channels' type, re-exported so that a caller driving a core
@@ -50,6 +51,10 @@ pub const ENTRY_COMMANDS_MAX: usize = 4096;
 /// How long a linearizable read waits for a read state before it is
 /// dropped (its caller times out on its own first).
 const READ_STATE_WAIT_MS: u64 = 30_000;
+
+/// Changed records after which the state store is written at once rather
+/// than at `state_write_ms`, which bounds one write's size.
+const UNWRITTEN_RECORDS_MAX: usize = 100_000;
 
 /// A read of the state, run once the state is recent enough.
 pub type ReadFn = Box<dyn FnOnce(&StateMachine) + Send>;
@@ -173,6 +178,13 @@ pub struct DriverCore<L: LogBackend, S: StateBackend> {
     next_tick_ms: u64,
     /// Applied entries since the last checkpoint.
     entries_since_checkpoint: u64,
+    /// Records changed by entries applied since the state store was last
+    /// written.
+    unwritten: Changes,
+    /// The applied index the state store holds.
+    written_index: u64,
+    /// When the oldest unwritten change was applied (monotonic ms).
+    unwritten_since_ms: Option<u64>,
     /// Whether this node led at the end of the last turn.
     was_leader: bool,
     /// What was applied since the last [`DriverCore::take_applies`], when
@@ -314,6 +326,9 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             last_state_tick_ms: now.mono_ms,
             next_tick_ms: now.mono_ms + config.tick_ms,
             entries_since_checkpoint: 0,
+            unwritten: Changes::default(),
+            written_index: applied,
+            unwritten_since_ms: None,
             was_leader: false,
             applies: None,
             config,
@@ -484,12 +499,40 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             self.on_tick(now);
         }
         self.flush_proposals(now);
-        let result = self.on_ready(now);
+        let mut result = self.on_ready(now);
+        if result.is_ok() {
+            result = self.maybe_write_state(now);
+        }
         if result.is_ok() {
             self.maybe_checkpoint();
         }
         self.pin_election_timeout();
         result
+    }
+
+    /// Writes applied changes to the state store once the oldest has
+    /// waited `state_write_ms`, or once there are many of them.
+    fn maybe_write_state(&mut self, now: Now) -> Result<(), NodeError> {
+        if self.applied == self.written_index {
+            return Ok(());
+        }
+        let since = *self.unwritten_since_ms.get_or_insert(now.mono_ms);
+        let due = now.mono_ms.saturating_sub(since) >= self.config.state_write_ms
+            || self.unwritten.len() >= UNWRITTEN_RECORDS_MAX;
+        if due { self.write_state() } else { Ok(()) }
+    }
+
+    /// Writes every applied change, and the applied index, in one
+    /// transaction.
+    fn write_state(&mut self) -> Result<(), NodeError> {
+        if self.applied == self.written_index {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.unwritten);
+        self.state.persist(&self.sm, &changes, self.applied)?;
+        self.written_index = self.applied;
+        self.unwritten_since_ms = None;
+        Ok(())
     }
 
     /// Fails everything waiting (proposals, membership changes) with `err`.
@@ -511,6 +554,9 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     /// writes are flushed.
     pub fn close(&mut self) {
         self.fail_everything(NodeError::Stopped);
+        if let Err(e) = self.write_state() {
+            tracing::warn!(node = self.id, error = %e, "writing the state on shutdown failed; the log replays it on restart");
+        }
         let _ = self.state.flush();
     }
 
@@ -617,6 +663,9 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                 let start = commands.len();
                 commands.extend(cmds);
                 waiters.push((start..commands.len(), reply));
+            }
+            if let Some(histogram) = &self.config.entry_commands {
+                histogram.observe(commands.len() as f64);
             }
             let entry = LogEntry {
                 now_ms: now.wall_ms,
@@ -808,9 +857,9 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             }
             self.entries_since_checkpoint += 1;
         }
-        // One transaction for the whole batch, with the applied index.
-        let changes = self.sm.take_changes();
-        self.state.persist(&self.sm, &changes, last_index)?;
+        // Written to the state store with the changes of the entries after
+        // it, in one transaction with the applied index (`write_state`).
+        self.unwritten.absorb(self.sm.take_changes());
         self.applied = last_index;
         for (index, term, outcomes) in results {
             let Some(pending) = self.pending.remove(&index) else {
@@ -944,6 +993,10 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         };
         self.sm = sm;
         self.applied = index;
+        // The store now holds exactly this state.
+        self.unwritten = Changes::default();
+        self.written_index = index;
+        self.unwritten_since_ms = None;
         if let Some(applies) = &mut self.applies {
             applies.push(ApplyRecord::Snapshot { index });
         }

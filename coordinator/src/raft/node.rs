@@ -60,11 +60,20 @@ pub struct NodeConfig {
     pub state_tick_ms: u64,
     /// Applied entries between checkpoints (and log compaction).
     pub checkpoint_entries: u64,
+    /// Longest the state store may lag the applied state. Applied changes
+    /// are written to it together, so a record changed by many entries in
+    /// that time is written once; the log still holds every entry after
+    /// the store's applied index, so a crash loses nothing (recovery
+    /// replays them).
+    pub state_write_ms: u64,
     /// State machine settings for a new cluster.
     pub state_config: StateConfig,
     /// Where the driver records how long each synced log write took (the
     /// fsync latency metric); `None` records nothing.
     pub log_fsync_seconds: Option<Histogram>,
+    /// Where the leader records how many commands each proposed entry
+    /// packs; `None` records nothing.
+    pub entry_commands: Option<Histogram>,
     /// Draw election timeouts from this seed instead of raft-rs's
     /// thread-local RNG, so a run is a function of its seed (the
     /// deterministic simulation). `None` in a real node.
@@ -87,8 +96,10 @@ impl NodeConfig {
             heartbeat_ticks: 2,
             state_tick_ms: 1000,
             checkpoint_entries: 10_000,
+            state_write_ms: 100,
             state_config: StateConfig::default(),
             log_fsync_seconds: None,
+            entry_commands: None,
             election_seed: None,
             #[cfg(feature = "planted-bugs")]
             planted: crate::planted::PlantedBugs::default(),
@@ -215,6 +226,8 @@ enum Event {
 pub struct NodeHandle {
     inbox: flume::Sender<Event>,
     status: watch::Receiver<NodeStatus>,
+    /// Whether this replica's state has a task ready to lease.
+    leasable: watch::Receiver<bool>,
     members: Arc<std::sync::RwLock<BTreeMap<u64, String>>>,
 }
 
@@ -242,6 +255,13 @@ impl NodeHandle {
     /// A receiver that changes whenever the status does.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// A receiver of whether this replica's state has a task ready to
+    /// lease, updated after every applied batch: waiting lease calls sleep
+    /// on it instead of polling.
+    pub fn watch_leasable(&self) -> watch::Receiver<bool> {
+        self.leasable.clone()
     }
 
     /// The address of a member, if known.
@@ -377,15 +397,17 @@ pub fn start(
     let id = config.id;
     let mut core = DriverCore::open(config, log, state, transport, clock.now())?;
     let (status_tx, status_rx) = watch::channel(core.status());
+    let (leasable_tx, leasable_rx) = watch::channel(leasable(&core));
     core.campaign_if_alone();
     let handle = NodeHandle {
         inbox: tx,
         status: status_rx,
+        leasable: leasable_rx,
         members: core.members_shared(),
     };
     let join = std::thread::Builder::new()
         .name(format!("raft-{id}"))
-        .spawn(move || run(core, clock, rx, status_tx))
+        .spawn(move || run(core, clock, rx, status_tx, leasable_tx))
         .map_err(|e| NodeError::Storage(e.to_string()))?;
     Ok((handle, join))
 }
@@ -424,6 +446,7 @@ fn run(
     clock: Clock,
     inbox: flume::Receiver<Event>,
     status: watch::Sender<NodeStatus>,
+    leasable_tx: watch::Sender<bool>,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -455,6 +478,8 @@ fn run(
                 false
             }
         });
+        let now_leasable = leasable(&core);
+        leasable_tx.send_if_modified(|was| std::mem::replace(was, now_leasable) != now_leasable);
     }
     core.close();
     // Requests still queued would otherwise sit in the channel for as
@@ -472,6 +497,11 @@ fn run(
             _ => {}
         }
     }
+}
+
+/// Whether the node's state has a task ready to lease.
+fn leasable(core: &DiskCore) -> bool {
+    !core.state_machine().indexes().ready.is_empty()
 }
 
 /// Hands one event to the core; true when it asks the node to stop.

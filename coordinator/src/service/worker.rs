@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use drover_proto::v1::worker_service_server::WorkerService;
 use drover_proto::v1::{
-    CompleteRequest, CompleteResponse, FailRequest, FailResponse, HeartbeatRequest,
-    HeartbeatResponse, LeaseRequest, LeaseResponse, RegisterRequest, RegisterResponse,
-    RejectReason, ReleaseRequest, ReleaseResponse, ReleaseResult, ReleaseStatus,
+    CompleteBatchRequest, CompleteBatchResponse, CompleteRequest, CompleteResponse, CompleteResult,
+    FailRequest, FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest, LeaseResponse,
+    RegisterRequest, RegisterResponse, RejectReason, ReleaseRequest, ReleaseResponse,
+    ReleaseResult, ReleaseStatus,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -25,7 +26,8 @@ use crate::state::{Applied, Command, Outcome, Rejection, TaskKey};
 
 /// Longest a lease call waits for work.
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(30);
-/// How often a waiting lease call looks for work.
+/// How often a waiting lease call looks again when ready tasks exist but
+/// none could be granted to it.
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// Serves `WorkerService` for one node.
@@ -73,7 +75,8 @@ impl WorkerServer {
 /// Wire <-> domain conversions.
 pub mod convert {
     use drover_proto::v1::{
-        HeartbeatStatus as WireStatus, LeasedTask, OutputManifest, TaskHeartbeatResult, TaskKind,
+        CompleteResponse, CompleteResult, HeartbeatStatus as WireStatus, LeasedTask,
+        OutputManifest, TaskHeartbeatResult, TaskKind,
     };
     use tonic::Status;
 
@@ -188,6 +191,25 @@ pub mod convert {
         }
     }
 
+    /// A batch item answered as Complete would have.
+    pub fn complete_result(r: CompleteResponse) -> CompleteResult {
+        CompleteResult {
+            accepted: r.accepted,
+            reason: r.reason,
+            duplicate: r.duplicate,
+            ..CompleteResult::default()
+        }
+    }
+
+    /// A batch item that Complete would have failed with `status`.
+    pub fn complete_error(status: &Status) -> CompleteResult {
+        CompleteResult {
+            error_code: status.code() as i32,
+            error_message: status.message().to_owned(),
+            ..CompleteResult::default()
+        }
+    }
+
     /// One heartbeat result.
     pub fn heartbeat(task: TaskKey, token: u64, status: HeartbeatStatus) -> TaskHeartbeatResult {
         let (wire, deadline) = match status {
@@ -201,6 +223,41 @@ pub mod convert {
             status: wire as i32,
             lease_deadline_unix_ms: deadline,
         }
+    }
+}
+
+/// The command for one completion, after the checks that need no state.
+fn complete_command(r: CompleteRequest) -> Result<Command, Status> {
+    let task = convert::task(&r.task_id)?;
+    if !r.reused_prior_output
+        && let Some(m) = &r.manifest
+    {
+        convert::check_prefix(task, r.fencing_token, &m.output_prefix)?;
+    }
+    Ok(Command::Complete {
+        worker: r.worker_id,
+        task,
+        token: r.fencing_token,
+        manifest: convert::manifest(r.manifest),
+        skipped: r.reused_prior_output,
+    })
+}
+
+/// What Complete answers for a completion's applied outcome.
+fn complete_answer(out: Applied) -> Result<CompleteResponse, Status> {
+    match out {
+        Ok(Outcome::Completed { duplicate }) => Ok(CompleteResponse {
+            accepted: true,
+            duplicate,
+            ..CompleteResponse::default()
+        }),
+        Err(Rejection::LeaseLost { reason, .. }) => Ok(CompleteResponse {
+            accepted: false,
+            reason: lost_reason(&reason) as i32,
+            duplicate: false,
+        }),
+        Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        Err(e) => Err(rejection(e)),
     }
 }
 
@@ -254,62 +311,67 @@ impl WorkerServer {
 
     async fn lease_inner(&self, r: LeaseRequest) -> Result<Response<LeaseResponse>, Status> {
         let wait = Duration::from_millis(r.wait_ms.max(0) as u64).min(LEASE_WAIT_MAX);
-        let deadline = Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut leasable = self.node.watch_leasable();
         loop {
             // Propose only when something is leasable, so idle workers
-            // polling cost no log entries.
-            let has_work = self
-                .node
-                .read_local(|sm| !sm.indexes().ready.is_empty())
-                .await
-                .map_err(node_status)?;
-            if has_work || Instant::now() >= deadline {
-                let out = self
-                    .one(Command::Lease {
-                        worker: r.worker_id.clone(),
-                        max_tasks: r.max_tasks,
-                    })
-                    .await?;
-                let grants = match out {
-                    Ok(Outcome::Leased(grants)) => grants,
-                    Ok(other) => {
-                        return Err(Status::internal(format!("unexpected outcome {other:?}")));
-                    }
-                    Err(e) => return Err(rejection(e)),
-                };
-                if !grants.is_empty() || Instant::now() >= deadline {
-                    tracing::Span::current().record("granted", grants.len());
-                    for g in &grants {
-                        tracing::debug!(
-                            job_id = %g.task.job,
-                            task_id = %g.task,
-                            attempt = g.attempt,
-                            trace_id = %g
-                                .trace_parent
-                                .as_deref()
-                                .and_then(drover_proto::trace::trace_id_of)
-                                .unwrap_or_default(),
-                            "task leased"
-                        );
-                    }
-                    let worker_id = r.worker_id.clone();
-                    let drain = self
-                        .node
-                        .read_local(move |sm| {
-                            sm.core()
-                                .workers
-                                .get(&worker_id)
-                                .is_some_and(|w| w.state == crate::state::WorkerState::Draining)
-                        })
-                        .await
-                        .map_err(node_status)?;
-                    return Ok(Response::new(LeaseResponse {
-                        tasks: grants.into_iter().map(convert::leased).collect(),
-                        drain_requested: drain,
-                    }));
-                }
+            // waiting cost no log entries; they sleep until the state has
+            // a ready task (or the wait ends).
+            let has_work = *leasable.borrow_and_update();
+            let at_deadline = tokio::time::Instant::now() >= deadline;
+            if !has_work && !at_deadline {
+                // A closed channel means the node stopped; the proposal
+                // below then reports it.
+                let _ = tokio::time::timeout_at(deadline, leasable.changed()).await;
+                continue;
             }
-            tokio::time::sleep(LEASE_POLL).await;
+            let out = self
+                .one(Command::Lease {
+                    worker: r.worker_id.clone(),
+                    max_tasks: r.max_tasks,
+                })
+                .await?;
+            let grants = match out {
+                Ok(Outcome::Leased(grants)) => grants,
+                Ok(other) => {
+                    return Err(Status::internal(format!("unexpected outcome {other:?}")));
+                }
+                Err(e) => return Err(rejection(e)),
+            };
+            if !grants.is_empty() || tokio::time::Instant::now() >= deadline {
+                tracing::Span::current().record("granted", grants.len());
+                for g in &grants {
+                    tracing::debug!(
+                        job_id = %g.task.job,
+                        task_id = %g.task,
+                        attempt = g.attempt,
+                        trace_id = %g
+                            .trace_parent
+                            .as_deref()
+                            .and_then(drover_proto::trace::trace_id_of)
+                            .unwrap_or_default(),
+                        "task leased"
+                    );
+                }
+                let worker_id = r.worker_id.clone();
+                let drain = self
+                    .node
+                    .read_local(move |sm| {
+                        sm.core()
+                            .workers
+                            .get(&worker_id)
+                            .is_some_and(|w| w.state == crate::state::WorkerState::Draining)
+                    })
+                    .await
+                    .map_err(node_status)?;
+                return Ok(Response::new(LeaseResponse {
+                    tasks: grants.into_iter().map(convert::leased).collect(),
+                    drain_requested: drain,
+                }));
+            }
+            // Ready tasks this worker cannot take (another kind, labels,
+            // a job at its parallelism limit): look again shortly.
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + LEASE_POLL)).await;
         }
     }
 
@@ -351,36 +413,64 @@ impl WorkerServer {
         &self,
         r: CompleteRequest,
     ) -> Result<Response<CompleteResponse>, Status> {
-        let task = convert::task(&r.task_id)?;
-        tracing::Span::current().record("job_id", tracing::field::display(task.job));
-        if !r.reused_prior_output
-            && let Some(m) = &r.manifest
-        {
-            convert::check_prefix(task, r.fencing_token, &m.output_prefix)?;
+        let command = complete_command(r)?;
+        if let Command::Complete { task, .. } = &command {
+            tracing::Span::current().record("job_id", tracing::field::display(task.job));
         }
-        let out = self
-            .one(Command::Complete {
-                worker: r.worker_id,
-                task,
-                token: r.fencing_token,
-                manifest: convert::manifest(r.manifest),
-                skipped: r.reused_prior_output,
+        complete_answer(self.one(command).await?).map(Response::new)
+    }
+
+    /// Proposes every well-formed completion of the batch together (one
+    /// log entry), and answers each in order.
+    async fn complete_batch_inner(
+        &self,
+        r: CompleteBatchRequest,
+    ) -> Result<Response<CompleteBatchResponse>, Status> {
+        if r.completions.len() > crate::state::LEASE_BATCH_MAX as usize {
+            return Err(Status::resource_exhausted(format!(
+                "{} completions in one call; at most {} (max_lease_batch)",
+                r.completions.len(),
+                crate::state::LEASE_BATCH_MAX
+            )));
+        }
+        let mut results: Vec<Option<CompleteResult>> = Vec::with_capacity(r.completions.len());
+        let mut commands = Vec::with_capacity(r.completions.len());
+        let mut task_ids = Vec::with_capacity(r.completions.len());
+        for c in r.completions {
+            task_ids.push(c.task_id.clone());
+            match complete_command(c) {
+                Ok(command) => {
+                    commands.push(command);
+                    results.push(None);
+                }
+                Err(status) => results.push(Some(convert::complete_error(&status))),
+            }
+        }
+        let mut applied = if commands.is_empty() {
+            Vec::new()
+        } else {
+            self.node.propose(commands).await.map_err(node_status)?
+        }
+        .into_iter();
+        let results = results
+            .into_iter()
+            .zip(task_ids)
+            .map(|(result, task_id)| {
+                let mut result = result.unwrap_or_else(|| {
+                    let answer = applied
+                        .next()
+                        .ok_or_else(|| Status::internal("no outcome"))
+                        .and_then(complete_answer);
+                    match answer {
+                        Ok(a) => convert::complete_result(a),
+                        Err(status) => convert::complete_error(&status),
+                    }
+                });
+                result.task_id = task_id;
+                result
             })
-            .await?;
-        match out {
-            Ok(Outcome::Completed { duplicate }) => Ok(Response::new(CompleteResponse {
-                accepted: true,
-                duplicate,
-                ..CompleteResponse::default()
-            })),
-            Err(Rejection::LeaseLost { reason, .. }) => Ok(Response::new(CompleteResponse {
-                accepted: false,
-                reason: lost_reason(&reason) as i32,
-                duplicate: false,
-            })),
-            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-            Err(e) => Err(rejection(e)),
-        }
+            .collect();
+        Ok(Response::new(CompleteBatchResponse { results }))
     }
 
     async fn fail_inner(&self, r: FailRequest) -> Result<Response<FailResponse>, Status> {
@@ -514,6 +604,20 @@ impl WorkerService for WorkerServer {
         );
         let result = self.complete_inner(r).instrument(span).await;
         self.record(WorkerRpc::Complete, started, &result, |c| !c.accepted);
+        result
+    }
+
+    async fn complete_batch(
+        &self,
+        request: Request<CompleteBatchRequest>,
+    ) -> Result<Response<CompleteBatchResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let span = tracing::info_span!("complete_batch", tasks = r.completions.len());
+        let result = self.complete_batch_inner(r).instrument(span).await;
+        self.record(WorkerRpc::CompleteBatch, started, &result, |c| {
+            c.results.iter().any(|r| !r.accepted)
+        });
         result
     }
 

@@ -34,4 +34,55 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         *self == Changes::default()
     }
+
+    /// Adds `later`'s records, so one write covers both change sets.
+    pub fn absorb(&mut self, later: Changes) {
+        self.jobs.extend(later.jobs);
+        self.tasks.extend(later.tasks);
+        self.outputs.extend(later.outputs);
+        for (job, from) in later.events_from {
+            let first = self.events_from.entry(job).or_insert(from);
+            *first = (*first).min(from);
+        }
+        self.workers.extend(later.workers);
+        self.schedules.extend(later.schedules);
+        self.idempotency.extend(later.idempotency);
+    }
+
+    /// Records named, a measure of how big the next write is.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+            + self.tasks.len()
+            + self.outputs.len()
+            + self.events_from.len()
+            + self.workers.len()
+            + self.schedules.len()
+            + self.idempotency.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_keeps_every_record_and_the_earliest_event() {
+        let key = |p| TaskKey {
+            job: JobId(1),
+            template: 0,
+            partition: p,
+        };
+        let mut a = Changes::default();
+        a.tasks.insert(key(1));
+        a.events_from.insert(JobId(1), 5);
+        let mut b = Changes::default();
+        b.tasks.insert(key(2));
+        b.events_from.insert(JobId(1), 9);
+        b.events_from.insert(JobId(2), 3);
+        b.workers.insert("w".into());
+        a.absorb(b);
+        assert_eq!(a.tasks, [key(1), key(2)].into());
+        assert_eq!(a.events_from, [(JobId(1), 5), (JobId(2), 3)].into());
+        assert_eq!(a.len(), 5);
+    }
 }

@@ -1,0 +1,190 @@
+//! `drover bench`: starts a local cluster (or uses `--coordinators`), drives
+//! it with simulated workers over real gRPC, and reports throughput,
+//! latency, failover time, memory per task and CPU, as a table and, with
+//! `--json`, as a file.
+//!
+//! - [`local`]: the coordinator processes the bench starts and kills.
+//! - [`load`]: submitters and simulated workers, and what they count.
+//! - [`observe`]: the coordinators' CPU, memory, fsyncs and batching over a
+//!   window, from `/proc` and their `/metrics` ([`procfs`], [`scrape`]).
+//! - [`scenarios`]: one function per scenario.
+//! - [`stats`]: latency percentiles.
+
+mod load;
+mod local;
+mod observe;
+mod procfs;
+mod scenarios;
+mod scrape;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::client::Coordinators;
+use local::LocalCluster;
+use scenarios::Env;
+
+/// Which measurement to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Tasks per second at saturation.
+    Throughput,
+    /// Latency at a fixed offered load (`--rate`).
+    Latency,
+    /// SIGKILL the leader under load; time until leases flow again.
+    Failover,
+    /// One `--partitions` backfill submitted and drained; memory per task.
+    Scale,
+    /// `--heartbeat-workers` workers heartbeating; coordinator CPU.
+    Heartbeats,
+    /// Every scenario above, in that order, on one cluster.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
+    scenario: Scenario,
+    /// Coordinators in the local cluster the bench starts.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Simulated workers (throughput, latency, failover, scale).
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Noop tasks in the throughput scenario.
+    #[arg(long, default_value_t = 200_000)]
+    tasks: u64,
+    /// Jobs the throughput scenario splits its tasks into.
+    #[arg(long, default_value_t = 20)]
+    jobs: u64,
+    /// Tasks a simulated worker leases per call and completes per call.
+    #[arg(long, default_value_t = 256)]
+    batch: u32,
+    /// Offered load of the latency scenario, in tasks per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How long the latency and heartbeat scenarios offer their load.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Leader kills in the failover scenario.
+    #[arg(long, default_value_t = 5)]
+    kills: u32,
+    /// Partitions of the scale scenario's backfill.
+    #[arg(long, default_value_t = 1_000_000)]
+    partitions: u64,
+    /// Workers in the heartbeat scenario.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_workers: usize,
+    /// Tasks each of them holds (and heartbeats).
+    #[arg(long, default_value_t = 4)]
+    tasks_per_worker: u32,
+    /// Their heartbeat interval (a cluster setting, restored afterwards).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where the local cluster keeps its data and logs [default: a
+    /// temporary directory, removed afterwards].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Runs the bench. `coordinators` is set when the user named a cluster to
+/// use instead of starting one.
+pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<ExitCode> {
+    if args.batch == 0 || args.workers == 0 {
+        anyhow::bail!("--batch and --workers must be at least 1");
+    }
+    let temp;
+    let root = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("drover-bench-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let (cluster, addresses) = match coordinators {
+        Some(c) => {
+            println!("drover bench against {}", c.0.join(","));
+            (None, c.0)
+        }
+        None => {
+            println!(
+                "drover bench: starting {} coordinators under {}",
+                args.nodes,
+                root.display()
+            );
+            let cluster = LocalCluster::start(args.nodes, &root).await?;
+            let addresses = cluster.grpc_addresses();
+            (Some(cluster), addresses)
+        }
+    };
+    let mut env = Env {
+        cluster,
+        coordinators: addresses,
+        workers: args.workers,
+        batch: args.batch,
+    };
+    let mut out = Map::new();
+    out.insert("nodes".into(), json!(args.nodes));
+    out.insert("build".into(), json!(build_profile()));
+    let all = args.scenario == Scenario::All;
+    if all || args.scenario == Scenario::Throughput {
+        let r = scenarios::throughput(&env, args.tasks, args.jobs).await?;
+        out.insert("tasks_per_second".into(), r["tasksPerSecond"].clone());
+        out.insert("throughput".into(), r);
+    }
+    if all || args.scenario == Scenario::Latency {
+        let r = scenarios::latency(&env, args.rate, args.duration).await?;
+        out.insert("latency".into(), r);
+    }
+    if all || args.scenario == Scenario::Scale {
+        let r = scenarios::scale(&env, args.partitions).await?;
+        out.insert("scale".into(), r);
+    }
+    if all || args.scenario == Scenario::Heartbeats {
+        let r = scenarios::heartbeats(
+            &env,
+            args.heartbeat_workers,
+            args.tasks_per_worker,
+            args.heartbeat_interval,
+            args.duration,
+        )
+        .await?;
+        out.insert("heartbeats".into(), r);
+    }
+    // Last: it leaves a restarted node behind.
+    if all || args.scenario == Scenario::Failover {
+        let r = scenarios::failover(&mut env, args.kills).await?;
+        out.insert("failover".into(), r);
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&Value::Object(out))?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether this binary is optimised: debug figures are not comparable.
+fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
