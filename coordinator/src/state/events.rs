@@ -161,7 +161,7 @@ impl EventLog {
     }
 
     /// All retained events, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> {
         self.events.iter()
     }
 

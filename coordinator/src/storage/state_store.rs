@@ -13,14 +13,27 @@ use crate::state::events::{Event, EventLog};
 use crate::state::job::{Counts, Output, TaskRecord, Template, TemplateDef, TemplateStatus};
 use crate::state::schedule::Schedule;
 use crate::state::{
-    Config, Core, Job, JobId, JobState, ScheduleId, StateMachine, Submitted, Worker,
+    Config, Core, Job, JobId, JobState, ScheduleId, StateMachine, Submitted, TaskKey, Worker,
 };
 
 /// Version of the on-disk layout. A binary refuses a store written in a
 /// version it does not know.
 ///
 /// Version 2: jobs keep their `traceparent`, templates their open time.
-pub const STORAGE_FORMAT_VERSION: u32 = 2;
+/// Version 3: task records, outputs and events are stored in chunks.
+pub const STORAGE_FORMAT_VERSION: u32 = 3;
+
+/// Task records, outputs or events per stored value. One sled value per
+/// chunk rather than per record: sled's per-insert cost dominated the
+/// coordinator's profile under load (`drover bench`), and records change in
+/// runs (leases walk a template's partitions in order, events append), so
+/// a chunk rewritten is mostly records that changed anyway.
+pub const CHUNK_RECORDS: u64 = 256;
+
+/// The first index of the chunk holding index `i`.
+fn chunk_start(i: u64) -> u64 {
+    i - i % CHUNK_RECORDS
+}
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,32 +280,73 @@ impl StateStore {
                 }
             }
         }
-        for key in &changes.tasks {
-            let record = template_of(core, *key).and_then(|t| t.tasks.get(&key.partition));
-            match record {
-                Some(r) => tasks.insert(&keys::task(*key), encode(r)),
-                None => tasks.remove(&keys::task(*key)),
+        let chunks_of = |keys: &BTreeSet<TaskKey>| -> BTreeSet<TaskKey> {
+            keys.iter()
+                .map(|k| TaskKey {
+                    partition: chunk_start(k.partition),
+                    ..*k
+                })
+                .collect()
+        };
+        for chunk in chunks_of(&changes.tasks) {
+            let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+            let records: Vec<(u64, &TaskRecord)> = template_of(core, chunk)
+                .map(|t| t.tasks.range(range).map(|(p, r)| (*p, r)).collect())
+                .unwrap_or_default();
+            if records.is_empty() {
+                tasks.remove(&keys::task(chunk));
+            } else {
+                tasks.insert(&keys::task(chunk), encode(&records));
             }
         }
-        for key in &changes.outputs {
-            let output = template_of(core, *key).and_then(|t| t.outputs.get(&key.partition));
-            match output {
-                Some(o) => outputs.insert(&keys::task(*key), encode(o)),
-                None => outputs.remove(&keys::task(*key)),
+        for chunk in chunks_of(&changes.outputs) {
+            let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+            let records: Vec<(u64, &Output)> = template_of(core, chunk)
+                .map(|t| t.outputs.range(range).map(|(p, o)| (*p, o)).collect())
+                .unwrap_or_default();
+            if records.is_empty() {
+                outputs.remove(&keys::task(chunk));
+            } else {
+                outputs.insert(&keys::task(chunk), encode(&records));
             }
         }
         for (id, from) in &changes.events_from {
             let Some(job) = core.jobs.get(id) else {
                 continue;
             };
-            let oldest = job.events.iter().next().map_or(u64::MAX, |e| e.seq);
-            for event in job.events.iter().filter(|e| e.seq >= *from) {
-                events.insert(&keys::event(*id, event.seq), encode(event));
+            let Some(oldest) = job.events.iter().next().map(|e| e.seq) else {
+                for key in self.events.scan_prefix(id.0.to_be_bytes()).keys() {
+                    events.remove(key?);
+                }
+                continue;
+            };
+            // The chunk holding the oldest event is rewritten too: events
+            // that fell out of retention may have left its head.
+            let mut dirty: BTreeSet<u64> = BTreeSet::from([chunk_start(oldest)]);
+            let newest = job.events.iter().next_back().map_or(oldest, |e| e.seq);
+            let mut chunk = chunk_start((*from).max(oldest));
+            while chunk <= newest {
+                dirty.insert(chunk);
+                chunk += CHUNK_RECORDS;
             }
-            // Events that fell out of retention.
+            for chunk in dirty {
+                let first = chunk.max(oldest);
+                let end = chunk + CHUNK_RECORDS;
+                // Sequence numbers are consecutive, so the chunk's first
+                // event sits `first - oldest` places in.
+                let chunk_events: Vec<&Event> = job
+                    .events
+                    .iter()
+                    .skip((first - oldest) as usize)
+                    .take_while(|e| e.seq < end)
+                    .filter(|e| e.seq >= chunk)
+                    .collect();
+                events.insert(&keys::event(*id, chunk), encode(&chunk_events));
+            }
+            // Chunks wholly out of retention.
             for key in self
                 .events
-                .range(keys::event(*id, 0)..keys::event(*id, oldest))
+                .range(keys::event(*id, 0)..keys::event(*id, chunk_start(oldest)))
                 .keys()
             {
                 events.remove(key?);
@@ -414,34 +468,32 @@ impl StateStore {
         }
         for item in self.tasks.iter() {
             let (key, value) = item?;
-            let key = keys::parse_task(&key).ok_or_else(|| corrupt_key("tasks"))?;
-            let record: TaskRecord = decode("tasks", &value)?;
+            let chunk = keys::parse_task(&key).ok_or_else(|| corrupt_key("tasks"))?;
+            let records: Vec<(u64, TaskRecord)> = decode("tasks", &value)?;
             if let Some(t) = jobs
-                .get_mut(&key.job)
-                .and_then(|j: &mut Job| j.templates.get_mut(key.template as usize))
+                .get_mut(&chunk.job)
+                .and_then(|j: &mut Job| j.templates.get_mut(chunk.template as usize))
             {
-                t.tasks.insert(key.partition, record);
+                t.tasks.extend(records);
             }
         }
         for item in self.outputs.iter() {
             let (key, value) = item?;
-            let key = keys::parse_task(&key).ok_or_else(|| corrupt_key("outputs"))?;
-            let output: Output = decode("outputs", &value)?;
+            let chunk = keys::parse_task(&key).ok_or_else(|| corrupt_key("outputs"))?;
+            let records: Vec<(u64, Output)> = decode("outputs", &value)?;
             if let Some(t) = jobs
-                .get_mut(&key.job)
-                .and_then(|j: &mut Job| j.templates.get_mut(key.template as usize))
+                .get_mut(&chunk.job)
+                .and_then(|j: &mut Job| j.templates.get_mut(chunk.template as usize))
             {
-                t.outputs.insert(key.partition, output);
+                t.outputs.extend(records);
             }
         }
         let mut events: BTreeMap<JobId, VecDeque<Event>> = BTreeMap::new();
         for item in self.events.iter() {
             let (key, value) = item?;
             let (job, _) = keys::parse_event(&key).ok_or_else(|| corrupt_key("events"))?;
-            events
-                .entry(job)
-                .or_default()
-                .push_back(decode("events", &value)?);
+            let chunk: Vec<Event> = decode("events", &value)?;
+            events.entry(job).or_default().extend(chunk);
         }
         for (id, job) in jobs.iter_mut() {
             let log = events.remove(id).unwrap_or_default();
