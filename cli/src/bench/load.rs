@@ -161,7 +161,10 @@ pub async fn run_worker(plan: WorkerPlan, tally: Arc<Tally>) -> WorkerLatencies 
     let mut lat = WorkerLatencies::default();
     let held: Arc<Mutex<Vec<LeasedTask>>> = Arc::default();
     let mut session = None;
-    let mut heartbeats: Option<tokio::task::JoinHandle<Latencies>> = None;
+    // Written by the heartbeat loop, which is aborted (it may be asleep
+    // for an interval) when the worker stops.
+    let heartbeat_latencies: Arc<Mutex<Latencies>> = Arc::default();
+    let mut heartbeats: Option<tokio::task::JoinHandle<()>> = None;
     while !tally.stop.load(Ordering::Relaxed) {
         let Some(epoch) = session else {
             match register(&conn, &plan).await {
@@ -177,6 +180,7 @@ pub async fn run_worker(plan: WorkerPlan, tally: Arc<Tally>) -> WorkerLatencies 
                         interval,
                         held.clone(),
                         tally.clone(),
+                        heartbeat_latencies.clone(),
                     )));
                 }
                 Err(_) => {
@@ -247,9 +251,10 @@ pub async fn run_worker(plan: WorkerPlan, tally: Arc<Tally>) -> WorkerLatencies 
     }
     if let Some(h) = heartbeats.take() {
         h.abort();
-        if let Ok(l) = h.await {
-            lat.heartbeat.merge(l);
-        }
+        let _ = h.await;
+    }
+    if let Ok(mut l) = heartbeat_latencies.lock() {
+        lat.heartbeat.merge(std::mem::take(&mut *l));
     }
     let rest = held
         .lock()
@@ -335,8 +340,8 @@ async fn complete_all(
     }
 }
 
-/// Heartbeats every held task at the cluster's interval; returns the call
-/// latencies when aborted.
+/// Heartbeats every held task at the cluster's interval, recording each
+/// call's latency into `lat`.
 async fn heartbeat_loop(
     conn: Conn,
     worker: String,
@@ -344,8 +349,8 @@ async fn heartbeat_loop(
     interval: Duration,
     held: Arc<Mutex<Vec<LeasedTask>>>,
     tally: Arc<Tally>,
-) -> Latencies {
-    let mut lat = Latencies::default();
+    lat: Arc<Mutex<Latencies>>,
+) {
     // Spread workers over the interval rather than all at once.
     let offset = Duration::from_micros(rand_below(interval.as_micros() as u64));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
@@ -378,13 +383,16 @@ async fn heartbeat_loop(
             })
             .await;
         match answer {
-            Ok(()) => lat.record(sent.elapsed()),
+            Ok(()) => {
+                if let Ok(mut l) = lat.lock() {
+                    l.record(sent.elapsed());
+                }
+            }
             Err(_) => {
                 tally.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
-    lat
 }
 
 /// A number below `n` from the OS's generator (0 if it fails).

@@ -56,16 +56,17 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Simulated workers (throughput, latency, failover, scale).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     workers: usize,
     /// Noop tasks in the throughput scenario.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 500_000)]
     tasks: u64,
     /// Jobs the throughput scenario splits its tasks into.
     #[arg(long, default_value_t = 20)]
     jobs: u64,
-    /// Tasks a simulated worker leases per call and completes per call.
-    #[arg(long, default_value_t = 256)]
+    /// Tasks a simulated worker leases per call and completes per call
+    /// (at most 1000, the cluster's `max_lease_batch`).
+    #[arg(long, default_value_t = 512)]
     batch: u32,
     /// Offered load of the latency scenario, in tasks per second.
     #[arg(long, default_value_t = 1000)]
@@ -100,8 +101,8 @@ pub struct BenchArgs {
 /// Runs the bench. `coordinators` is set when the user named a cluster to
 /// use instead of starting one.
 pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<ExitCode> {
-    if args.batch == 0 || args.workers == 0 {
-        anyhow::bail!("--batch and --workers must be at least 1");
+    if args.workers == 0 || !(1..=1000).contains(&args.batch) {
+        anyhow::bail!("--workers must be at least 1 and --batch between 1 and 1000");
     }
     let temp;
     let root = match &args.data_dir {

@@ -22,6 +22,14 @@ use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogB
 
 use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
 
+/// Size at which raft-engine starts a new log file (its default).
+const LOG_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Log size past which files wholly before the last compaction are deleted.
+/// raft-engine's default is 10 GiB; a coordinator compacts every few
+/// thousand entries, so anything much above a few files is dead weight.
+const LOG_PURGE_THRESHOLD_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// raft-engine can hold many Raft groups; Drover has one.
 const REGION: u64 = 1;
 const HARD_STATE_KEY: &[u8] = b"hard_state";
@@ -107,8 +115,20 @@ fn put<M: protobuf::Message>(
 impl LogStore {
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, LogStoreError> {
+        Self::open_with(dir, LOG_FILE_BYTES, LOG_PURGE_THRESHOLD_BYTES)
+    }
+
+    /// Opens the log with files rotated at `file_bytes`, purged once the
+    /// log holds more than `purge_threshold_bytes`.
+    fn open_with(
+        dir: &std::path::Path,
+        file_bytes: u64,
+        purge_threshold_bytes: u64,
+    ) -> Result<Self, LogStoreError> {
         let config = EngineConfig {
             dir: dir.to_string_lossy().into_owned(),
+            target_file_size: raft_engine::ReadableSize(file_bytes),
+            purge_threshold: raft_engine::ReadableSize(purge_threshold_bytes),
             ..EngineConfig::default()
         };
         let engine = Arc::new(Engine::open(config)?);
@@ -266,6 +286,11 @@ impl LogBackend for LogStore {
         put(&mut batch, SNAPSHOT_META_KEY, &meta)?;
         self.engine.write(&mut batch, true)?;
         self.engine.compact_to(REGION, meta.index + 1);
+        // compact_to only forgets the entries; their files are deleted
+        // here (once the log is past its purge threshold), else the log
+        // would grow on disk for as long as the node runs. A region it
+        // names as needing compaction is this one, just compacted.
+        self.engine.purge_expired_files()?;
         self.snapshot_meta = meta;
         self.snapshot = Some(snapshot);
         Ok(())
@@ -421,5 +446,52 @@ mod tests {
         assert!(log.snapshot_wanted().is_some());
         // And one older than asked for is not served to anyone.
         assert!(log.snapshot(BOOTSTRAP_INDEX + 1, 2).is_err());
+    }
+
+    #[test]
+    fn compaction_deletes_the_log_files_it_no_longer_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open_with(dir.path(), 64 * 1024, 256 * 1024).unwrap();
+        log.bootstrap(voters(&[1])).unwrap();
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        // Incompressible, so the files really fill up (raft-engine
+        // compresses batches with LZ4).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut noise = move || -> Vec<u8> {
+            (0..1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let mut last = BOOTSTRAP_INDEX;
+        for _ in 0..40 {
+            let batch: Vec<Entry> = (1..=64)
+                .map(|i| Entry {
+                    index: last + i,
+                    term: BOOTSTRAP_TERM,
+                    data: noise().into(),
+                    ..Entry::default()
+                })
+                .collect();
+            last += 64;
+            log.persist(&batch, None, false).unwrap();
+        }
+        let before = files();
+        assert!(before > 20, "{before} files: the test needs many");
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = last;
+        snapshot.mut_metadata().term = BOOTSTRAP_TERM;
+        snapshot.mut_metadata().set_conf_state(voters(&[1]));
+        log.compact_to_snapshot(snapshot).unwrap();
+        let after = files();
+        assert!(
+            after < before / 4,
+            "{before} files before compaction, {after} after"
+        );
+        assert_eq!(log.first_index().unwrap(), last + 1);
     }
 }
