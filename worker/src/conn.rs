@@ -61,8 +61,10 @@ impl Conn {
                 None => {
                     if candidates.is_empty() {
                         candidates = self.addresses.clone();
+                        // Between rounds over every coordinator (an
+                        // election is running): about one leader heartbeat.
                         if hop > 0 {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                     let address = candidates.remove(0);
