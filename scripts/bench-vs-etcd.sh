@@ -20,6 +20,8 @@
 #   DROVER             the drover binary (default
 #                      ${CARGO_TARGET_DIR:-target}/release/drover)
 #   DROVER_BENCH_ARGS  extra arguments for `drover bench`, split on spaces
+#   DROVER_SCENARIO    its --scenario (default throughput; `all` runs every
+#                      scenario, the throughput one first)
 #   DROVER_SKIP_BUILD  set to skip the cargo build
 #
 # The ratio compares unlike units: an etcd write is one replicated 1 KiB put,
@@ -31,6 +33,7 @@
 set -euo pipefail
 
 OUT=${BENCH_OUT:-./target/bench}
+SCENARIO=${DROVER_SCENARIO:-throughput}
 DROVER=${DROVER:-${CARGO_TARGET_DIR:-target}/release/drover}
 MEMBERS=(e1 e2 e3)
 CLIENT_PORTS=(23791 23792 23793)
@@ -167,7 +170,7 @@ stop_etcd
 rm -f "$OUT/drover.json"
 # DROVER_BENCH_ARGS is split on spaces on purpose.
 # shellcheck disable=SC2086
-"$DROVER" bench --nodes 3 --scenario throughput --json "$OUT/drover.json" ${DROVER_BENCH_ARGS:-}
+"$DROVER" bench --nodes 3 --scenario "$SCENARIO" --json "$OUT/drover.json" ${DROVER_BENCH_ARGS:-}
 [[ -s $OUT/drover.json ]] || die "drover bench wrote no $OUT/drover.json"
 DROVER_TASKS_PER_S=$(json_number "$OUT/drover.json" tasks_per_second)
 # Checked here, whichever tool read it, because it goes into the summary as
@@ -193,7 +196,7 @@ cat >"$OUT/bench-vs-etcd.json" <<EOF
   },
   "drover": {
     "nodes": 3,
-    "scenario": "throughput",
+    "scenario": "$SCENARIO",
     "tasks_per_second": $DROVER_TASKS_PER_S
   },
   "drover_per_etcd": $RATIO

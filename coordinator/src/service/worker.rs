@@ -369,9 +369,13 @@ impl WorkerServer {
                     drain_requested: drain,
                 }));
             }
-            // Ready tasks this worker cannot take (another kind, labels,
-            // a job at its parallelism limit): look again shortly.
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + LEASE_POLL)).await;
+            // Nothing granted although tasks were ready: other workers
+            // took them, or they are not for this one (another kind,
+            // labels, a job at its parallelism limit). Look again when the
+            // ready set changes, or shortly in the second case, where it
+            // may not.
+            let again = deadline.min(tokio::time::Instant::now() + LEASE_POLL);
+            let _ = tokio::time::timeout_at(again, leasable.changed()).await;
         }
     }
 
