@@ -183,7 +183,7 @@ RATIO=$(awk -v d="$DROVER_TASKS_PER_S" -v e="$ETCD_WRITES_PER_S" \
   'BEGIN { if (e > 0) printf "%.3f", d / e; else print "null" }')
 echo
 printf '%-28s %10s\n' "etcd writes/s (check perf l)" "$ETCD_WRITES_PER_S"
-printf '%-28s %10s\n' "drover tasks/s" "$DROVER_TASKS_PER_S"
+printf '%-28s %10.0f\n' "drover tasks/s" "$DROVER_TASKS_PER_S"
 printf '%-28s %10s\n' "drover / etcd" "$RATIO"
 cat >"$OUT/bench-vs-etcd.json" <<EOF
 {
