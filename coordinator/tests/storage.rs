@@ -91,3 +91,58 @@ fn a_store_from_another_format_is_refused() {
     );
     assert!(err.to_string().contains("version 99"));
 }
+
+/// Records are stored 256 to a value: a template of 1,000 partitions spans
+/// four task chunks, a trail of 900 events with 300 retained drops whole
+/// event chunks and the head of another, and the driver writes the changes
+/// of many entries at once. The store must still load exactly the state.
+#[test]
+fn chunks_and_coalesced_writes_load_exactly_the_applied_state() {
+    let config = Config {
+        events_per_job_max: 300,
+        ..Config::default()
+    };
+    let mut h = support::H::with(config);
+    let job = h.submit(&support::spec(
+        "wide",
+        "  maxParallel: 1000\n",
+        "    - {name: a, kind: noop, partitions: {shards: 1000}}\n",
+    ));
+    h.worker("w", 1000, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut pending = h.sm.take_changes();
+    let mut index = 1;
+    for round in 0..9 {
+        let grants = h.lease("w", 100);
+        pending.absorb(h.sm.take_changes());
+        for g in &grants {
+            h.complete("w", g).unwrap();
+        }
+        pending.absorb(h.sm.take_changes());
+        index += 1;
+        // Written every other round, as the driver writes every 100 ms.
+        if round % 2 == 1 {
+            store
+                .persist(&h.sm, &std::mem::take(&mut pending), index)
+                .unwrap();
+            let (loaded, at) = store.load().unwrap().unwrap();
+            assert_eq!(at, index);
+            assert_eq!(loaded.snapshot(), h.sm.snapshot(), "after round {round}");
+        }
+    }
+    store.persist(&h.sm, &pending, index + 1).unwrap();
+    assert!(
+        h.sm.core().jobs[&job].events.len() == 300,
+        "retention applied"
+    );
+    store.flush().unwrap();
+    drop(store);
+    let (loaded, _) = StateStore::open(dir.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.snapshot(), h.sm.snapshot());
+    loaded.check_invariants().unwrap();
+}

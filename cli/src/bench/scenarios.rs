@@ -183,8 +183,20 @@ fn exactly_once_line(tally: &Tally, target: u64) -> String {
     )
 }
 
-fn coordinator_json(figures: &Figures) -> Value {
-    figures.json()
+/// The completion latencies, the exactly-once count and the jobs that
+/// succeeded, as every draining scenario reports them.
+fn outcome_lines(
+    lat: &WorkerLatencies,
+    tally: &Tally,
+    target: u64,
+    succeeded: usize,
+    jobs: usize,
+) -> [String; 3] {
+    [
+        format!("complete (batches): {}", lat.complete.summary().line()),
+        exactly_once_line(tally, target),
+        format!("jobs succeeded: {succeeded} of {jobs}"),
+    ]
 }
 
 /// (a) Throughput at saturation: `tasks` noop tasks in `jobs` jobs,
@@ -224,10 +236,8 @@ pub async fn throughput(env: &Env, tasks: u64, jobs: u64) -> Result<Value> {
             submit.summary().line()
         ),
         format!("lease (calls that granted): {}", lat.lease.summary().line()),
-        format!("complete (batches): {}", lat.complete.summary().line()),
-        exactly_once_line(&tally, tasks),
-        format!("jobs succeeded: {ok} of {}", ids.len()),
     ];
+    lines.extend(outcome_lines(&lat, &tally, tasks, ok, ids.len()));
     lines.extend(figures.lines());
     print_block("throughput at saturation", &lines);
     Ok(json!({
@@ -244,7 +254,7 @@ pub async fn throughput(env: &Env, tasks: u64, jobs: u64) -> Result<Value> {
         "repeats": tally.duplicates.load(Ordering::Relaxed),
         "refused": tally.rejected.load(Ordering::Relaxed),
         "jobsSucceeded": ok,
-        "coordinators": coordinator_json(&figures),
+        "coordinators": figures.json(),
     }))
 }
 
@@ -311,10 +321,8 @@ pub async fn latency(env: &Env, rate: u64, duration: Duration) -> Result<Value> 
             "end to end (submit acknowledged → completion accepted): {}",
             lat.end_to_end.summary().line()
         ),
-        format!("complete (batches): {}", lat.complete.summary().line()),
-        exactly_once_line(&tally, target),
-        format!("jobs succeeded: {ok} of {}", ids.len()),
     ];
+    lines.extend(outcome_lines(&lat, &tally, target, ok, ids.len()));
     lines.extend(figures.lines());
     print_block("latency at a fixed offered load", &lines);
     Ok(json!({
@@ -327,7 +335,7 @@ pub async fn latency(env: &Env, rate: u64, duration: Duration) -> Result<Value> 
         "complete": lat.complete.summary().json(),
         "completedOnce": tally.completed.load(Ordering::Relaxed),
         "jobsSucceeded": ok,
-        "coordinators": coordinator_json(&figures),
+        "coordinators": figures.json(),
     }))
 }
 
@@ -493,7 +501,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
         "bytesPerTaskDrained": per_task(&figures, false),
         "bytesPerTaskPeak": per_task(&figures, true),
         "jobSucceeded": ok == 1,
-        "coordinators": coordinator_json(&figures),
+        "coordinators": figures.json(),
     }))
 }
 
@@ -587,6 +595,6 @@ async fn hold_and_heartbeat(
         "intervalMs": interval.as_millis() as u64,
         "seconds": duration.as_secs_f64(),
         "heartbeat": lat.heartbeat.summary().json(),
-        "coordinators": coordinator_json(&figures),
+        "coordinators": figures.json(),
     }))
 }

@@ -280,36 +280,8 @@ impl StateStore {
                 }
             }
         }
-        let chunks_of = |keys: &BTreeSet<TaskKey>| -> BTreeSet<TaskKey> {
-            keys.iter()
-                .map(|k| TaskKey {
-                    partition: chunk_start(k.partition),
-                    ..*k
-                })
-                .collect()
-        };
-        for chunk in chunks_of(&changes.tasks) {
-            let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
-            let records: Vec<(u64, &TaskRecord)> = template_of(core, chunk)
-                .map(|t| t.tasks.range(range).map(|(p, r)| (*p, r)).collect())
-                .unwrap_or_default();
-            if records.is_empty() {
-                tasks.remove(&keys::task(chunk));
-            } else {
-                tasks.insert(&keys::task(chunk), encode(&records));
-            }
-        }
-        for chunk in chunks_of(&changes.outputs) {
-            let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
-            let records: Vec<(u64, &Output)> = template_of(core, chunk)
-                .map(|t| t.outputs.range(range).map(|(p, o)| (*p, o)).collect())
-                .unwrap_or_default();
-            if records.is_empty() {
-                outputs.remove(&keys::task(chunk));
-            } else {
-                outputs.insert(&keys::task(chunk), encode(&records));
-            }
-        }
+        write_chunks(core, &changes.tasks, &mut tasks, |t| &t.tasks);
+        write_chunks(core, &changes.outputs, &mut outputs, |t| &t.outputs);
         for (id, from) in &changes.events_from {
             let Some(job) = core.jobs.get(id) else {
                 continue;
@@ -530,6 +502,34 @@ impl StateStore {
             idempotency,
         };
         Ok(Some((StateMachine::from_core(core), applied_index)))
+    }
+}
+
+/// Rewrites (or removes, once empty) every chunk holding a changed key,
+/// from the records `records_of` a template as they are now.
+fn write_chunks<V: Serialize>(
+    core: &Core,
+    changed: &BTreeSet<TaskKey>,
+    batch: &mut Batch,
+    records_of: impl Fn(&Template) -> &BTreeMap<u64, V>,
+) {
+    let chunks: BTreeSet<TaskKey> = changed
+        .iter()
+        .map(|k| TaskKey {
+            partition: chunk_start(k.partition),
+            ..*k
+        })
+        .collect();
+    for chunk in chunks {
+        let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+        let records: Vec<(u64, &V)> = template_of(core, chunk)
+            .map(|t| records_of(t).range(range).map(|(p, r)| (*p, r)).collect())
+            .unwrap_or_default();
+        if records.is_empty() {
+            batch.remove(&keys::task(chunk));
+        } else {
+            batch.insert(&keys::task(chunk), encode(&records));
+        }
     }
 }
 
