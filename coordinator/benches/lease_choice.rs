@@ -16,10 +16,10 @@
 //!
 //! Run: `cargo bench -p drover-coordinator --bench lease_choice`.
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use drover_coordinator::state::{
-    Command, Config, LogEntry, Manifest, Outcome, StateMachine, SubmitJob,
-};
+use drover_coordinator::state::{Command, Config, LogEntry, StateMachine, SubmitJob};
 
 const NAMESPACES: usize = 8;
 const PRIORITIES: [u8; 3] = [20, 50, 80];
@@ -56,53 +56,9 @@ fn ready_state(jobs: usize, now: i64) -> StateMachine {
         });
         assert!(applied.iter().all(Result::is_ok), "{:?}", applied.first());
     }
-    sm.apply(&LogEntry {
-        now_ms: now,
-        commands: vec![Command::RegisterWorker {
-            worker: "w".into(),
-            slots: 4096,
-            labels: Default::default(),
-            kinds: vec![],
-        }],
-    });
+    common::register_worker(&mut sm, now);
     drop(sm.take_changes());
     sm
-}
-
-/// Leases up to [`LEASE_TASKS`] tasks, completes them all, and returns how
-/// many were granted.
-fn lease_and_complete(sm: &mut StateMachine, now: i64) -> usize {
-    let leased = sm.apply(&LogEntry {
-        now_ms: now,
-        commands: vec![Command::Lease {
-            worker: "w".into(),
-            max_tasks: LEASE_TASKS,
-        }],
-    });
-    let Ok(Outcome::Leased(grants)) = &leased[0] else {
-        panic!("{leased:?}")
-    };
-    let granted = grants.len();
-    // The driver hands each applied entry's changes to storage; taking them
-    // here keeps the change sets from growing over the run as they never
-    // would in a coordinator.
-    drop(sm.take_changes());
-    let completes = grants
-        .iter()
-        .map(|g| Command::Complete {
-            worker: "w".into(),
-            task: g.task,
-            token: g.token,
-            manifest: Manifest::default(),
-            skipped: false,
-        })
-        .collect();
-    sm.apply(&LogEntry {
-        now_ms: now,
-        commands: completes,
-    });
-    drop(sm.take_changes());
-    granted
 }
 
 fn lease_choice(c: &mut Criterion) {
@@ -112,13 +68,13 @@ fn lease_choice(c: &mut Criterion) {
         let mut sm = ready_state(jobs, now);
         // One probe round tells how many tasks a lease grants here, so the
         // throughput counts tasks really granted and not the request size.
-        let granted = lease_and_complete(&mut sm, now);
+        let granted = common::lease_and_complete(&mut sm, now, LEASE_TASKS);
         assert!(granted > 0, "no task granted with {jobs} ready jobs");
         group.throughput(Throughput::Elements(granted as u64));
         group.bench_function(BenchmarkId::from_parameter(jobs), |b| {
             b.iter(|| {
                 now += 1;
-                let got = lease_and_complete(&mut sm, now);
+                let got = common::lease_and_complete(&mut sm, now, LEASE_TASKS);
                 assert_eq!(got, granted, "the state is no longer steady");
             });
         });

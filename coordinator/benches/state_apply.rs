@@ -5,10 +5,10 @@
 //! N tasks. `submit_backfill`: applying the submit of a 1,000,000-partition
 //! backfill (parse, plan, one record).
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use drover_coordinator::state::{
-    Command, Config, LogEntry, Manifest, Outcome, StateMachine, SubmitJob,
-};
+use drover_coordinator::state::{Command, Config, LogEntry, StateMachine, SubmitJob};
 
 const BACKFILL: &str = "apiVersion: drover/v1\nkind: Job\nmetadata: {name: backfill, namespace: bench}\nspec:\n  maxParallel: 1000000\n  tasks:\n    - {name: a, kind: noop, partitions: {shards: 10000000}}\n";
 
@@ -31,46 +31,12 @@ fn lease_complete(c: &mut Criterion) {
         let mut sm = StateMachine::new(Config::default());
         let mut now = 1_780_272_000_000i64;
         submit(&mut sm, now, BACKFILL);
-        sm.apply(&LogEntry {
-            now_ms: now,
-            commands: vec![Command::RegisterWorker {
-                worker: "w".into(),
-                slots: 4096,
-                labels: Default::default(),
-                kinds: vec![],
-            }],
-        });
+        common::register_worker(&mut sm, now);
         group.throughput(Throughput::Elements(u64::from(batch)));
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
             b.iter(|| {
                 now += 1;
-                let leased = sm.apply(&LogEntry {
-                    now_ms: now,
-                    commands: vec![Command::Lease {
-                        worker: "w".into(),
-                        max_tasks: batch,
-                    }],
-                });
-                let Ok(Outcome::Leased(grants)) = &leased[0] else {
-                    panic!("{leased:?}")
-                };
-                let completes = grants
-                    .iter()
-                    .map(|g| Command::Complete {
-                        worker: "w".into(),
-                        task: g.task,
-                        token: g.token,
-                        manifest: Manifest::default(),
-                        skipped: false,
-                    })
-                    .collect();
-                sm.apply(&LogEntry {
-                    now_ms: now,
-                    commands: completes,
-                });
-                // The driver takes the change set after every batch; left
-                // to grow, it would skew the figure.
-                sm.take_changes();
+                common::lease_and_complete(&mut sm, now, batch)
             });
         });
     }

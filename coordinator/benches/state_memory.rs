@@ -7,6 +7,8 @@
 // A global allocator can only be written with `unsafe`; it only counts.
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -44,15 +46,7 @@ fn main() {
     const LEASED: u32 = 100_000;
     let now = 1_780_272_000_000i64;
     let mut sm = StateMachine::new(Config::default());
-    sm.apply(&LogEntry {
-        now_ms: now,
-        commands: vec![Command::RegisterWorker {
-            worker: "w".into(),
-            slots: 4096,
-            labels: Default::default(),
-            kinds: vec![],
-        }],
-    });
+    common::register_worker(&mut sm, now);
     let before_submit = live();
     sm.apply(&LogEntry {
         now_ms: now,
