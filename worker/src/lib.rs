@@ -6,6 +6,8 @@
 //! - [`runner`]: the lease loop: register, long-poll leases for the free
 //!   slots, run tasks concurrently, one heartbeat per interval for all of
 //!   them, fenced completion/failure reports, and drain on shutdown.
+//! - [`annotation`]: consensus labels and agreement metrics for the
+//!   annotation export.
 //! - [`conn`]: the leader-following connection the loop calls through.
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
 //!   attempts by outcome and duration, lease latency, heartbeat failures).
@@ -18,6 +20,7 @@
 //! tasks' truth is the coordinator's; a worker that vanishes loses nothing
 //! but the attempts it was running, which are leased again after their TTL.
 
+pub mod annotation;
 pub mod conn;
 pub mod executors;
 pub mod metrics;
