@@ -5,7 +5,9 @@
 //! and these stay independent of any file format.
 
 pub mod agreement;
+pub mod boxes;
 pub mod consensus;
+pub mod pseudonym;
 
 /// One annotator's label for one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
