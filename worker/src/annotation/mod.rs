@@ -8,6 +8,10 @@ pub mod agreement;
 pub mod boxes;
 pub mod consensus;
 pub mod pseudonym;
+pub mod report;
+
+#[cfg(test)]
+pub(crate) mod testdata;
 
 /// One annotator's label for one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,297 @@
+//! The export's quality report: per project, agreement (Krippendorff's
+//! alpha and Fleiss' kappa), the consensus label distribution, and per
+//! annotator how often they agree with the consensus and whether they look
+//! like a spammer. Written as JSON for pipelines and as one self-contained
+//! HTML page (inline SVG charts, no scripts, no external assets) for people.
+
+use serde::Serialize;
+
+use super::Votes;
+use super::agreement::{fleiss_kappa, krippendorff_alpha_nominal};
+use super::consensus::spammer_score;
+
+/// An annotator whose spammer score is below this is flagged: their
+/// answers barely depend on the truth. Careful annotators score near 1 and
+/// middling ones (65% right over four classes) near 0.3; random answers
+/// score near 0.
+pub const SPAMMER_SCORE_MAX: f64 = 0.1;
+
+/// How one annotator did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnotatorQuality {
+    /// The annotator's pseudonym (never the raw id).
+    pub annotator: String,
+    /// Labels they gave.
+    pub votes: u64,
+    /// Share of their labels equal to the consensus, over items that have
+    /// one.
+    pub agreement_with_consensus: Option<f64>,
+    /// Their spammer score from their confusion matrix against the
+    /// consensus (see `consensus::spammer_score`).
+    pub spammer_score: f64,
+    /// Whether the score is below [`SPAMMER_SCORE_MAX`].
+    pub spammer: bool,
+}
+
+/// How often a label won.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelCount {
+    /// The label's name.
+    pub label: String,
+    /// Items whose consensus it is.
+    pub items: u64,
+}
+
+/// One project's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectQuality {
+    /// The project.
+    pub project: String,
+    /// The consensus method (`majority`, `dawid_skene`).
+    pub consensus: String,
+    /// Items.
+    pub items: u64,
+    /// Items with a consensus label.
+    pub labelled_items: u64,
+    /// Labels given.
+    pub votes: u64,
+    /// Krippendorff's alpha (nominal); `None` when undefined.
+    pub krippendorff_alpha: Option<f64>,
+    /// Fleiss' kappa; `None` when undefined.
+    pub fleiss_kappa: Option<f64>,
+    /// Consensus labels by how often they won, most first.
+    pub labels: Vec<LabelCount>,
+    /// Per annotator, by pseudonym.
+    pub annotators: Vec<AnnotatorQuality>,
+}
+
+/// The figures of a classification project. `labels` are the consensus
+/// per item; `class_names` and `annotator_names` (pseudonyms) name the
+/// indices of `votes`.
+pub fn classification_quality(
+    project: &str,
+    consensus: &str,
+    votes: &Votes,
+    labels: &[Option<u32>],
+    class_names: &[String],
+    annotator_names: &[String],
+) -> ProjectQuality {
+    let counts = votes.class_counts();
+    let k = votes.classes;
+    let mut won = vec![0u64; k];
+    for label in labels.iter().flatten() {
+        won[*label as usize] += 1;
+    }
+    let mut label_counts: Vec<LabelCount> = won
+        .iter()
+        .enumerate()
+        .map(|(c, n)| LabelCount {
+            label: class_names.get(c).cloned().unwrap_or_else(|| c.to_string()),
+            items: *n,
+        })
+        .collect();
+    label_counts.sort_by(|a, b| b.items.cmp(&a.items).then(a.label.cmp(&b.label)));
+    // Per annotator: confusion against the consensus, and agreement.
+    let mut confusion = vec![vec![vec![0f64; k]; k]; votes.annotators];
+    let mut given = vec![0u64; votes.annotators];
+    let mut matched = vec![0u64; votes.annotators];
+    let mut comparable = vec![0u64; votes.annotators];
+    for v in &votes.votes {
+        let a = v.annotator as usize;
+        given[a] += 1;
+        if let Some(Some(truth)) = labels.get(v.item as usize) {
+            comparable[a] += 1;
+            matched[a] += u64::from(*truth == v.class);
+            confusion[a][*truth as usize][v.class as usize] += 1.0;
+        }
+    }
+    let annotators = (0..votes.annotators)
+        .map(|a| {
+            let rows: Vec<Vec<f64>> = confusion[a]
+                .iter()
+                .map(|row| {
+                    let total: f64 = row.iter().sum();
+                    if total == 0.0 {
+                        // A class they never saw tells nothing: uniform.
+                        vec![1.0 / k as f64; k]
+                    } else {
+                        row.iter().map(|c| c / total).collect()
+                    }
+                })
+                .collect();
+            let score = spammer_score(&rows);
+            AnnotatorQuality {
+                annotator: annotator_names
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| a.to_string()),
+                votes: given[a],
+                agreement_with_consensus: (comparable[a] > 0)
+                    .then(|| matched[a] as f64 / comparable[a] as f64),
+                spammer_score: score,
+                spammer: given[a] > 0 && score < SPAMMER_SCORE_MAX,
+            }
+        })
+        .collect();
+    ProjectQuality {
+        project: project.to_owned(),
+        consensus: consensus.to_owned(),
+        items: votes.items as u64,
+        labelled_items: labels.iter().flatten().count() as u64,
+        votes: votes.votes.len() as u64,
+        krippendorff_alpha: krippendorff_alpha_nominal(&counts),
+        fleiss_kappa: fleiss_kappa(&counts),
+        labels: label_counts,
+        annotators,
+    }
+}
+
+/// Text safe inside HTML elements and attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn figure(value: Option<f64>) -> String {
+    value.map_or_else(|| "undefined".to_owned(), |v| format!("{v:.3}"))
+}
+
+/// A horizontal bar chart as inline SVG: one bar per (name, value), values
+/// in `[0, max]`; `flagged` bars are drawn in the warning colour.
+fn bars(rows: &[(String, f64, bool)], max: f64) -> String {
+    const ROW: usize = 22;
+    const LABEL: usize = 260;
+    const WIDTH: usize = 420;
+    let height = rows.len() * ROW + 4;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\">",
+        LABEL + WIDTH + 60
+    );
+    for (i, (name, value, flagged)) in rows.iter().enumerate() {
+        let y = i * ROW + 2;
+        let w = if max > 0.0 {
+            (value / max).clamp(0.0, 1.0) * WIDTH as f64
+        } else {
+            0.0
+        };
+        let colour = if *flagged { "#c0392b" } else { "#2e86c1" };
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"{LABEL}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
+            y + 14,
+            escape(name),
+            ROW - 6,
+            LABEL as f64 + w + 4.0,
+            y + 14,
+            if max <= 1.0 { format!("{value:.2}") } else { format!("{value:.0}") },
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The report as one HTML page.
+pub fn render_html(title: &str, projects: &[ProjectQuality]) -> String {
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title><style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}th{{background:#f4f4f4}}td:first-child{{text-align:left}}.spammer{{color:#c0392b;font-weight:bold}}</style></head><body><h1>{0}</h1>\n",
+        escape(title)
+    );
+    for p in projects {
+        html.push_str(&format!(
+            "<h2>Project {}</h2>\n<p>{} items ({} with a consensus label, by {}), {} labels. Krippendorff's alpha (nominal) <b>{}</b>; Fleiss' kappa <b>{}</b>.</p>\n",
+            escape(&p.project),
+            p.items,
+            p.labelled_items,
+            escape(&p.consensus),
+            p.votes,
+            figure(p.krippendorff_alpha),
+            figure(p.fleiss_kappa),
+        ));
+        html.push_str("<h3>Consensus labels</h3>\n");
+        let max = p.labels.iter().map(|l| l.items).max().unwrap_or(0) as f64;
+        let rows: Vec<(String, f64, bool)> = p
+            .labels
+            .iter()
+            .map(|l| (l.label.clone(), l.items as f64, false))
+            .collect();
+        html.push_str(&bars(&rows, max));
+        html.push_str("\n<h3>Annotators: agreement with the consensus</h3>\n");
+        let rows: Vec<(String, f64, bool)> = p
+            .annotators
+            .iter()
+            .map(|a| {
+                (
+                    a.annotator.clone(),
+                    a.agreement_with_consensus.unwrap_or(0.0),
+                    a.spammer,
+                )
+            })
+            .collect();
+        html.push_str(&bars(&rows, 1.0));
+        html.push_str("\n<table><tr><th>Annotator</th><th>Labels</th><th>Agreement</th><th>Spammer score</th><th></th></tr>\n");
+        for a in &p.annotators {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>\n",
+                escape(&a.annotator),
+                a.votes,
+                figure(a.agreement_with_consensus),
+                a.spammer_score,
+                if a.spammer {
+                    "<span class=\"spammer\">likely spammer</span>"
+                } else {
+                    ""
+                },
+            ));
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotation::consensus::dawid_skene;
+    use crate::annotation::testdata::simulate;
+
+    #[test]
+    fn the_report_flags_the_spammers_and_counts_every_label() {
+        let skill = [Some(0.9), Some(0.9), Some(0.7), Some(0.7), None, None];
+        let (votes, _truth) = simulate(11, 2000, 3, &skill, 4);
+        let ds = dawid_skene(&votes);
+        let classes: Vec<String> = ["cat", "dog", "<bird>"].map(String::from).to_vec();
+        let names: Vec<String> = (0..6).map(|a| format!("a_{a:032x}")).collect();
+        let q = classification_quality("p1", "dawid_skene", &votes, &ds.labels, &classes, &names);
+        assert_eq!(q.items, 2000);
+        assert_eq!(
+            q.labels.iter().map(|l| l.items).sum::<u64>(),
+            q.labelled_items
+        );
+        let flagged: Vec<bool> = q.annotators.iter().map(|a| a.spammer).collect();
+        assert_eq!(flagged, [false, false, false, false, true, true], "{q:#?}");
+        let alpha = q.krippendorff_alpha.unwrap();
+        assert!(alpha > 0.0 && alpha < 1.0, "{alpha}");
+        let json = serde_json::to_value(&q).unwrap();
+        assert!(json["krippendorffAlpha"].is_number());
+        assert_eq!(json["annotators"][4]["spammer"], true);
+
+        let html = render_html("Export quality", &[q]);
+        assert!(html.contains("<svg") && html.contains("likely spammer"));
+        // Names are escaped, and the page loads nothing from elsewhere.
+        assert!(html.contains("&lt;bird&gt;") && !html.contains("<bird>"));
+        assert!(!html.contains("<script") && !html.contains("src="));
+    }
+}
