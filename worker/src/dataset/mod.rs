@@ -1,0 +1,49 @@
+//! Dataset IO shared by every data job: where data lives ([`location`]:
+//! `file://` paths and `s3://` buckets through the `object_store` crate),
+//! Parquet written and read a row group at a time so memory stays bounded
+//! whatever the input's size ([`parquet`]), and the `_manifest.json` that
+//! makes an output canonical ([`manifest`]).
+//!
+//! Readers, including the next task of a job, find files through manifests
+//! only, never by listing: an attempt's half-written files are invisible to
+//! them until a manifest names those files.
+
+pub mod location;
+pub mod manifest;
+pub mod parquet;
+mod reader;
+
+/// Why dataset IO failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// A URL this worker cannot use.
+    #[error("dataset URL `{url}`: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object store failed (IO, permissions, network, missing object).
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// Parquet encoding or decoding failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+    /// A manifest does not decode.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// Its path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file does not match what its manifest says.
+    #[error("{path}: {reason}")]
+    Mismatch {
+        /// The file.
+        path: String,
+        /// How it differs.
+        reason: String,
+    },
+}
