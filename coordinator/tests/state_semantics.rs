@@ -6,7 +6,8 @@ mod support;
 use drover_coordinator::state::events::{EventKind, ExpiryReason};
 use drover_coordinator::state::explain::Why;
 use drover_coordinator::state::{
-    Command, Config, HeartbeatStatus, JobState, Outcome, Rejection, Submitted, TaskState,
+    Command, Config, HeartbeatStatus, JobState, Manifest, Outcome, Rejection, Submitted,
+    TaskState,
 };
 use support::{H, spec};
 
@@ -793,4 +794,63 @@ fn a_worker_that_leaves_hands_its_leases_back_in_the_audit_trail() {
         .collect();
     let held: Vec<(u64, u64)> = grants.iter().map(|g| (g.task.partition, g.token)).collect();
     assert_eq!(released, held);
+}
+
+/// A downstream task is told where each upstream partition's accepted
+/// output is, in template then partition order, and a fan-in wider than
+/// the limit is refused as a whole rather than listed in part.
+#[test]
+fn downstream_tasks_see_their_upstream_outputs_in_order() {
+    let mut h = H::new();
+    let id = h.submit(&spec(
+        "fanin",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 3}}\n    - {name: b, kind: noop, dependsOn: [a]}\n",
+    ));
+    h.worker("w1", 8, &[]);
+    let grants = h.lease("w1", 8);
+    assert_eq!(grants.len(), 3);
+    // Completed out of order; listed by partition.
+    for g in grants.iter().rev() {
+        let prefix = format!(
+            "jobs/{}/{}/{}/attempt-{}-{}",
+            g.task.job, g.task.template, g.task.partition, g.attempt, g.token
+        );
+        h.run(Command::Complete {
+            worker: "w1".into(),
+            task: g.task,
+            token: g.token,
+            manifest: Manifest {
+                prefix,
+                ..Manifest::default()
+            },
+            skipped: false,
+        })
+        .unwrap();
+    }
+    let merge = h.lease("w1", 8);
+    assert_eq!(merge.len(), 1);
+    let up = h
+        .job(id)
+        .upstream_outputs(merge[0].task.template, 100)
+        .unwrap();
+    let seen: Vec<(String, u64, String)> = up
+        .iter()
+        .map(|u| (u.template.clone(), u.partition_index, u.prefix.clone()))
+        .collect();
+    let expected: Vec<(String, u64, String)> = (0..3u64)
+        .map(|p| {
+            let g = grants.iter().find(|g| g.task.partition == p).unwrap();
+            (
+                "a".to_owned(),
+                p,
+                format!("jobs/{id}/0/{p}/attempt-1-{}", g.token),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(up[1].partition_key, "1");
+    // The first template has no upstream; a limit below the fan-in is None.
+    assert_eq!(h.job(id).upstream_outputs(0, 100), Some(vec![]));
+    assert_eq!(h.job(id).upstream_outputs(merge[0].task.template, 2), None);
 }

@@ -26,6 +26,11 @@ use crate::state::{Applied, Command, Outcome, Rejection, TaskKey};
 
 /// Longest a lease call waits for work.
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Upstream outputs sent with one leased task, at most: about 100 bytes
+/// each, so a lease of a wide merge stays near a megabyte. A task with more
+/// is sent `upstream_outputs_truncated` instead of a partial list.
+pub const UPSTREAM_OUTPUTS_MAX: usize = 10_000;
 /// How often a waiting lease call looks again when ready tasks exist but
 /// none could be granted to it.
 const LEASE_POLL: Duration = Duration::from_millis(100);
@@ -76,7 +81,7 @@ impl WorkerServer {
 pub mod convert {
     use drover_proto::v1::{
         CompleteResponse, CompleteResult, HeartbeatStatus as WireStatus, LeasedTask,
-        OutputManifest, TaskHeartbeatResult, TaskKind,
+        OutputManifest, TaskHeartbeatResult, TaskKind, UpstreamOutput,
     };
     use tonic::Status;
 
@@ -159,6 +164,16 @@ pub mod convert {
             output_prefix: output_prefix(&g),
             trace_parent: g.trace_parent.unwrap_or_default(),
             ..LeasedTask::default()
+        }
+    }
+
+    /// An upstream output as sent to the worker.
+    pub fn upstream(u: crate::state::job::UpstreamOutput) -> UpstreamOutput {
+        UpstreamOutput {
+            template: u.template,
+            partition_index: u.partition_index,
+            partition_key: u.partition_key,
+            output_prefix: u.prefix,
         }
     }
 
@@ -354,18 +369,46 @@ impl WorkerServer {
                     );
                 }
                 let worker_id = r.worker_id.clone();
-                let drain = self
+                let keys: Vec<TaskKey> = grants.iter().map(|g| g.task).collect();
+                let (drain, upstream) = self
                     .node
                     .read_local(move |sm| {
-                        sm.core()
+                        let drain = sm
+                            .core()
                             .workers
                             .get(&worker_id)
-                            .is_some_and(|w| w.state == crate::state::WorkerState::Draining)
+                            .is_some_and(|w| w.state == crate::state::WorkerState::Draining);
+                        // Succeeded upstream outputs never change, so
+                        // reading them after the grant is as good as in it.
+                        let upstream: Vec<Option<Vec<_>>> = keys
+                            .iter()
+                            .map(|k| {
+                                sm.job(k.job).and_then(|j| {
+                                    j.upstream_outputs(k.template, UPSTREAM_OUTPUTS_MAX)
+                                })
+                            })
+                            .collect();
+                        (drain, upstream)
                     })
                     .await
                     .map_err(node_status)?;
+                let tasks = grants
+                    .into_iter()
+                    .zip(upstream)
+                    .map(|(g, up)| {
+                        let mut task = convert::leased(g);
+                        match up {
+                            Some(up) => {
+                                task.upstream_outputs =
+                                    up.into_iter().map(convert::upstream).collect();
+                            }
+                            None => task.upstream_outputs_truncated = true,
+                        }
+                        task
+                    })
+                    .collect();
                 return Ok(Response::new(LeaseResponse {
-                    tasks: grants.into_iter().map(convert::leased).collect(),
+                    tasks,
                     drain_requested: drain,
                 }));
             }

@@ -358,7 +358,48 @@ pub struct Job {
     pub trace_parent: Option<String>,
 }
 
+/// One upstream task's accepted output, as the task downstream of it
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamOutput {
+    /// Id of the upstream template (`task` or `task/stage`).
+    pub template: String,
+    /// Its partition index.
+    pub partition_index: u64,
+    /// Its partition key.
+    pub partition_key: String,
+    /// Prefix of the accepted output; empty when it wrote nothing.
+    pub prefix: String,
+}
+
 impl Job {
+    /// The accepted outputs of the templates template `t` depends on, in
+    /// template then partition order; `None` when there are more than
+    /// `max` (the caller says so rather than sending a partial list).
+    pub fn upstream_outputs(&self, t: u32, max: usize) -> Option<Vec<UpstreamOutput>> {
+        let template = self.templates.get(t as usize)?;
+        let mut out = Vec::new();
+        for &u in &template.def.depends_on {
+            let Some(up) = self.templates.get(u as usize) else {
+                continue;
+            };
+            if out.len() + up.outputs.len() > max {
+                return None;
+            }
+            out.extend(up.outputs.iter().map(|(&partition, output)| UpstreamOutput {
+                template: up.def.id.clone(),
+                partition_index: partition,
+                partition_key: up.def.partitions.key(partition).unwrap_or_default(),
+                prefix: output
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.prefix.clone())
+                    .unwrap_or_default(),
+            }));
+        }
+        Some(out)
+    }
+
     /// Whether the job may lease another task, ignoring templates.
     pub fn below_max_parallel(&self) -> bool {
         self.counts.leased < u64::from(self.max_parallel)
