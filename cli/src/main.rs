@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod cluster;
 mod coordinator;
+mod datagen;
 mod dev;
 mod job;
 mod worker;
@@ -74,6 +75,9 @@ enum Command {
     /// Measure throughput, latency, failover, scale and heartbeat load on a
     /// local cluster (or `--coordinators`) with simulated workers.
     Bench(bench::BenchArgs),
+    /// Generate datasets with a known truth (`drover datagen annotations`).
+    #[command(subcommand)]
+    Datagen(datagen::DatagenCommand),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
                 rt.block_on(bench::run(args, coordinators))
             })
         }
+        Command::Datagen(cmd) => runtime().and_then(|rt| rt.block_on(datagen::run(cmd))),
         Command::Cluster(cmd) => {
             let coordinators = client::Coordinators::parse(&cli.coordinators);
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))

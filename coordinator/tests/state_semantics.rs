@@ -6,8 +6,7 @@ mod support;
 use drover_coordinator::state::events::{EventKind, ExpiryReason};
 use drover_coordinator::state::explain::Why;
 use drover_coordinator::state::{
-    Command, Config, HeartbeatStatus, JobState, Manifest, Outcome, Rejection, Submitted,
-    TaskState,
+    Command, Config, HeartbeatStatus, JobState, Manifest, Outcome, Rejection, Submitted, TaskState,
 };
 use support::{H, spec};
 

@@ -22,6 +22,7 @@
 
 pub mod annotation;
 pub mod conn;
+pub mod datagen;
 pub mod dataset;
 pub mod executors;
 pub mod metrics;

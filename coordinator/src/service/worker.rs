@@ -370,28 +370,27 @@ impl WorkerServer {
                 }
                 let worker_id = r.worker_id.clone();
                 let keys: Vec<TaskKey> = grants.iter().map(|g| g.task).collect();
-                let (drain, upstream) = self
-                    .node
-                    .read_local(move |sm| {
-                        let drain = sm
-                            .core()
-                            .workers
-                            .get(&worker_id)
-                            .is_some_and(|w| w.state == crate::state::WorkerState::Draining);
-                        // Succeeded upstream outputs never change, so
-                        // reading them after the grant is as good as in it.
-                        let upstream: Vec<Option<Vec<_>>> = keys
-                            .iter()
-                            .map(|k| {
-                                sm.job(k.job).and_then(|j| {
-                                    j.upstream_outputs(k.template, UPSTREAM_OUTPUTS_MAX)
+                let (drain, upstream) =
+                    self.node
+                        .read_local(move |sm| {
+                            let drain =
+                                sm.core().workers.get(&worker_id).is_some_and(|w| {
+                                    w.state == crate::state::WorkerState::Draining
+                                });
+                            // Succeeded upstream outputs never change, so
+                            // reading them after the grant is as good as in it.
+                            let upstream: Vec<Option<Vec<_>>> = keys
+                                .iter()
+                                .map(|k| {
+                                    sm.job(k.job).and_then(|j| {
+                                        j.upstream_outputs(k.template, UPSTREAM_OUTPUTS_MAX)
+                                    })
                                 })
-                            })
-                            .collect();
-                        (drain, upstream)
-                    })
-                    .await
-                    .map_err(node_status)?;
+                                .collect();
+                            (drain, upstream)
+                        })
+                        .await
+                        .map_err(node_status)?;
                 let tasks = grants
                     .into_iter()
                     .zip(upstream)

@@ -386,15 +386,17 @@ impl Job {
             if out.len() + up.outputs.len() > max {
                 return None;
             }
-            out.extend(up.outputs.iter().map(|(&partition, output)| UpstreamOutput {
-                template: up.def.id.clone(),
-                partition_index: partition,
-                partition_key: up.def.partitions.key(partition).unwrap_or_default(),
-                prefix: output
-                    .manifest
-                    .as_ref()
-                    .map(|m| m.prefix.clone())
-                    .unwrap_or_default(),
+            out.extend(up.outputs.iter().map(|(&partition, output)| {
+                UpstreamOutput {
+                    template: up.def.id.clone(),
+                    partition_index: partition,
+                    partition_key: up.def.partitions.key(partition).unwrap_or_default(),
+                    prefix: output
+                        .manifest
+                        .as_ref()
+                        .map(|m| m.prefix.clone())
+                        .unwrap_or_default(),
+                }
             }));
         }
         Some(out)

@@ -1,0 +1,11 @@
+//! Generated datasets with a known truth, so every data job can be run and
+//! measured here: `drover datagen annotations` ([`annotations`]).
+//! Everything is a function of the seed ([`rng`]): one seed, one dataset,
+//! byte for byte.
+
+pub mod annotations;
+pub mod rng;
+
+/// Version of the generators; part of every generated manifest, so data
+/// from a changed generator is not mistaken for the old.
+pub const GENERATOR_VERSION: &str = concat!("drover-datagen ", env!("CARGO_PKG_VERSION"));
