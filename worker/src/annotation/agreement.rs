@@ -3,73 +3,118 @@
 //! may have any number of votes; items with fewer than two votes carry no
 //! information about agreement and are left out, as both definitions do.
 
-/// Krippendorff's alpha (nominal), from per-item class counts: 1 is
-/// perfect agreement, 0 agreement at chance, below 0 systematic
-/// disagreement. `None` when no item has two votes or every vote is one
-/// class (expected disagreement 0: alpha is undefined).
-///
-/// With `o` the coincidence matrix (each ordered pair of votes on an item
-/// with `m` votes adds `1 / (m - 1)`), `n_c` its marginals and `n` their
-/// sum: `alpha = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k`.
-pub fn krippendorff_alpha_nominal(counts: &[Vec<u32>]) -> Option<f64> {
-    let classes = counts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut marginals = vec![0f64; classes];
-    let mut observed_disagreement = 0f64;
-    for item in counts {
-        let m: u32 = item.iter().sum();
-        if m < 2 {
-            continue;
-        }
-        let m = f64::from(m);
-        for (c, &n) in item.iter().enumerate() {
-            let n = f64::from(n);
-            marginals[c] += n;
-            // Pairs of votes on this item in different classes.
-            observed_disagreement += n * (m - n) / (m - 1.0);
-        }
-    }
-    let total: f64 = marginals.iter().sum();
-    let squares: f64 = marginals.iter().map(|n| n * n).sum();
-    let expected_pairs = total * total - squares;
-    if total < 2.0 || expected_pairs <= 0.0 {
-        return None;
-    }
-    Some(1.0 - (total - 1.0) * observed_disagreement / expected_pairs)
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The sums both coefficients are computed from. They add up over items,
+/// so shards of a project each keep their own and the merge adds them.
+/// Items with fewer than two votes are left out: they carry no information
+/// about agreement, and both definitions skip them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementSums {
+    /// Votes per class over items with two votes or more (the
+    /// coincidence matrix's marginals `n_c`).
+    pub class_votes: BTreeMap<String, f64>,
+    /// Sum over items of the pairs of votes in different classes, each
+    /// item's pairs weighted `1 / (m - 1)`.
+    pub observed_disagreement: f64,
+    /// Sum over items of Fleiss' `P_i`.
+    pub item_agreement: f64,
+    /// Items with two votes or more.
+    pub rated_items: u64,
 }
 
-/// Fleiss' kappa, from per-item class counts. Fleiss defined it for a
-/// fixed number of raters per item; this is the usual generalisation that
-/// weighs each item's agreement `P_i = (sum_j n_ij^2 - n_i) / (n_i (n_i - 1))`
-/// equally and pools the class proportions over all votes. `None` when no
-/// item has two votes or chance agreement is 1 (one class only).
-pub fn fleiss_kappa(counts: &[Vec<u32>]) -> Option<f64> {
-    let classes = counts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut proportions = vec![0f64; classes];
-    let mut agreement_sum = 0f64;
-    let mut rated = 0usize;
+impl AgreementSums {
+    /// Adds one item's votes per class.
+    pub fn add_item<'a>(&mut self, counts: impl IntoIterator<Item = (&'a str, u32)> + Clone) {
+        let m: u32 = counts.clone().into_iter().map(|(_, n)| n).sum();
+        if m < 2 {
+            return;
+        }
+        let m = f64::from(m);
+        let mut squares = 0f64;
+        for (class, n) in counts {
+            let n = f64::from(n);
+            if n == 0.0 {
+                continue;
+            }
+            *self.class_votes.entry(class.to_owned()).or_default() += n;
+            self.observed_disagreement += n * (m - n) / (m - 1.0);
+            squares += n * n;
+        }
+        self.item_agreement += (squares - m) / (m * (m - 1.0));
+        self.rated_items += 1;
+    }
+
+    /// Adds another set of sums (another shard's).
+    pub fn merge(&mut self, other: &AgreementSums) {
+        for (class, n) in &other.class_votes {
+            *self.class_votes.entry(class.clone()).or_default() += n;
+        }
+        self.observed_disagreement += other.observed_disagreement;
+        self.item_agreement += other.item_agreement;
+        self.rated_items += other.rated_items;
+    }
+
+    /// Krippendorff's alpha (nominal): 1 is perfect agreement, 0 agreement
+    /// at chance, below 0 systematic disagreement. `None` when no item has
+    /// two votes or every vote is one class (no expected disagreement).
+    ///
+    /// With `o` the coincidence matrix (each ordered pair of votes on an
+    /// item with `m` votes adds `1 / (m - 1)`), `n_c` its marginals and `n`
+    /// their sum: `alpha = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k`.
+    pub fn alpha(&self) -> Option<f64> {
+        let total: f64 = self.class_votes.values().sum();
+        let squares: f64 = self.class_votes.values().map(|n| n * n).sum();
+        let expected_pairs = total * total - squares;
+        if total < 2.0 || expected_pairs <= 0.0 {
+            return None;
+        }
+        Some(1.0 - (total - 1.0) * self.observed_disagreement / expected_pairs)
+    }
+
+    /// Fleiss' kappa. Fleiss defined it for a fixed number of raters per
+    /// item; this is the usual generalisation that weighs each item's
+    /// agreement `P_i = (sum_j n_ij^2 - n_i) / (n_i (n_i - 1))` equally and
+    /// pools the class proportions over all votes. `None` when no item has
+    /// two votes or chance agreement is 1 (one class only).
+    pub fn kappa(&self) -> Option<f64> {
+        let total: f64 = self.class_votes.values().sum();
+        if self.rated_items == 0 || total == 0.0 {
+            return None;
+        }
+        let observed = self.item_agreement / self.rated_items as f64;
+        let chance: f64 = self.class_votes.values().map(|p| (p / total).powi(2)).sum();
+        if chance >= 1.0 {
+            return None;
+        }
+        Some((observed - chance) / (1.0 - chance))
+    }
+}
+
+/// The sums of per-item class counts (classes named by their index).
+pub fn sums_of(counts: &[Vec<u32>]) -> AgreementSums {
+    let names: Vec<String> = (0..counts.iter().map(Vec::len).max().unwrap_or(0))
+        .map(|c| c.to_string())
+        .collect();
+    let mut sums = AgreementSums::default();
     for item in counts {
-        let n: u32 = item.iter().sum();
-        if n < 2 {
-            continue;
-        }
-        let n = f64::from(n);
-        let squares: f64 = item.iter().map(|&c| f64::from(c) * f64::from(c)).sum();
-        agreement_sum += (squares - n) / (n * (n - 1.0));
-        rated += 1;
-        for (c, &k) in item.iter().enumerate() {
-            proportions[c] += f64::from(k);
-        }
+        sums.add_item(names.iter().map(String::as_str).zip(item.iter().copied()));
     }
-    let total: f64 = proportions.iter().sum();
-    if rated == 0 || total == 0.0 {
-        return None;
-    }
-    let observed = agreement_sum / rated as f64;
-    let chance: f64 = proportions.iter().map(|p| (p / total).powi(2)).sum();
-    if chance >= 1.0 {
-        return None;
-    }
-    Some((observed - chance) / (1.0 - chance))
+    sums
+}
+
+/// Krippendorff's alpha (nominal) from per-item class counts; see
+/// [`AgreementSums::alpha`].
+pub fn krippendorff_alpha_nominal(counts: &[Vec<u32>]) -> Option<f64> {
+    sums_of(counts).alpha()
+}
+
+/// Fleiss' kappa from per-item class counts; see [`AgreementSums::kappa`].
+pub fn fleiss_kappa(counts: &[Vec<u32>]) -> Option<f64> {
+    sums_of(counts).kappa()
 }
 
 #[cfg(test)]
@@ -149,6 +194,18 @@ mod tests {
         // Single votes say nothing about agreement.
         assert_eq!(krippendorff_alpha_nominal(&[vec![1, 0], vec![0, 1]]), None);
         assert_eq!(fleiss_kappa(&[]), None);
+    }
+
+    #[test]
+    fn sums_of_shards_add_up_to_the_sums_of_the_whole() {
+        let items: Vec<Vec<u32>> = (0..40u32)
+            .map(|i| vec![i % 3, (i * 7) % 4, (i * 5) % 2 + 1])
+            .collect();
+        let whole = sums_of(&items);
+        let mut parts = sums_of(&items[..13]);
+        parts.merge(&sums_of(&items[13..]));
+        assert!(close(parts.alpha().unwrap(), whole.alpha().unwrap(), 1e-12));
+        assert!(close(parts.kappa().unwrap(), whole.kappa().unwrap(), 1e-12));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod boxes;
 pub mod consensus;
 pub mod pseudonym;
 pub mod report;
+pub mod stats;
 
 #[cfg(test)]
 pub(crate) mod testdata;

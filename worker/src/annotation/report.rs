@@ -7,14 +7,18 @@
 use serde::Serialize;
 
 use super::Votes;
-use super::agreement::{fleiss_kappa, krippendorff_alpha_nominal};
-use super::consensus::spammer_score;
+use super::stats::{CLASSIFICATION, ProjectStats};
 
 /// An annotator whose spammer score is below this is flagged: their
 /// answers barely depend on the truth. Careful annotators score near 1 and
 /// middling ones (65% right over four classes) near 0.3; random answers
 /// score near 0.
 pub const SPAMMER_SCORE_MAX: f64 = 0.1;
+
+/// A box annotator whose F1 against the consensus boxes is below this is
+/// flagged: most of what they draw is not there, or most of what is there
+/// they do not draw.
+pub const BOX_SPAMMER_F1_MAX: f64 = 0.25;
 
 /// How one annotator did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,13 +28,20 @@ pub struct AnnotatorQuality {
     pub annotator: String,
     /// Labels they gave.
     pub votes: u64,
-    /// Share of their labels equal to the consensus, over items that have
-    /// one.
+    /// Classification: share of their labels equal to the consensus, over
+    /// items that have one. Boxes: share of their boxes in an accepted
+    /// object (precision against the consensus).
     pub agreement_with_consensus: Option<f64>,
-    /// Their spammer score from their confusion matrix against the
-    /// consensus (see `consensus::spammer_score`).
+    /// Boxes only: share of the accepted objects on their images that they
+    /// drew.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+    /// Classification: their spammer score from their confusion matrix
+    /// against the consensus (see `consensus::spammer_score`). Boxes: their
+    /// F1 against the consensus.
     pub spammer_score: f64,
-    /// Whether the score is below [`SPAMMER_SCORE_MAX`].
+    /// Whether the score is below [`SPAMMER_SCORE_MAX`] (boxes:
+    /// [`BOX_SPAMMER_F1_MAX`]).
     pub spammer: bool,
 }
 
@@ -50,10 +61,14 @@ pub struct LabelCount {
 pub struct ProjectQuality {
     /// The project.
     pub project: String,
-    /// The consensus method (`majority`, `dawid_skene`).
+    /// `classification` or `bbox`.
+    pub task_type: String,
+    /// The consensus method (`majority`, `dawid_skene`, `iou_fusion`).
     pub consensus: String,
-    /// Items.
+    /// Items that passed the export's filters.
     pub items: u64,
+    /// Of those, left out for having too few annotators.
+    pub excluded_items: u64,
     /// Items with a consensus label.
     pub labelled_items: u64,
     /// Labels given.
@@ -79,74 +94,24 @@ pub fn classification_quality(
     class_names: &[String],
     annotator_names: &[String],
 ) -> ProjectQuality {
-    let counts = votes.class_counts();
-    let k = votes.classes;
-    let mut won = vec![0u64; k];
-    for label in labels.iter().flatten() {
-        won[*label as usize] += 1;
-    }
-    let mut label_counts: Vec<LabelCount> = won
-        .iter()
-        .enumerate()
-        .map(|(c, n)| LabelCount {
-            label: class_names.get(c).cloned().unwrap_or_else(|| c.to_string()),
-            items: *n,
-        })
-        .collect();
-    label_counts.sort_by(|a, b| b.items.cmp(&a.items).then(a.label.cmp(&b.label)));
-    // Per annotator: confusion against the consensus, and agreement.
-    let mut confusion = vec![vec![vec![0f64; k]; k]; votes.annotators];
-    let mut given = vec![0u64; votes.annotators];
-    let mut matched = vec![0u64; votes.annotators];
-    let mut comparable = vec![0u64; votes.annotators];
+    let mut by_item: Vec<Vec<(&str, &str)>> = vec![Vec::new(); votes.items];
     for v in &votes.votes {
-        let a = v.annotator as usize;
-        given[a] += 1;
-        if let Some(Some(truth)) = labels.get(v.item as usize) {
-            comparable[a] += 1;
-            matched[a] += u64::from(*truth == v.class);
-            confusion[a][*truth as usize][v.class as usize] += 1.0;
-        }
+        by_item[v.item as usize].push((
+            &annotator_names[v.annotator as usize],
+            &class_names[v.class as usize],
+        ));
     }
-    let annotators = (0..votes.annotators)
-        .map(|a| {
-            let rows: Vec<Vec<f64>> = confusion[a]
-                .iter()
-                .map(|row| {
-                    let total: f64 = row.iter().sum();
-                    if total == 0.0 {
-                        // A class they never saw tells nothing: uniform.
-                        vec![1.0 / k as f64; k]
-                    } else {
-                        row.iter().map(|c| c / total).collect()
-                    }
-                })
-                .collect();
-            let score = spammer_score(&rows);
-            AnnotatorQuality {
-                annotator: annotator_names
-                    .get(a)
-                    .cloned()
-                    .unwrap_or_else(|| a.to_string()),
-                votes: given[a],
-                agreement_with_consensus: (comparable[a] > 0)
-                    .then(|| matched[a] as f64 / comparable[a] as f64),
-                spammer_score: score,
-                spammer: given[a] > 0 && score < SPAMMER_SCORE_MAX,
-            }
-        })
-        .collect();
-    ProjectQuality {
-        project: project.to_owned(),
-        consensus: consensus.to_owned(),
-        items: votes.items as u64,
-        labelled_items: labels.iter().flatten().count() as u64,
-        votes: votes.votes.len() as u64,
-        krippendorff_alpha: krippendorff_alpha_nominal(&counts),
-        fleiss_kappa: fleiss_kappa(&counts),
-        labels: label_counts,
-        annotators,
+    let mut stats = ProjectStats::new(CLASSIFICATION);
+    stats.items = votes.items as u64;
+    for (item, item_votes) in by_item.iter().enumerate() {
+        let label = labels
+            .get(item)
+            .copied()
+            .flatten()
+            .map(|c| class_names[c as usize].as_str());
+        stats.add_classification(item_votes, label);
     }
+    stats.quality(project, consensus)
 }
 
 /// Text safe inside HTML elements and attributes.
