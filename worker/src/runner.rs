@@ -139,8 +139,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
     let mut executors: BTreeMap<&'static str, Arc<dyn Executor>> = BTreeMap::new();
     let noop: Arc<dyn Executor> = Arc::new(executors::noop::Noop);
     let sleep: Arc<dyn Executor> = Arc::new(executors::sleep::Sleep);
+    let export: Arc<dyn Executor> = Arc::new(executors::annotation_export::AnnotationExport);
     executors.insert(noop.kind(), noop);
     executors.insert(sleep.kind(), sleep);
+    executors.insert(export.kind(), export);
     if config.allow_command {
         let command: Arc<dyn Executor> = Arc::new(executors::command::Command);
         executors.insert(command.kind(), command);
@@ -187,6 +189,7 @@ async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64,
             "sleep" => TaskKind::Sleep,
             "command" => TaskKind::Command,
             "probe" => TaskKind::Probe,
+            "annotation_export" => TaskKind::AnnotationExport,
             _ => TaskKind::Unspecified,
         } as i32)
         .collect();

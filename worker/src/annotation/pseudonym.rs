@@ -20,15 +20,10 @@ const KEY_FILE_BYTES_MAX: u64 = 4096;
 /// collision among even a billion annotators vanishingly unlikely.
 const PSEUDONYM_HEX_DIGITS: usize = 32;
 
-/// Where the pseudonymisation key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// The value of this environment variable.
-    Env(String),
-    /// The contents of this file (a trailing newline is not part of the
-    /// key, so `echo secret > key` works).
-    File(PathBuf),
-}
+/// Where the key comes from, as the job spec says: an environment
+/// variable of the worker, or a file on it (a trailing newline is not part
+/// of the key, so `echo secret > key` works).
+pub use drover_jobspecs::kinds::KeySource;
 
 /// Why no pseudonymiser could be made.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +80,7 @@ impl Pseudonymiser {
                     std::env::var(name).map_err(|_| PseudonymError::EnvMissing(name.clone()))?;
                 Self::new(key.as_bytes())
             }
-            KeySource::File(path) => Self::new(&read_key_file(path)?),
+            KeySource::File(path) => Self::new(&read_key_file(Path::new(path))?),
         }
     }
 
@@ -151,12 +146,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("key");
         std::fs::write(&file, "a-secret-of-enough-bytes\n").unwrap();
-        let from_file = Pseudonymiser::from_source(&KeySource::File(file.clone())).unwrap();
+        let from_file =
+            Pseudonymiser::from_source(&KeySource::File(file.display().to_string())).unwrap();
         let direct = Pseudonymiser::new(b"a-secret-of-enough-bytes").unwrap();
         assert_eq!(from_file.pseudonym("x"), direct.pseudonym("x"));
         std::fs::write(&file, "short").unwrap();
         assert!(matches!(
-            Pseudonymiser::from_source(&KeySource::File(file)),
+            Pseudonymiser::from_source(&KeySource::File(file.display().to_string())),
             Err(PseudonymError::KeyTooShort(5))
         ));
         assert!(matches!(
@@ -164,7 +160,9 @@ mod tests {
             Err(PseudonymError::EnvMissing(_))
         ));
         assert!(matches!(
-            Pseudonymiser::from_source(&KeySource::File(dir.path().join("missing"))),
+            Pseudonymiser::from_source(&KeySource::File(
+                dir.path().join("missing").display().to_string()
+            )),
             Err(PseudonymError::File { .. })
         ));
     }

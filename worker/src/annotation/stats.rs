@@ -19,11 +19,6 @@ pub const CLASSIFICATION: &str = "classification";
 /// A bounding-box project.
 pub const BBOX: &str = "bbox";
 
-/// The two answers of the detection judgement boxes are scored on: an
-/// annotator did or did not draw a given object.
-const OBJECT: &str = "object";
-const NONE: &str = "none";
-
 /// One annotator's sums.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,8 +57,8 @@ pub struct ProjectStats {
     pub labels: BTreeMap<String, u64>,
     /// Every label seen in a vote, consensus or not.
     pub seen_labels: BTreeSet<String>,
-    /// Agreement: on the class (classification), or on whether each box
-    /// cluster is an object (boxes).
+    /// Agreement: on the class (classification), or on how many boxes of
+    /// each category each annotator drew on an image (boxes).
     pub agreement: AgreementSums,
     /// Per annotator pseudonym.
     pub annotators: BTreeMap<String, AnnotatorSums>,
@@ -108,15 +103,24 @@ impl ProjectStats {
         }
     }
 
+    /// Adds one unit of box agreement: how many boxes of one category each
+    /// annotator of an image drew (0 included). Agreement on boxes is
+    /// agreement on these counts, as nominal values.
+    pub fn add_box_counts(&mut self, per_annotator: &[u32]) {
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for n in per_annotator {
+            *counts.entry(n.to_string()).or_default() += 1;
+        }
+        self.agreement
+            .add_item(counts.iter().map(|(v, n)| (v.as_str(), *n)));
+    }
+
     /// Adds one exported image: `annotators` looked at it; each cluster is
     /// (category, members, accepted).
     pub fn add_boxes(&mut self, annotators: &[&str], clusters: &[(&str, Vec<&str>, bool)]) {
         let mut accepted_any = false;
         for (category, members, accepted) in clusters {
             self.seen_labels.insert((*category).to_owned());
-            let present = members.len() as u32;
-            let absent = (annotators.len() as u32).saturating_sub(present);
-            self.agreement.add_item([(OBJECT, present), (NONE, absent)]);
             self.votes += members.len() as u64;
             if *accepted {
                 accepted_any = true;
@@ -264,7 +268,8 @@ mod tests {
 
     #[test]
     fn shard_sums_merge_to_the_whole() {
-        let items: Vec<(Vec<(&str, &str)>, Option<&str>)> = (0..30)
+        type Item<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>);
+        let items: Vec<Item<'_>> = (0..30)
             .map(|i| {
                 let votes = vec![
                     ("a", if i % 3 == 0 { "x" } else { "y" }),

@@ -168,7 +168,7 @@ pub fn truth_schema() -> SchemaRef {
 
 /// The name of project `index`.
 pub fn project_name(index: u32) -> String {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         format!("scene-type-{index:03}")
     } else {
         format!("street-objects-{index:03}")
@@ -324,7 +324,7 @@ impl Rows {
             Arc::new(self.duration.finish()),
         ];
         self.len = 0;
-        Ok(RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)?)
+        RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)
     }
 }
 
@@ -374,7 +374,7 @@ impl Truth {
             Arc::new(h.finish()),
         ];
         self.len = 0;
-        Ok(RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)?)
+        RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)
     }
 }
 
@@ -498,7 +498,7 @@ pub async fn generate(
     for p in 0..spec.projects {
         let name = project_name(p);
         let mut rng = Rng::new(spec.seed, u64::from(p));
-        let classification = p % 2 == 0;
+        let classification = p.is_multiple_of(2);
         let classes = if classification {
             SCENE_CLASSES.len()
         } else {

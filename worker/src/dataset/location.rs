@@ -1,7 +1,8 @@
 //! A place datasets are read from or written to: an object store and a
 //! prefix in it, parsed from a URL.
 //!
-//! - `file:///abs/dir`, or a plain path: the local file system below that
+//! - `file:///abs/dir`, `file://./relative/dir` (relative to the worker's
+//!   working directory), or a plain path: the local file system below that
 //!   directory (created if missing).
 //! - `s3://bucket/prefix`: S3 or an S3-compatible store. Endpoint, region
 //!   and credentials come from the standard environment variables
@@ -67,7 +68,14 @@ impl Location {
         }
         let dir = match url.strip_prefix("file://") {
             Some(path) if path.starts_with('/') => path,
-            Some(_) => return Err(bad("a file:// URL needs an absolute path (file:///dir)")),
+            // `file://./data` is relative to the worker's directory, as
+            // the examples write it.
+            Some(path) if path.starts_with("./") || path.starts_with("../") => path,
+            Some(_) => {
+                return Err(bad(
+                    "a file:// URL needs an absolute path (file:///dir) or one relative to the worker (file://./dir)",
+                ));
+            }
             None if url.contains("://") => {
                 return Err(bad("only file:// and s3:// are supported"));
             }

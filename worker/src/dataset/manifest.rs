@@ -126,17 +126,27 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `manifest` as `_manifest.json` at `location`, in one PUT.
-pub async fn write(location: &Location, manifest: &DatasetManifest) -> Result<(), DatasetError> {
+/// Writes `manifest` as `_manifest.json` at `location`, in one PUT;
+/// returns the manifest file's own entry (path, bytes, checksum).
+pub async fn write(
+    location: &Location,
+    manifest: &DatasetManifest,
+) -> Result<ManifestFile, DatasetError> {
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| DatasetError::Manifest {
         path: location.path(MANIFEST_NAME).to_string(),
         reason: e.to_string(),
     })?;
+    let file = ManifestFile {
+        path: MANIFEST_NAME.to_owned(),
+        rows: manifest.files.len() as u64,
+        bytes: json.len() as u64,
+        sha256: hex(&Sha256::digest(&json)),
+    };
     location
         .store
         .put(&location.path(MANIFEST_NAME), json.into())
         .await?;
-    Ok(())
+    Ok(file)
 }
 
 /// Reads the manifest at `location`; `None` when there is none (nothing

@@ -12,6 +12,7 @@ pub mod location;
 pub mod manifest;
 pub mod parquet;
 mod reader;
+pub mod text;
 
 /// Why dataset IO failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 use parquet::arrow::async_writer::AsyncFileWriter;
-use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
@@ -165,6 +166,49 @@ pub async fn read(
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let schema = builder.schema().clone();
     let stream = builder.with_batch_size(batch_rows.max(1)).build()?;
+    Ok((schema, stream.map_err(DatasetError::from).boxed()))
+}
+
+/// A row predicate evaluated while reading: it sees only the columns it
+/// names and says which rows to keep.
+pub type Predicate = Box<
+    dyn FnMut(RecordBatch) -> Result<arrow_array::BooleanArray, arrow_schema::ArrowError> + Send,
+>;
+
+/// Reads `relative` like [`read`], but decodes the columns `filter_columns`
+/// first and everything else only for the rows `predicate` keeps: a shard
+/// that owns one row in eight decodes the rest of the row for that one.
+/// The predicate sees its columns in file order.
+pub async fn read_where(
+    location: &Location,
+    relative: &str,
+    batch_rows: usize,
+    filter_columns: &[&str],
+    predicate: Predicate,
+) -> Result<
+    (
+        SchemaRef,
+        impl Stream<Item = Result<RecordBatch, DatasetError>> + Send + use<>,
+    ),
+    DatasetError,
+> {
+    let reader = StoreReader::new(location.store.clone(), location.path(relative));
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let schema = builder.schema().clone();
+    let leaves: Vec<usize> = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| filter_columns.contains(&c.path().string().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves);
+    let filter = RowFilter::new(vec![Box::new(ArrowPredicateFn::new(mask, predicate))]);
+    let stream = builder
+        .with_batch_size(batch_rows.max(1))
+        .with_row_filter(filter)
+        .build()?;
     Ok((schema, stream.map_err(DatasetError::from).boxed()))
 }
 

@@ -2,6 +2,7 @@
 //! reports its output manifest or a failure; it stops promptly when its
 //! cancellation token fires (lease lost, job cancelled, drain deadline).
 
+pub mod annotation_export;
 pub mod command;
 pub mod noop;
 pub mod probe;

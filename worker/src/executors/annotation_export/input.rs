@@ -1,0 +1,252 @@
+//! What the export reads: annotation rows in Parquet (the layout `drover
+//! datagen annotations` writes, or any table with the same columns), found
+//! through the input's `_manifest.json`, filtered while decoding to the rows
+//! of this shard's items, the chosen projects, labels and time window.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float64Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Schema, TimeUnit};
+use drover_jobspecs::kinds::annotation_export::{AnnotationExportConfig, TimeWindow};
+
+use crate::dataset::parquet::Predicate;
+use crate::executors::TaskError;
+
+/// Columns every input must have, as (name, what it holds).
+pub const REQUIRED: &[(&str, &str)] = &[
+    ("project", "string"),
+    ("task_type", "string: classification or bbox"),
+    ("item_id", "string"),
+    ("annotator_id", "string"),
+    ("label", "string, null for an image with nothing drawn"),
+    ("created_at", "timestamp"),
+];
+
+/// Columns the filter decodes before the rest of the row.
+pub const FILTER_COLUMNS: &[&str] = &["project", "item_id", "label", "created_at"];
+
+/// Which rows a task reads.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    shards: u64,
+    shard: u64,
+    projects: Option<HashSet<String>>,
+    labels: Option<HashSet<String>>,
+    /// `[start, end)` in UTC milliseconds.
+    window: Option<(i64, i64)>,
+    /// Only these (project, item) pairs, when set.
+    items: Option<Arc<HashSet<(String, String)>>>,
+}
+
+impl Filters {
+    /// The rows of shard `shard` under `cfg`.
+    pub fn new(cfg: &AnnotationExportConfig, shard: u64) -> Result<Self, TaskError> {
+        let set = |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect());
+        Ok(Self {
+            shards: u64::from(cfg.shards.max(1)),
+            shard,
+            projects: set(&cfg.projects),
+            labels: set(&cfg.labels),
+            window: cfg.time_window.as_ref().map(window_ms).transpose()?,
+            items: None,
+        })
+    }
+
+    /// The same rows, of these items only.
+    pub fn with_items(&self, items: Arc<HashSet<(String, String)>>) -> Self {
+        Self {
+            items: Some(items),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a project is wanted at all (to skip a `project=` file).
+    pub fn wants_project(&self, project: &str) -> bool {
+        self.projects.as_ref().is_none_or(|p| p.contains(project))
+    }
+
+    /// The predicate for the Parquet reader.
+    pub fn predicate(self) -> Predicate {
+        Box::new(move |batch: RecordBatch| self.keep(&batch))
+    }
+
+    fn keep(&self, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
+        let project = string_column(batch, "project")?;
+        let item = string_column(batch, "item_id")?;
+        let label = string_column(batch, "label")?;
+        let created = batch
+            .column_by_name("created_at")
+            .ok_or_else(|| ArrowError::SchemaError("no created_at column".into()))?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let p = project.value(i);
+            let id = item.value(i);
+            let mut ok = !project.is_null(i)
+                && !item.is_null(i)
+                && shard_of(p, id, self.shards) == self.shard
+                && self.wants_project(p);
+            if ok && let Some(labels) = &self.labels {
+                ok = label.is_null(i) || labels.contains(label.value(i));
+            }
+            if ok && let Some((start, end)) = self.window {
+                ok = timestamp_ms(created.as_ref(), i).is_some_and(|t| t >= start && t < end);
+            }
+            if ok && let Some(items) = &self.items {
+                ok = items.contains(&(p.to_owned(), id.to_owned()));
+            }
+            keep.push(ok);
+        }
+        Ok(BooleanArray::from(keep))
+    }
+}
+
+/// The shard an item belongs to: FNV-1a (64-bit) of `project`, a zero
+/// byte and `item`, modulo `shards`. Fixed forever, so a re-run splits
+/// items the same way; FNV because it is fast on short ids and needs no
+/// key.
+pub fn shard_of(project: &str, item: &str, shards: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in project.bytes().chain([0]).chain(item.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % shards.max(1)
+}
+
+/// Checks an input file's schema has what the export reads.
+pub fn check_schema(path: &str, schema: &Schema) -> Result<(), TaskError> {
+    for (name, what) in REQUIRED {
+        let Ok(field) = schema.field_with_name(name) else {
+            return Err(TaskError::permanent(format!(
+                "input {path} has no `{name}` column ({what}); an annotation export reads {}",
+                REQUIRED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let ok = match *name {
+            "created_at" => matches!(field.data_type(), DataType::Timestamp(_, _)),
+            _ => field.data_type() == &DataType::Utf8,
+        };
+        if !ok {
+            return Err(TaskError::permanent(format!(
+                "input {path}: column `{name}` is {}, not {what}",
+                field.data_type()
+            )));
+        }
+    }
+    for name in ["bbox_x", "bbox_y", "bbox_w", "bbox_h"] {
+        if let Ok(f) = schema.field_with_name(name)
+            && f.data_type() != &DataType::Float64
+        {
+            return Err(TaskError::permanent(format!(
+                "input {path}: column `{name}` is {}, not a 64-bit float",
+                f.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A string column by name.
+pub fn string_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a StringArray, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("no string column `{name}`")))
+}
+
+/// A float column by name, if there is one.
+pub fn float_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Option<&'a arrow_array::PrimitiveArray<Float64Type>> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<Float64Type>())
+}
+
+/// Row `i` of an integer column (32 or 64 bits), if set.
+pub fn int_value(column: Option<&Arc<dyn Array>>, i: usize) -> Option<i64> {
+    let c = column?;
+    if c.is_null(i) {
+        return None;
+    }
+    if let Some(a) = c.as_primitive_opt::<Int32Type>() {
+        return Some(i64::from(a.value(i)));
+    }
+    c.as_primitive_opt::<Int64Type>().map(|a| a.value(i))
+}
+
+/// Row `i` of a timestamp column in UTC milliseconds.
+fn timestamp_ms(column: &dyn Array, i: usize) -> Option<i64> {
+    if column.is_null(i) {
+        return None;
+    }
+    match column.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Some(column.as_primitive::<TimestampMillisecondType>().value(i))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Some(column.as_primitive::<TimestampMicrosecondType>().value(i) / 1_000)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            Some(column.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000)
+        }
+        DataType::Timestamp(TimeUnit::Second, _) => Some(
+            column
+                .as_primitive::<TimestampSecondType>()
+                .value(i)
+                .saturating_mul(1_000),
+        ),
+        _ => None,
+    }
+}
+
+/// The window as UTC milliseconds; the spec was validated, so a bad
+/// instant here means the coordinator and worker disagree on versions.
+fn window_ms(w: &TimeWindow) -> Result<(i64, i64), TaskError> {
+    Ok((instant_ms(&w.start)?, instant_ms(&w.end)?))
+}
+
+fn instant_ms(text: &str) -> Result<i64, TaskError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| TaskError::permanent(format!("`{text}` is not a time")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_spread_over_shards_the_same_way_every_time() {
+        let mut counts = [0u32; 8];
+        for i in 0..80_000 {
+            counts[shard_of("p", &format!("img-{i:08}"), 8) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
+        // Pinned: changing the hash would move every item of a re-run.
+        assert_eq!(shard_of("scene-type-000", "img-00000042", 1000), 381);
+        assert_eq!(instant_ms("2026-01-01").unwrap(), 1_767_225_600_000);
+    }
+}

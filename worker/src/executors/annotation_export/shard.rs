@@ -1,0 +1,585 @@
+//! A shard task: reads the annotations of the items it owns (by
+//! [`input::shard_of`]), computes their consensus and the project's quality
+//! sums, and writes under its attempt's prefix:
+//!
+//! ```text
+//! labels/project=<p>/part.parquet   consensus labels (see `labels`)
+//! annotations/part.parquet          the input rows of exported items, minus
+//!                                   `dropFields`, annotator ids pseudonymised
+//! stats.json                        per project, the sums of `ProjectStats`
+//! _manifest.json                    written last
+//! ```
+//!
+//! It reads its input twice: once for the votes, and once to pass the rows
+//! of exported items through. Memory is its share of the votes; more
+//! shards, less each.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{Schema, SchemaRef};
+use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
+use drover_proto::v1::{LeasedTask, OutputManifest};
+use futures::StreamExt;
+
+use super::input::{self, FILTER_COLUMNS, Filters};
+use super::labels::{self, LabelRow};
+use super::{Export, STATS_NAME, dataset_error, project_dir};
+use crate::annotation::boxes::{BoxXywh, DrawnBox, fuse};
+use crate::annotation::consensus::{dawid_skene, majority};
+use crate::annotation::pseudonym::Pseudonymiser;
+use crate::annotation::stats::{BBOX, CLASSIFICATION, ProjectStats};
+use crate::annotation::{Vote, Votes};
+use crate::dataset::manifest::{DatasetManifest, ManifestFile};
+use crate::dataset::parquet::{self, ParquetSink, READ_BATCH_ROWS, ROW_GROUP_ROWS};
+use crate::executors::{AttemptContext, TaskError};
+
+/// One annotator's answer on one item.
+#[derive(Debug, Clone, Copy)]
+struct VoteRow {
+    annotator: u32,
+    label: Option<u32>,
+    bbox: Option<[f64; 4]>,
+}
+
+#[derive(Debug, Default)]
+struct ItemVotes {
+    width: Option<i32>,
+    height: Option<i32>,
+    votes: Vec<VoteRow>,
+}
+
+#[derive(Debug, Default)]
+struct ProjectVotes {
+    task_type: String,
+    items: HashMap<String, ItemVotes>,
+}
+
+/// Everything pass one gathers.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// Pseudonyms, by annotator index.
+    annotators: Vec<String>,
+    annotator_index: HashMap<String, u32>,
+    labels: Vec<String>,
+    label_index: HashMap<String, u32>,
+    projects: BTreeMap<String, ProjectVotes>,
+}
+
+impl Gathered {
+    fn add(&mut self, batch: &RecordBatch, pseudo: &Pseudonymiser) -> Result<(), TaskError> {
+        let bad = |e: arrow_schema::ArrowError| TaskError::permanent(format!("input: {e}"));
+        let project = input::string_column(batch, "project").map_err(bad)?;
+        let task_type = input::string_column(batch, "task_type").map_err(bad)?;
+        let item = input::string_column(batch, "item_id").map_err(bad)?;
+        let annotator = input::string_column(batch, "annotator_id").map_err(bad)?;
+        let label = input::string_column(batch, "label").map_err(bad)?;
+        let bbox: Vec<_> = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+            .iter()
+            .map(|n| input::float_column(batch, n))
+            .collect();
+        let width = batch.column_by_name("image_width");
+        let height = batch.column_by_name("image_height");
+        for i in 0..batch.num_rows() {
+            if annotator.is_null(i) || task_type.is_null(i) {
+                continue;
+            }
+            let p = project.value(i);
+            let kind = task_type.value(i);
+            if kind != CLASSIFICATION && kind != BBOX {
+                return Err(TaskError::permanent(format!(
+                    "project {p}: task_type `{kind}` is neither {CLASSIFICATION} nor {BBOX}"
+                )));
+            }
+            let a = self.annotator(annotator.value(i), pseudo);
+            let l = (!label.is_null(i)).then(|| self.label(label.value(i)));
+            let b = match (&bbox[0], &bbox[1], &bbox[2], &bbox[3]) {
+                (Some(x), Some(y), Some(w), Some(h)) if !x.is_null(i) && !w.is_null(i) => {
+                    Some([x.value(i), y.value(i), w.value(i), h.value(i)])
+                        .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] >= 0.0 && b[3] >= 0.0)
+                }
+                _ => None,
+            };
+            let votes = self.projects.entry(p.to_owned()).or_default();
+            if votes.task_type.is_empty() {
+                votes.task_type = kind.to_owned();
+            } else if votes.task_type != kind {
+                return Err(TaskError::permanent(format!(
+                    "project {p} mixes task types {} and {kind}",
+                    votes.task_type
+                )));
+            }
+            let it = votes.items.entry(item.value(i).to_owned()).or_default();
+            let size = |c, i| input::int_value(c, i).and_then(|v| i32::try_from(v).ok());
+            it.width = it.width.or(size(width, i));
+            it.height = it.height.or(size(height, i));
+            it.votes.push(VoteRow {
+                annotator: a,
+                label: l,
+                bbox: b,
+            });
+        }
+        Ok(())
+    }
+
+    fn annotator(&mut self, raw: &str, pseudo: &Pseudonymiser) -> u32 {
+        if let Some(&a) = self.annotator_index.get(raw) {
+            return a;
+        }
+        let a = self.annotators.len() as u32;
+        self.annotators.push(pseudo.pseudonym(raw));
+        self.annotator_index.insert(raw.to_owned(), a);
+        a
+    }
+
+    fn label(&mut self, name: &str) -> u32 {
+        if let Some(&l) = self.label_index.get(name) {
+            return l;
+        }
+        let l = self.labels.len() as u32;
+        self.labels.push(name.to_owned());
+        self.label_index.insert(name.to_owned(), l);
+        l
+    }
+}
+
+/// An item kept for the consensus: its id, its votes, and each annotator's
+/// (index, label index).
+type KeptItem<'a> = (&'a String, &'a ItemVotes, Vec<(u32, u32)>);
+
+/// One project's consensus.
+struct ProjectResult {
+    task_type: String,
+    rows: Vec<LabelRow>,
+    stats: ProjectStats,
+    exported: Vec<String>,
+}
+
+fn classification(
+    g: &Gathered,
+    votes: &ProjectVotes,
+    cfg: &AnnotationExportConfig,
+) -> ProjectResult {
+    let mut stats = ProjectStats::new(CLASSIFICATION);
+    let mut ids: Vec<&String> = votes.items.keys().collect();
+    ids.sort_unstable();
+    stats.items = ids.len() as u64;
+    // Each annotator's first answer per item; items with too few left out.
+    let mut kept: Vec<KeptItem<'_>> = Vec::new();
+    for id in ids {
+        let item = &votes.items[id];
+        let mut answers: Vec<(u32, u32)> = Vec::new();
+        for v in &item.votes {
+            if let Some(l) = v.label
+                && !answers.iter().any(|(a, _)| *a == v.annotator)
+            {
+                answers.push((v.annotator, l));
+            }
+        }
+        if answers.len() < cfg.min_annotators as usize {
+            stats.excluded_items += 1;
+            continue;
+        }
+        kept.push((id, item, answers));
+    }
+    // Classes: the configured label set, or those used, by name.
+    let mut classes: Vec<u32> = if cfg.labels.is_empty() {
+        let mut used: Vec<u32> = kept
+            .iter()
+            .flat_map(|(_, _, a)| a.iter().map(|(_, l)| *l))
+            .collect::<HashSet<u32>>()
+            .into_iter()
+            .collect();
+        used.sort_by(|a, b| g.labels[*a as usize].cmp(&g.labels[*b as usize]));
+        used
+    } else {
+        cfg.labels
+            .iter()
+            .filter_map(|l| g.label_index.get(l).copied())
+            .collect()
+    };
+    classes.dedup();
+    let class_of: HashMap<u32, u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(c, l)| (*l, c as u32))
+        .collect();
+    let mut annotator_of: HashMap<u32, u32> = HashMap::new();
+    let mut all = Vec::new();
+    for (i, (_, _, answers)) in kept.iter().enumerate() {
+        for (a, l) in answers {
+            let next = annotator_of.len() as u32;
+            let annotator = *annotator_of.entry(*a).or_insert(next);
+            if let Some(&class) = class_of.get(l) {
+                all.push(Vote {
+                    item: i as u32,
+                    annotator,
+                    class,
+                });
+            }
+        }
+    }
+    let v = Votes {
+        items: kept.len(),
+        annotators: annotator_of.len(),
+        classes: classes.len(),
+        votes: all,
+    };
+    let (labels, confidence): (Vec<Option<u32>>, Vec<Option<f64>>) =
+        if cfg.consensus.classes == "majority" {
+            let labels = majority(&v);
+            let counts = v.class_counts();
+            let conf = labels
+                .iter()
+                .zip(&counts)
+                .map(|(l, c)| {
+                    let n: u32 = c.iter().sum();
+                    l.map(|l| f64::from(c[l as usize]) / f64::from(n.max(1)))
+                })
+                .collect();
+            (labels, conf)
+        } else {
+            let ds = dawid_skene(&v);
+            let conf = ds
+                .labels
+                .iter()
+                .zip(&ds.posteriors)
+                .map(|(l, p)| l.map(|l| p[l as usize]))
+                .collect();
+            (ds.labels, conf)
+        };
+    let mut rows = Vec::with_capacity(kept.len());
+    let mut exported = Vec::with_capacity(kept.len());
+    for (i, (id, item, answers)) in kept.iter().enumerate() {
+        let label = labels[i].map(|c| g.labels[classes[c as usize] as usize].clone());
+        let named: Vec<(&str, &str)> = answers
+            .iter()
+            .map(|(a, l)| {
+                (
+                    g.annotators[*a as usize].as_str(),
+                    g.labels[*l as usize].as_str(),
+                )
+            })
+            .collect();
+        stats.add_classification(&named, label.as_deref());
+        let support = named
+            .iter()
+            .filter(|(_, l)| Some(*l) == label.as_deref())
+            .count();
+        rows.push(LabelRow {
+            item_id: (*id).clone(),
+            width: item.width,
+            height: item.height,
+            confidence: confidence[i],
+            label,
+            bbox: None,
+            annotators: answers.len() as i32,
+            support: support as i32,
+            votes: named
+                .iter()
+                .map(|(a, l)| ((*a).to_owned(), Some((*l).to_owned())))
+                .collect(),
+        });
+        exported.push((*id).clone());
+    }
+    ProjectResult {
+        task_type: CLASSIFICATION.to_owned(),
+        rows,
+        stats,
+        exported,
+    }
+}
+
+fn boxes(g: &Gathered, votes: &ProjectVotes, cfg: &AnnotationExportConfig) -> ProjectResult {
+    let mut stats = ProjectStats::new(BBOX);
+    let mut ids: Vec<&String> = votes.items.keys().collect();
+    ids.sort_unstable();
+    stats.items = ids.len() as u64;
+    let mut rows = Vec::new();
+    let mut exported = Vec::new();
+    for id in ids {
+        let item = &votes.items[id];
+        let mut annotators: Vec<u32> = item.votes.iter().map(|v| v.annotator).collect();
+        annotators.sort_unstable();
+        annotators.dedup();
+        if annotators.len() < cfg.min_annotators as usize {
+            stats.excluded_items += 1;
+            continue;
+        }
+        let n = annotators.len();
+        // An object must be drawn by a majority of the image's annotators.
+        let needed = n / 2 + 1;
+        let mut by_category: BTreeMap<&str, Vec<DrawnBox>> = BTreeMap::new();
+        for v in &item.votes {
+            if let (Some(l), Some([x, y, w, h])) = (v.label, v.bbox) {
+                by_category
+                    .entry(g.labels[l as usize].as_str())
+                    .or_default()
+                    .push(DrawnBox {
+                        annotator: v.annotator,
+                        bbox: BoxXywh { x, y, w, h },
+                    });
+            }
+        }
+        let mut clusters = Vec::new();
+        let mut item_rows = Vec::new();
+        for drawn in by_category.values() {
+            let counts: Vec<u32> = annotators
+                .iter()
+                .map(|a| drawn.iter().filter(|d| d.annotator == *a).count() as u32)
+                .collect();
+            stats.add_box_counts(&counts);
+        }
+        for (category, drawn) in &by_category {
+            for f in fuse(drawn, cfg.consensus.iou_threshold, 1) {
+                let members: Vec<&str> = f
+                    .annotators
+                    .iter()
+                    .map(|a| g.annotators[*a as usize].as_str())
+                    .collect();
+                let accepted = f.annotators.len() >= needed;
+                if accepted {
+                    item_rows.push(LabelRow {
+                        item_id: id.clone(),
+                        width: item.width,
+                        height: item.height,
+                        label: Some((*category).to_owned()),
+                        confidence: Some(f.annotators.len() as f64 / n as f64),
+                        bbox: Some([f.bbox.x, f.bbox.y, f.bbox.w, f.bbox.h]),
+                        annotators: n as i32,
+                        support: f.annotators.len() as i32,
+                        votes: members
+                            .iter()
+                            .map(|a| ((*a).to_owned(), Some((*category).to_owned())))
+                            .collect(),
+                    });
+                }
+                clusters.push((*category, members, accepted));
+            }
+        }
+        let names: Vec<&str> = annotators
+            .iter()
+            .map(|a| g.annotators[*a as usize].as_str())
+            .collect();
+        stats.add_boxes(&names, &clusters);
+        if item_rows.is_empty() {
+            item_rows.push(LabelRow {
+                item_id: id.clone(),
+                width: item.width,
+                height: item.height,
+                label: None,
+                confidence: None,
+                bbox: None,
+                annotators: n as i32,
+                support: 0,
+                votes: Vec::new(),
+            });
+        }
+        rows.extend(item_rows);
+        exported.push(id.clone());
+    }
+    ProjectResult {
+        task_type: BBOX.to_owned(),
+        rows,
+        stats,
+        exported,
+    }
+}
+
+/// Runs shard `task.partition_index`.
+pub async fn run(
+    task: &LeasedTask,
+    cfg: &AnnotationExportConfig,
+    ctx: &AttemptContext,
+    export: &Export,
+) -> Result<OutputManifest, TaskError> {
+    let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)
+        .map_err(|e| TaskError::permanent(e.to_string()))?;
+    let (input_manifest, files) = export.input_files(cfg).await?;
+    let filters = Filters::new(cfg, task.partition_index)?;
+    let files: Vec<&ManifestFile> = files
+        .iter()
+        .filter(|f| project_of_path(&f.path).is_none_or(|p| filters.wants_project(p)))
+        .collect();
+    let steps = (files.len() * 2).max(1) as f64;
+
+    // Pass one: the votes.
+    let mut g = Gathered::default();
+    for (n, f) in files.iter().enumerate() {
+        let (schema, mut stream) = parquet::read_where(
+            &export.input,
+            &f.path,
+            READ_BATCH_ROWS,
+            FILTER_COLUMNS,
+            filters.clone().predicate(),
+        )
+        .await
+        .map_err(dataset_error)?;
+        input::check_schema(&f.path, &schema)?;
+        while let Some(batch) = stream.next().await {
+            export.stopped(ctx)?;
+            g.add(&batch.map_err(dataset_error)?, &pseudo)?;
+        }
+        ctx.progress
+            .set(n as f64 / steps, format!("read votes from {}", f.path));
+    }
+
+    // Consensus, per project.
+    let mut results: BTreeMap<String, ProjectResult> = BTreeMap::new();
+    for (project, votes) in &g.projects {
+        export.stopped(ctx)?;
+        let r = if votes.task_type == BBOX {
+            boxes(&g, votes, cfg)
+        } else {
+            classification(&g, votes, cfg)
+        };
+        results.insert(project.clone(), r);
+    }
+
+    let out = &export.output;
+    let mut written: Vec<ManifestFile> = Vec::new();
+    let schema = labels::schema();
+    for (project, r) in &results {
+        if r.rows.is_empty() {
+            continue;
+        }
+        let rel = format!("labels/project={}/part.parquet", project_dir(project));
+        let mut sink = ParquetSink::create(out, &rel, schema.clone(), ROW_GROUP_ROWS)
+            .map_err(dataset_error)?;
+        for chunk in r.rows.chunks(READ_BATCH_ROWS) {
+            export.stopped(ctx)?;
+            let batch = labels::batch(&schema, project, &r.task_type, chunk)
+                .map_err(|e| TaskError::permanent(e.to_string()))?;
+            sink.write(&batch).await.map_err(dataset_error)?;
+        }
+        written.push(sink.finish().await.map_err(dataset_error)?);
+    }
+
+    // Pass two: the exported items' rows, passed through.
+    let exported: HashSet<(String, String)> = results
+        .iter()
+        .flat_map(|(p, r)| r.exported.iter().map(move |i| (p.clone(), i.clone())))
+        .collect();
+    if !exported.is_empty() {
+        let only = filters.with_items(Arc::new(exported));
+        let mut sink: Option<(ParquetSink, SchemaRef)> = None;
+        for (n, f) in files.iter().enumerate() {
+            let (schema, mut stream) = parquet::read_where(
+                &export.input,
+                &f.path,
+                READ_BATCH_ROWS,
+                FILTER_COLUMNS,
+                only.clone().predicate(),
+            )
+            .await
+            .map_err(dataset_error)?;
+            let kept = kept_columns(&schema, &cfg.drop_fields);
+            let out_schema: SchemaRef = Arc::new(
+                schema
+                    .project(&kept)
+                    .map_err(|e| TaskError::permanent(e.to_string()))?,
+            );
+            let (s, sink_schema) = match &mut sink {
+                Some(s) => (&mut s.0, s.1.clone()),
+                None => {
+                    let s = ParquetSink::create(
+                        out,
+                        "annotations/part.parquet",
+                        out_schema.clone(),
+                        ROW_GROUP_ROWS,
+                    )
+                    .map_err(dataset_error)?;
+                    let created = sink.insert((s, out_schema.clone()));
+                    (&mut created.0, out_schema.clone())
+                }
+            };
+            if sink_schema.fields() != out_schema.fields() {
+                return Err(TaskError::permanent(format!(
+                    "input {} has columns that differ from the input's other files",
+                    f.path
+                )));
+            }
+            while let Some(batch) = stream.next().await {
+                export.stopped(ctx)?;
+                let batch = batch.map_err(dataset_error)?;
+                let batch = pass_through(&batch, &kept, &sink_schema, &pseudo)?;
+                s.write(&batch).await.map_err(dataset_error)?;
+            }
+            ctx.progress.set(
+                (files.len() + n) as f64 / steps,
+                format!("passed through rows of {}", f.path),
+            );
+        }
+        if let Some((s, _)) = sink {
+            written.push(s.finish().await.map_err(dataset_error)?);
+        }
+    }
+
+    let stats: BTreeMap<&String, &ProjectStats> =
+        results.iter().map(|(p, r)| (p, &r.stats)).collect();
+    written.push(
+        export
+            .write_json(STATS_NAME, &stats, results.len() as u64)
+            .await?,
+    );
+    let fingerprint = export.fingerprint(task, &[input_manifest.content_hash()]);
+    let manifest = DatasetManifest::new(
+        written,
+        parquet::manifest_schema(&labels::schema()),
+        &export.writer(task, fingerprint),
+    );
+    export.commit(task, manifest).await
+}
+
+/// `p` of a `project=p/...` path, if it is one.
+fn project_of_path(path: &str) -> Option<&str> {
+    path.split('/')
+        .find_map(|part| part.strip_prefix("project="))
+}
+
+/// Indices of the input's columns kept in the pass-through.
+fn kept_columns(schema: &Schema, drop: &[String]) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !drop.iter().any(|d| d == f.name()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A batch of input rows as exported: kept columns only, annotator ids
+/// replaced by pseudonyms.
+fn pass_through(
+    batch: &RecordBatch,
+    kept: &[usize],
+    schema: &SchemaRef,
+    pseudo: &Pseudonymiser,
+) -> Result<RecordBatch, TaskError> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(kept.len());
+    for &i in kept {
+        let field = batch.schema_ref().field(i).clone();
+        let column = batch.column(i);
+        if field.name() == "annotator_id" {
+            let raw = column.as_string::<i32>();
+            let mut cache: HashMap<&str, String> = HashMap::new();
+            let replaced: StringArray = raw
+                .iter()
+                .map(|v| {
+                    v.map(|id| {
+                        cache
+                            .entry(id)
+                            .or_insert_with(|| pseudo.pseudonym(id))
+                            .clone()
+                    })
+                })
+                .collect();
+            columns.push(Arc::new(replaced));
+        } else {
+            columns.push(column.clone());
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| TaskError::permanent(e.to_string()))
+}

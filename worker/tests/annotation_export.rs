@@ -1,0 +1,357 @@
+//! The annotation export end to end on generated data: every format
+//! written and consistent with the report, Dawid-Skene against majority
+//! vote on the generator's truth, no raw annotator id or dropped field
+//! anywhere in the output, pseudonyms per key, a shard that dies half-way
+//! leaving nothing a reader would see, and a rerun writing the same bytes.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use drover_worker::datagen::annotations::{self, AnnotationsSpec};
+use drover_worker::dataset::location::Location;
+use drover_worker::dataset::manifest;
+use drover_worker::dataset::parquet;
+use drover_worker::executors::Executor;
+use drover_worker::executors::annotation_export::AnnotationExport;
+use futures::TryStreamExt;
+use support::export;
+
+async fn generate(dir: &Path, projects: u32, items: u64, seed: u64) -> String {
+    let url = dir.join("data").display().to_string();
+    let loc = Location::parse(&url).unwrap();
+    annotations::generate(
+        &loc,
+        &AnnotationsSpec {
+            projects,
+            items,
+            seed,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    url
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn batches(path: &Path) -> Vec<RecordBatch> {
+    let loc = Location::parse(path.parent().unwrap().to_str().unwrap()).unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let (_, stream) = parquet::read(&loc, name, 8192).await.unwrap();
+    stream.try_collect().await.unwrap()
+}
+
+/// Every string in a batch, list values included.
+fn strings(batch: &RecordBatch) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in batch.columns() {
+        let c = match c.data_type() {
+            DataType::List(_) => c.as_list::<i32>().values().clone(),
+            _ => c.clone(),
+        };
+        if let Some(s) = c.as_string_opt::<i32>() {
+            out.extend(s.iter().flatten().map(str::to_owned));
+        }
+    }
+    out
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_writes_every_format_and_they_agree_with_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 800, 3).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 1);
+    let cfg = export::config(&input, out.to_str().unwrap(), &key, serde_json::json!({}));
+    let (merged, _) = export::run(&cfg, 3, dir.path(), 10).await.unwrap();
+    let root = out.join(&merged.output_prefix);
+    let paths: Vec<&str> = merged.files.iter().map(|f| f.path.as_str()).collect();
+    for expected in [
+        "_manifest.json",
+        "coco/street-objects-001.json",
+        "jsonl/scene-type-000.jsonl",
+        "jsonl/street-objects-001.jsonl",
+        "parquet/annotations/part-00000.parquet",
+        "parquet/labels/project=scene-type-000/part-00002.parquet",
+        "quality/report.html",
+        "quality/report.json",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    // No COCO for a classification project.
+    assert!(!paths.contains(&"coco/scene-type-000.json"));
+    // The manifest verifies against the files.
+    let loc = Location::parse(root.to_str().unwrap()).unwrap();
+    let m = manifest::read(&loc).await.unwrap().unwrap();
+    manifest::verify(&loc, &m).await.unwrap();
+    assert_eq!(m.task, "j1/1/0");
+
+    let report = read_json(&root.join("quality/report.json"));
+    let projects = report["projects"].as_array().unwrap();
+    assert_eq!(projects.len(), 2);
+    for p in projects {
+        assert_eq!(p["items"], 800, "{p}");
+        let exported = 800 - p["excludedItems"].as_u64().unwrap();
+        let name = p["project"].as_str().unwrap();
+        let lines = std::fs::read_to_string(root.join(format!("jsonl/{name}.jsonl"))).unwrap();
+        assert_eq!(lines.lines().count() as u64, exported, "{name}");
+        let alpha = p["krippendorffAlpha"].as_f64().unwrap();
+        let kappa = p["fleissKappa"].as_f64().unwrap();
+        println!("{name}: alpha {alpha:.3}, kappa {kappa:.3}");
+        assert!(alpha > -1.0 && alpha < 1.0, "{name}: alpha {alpha}");
+        // Five of each pool's 24 annotators are spammers; class agreement
+        // stays well above chance, box-count agreement near it.
+        if p["taskType"] == "classification" {
+            assert!(alpha > 0.2, "{name}: alpha {alpha}");
+        }
+        let flagged = p["annotators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["spammer"] == true)
+            .count();
+        assert!((4..=6).contains(&flagged), "{name}: {flagged} flagged");
+        if p["taskType"] == "bbox" {
+            let coco = read_json(&root.join(format!("coco/{name}.json")));
+            assert_eq!(coco["images"].as_array().unwrap().len() as u64, exported);
+            let objects: u64 = p["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["items"].as_u64().unwrap())
+                .sum();
+            assert_eq!(
+                coco["annotations"].as_array().unwrap().len() as u64,
+                objects
+            );
+            assert_eq!(coco["categories"].as_array().unwrap().len(), 5);
+        }
+    }
+    let html = std::fs::read_to_string(root.join("quality/report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("scene-type-000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_raw_annotator_id_or_dropped_field_appears_in_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 300, 5).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 2);
+    let cfg = export::config(
+        &input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({"shards": 2}),
+    );
+    export::run(&cfg, 2, dir.path(), 10).await.unwrap();
+    let truth = read_json(&Path::new(&input).join("_truth/annotators.json"));
+    let raw: BTreeSet<String> = truth
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["annotatorId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(raw.len(), 48);
+    let mut parquet_files = 0;
+    for path in files_under(&out) {
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for id in &raw {
+            assert!(!text.contains(id.as_str()), "{id} in {}", path.display());
+        }
+        assert!(!text.contains("labelvendor.example"), "{}", path.display());
+        if path.extension().is_some_and(|e| e == "parquet") {
+            parquet_files += 1;
+            for b in batches(&path).await {
+                let names: Vec<&String> =
+                    b.schema_ref().fields().iter().map(|f| f.name()).collect();
+                assert!(
+                    !names
+                        .iter()
+                        .any(|n| *n == "annotator_email" || *n == "annotator_ip")
+                );
+                for s in strings(&b) {
+                    assert!(!raw.contains(&s), "{s} in {}", path.display());
+                }
+            }
+        }
+    }
+    assert!(parquet_files >= 6, "{parquet_files}");
+}
+
+/// Pseudonyms in the report of an export keyed with `key`.
+async fn pseudonyms(dir: &Path, input: &str, key: u8, tag: &str) -> BTreeSet<String> {
+    let out = dir.join(tag);
+    let key = export::key_file(dir, key);
+    let cfg = export::config(
+        input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({"formats": ["jsonl"], "shards": 1}),
+    );
+    let (merged, _) = export::run(&cfg, 1, dir, 10).await.unwrap();
+    let report = read_json(&out.join(merged.output_prefix).join("quality/report.json"));
+    report["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["annotators"].as_array().unwrap().clone())
+        .map(|a| a["annotator"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonyms_are_stable_for_a_key_and_differ_across_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 1, 200, 9).await;
+    let a = pseudonyms(dir.path(), &input, 1, "a").await;
+    let again = pseudonyms(dir.path(), &input, 1, "b").await;
+    let other = pseudonyms(dir.path(), &input, 2, "c").await;
+    assert_eq!(a.len(), 24);
+    assert_eq!(a, again);
+    assert!(a.is_disjoint(&other));
+    assert!(a.iter().all(|p| p.starts_with("a_") && p.len() == 34));
+}
+
+/// Accuracy of an export's class labels against the generator's truth.
+async fn accuracy(dir: &Path, input: &str, method: &str) -> f64 {
+    let out = dir.join(method);
+    let key = export::key_file(dir, 3);
+    let cfg = export::config(
+        input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({"formats": ["parquet"], "minAnnotators": 1,
+            "consensus": {"classes": method, "boxes": "iou_fusion", "iouThreshold": 0.5}}),
+    );
+    let (merged, _) = export::run(&cfg, 3, dir, 10).await.unwrap();
+    let truth: HashMap<String, String> = {
+        let mut t = HashMap::new();
+        for b in
+            batches(&Path::new(input).join("_truth/project=scene-type-000/truth.parquet")).await
+        {
+            let items = b.column(1).as_string::<i32>();
+            let labels = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                t.insert(items.value(i).to_owned(), labels.value(i).to_owned());
+            }
+        }
+        t
+    };
+    let (mut right, mut total) = (0u64, 0u64);
+    for f in &merged.files {
+        if !f.path.starts_with("parquet/labels/project=scene-type-000/") {
+            continue;
+        }
+        for b in batches(&out.join(&merged.output_prefix).join(&f.path)).await {
+            let items = b.column(2).as_string::<i32>();
+            let labels = b.column(5).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                total += 1;
+                right += u64::from(truth[items.value(i)] == labels.value(i));
+            }
+        }
+    }
+    assert_eq!(total, 3000, "every item has a label");
+    right as f64 / total as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dawid_skene_beats_majority_vote_on_data_with_spammers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 1, 3000, 11).await;
+    let mv = accuracy(dir.path(), &input, "majority").await;
+    let ds = accuracy(dir.path(), &input, "dawid_skene").await;
+    println!(
+        "consensus accuracy on 3000 generated items (5 of 24 annotators spammers): majority {mv:.4}, dawid_skene {ds:.4}"
+    );
+    assert!(ds > mv + 0.02, "dawid_skene {ds} vs majority {mv}");
+}
+
+/// SHA-256 of each file of an output by path, the manifest left out (it
+/// names the attempt).
+fn hashes(m: &drover_proto::v1::OutputManifest) -> BTreeMap<String, String> {
+    m.files
+        .iter()
+        .filter(|f| f.path != "_manifest.json")
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_dies_half_way_leaves_nothing_visible_and_the_retry_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 400, 13).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 4);
+    let cfg = export::config(&input, out.to_str().unwrap(), &key, serde_json::json!({}));
+
+    // Attempt 1 of shard 0 dies after writing its labels: the place its
+    // pass-through file goes is taken, so that write fails.
+    let dead = export::task(&cfg, "export/shard", 0, 1, 50);
+    let dead_dir = out.join(&dead.output_prefix);
+    std::fs::create_dir_all(&dead_dir).unwrap();
+    std::fs::write(dead_dir.join("annotations"), b"in the way").unwrap();
+    let err = AnnotationExport
+        .run(dead, export::context(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(err.retryable, "{}", err.message);
+    let left: Vec<PathBuf> = files_under(&dead_dir);
+    assert!(
+        left.iter().any(|p| p.to_string_lossy().contains("labels/")),
+        "it died after writing something: {left:?}"
+    );
+    assert!(
+        !dead_dir.join("_manifest.json").exists(),
+        "a dead attempt committed its output"
+    );
+    let loc = Location::parse(dead_dir.to_str().unwrap()).unwrap();
+    assert!(manifest::read(&loc).await.unwrap().is_none());
+
+    // The retries (new attempts, new prefixes) and the merge read only
+    // accepted outputs; the whole export equals a clean run's, byte for
+    // byte.
+    let (retried, retried_shards) = export::run(&cfg, 3, dir.path(), 60).await.unwrap();
+    let clean_out = dir.path().join("clean");
+    let clean_cfg = export::config(
+        &input,
+        clean_out.to_str().unwrap(),
+        &key,
+        serde_json::json!({}),
+    );
+    let (clean, clean_shards) = export::run(&clean_cfg, 3, dir.path(), 90).await.unwrap();
+    assert_eq!(hashes(&retried), hashes(&clean));
+    for (r, c) in retried_shards.iter().zip(&clean_shards) {
+        assert_eq!(hashes(r), hashes(c));
+    }
+    assert!(!hashes(&retried).is_empty());
+}
