@@ -39,10 +39,20 @@ pub struct DevArgs {
 }
 
 /// The examples the demo runs: those whose kinds have executors today.
-const DEMO_SPECS: &[(&str, &str)] = &[(
-    "dag-sleep.yaml",
-    include_str!("../../jobspecs/examples/dag-sleep.yaml"),
-)];
+const DEMO_SPECS: &[(&str, &str)] = &[
+    (
+        "dag-sleep.yaml",
+        include_str!("../../jobspecs/examples/dag-sleep.yaml"),
+    ),
+    (
+        "annotation-export.yaml",
+        include_str!("../../jobspecs/examples/annotation-export.yaml"),
+    ),
+];
+
+/// Items per generated annotation project in the demo: enough for every
+/// shard to have work, small enough to finish in seconds.
+const DEMO_ITEMS: u64 = 2_000;
 
 pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -114,6 +124,28 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
+/// Where a finished job's last template put its output: its `output`
+/// config (a data job's dataset root) joined with the accepted prefix.
+async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
+    node.read_local(move |sm| {
+        let job = sm.job(id)?;
+        let last = job.templates.last()?;
+        let prefix = last
+            .outputs
+            .values()
+            .find_map(|o| o.manifest.as_ref().map(|m| m.prefix.clone()))?;
+        let config: serde_json::Value = serde_json::from_str(&last.def.config_json).ok()?;
+        let root = config["output"].as_str().map(|r| {
+            r.trim_start_matches("file://")
+                .trim_end_matches('/')
+                .to_owned()
+        })?;
+        Some(format!("{root}/{prefix}"))
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))
+}
+
 async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !node.status().is_leader {
@@ -125,14 +157,74 @@ async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
     Ok(())
 }
 
+/// Generates what the data examples read, unless it is there already:
+/// annotation projects under `data/annotations` and a pseudonymisation key
+/// under `data/secrets`. Returns the params that point the examples at
+/// them.
+async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+    use drover_worker::datagen::annotations::{self, AnnotationsSpec};
+    use drover_worker::dataset::{location::Location, manifest};
+
+    let data_dir = std::path::absolute(data_dir).context("resolving --data-dir")?;
+    let annotations_dir = data_dir.join("annotations");
+    let location = Location::parse(&annotations_dir.display().to_string())?;
+    if manifest::read(&location).await?.is_none() {
+        eprintln!(
+            "generating 2 annotation projects of {DEMO_ITEMS} items in {}",
+            annotations_dir.display()
+        );
+        let spec = AnnotationsSpec {
+            projects: 2,
+            items: DEMO_ITEMS,
+            seed: 1,
+        };
+        annotations::generate(&location, &spec, |_| {}).await?;
+    }
+    let key = data_dir.join("secrets/annotator-key");
+    if !key.exists() {
+        write_key(&key)?;
+    }
+    Ok(vec![
+        ("data".to_owned(), format!("file://{}", data_dir.display())),
+        ("keyFile".to_owned(), key.display().to_string()),
+    ])
+}
+
+/// A random 32-byte key, hex-encoded, readable by its owner only.
+fn write_key(path: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for the key: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{hex}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode> {
+    let params = demo_data(data_dir).await?;
     let mut jobs: Vec<(String, JobId)> = Vec::new();
     for (file, yaml) in DEMO_SPECS {
         let out = node
             .propose(vec![Command::SubmitJob(SubmitJob {
                 file: (*file).to_owned(),
                 spec_yaml: (*yaml).to_owned(),
-                params: vec![],
+                // Only the examples that declare a param take it.
+                params: params
+                    .iter()
+                    .filter(|(k, _)| yaml.contains(&format!("${{params.{k}}}")))
+                    .cloned()
+                    .collect(),
                 idempotency_key: None,
                 // Proposed directly, not through SubmitJob: start the
                 // job's trace here, as the service would.
@@ -188,13 +280,10 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
         if all_done {
             if all_ok {
                 eprintln!("demo finished: every job succeeded");
-                let outputs = data_dir.join("outputs");
                 for (file, id) in &jobs {
-                    let dir = outputs.join("jobs").join(id.to_string());
-                    if dir.exists() {
-                        eprintln!("  {file}: outputs under {}", dir.display());
-                    } else {
-                        eprintln!("  {file}: its tasks write no files");
+                    match final_output(node, *id).await? {
+                        Some(place) => eprintln!("  {file}: output in {place}"),
+                        None => eprintln!("  {file}: its tasks write no files"),
                     }
                 }
                 eprintln!(

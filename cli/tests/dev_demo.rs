@@ -32,11 +32,48 @@ fn dev_demo_runs_the_examples_to_success() {
         stderr.contains("submitted dag-sleep.yaml as j1"),
         "{stderr}"
     );
-    assert!(stderr.contains("succeeded 9/9 done"), "{stderr}");
+    assert!(
+        stderr.contains("dag-sleep.yaml j1: succeeded 9/9 done"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("annotation-export.yaml j2: succeeded 9/9 done"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("demo finished: every job succeeded"),
         "{stderr}"
     );
     // The state is durable: the job is in the coordinator's data directory.
     assert!(dir.path().join("dev-coordinator/raft").exists());
+    // The export's merged output, where the demo says it is, with its
+    // report and a manifest naming every file.
+    let place = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("annotation-export.yaml: output in "))
+        .unwrap_or_else(|| panic!("no output line: {stderr}"));
+    let root = std::path::Path::new(place);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("_manifest.json")).unwrap()).unwrap();
+    let files: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for f in [
+        "coco/street-objects-001.json",
+        "quality/report.html",
+        "jsonl/scene-type-000.jsonl",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+        assert!(root.join(f).is_file(), "{f}");
+    }
+    // The key was generated for the demo, readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("secrets/annotator-key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
