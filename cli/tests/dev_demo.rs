@@ -37,7 +37,7 @@ fn dev_demo_runs_the_examples_to_success() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("annotation-export.yaml j2: succeeded 9/9 done"),
+        stderr.contains("annotation-export.yaml j2: succeeded 10/10 done"),
         "{stderr}"
     );
     assert!(

@@ -112,7 +112,7 @@ async fn the_export_writes_every_format_and_they_agree_with_the_report() {
     let loc = Location::parse(root.to_str().unwrap()).unwrap();
     let m = manifest::read(&loc).await.unwrap().unwrap();
     manifest::verify(&loc, &m).await.unwrap();
-    assert_eq!(m.task, "j1/1/0");
+    assert_eq!(m.task, "j1/2/0");
 
     let report = read_json(&root.join("quality/report.json"));
     let projects = report["projects"].as_array().unwrap();
@@ -242,17 +242,17 @@ async fn pseudonyms_are_stable_for_a_key_and_differ_across_keys() {
 }
 
 /// Accuracy of an export's class labels against the generator's truth.
-async fn accuracy(dir: &Path, input: &str, method: &str) -> f64 {
-    let out = dir.join(method);
+async fn accuracy(dir: &Path, input: &str, method: &str, shards: u64) -> f64 {
+    let out = dir.join(format!("{method}-{shards}"));
     let key = export::key_file(dir, 3);
     let cfg = export::config(
         input,
         out.to_str().unwrap(),
         &key,
-        serde_json::json!({"formats": ["parquet"], "minAnnotators": 1,
+        serde_json::json!({"formats": ["parquet"], "minAnnotators": 1, "shards": shards,
             "consensus": {"classes": method, "boxes": "iou_fusion", "iouThreshold": 0.5}}),
     );
-    let (merged, _) = export::run(&cfg, 3, dir, 10).await.unwrap();
+    let (merged, _) = export::run(&cfg, shards, dir, 10).await.unwrap();
     let truth: HashMap<String, String> = {
         let mut t = HashMap::new();
         for b in
@@ -288,12 +288,19 @@ async fn accuracy(dir: &Path, input: &str, method: &str) -> f64 {
 async fn dawid_skene_beats_majority_vote_on_data_with_spammers() {
     let dir = tempfile::tempdir().unwrap();
     let input = generate(dir.path(), 1, 3000, 11).await;
-    let mv = accuracy(dir.path(), &input, "majority").await;
-    let ds = accuracy(dir.path(), &input, "dawid_skene").await;
+    let mv = accuracy(dir.path(), &input, "majority", 3).await;
+    let ds = accuracy(dir.path(), &input, "dawid_skene", 3).await;
+    // Many small shards: each still labels with the one model the
+    // calibration learnt from the whole project.
+    let ds_many = accuracy(dir.path(), &input, "dawid_skene", 24).await;
     println!(
-        "consensus accuracy on 3000 generated items (5 of 24 annotators spammers): majority {mv:.4}, dawid_skene {ds:.4}"
+        "consensus accuracy on 3000 generated items (5 of 24 annotators spammers): majority {mv:.4}, dawid_skene {ds:.4} (3 shards), {ds_many:.4} (24 shards)"
     );
     assert!(ds > mv + 0.02, "dawid_skene {ds} vs majority {mv}");
+    assert!(
+        (ds - ds_many).abs() < 0.005,
+        "{ds} with 3 shards, {ds_many} with 24"
+    );
 }
 
 /// SHA-256 of each file of an output by path, the manifest left out (it
@@ -316,7 +323,13 @@ async fn a_shard_that_dies_half_way_leaves_nothing_visible_and_the_retry_is_iden
 
     // Attempt 1 of shard 0 dies after writing its labels: the place its
     // pass-through file goes is taken, so that write fails.
-    let dead = export::task(&cfg, "export/shard", 0, 1, 50);
+    let calibrate = export::task(&cfg, "export/calibrate", 0, 1, 40);
+    let model = AnnotationExport
+        .run(calibrate, export::context(dir.path()))
+        .await
+        .unwrap();
+    let mut dead = export::task(&cfg, "export/shard", 0, 1, 50);
+    dead.upstream_outputs = vec![export::calibration(&model)];
     let dead_dir = out.join(&dead.output_prefix);
     std::fs::create_dir_all(&dead_dir).unwrap();
     std::fs::write(dead_dir.join("annotations"), b"in the way").unwrap();

@@ -1,9 +1,10 @@
 //! `annotation_export`: consensus labels, agreement metrics and pseudonymised
 //! annotators, written as COCO, JSONL or Parquet.
 //!
-//! It expands into `shard` tasks (items split by a stable hash of their id)
-//! and one `merge` task that assembles the final files, manifest and quality
-//! report.
+//! It expands into one `calibrate` task (Dawid-Skene fitted on a sample of
+//! each classification project), `shard` tasks (items split by a stable
+//! hash of their id) and one `merge` task that assembles the final files,
+//! manifest and quality report.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,9 +111,14 @@ impl Default for Consensus {
 }
 
 impl AnnotationExportConfig {
-    /// `shard` over `shards` partitions, then one `merge`.
+    /// One `calibrate` (Dawid-Skene on a sample of each project), `shard`
+    /// over `shards` partitions, then one `merge`.
     pub fn stages(&self) -> Vec<Stage> {
         vec![
+            Stage {
+                name: Some("calibrate"),
+                partitions: PartitionSet::Single,
+            },
             Stage {
                 name: Some("shard"),
                 partitions: PartitionSet::Shards {

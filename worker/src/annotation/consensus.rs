@@ -113,17 +113,8 @@ pub fn dawid_skene(votes: &Votes) -> DawidSkene {
             if votes_on.is_empty() {
                 continue;
             }
-            let mut log_p: Vec<f64> = priors.iter().map(|p| p.ln()).collect();
-            for v in votes_on {
-                for (t, lp) in log_p.iter_mut().enumerate() {
-                    *lp += confusion[v.annotator as usize][t][v.class as usize].ln();
-                }
-            }
-            let top = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let weights: Vec<f64> = log_p.iter().map(|lp| (lp - top).exp()).collect();
-            let total: f64 = weights.iter().sum();
-            for (t, w) in weights.iter().enumerate() {
-                let p = w / total;
+            let p = posterior(&priors, votes_on, |a| confusion.get(a as usize));
+            for (t, p) in p.into_iter().enumerate() {
                 delta = delta.max((p - posteriors[item][t]).abs());
                 posteriors[item][t] = p;
             }
@@ -135,16 +126,7 @@ pub fn dawid_skene(votes: &Votes) -> DawidSkene {
     let labels = by_item
         .iter()
         .zip(&posteriors)
-        .map(|(votes_on, p)| {
-            (!votes_on.is_empty()).then(|| {
-                p.iter()
-                    .enumerate()
-                    .fold((0usize, f64::NEG_INFINITY), |(bc, bp), (c, &q)| {
-                        if q > bp { (c, q) } else { (bc, bp) }
-                    })
-                    .0 as u32
-            })
-        })
+        .map(|(votes_on, p)| (!votes_on.is_empty()).then(|| most_probable(p)))
         .collect();
     DawidSkene {
         posteriors,
@@ -153,6 +135,66 @@ pub fn dawid_skene(votes: &Votes) -> DawidSkene {
         confusion,
         iterations,
     }
+}
+
+/// An item's class probabilities from the class priors and the confusion
+/// matrices of its voters, in log space; a voter `confusion` does not
+/// know is left out.
+fn posterior<'a>(
+    priors: &[f64],
+    votes_on: &[Vote],
+    confusion: impl Fn(u32) -> Option<&'a Vec<Vec<f64>>>,
+) -> Vec<f64> {
+    let mut log_p: Vec<f64> = priors.iter().map(|p| p.ln()).collect();
+    for v in votes_on {
+        let Some(matrix) = confusion(v.annotator) else {
+            continue;
+        };
+        for (t, lp) in log_p.iter_mut().enumerate() {
+            *lp += matrix[t][v.class as usize].ln();
+        }
+    }
+    let top = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = log_p.iter().map(|lp| (lp - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// The most probable class (the first on a tie).
+fn most_probable(p: &[f64]) -> u32 {
+    p.iter()
+        .enumerate()
+        .fold((0usize, f64::NEG_INFINITY), |(bc, bp), (c, &q)| {
+            if q > bp { (c, q) } else { (bc, bp) }
+        })
+        .0 as u32
+}
+
+/// Labels under a model Dawid-Skene learnt elsewhere (on a sample of the
+/// project, so every shard judges annotators alike): one E step with the
+/// given class `priors` and per-annotator `confusion` (`None` for an
+/// annotator the model has not seen, whose votes are left out). Returns
+/// each item's posteriors and label; an item none of whose voters the
+/// model knows gets `None`.
+pub fn classify_with(
+    votes: &Votes,
+    priors: &[f64],
+    confusion: &[Option<Vec<Vec<f64>>>],
+) -> (Vec<Vec<f64>>, Vec<Option<u32>>) {
+    let mut by_item: Vec<Vec<Vote>> = vec![Vec::new(); votes.items];
+    for v in &votes.votes {
+        by_item[v.item as usize].push(*v);
+    }
+    let lookup = |a: u32| confusion.get(a as usize).and_then(Option::as_ref);
+    by_item
+        .iter()
+        .map(|votes_on| {
+            let p = posterior(priors, votes_on, lookup);
+            let known = votes_on.iter().any(|v| lookup(v.annotator).is_some());
+            let label = known.then(|| most_probable(&p));
+            (p, label)
+        })
+        .unzip()
 }
 
 /// How much an annotator's answers depend on the truth, from their
@@ -237,6 +279,55 @@ mod tests {
         };
         assert_eq!(votes.validate(), Ok(()));
         assert_eq!(majority(&votes), vec![Some(2), Some(0), None]);
+    }
+
+    #[test]
+    fn a_model_learnt_on_a_sample_labels_the_rest_as_well_as_fitting_all() {
+        let skill = [
+            Some(0.85),
+            Some(0.8),
+            Some(0.7),
+            Some(0.65),
+            None,
+            None,
+            None,
+        ];
+        let (votes, truth) = simulate(5, 4000, 4, &skill, 4);
+        let full = dawid_skene(&votes);
+        // Fit on the first quarter of the items only.
+        let sample = Votes {
+            items: 1000,
+            votes: votes
+                .votes
+                .iter()
+                .filter(|v| v.item < 1000)
+                .copied()
+                .collect(),
+            ..votes.clone()
+        };
+        let model = dawid_skene(&sample);
+        let confusion: Vec<Option<Vec<Vec<f64>>>> =
+            model.confusion.iter().cloned().map(Some).collect();
+        let (_, labels) = classify_with(&votes, &model.priors, &confusion);
+        let (full_acc, sampled_acc) = (accuracy(&full.labels, &truth), accuracy(&labels, &truth));
+        assert!(
+            (full_acc - sampled_acc).abs() < 0.02,
+            "all {full_acc} vs sample {sampled_acc}"
+        );
+        // An annotator the model does not know is left out, not guessed.
+        let mut unknown = confusion.clone();
+        unknown[0] = None;
+        let one = Votes {
+            items: 1,
+            annotators: 7,
+            classes: 4,
+            votes: vec![Vote {
+                item: 0,
+                annotator: 0,
+                class: 2,
+            }],
+        };
+        assert_eq!(classify_with(&one, &model.priors, &unknown).1, vec![None]);
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub fn task(
     attempt: u32,
     token: u64,
 ) -> LeasedTask {
-    let t = if template.ends_with("shard") { 0 } else { 1 };
+    let t = match template.rsplit('/').next() {
+        Some("calibrate") => 0,
+        Some("shard") => 1,
+        _ => 2,
+    };
     LeasedTask {
         task_id: format!("j1/{t}/{partition}"),
         job_id: "j1".into(),
@@ -76,20 +80,33 @@ pub fn context(scratch: &Path) -> AttemptContext {
     }
 }
 
-/// Runs every shard (tokens from `token_base`) and then the merge;
-/// returns the merge's manifest and the shards' manifests.
+/// The calibrate stage's output as a shard's lease lists it.
+pub fn calibration(m: &OutputManifest) -> UpstreamOutput {
+    UpstreamOutput {
+        template: "export/calibrate".into(),
+        partition_index: 0,
+        partition_key: String::new(),
+        output_prefix: m.output_prefix.clone(),
+    }
+}
+
+/// Runs the calibration, every shard and then the merge (tokens from
+/// `token_base`); returns the merge's manifest and the shards' manifests.
 pub async fn run(
     config_json: &str,
     shards: u64,
     scratch: &Path,
     token_base: u64,
 ) -> Result<(OutputManifest, Vec<OutputManifest>), TaskError> {
+    let calibrate = task(config_json, "export/calibrate", 0, 1, token_base);
+    let model = AnnotationExport.run(calibrate, context(scratch)).await?;
     let mut shard_outputs = Vec::new();
     for s in 0..shards {
-        let t = task(config_json, "export/shard", s, 1, token_base + s);
+        let mut t = task(config_json, "export/shard", s, 1, token_base + 1 + s);
+        t.upstream_outputs = vec![calibration(&model)];
         shard_outputs.push(AnnotationExport.run(t, context(scratch)).await?);
     }
-    let mut merge = task(config_json, "export/merge", 0, 1, token_base + shards);
+    let mut merge = task(config_json, "export/merge", 0, 1, token_base + 1 + shards);
     merge.upstream_outputs = shard_outputs
         .iter()
         .enumerate()

@@ -31,11 +31,22 @@ pub const REQUIRED: &[(&str, &str)] = &[
 /// Columns the filter decodes before the rest of the row.
 pub const FILTER_COLUMNS: &[&str] = &["project", "item_id", "label", "created_at"];
 
+/// Which items a task reads.
+#[derive(Debug, Clone, Copy)]
+enum Select {
+    /// Those of one shard.
+    Shard { shards: u64, shard: u64 },
+    /// A sample of about this many per million, by the same hash.
+    Sample { per_million: u64 },
+}
+
+/// Buckets the sample is drawn from.
+const SAMPLE_BUCKETS: u64 = 1_000_000;
+
 /// Which rows a task reads.
 #[derive(Debug, Clone)]
 pub struct Filters {
-    shards: u64,
-    shard: u64,
+    select: Select,
     projects: Option<HashSet<String>>,
     labels: Option<HashSet<String>>,
     /// `[start, end)` in UTC milliseconds.
@@ -49,13 +60,24 @@ impl Filters {
     pub fn new(cfg: &AnnotationExportConfig, shard: u64) -> Result<Self, TaskError> {
         let set = |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect());
         Ok(Self {
-            shards: u64::from(cfg.shards.max(1)),
-            shard,
+            select: Select::Shard {
+                shards: u64::from(cfg.shards.max(1)),
+                shard,
+            },
             projects: set(&cfg.projects),
             labels: set(&cfg.labels),
             window: cfg.time_window.as_ref().map(window_ms).transpose()?,
             items: None,
         })
+    }
+
+    /// The same rows, of a sample of about `per_million` items in a
+    /// million instead of one shard's.
+    pub fn sample(&self, per_million: u64) -> Self {
+        Self {
+            select: Select::Sample { per_million },
+            ..self.clone()
+        }
     }
 
     /// The same rows, of these items only.
@@ -87,10 +109,12 @@ impl Filters {
         for i in 0..batch.num_rows() {
             let p = project.value(i);
             let id = item.value(i);
-            let mut ok = !project.is_null(i)
-                && !item.is_null(i)
-                && shard_of(p, id, self.shards) == self.shard
-                && self.wants_project(p);
+            let selected = match self.select {
+                Select::Shard { shards, shard } => shard_of(p, id, shards) == shard,
+                Select::Sample { per_million } => shard_of(p, id, SAMPLE_BUCKETS) < per_million,
+            };
+            let mut ok =
+                !project.is_null(i) && !item.is_null(i) && selected && self.wants_project(p);
             if ok && let Some(labels) = &self.labels {
                 ok = label.is_null(i) || labels.contains(label.value(i));
             }

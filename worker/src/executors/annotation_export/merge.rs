@@ -78,21 +78,9 @@ pub async fn run(
     let shards = shard_outputs(task, cfg, export).await?;
     let mut stats: BTreeMap<String, ProjectStats> = BTreeMap::new();
     for s in &shards {
-        let got = s
-            .location
-            .store
-            .get(&s.location.path(STATS_NAME))
-            .await
-            .map_err(|e| dataset_error(e.into()))?
-            .bytes()
-            .await
-            .map_err(|e| dataset_error(e.into()))?;
-        if got.len() > STATS_BYTES_MAX {
-            return Err(TaskError::permanent(format!(
-                "shard {}'s {STATS_NAME} is larger than {STATS_BYTES_MAX} bytes",
-                s.index
-            )));
-        }
+        let got = export
+            .read_small(&s.location, STATS_NAME, STATS_BYTES_MAX)
+            .await?;
         let theirs: BTreeMap<String, ProjectStats> = serde_json::from_slice(&got)
             .map_err(|e| TaskError::permanent(format!("shard {}'s {STATS_NAME}: {e}", s.index)))?;
         for (project, st) in theirs {

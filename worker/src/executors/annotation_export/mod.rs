@@ -2,8 +2,10 @@
 //! pseudonymised annotators from an annotation dataset, as Parquet, JSONL
 //! and COCO, with a quality report.
 //!
-//! The job spec expands it into `shard` tasks, each owning the items whose
-//! stable hash falls in its partition ([`shard`]), and one `merge` that
+//! The job spec expands it into one `calibrate` task that fits Dawid-Skene
+//! on a sample of each classification project ([`calibrate`]), `shard`
+//! tasks, each owning the items whose stable hash falls in its partition
+//! and labelling them with that one model ([`shard`]), and one `merge` that
 //! assembles the shards' outputs, found through their manifests, into the
 //! final files and report ([`merge`]). Every attempt writes under its own
 //! prefix below the spec's `output`; its `_manifest.json`, written last, and
@@ -11,10 +13,12 @@
 //! the task's output. An attempt that dies half-way leaves files no
 //! manifest names, which no reader looks at.
 
+mod calibrate;
 mod input;
 mod labels;
 mod merge;
 mod shard;
+mod votes;
 
 use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
 use drover_proto::v1::{LeasedTask, OutputFile, OutputManifest};
@@ -50,10 +54,11 @@ impl Executor for AnnotationExport {
             let cfg: AnnotationExportConfig = config(&task)?;
             let export = Export::open(&cfg, &task)?;
             match task.template.rsplit('/').next() {
+                Some("calibrate") => calibrate::run(&task, &cfg, &ctx, &export).await,
                 Some("shard") => shard::run(&task, &cfg, &ctx, &export).await,
                 Some("merge") => merge::run(&task, &cfg, &ctx, &export).await,
                 _ => Err(TaskError::permanent(format!(
-                    "template `{}` is neither the export's shard nor its merge stage",
+                    "template `{}` is not one of the export's stages (calibrate, shard, merge)",
                     task.template
                 ))),
             }
@@ -87,10 +92,7 @@ impl Export {
     }
 
     /// The input's manifest and its files.
-    async fn input_files(
-        &self,
-        _cfg: &AnnotationExportConfig,
-    ) -> Result<(DatasetManifest, Vec<ManifestFile>), TaskError> {
+    async fn input_files(&self) -> Result<(DatasetManifest, Vec<ManifestFile>), TaskError> {
         let m = manifest::read(&self.input)
             .await
             .map_err(dataset_error)?
@@ -108,6 +110,31 @@ impl Export {
             .cloned()
             .collect();
         Ok((m, files))
+    }
+
+    /// The bytes of a small object (a model, a shard's sums), refusing
+    /// one larger than `max`.
+    async fn read_small(
+        &self,
+        location: &Location,
+        relative: &str,
+        max: usize,
+    ) -> Result<bytes::Bytes, TaskError> {
+        let bytes = location
+            .store
+            .get(&location.path(relative))
+            .await
+            .map_err(|e| dataset_error(e.into()))?
+            .bytes()
+            .await
+            .map_err(|e| dataset_error(e.into()))?;
+        if bytes.len() > max {
+            return Err(TaskError::permanent(format!(
+                "{}/{relative} is larger than {max} bytes",
+                location.url
+            )));
+        }
+        Ok(bytes)
     }
 
     /// Fails the attempt if it was told to stop.

@@ -10,144 +10,34 @@
 //! _manifest.json                    written last
 //! ```
 //!
-//! It reads its input twice: once for the votes, and once to pass the rows
-//! of exported items through. Memory is its share of the votes; more
-//! shards, less each.
+//! Classification items are labelled with the project's model from the
+//! calibrate task when there is one (Dawid-Skene), so all shards agree on
+//! how good each annotator is. It reads its input twice: once for the
+//! votes, and once to pass the rows of exported items through. Memory is
+//! its share of the votes; more shards, less each.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{Schema, SchemaRef};
 use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use futures::StreamExt;
 
-use super::input::{self, FILTER_COLUMNS, Filters};
+use super::calibrate::{self, ProjectModel};
+use super::input::{FILTER_COLUMNS, Filters};
 use super::labels::{self, LabelRow};
+use super::votes::{Gathered, ProjectVotes, class_votes, gather, wanted_files};
 use super::{Export, STATS_NAME, dataset_error, project_dir};
 use crate::annotation::boxes::{BoxXywh, DrawnBox, fuse};
-use crate::annotation::consensus::{dawid_skene, majority};
+use crate::annotation::consensus::{classify_with, dawid_skene, majority};
 use crate::annotation::pseudonym::Pseudonymiser;
 use crate::annotation::stats::{BBOX, CLASSIFICATION, ProjectStats};
-use crate::annotation::{Vote, Votes};
 use crate::dataset::manifest::{DatasetManifest, ManifestFile};
 use crate::dataset::parquet::{self, ParquetSink, READ_BATCH_ROWS, ROW_GROUP_ROWS};
 use crate::executors::{AttemptContext, TaskError};
-
-/// One annotator's answer on one item.
-#[derive(Debug, Clone, Copy)]
-struct VoteRow {
-    annotator: u32,
-    label: Option<u32>,
-    bbox: Option<[f64; 4]>,
-}
-
-#[derive(Debug, Default)]
-struct ItemVotes {
-    width: Option<i32>,
-    height: Option<i32>,
-    votes: Vec<VoteRow>,
-}
-
-#[derive(Debug, Default)]
-struct ProjectVotes {
-    task_type: String,
-    items: HashMap<String, ItemVotes>,
-}
-
-/// Everything pass one gathers.
-#[derive(Debug, Default)]
-struct Gathered {
-    /// Pseudonyms, by annotator index.
-    annotators: Vec<String>,
-    annotator_index: HashMap<String, u32>,
-    labels: Vec<String>,
-    label_index: HashMap<String, u32>,
-    projects: BTreeMap<String, ProjectVotes>,
-}
-
-impl Gathered {
-    fn add(&mut self, batch: &RecordBatch, pseudo: &Pseudonymiser) -> Result<(), TaskError> {
-        let bad = |e: arrow_schema::ArrowError| TaskError::permanent(format!("input: {e}"));
-        let project = input::string_column(batch, "project").map_err(bad)?;
-        let task_type = input::string_column(batch, "task_type").map_err(bad)?;
-        let item = input::string_column(batch, "item_id").map_err(bad)?;
-        let annotator = input::string_column(batch, "annotator_id").map_err(bad)?;
-        let label = input::string_column(batch, "label").map_err(bad)?;
-        let bbox: Vec<_> = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
-            .iter()
-            .map(|n| input::float_column(batch, n))
-            .collect();
-        let width = batch.column_by_name("image_width");
-        let height = batch.column_by_name("image_height");
-        for i in 0..batch.num_rows() {
-            if annotator.is_null(i) || task_type.is_null(i) {
-                continue;
-            }
-            let p = project.value(i);
-            let kind = task_type.value(i);
-            if kind != CLASSIFICATION && kind != BBOX {
-                return Err(TaskError::permanent(format!(
-                    "project {p}: task_type `{kind}` is neither {CLASSIFICATION} nor {BBOX}"
-                )));
-            }
-            let a = self.annotator(annotator.value(i), pseudo);
-            let l = (!label.is_null(i)).then(|| self.label(label.value(i)));
-            let b = match (&bbox[0], &bbox[1], &bbox[2], &bbox[3]) {
-                (Some(x), Some(y), Some(w), Some(h)) if !x.is_null(i) && !w.is_null(i) => {
-                    Some([x.value(i), y.value(i), w.value(i), h.value(i)])
-                        .filter(|b| b.iter().all(|v| v.is_finite()) && b[2] >= 0.0 && b[3] >= 0.0)
-                }
-                _ => None,
-            };
-            let votes = self.projects.entry(p.to_owned()).or_default();
-            if votes.task_type.is_empty() {
-                votes.task_type = kind.to_owned();
-            } else if votes.task_type != kind {
-                return Err(TaskError::permanent(format!(
-                    "project {p} mixes task types {} and {kind}",
-                    votes.task_type
-                )));
-            }
-            let it = votes.items.entry(item.value(i).to_owned()).or_default();
-            let size = |c, i| input::int_value(c, i).and_then(|v| i32::try_from(v).ok());
-            it.width = it.width.or(size(width, i));
-            it.height = it.height.or(size(height, i));
-            it.votes.push(VoteRow {
-                annotator: a,
-                label: l,
-                bbox: b,
-            });
-        }
-        Ok(())
-    }
-
-    fn annotator(&mut self, raw: &str, pseudo: &Pseudonymiser) -> u32 {
-        if let Some(&a) = self.annotator_index.get(raw) {
-            return a;
-        }
-        let a = self.annotators.len() as u32;
-        self.annotators.push(pseudo.pseudonym(raw));
-        self.annotator_index.insert(raw.to_owned(), a);
-        a
-    }
-
-    fn label(&mut self, name: &str) -> u32 {
-        if let Some(&l) = self.label_index.get(name) {
-            return l;
-        }
-        let l = self.labels.len() as u32;
-        self.labels.push(name.to_owned());
-        self.label_index.insert(name.to_owned(), l);
-        l
-    }
-}
-
-/// An item kept for the consensus: its id, its votes, and each annotator's
-/// (index, label index).
-type KeptItem<'a> = (&'a String, &'a ItemVotes, Vec<(u32, u32)>);
 
 /// One project's consensus.
 struct ProjectResult {
@@ -161,99 +51,68 @@ fn classification(
     g: &Gathered,
     votes: &ProjectVotes,
     cfg: &AnnotationExportConfig,
+    model: Option<&ProjectModel>,
 ) -> ProjectResult {
     let mut stats = ProjectStats::new(CLASSIFICATION);
-    let mut ids: Vec<&String> = votes.items.keys().collect();
-    ids.sort_unstable();
-    stats.items = ids.len() as u64;
-    // Each annotator's first answer per item; items with too few left out.
-    let mut kept: Vec<KeptItem<'_>> = Vec::new();
-    for id in ids {
-        let item = &votes.items[id];
-        let mut answers: Vec<(u32, u32)> = Vec::new();
-        for v in &item.votes {
-            if let Some(l) = v.label
-                && !answers.iter().any(|(a, _)| *a == v.annotator)
-            {
-                answers.push((v.annotator, l));
-            }
-        }
-        if answers.len() < cfg.min_annotators as usize {
-            stats.excluded_items += 1;
-            continue;
-        }
-        kept.push((id, item, answers));
-    }
-    // Classes: the configured label set, or those used, by name.
-    let mut classes: Vec<u32> = if cfg.labels.is_empty() {
-        let mut used: Vec<u32> = kept
+    let cv = class_votes(g, votes, cfg, model.map(|m| m.classes.as_slice()));
+    stats.items = cv.items;
+    stats.excluded_items = cv.excluded;
+    let v = &cv.votes;
+    let shares = |labels: &[Option<u32>]| -> Vec<Option<f64>> {
+        let counts = v.class_counts();
+        labels
             .iter()
-            .flat_map(|(_, _, a)| a.iter().map(|(_, l)| *l))
-            .collect::<HashSet<u32>>()
-            .into_iter()
-            .collect();
-        used.sort_by(|a, b| g.labels[*a as usize].cmp(&g.labels[*b as usize]));
-        used
-    } else {
-        cfg.labels
-            .iter()
-            .filter_map(|l| g.label_index.get(l).copied())
+            .zip(&counts)
+            .map(|(l, c)| {
+                let n: u32 = c.iter().sum();
+                l.map(|l| f64::from(c[l as usize]) / f64::from(n.max(1)))
+            })
             .collect()
     };
-    classes.dedup();
-    let class_of: HashMap<u32, u32> = classes
-        .iter()
-        .enumerate()
-        .map(|(c, l)| (*l, c as u32))
-        .collect();
-    let mut annotator_of: HashMap<u32, u32> = HashMap::new();
-    let mut all = Vec::new();
-    for (i, (_, _, answers)) in kept.iter().enumerate() {
-        for (a, l) in answers {
-            let next = annotator_of.len() as u32;
-            let annotator = *annotator_of.entry(*a).or_insert(next);
-            if let Some(&class) = class_of.get(l) {
-                all.push(Vote {
-                    item: i as u32,
-                    annotator,
-                    class,
-                });
-            }
-        }
-    }
-    let v = Votes {
-        items: kept.len(),
-        annotators: annotator_of.len(),
-        classes: classes.len(),
-        votes: all,
-    };
     let (labels, confidence): (Vec<Option<u32>>, Vec<Option<f64>>) =
-        if cfg.consensus.classes == "majority" {
-            let labels = majority(&v);
-            let counts = v.class_counts();
-            let conf = labels
-                .iter()
-                .zip(&counts)
-                .map(|(l, c)| {
-                    let n: u32 = c.iter().sum();
-                    l.map(|l| f64::from(c[l as usize]) / f64::from(n.max(1)))
-                })
-                .collect();
-            (labels, conf)
-        } else {
-            let ds = dawid_skene(&v);
-            let conf = ds
-                .labels
-                .iter()
-                .zip(&ds.posteriors)
-                .map(|(l, p)| l.map(|l| p[l as usize]))
-                .collect();
-            (ds.labels, conf)
+        match (cfg.consensus.classes.as_str(), model) {
+            ("majority", _) => {
+                let labels = majority(v);
+                let conf = shares(&labels);
+                (labels, conf)
+            }
+            (_, Some(model)) => {
+                // The project's model, learnt on a sample of all shards'
+                // items; an item none of whose annotators it knows falls
+                // back to majority.
+                let confusion: Vec<Option<Vec<Vec<f64>>>> = (0..v.annotators)
+                    .map(|a| {
+                        cv.pseudonym(g, a)
+                            .and_then(|name| model.annotators.get(name).cloned())
+                    })
+                    .collect();
+                let (posteriors, labels) = classify_with(v, &model.priors, &confusion);
+                let fallback = majority(v);
+                let fallback_conf = shares(&fallback);
+                labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| match l {
+                        Some(l) => (Some(*l), Some(posteriors[i][*l as usize])),
+                        None => (fallback[i], fallback_conf[i]),
+                    })
+                    .unzip()
+            }
+            (_, None) => {
+                let ds = dawid_skene(v);
+                let conf = ds
+                    .labels
+                    .iter()
+                    .zip(&ds.posteriors)
+                    .map(|(l, p)| l.map(|l| p[l as usize]))
+                    .collect();
+                (ds.labels, conf)
+            }
         };
-    let mut rows = Vec::with_capacity(kept.len());
-    let mut exported = Vec::with_capacity(kept.len());
-    for (i, (id, item, answers)) in kept.iter().enumerate() {
-        let label = labels[i].map(|c| g.labels[classes[c as usize] as usize].clone());
+    let mut rows = Vec::with_capacity(cv.kept.len());
+    let mut exported = Vec::with_capacity(cv.kept.len());
+    for (i, (id, item, answers)) in cv.kept.iter().enumerate() {
+        let label = labels[i].map(|c| g.labels[cv.classes[c as usize] as usize].clone());
         let named: Vec<(&str, &str)> = answers
             .iter()
             .map(|(a, l)| {
@@ -397,34 +256,16 @@ pub async fn run(
 ) -> Result<OutputManifest, TaskError> {
     let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)
         .map_err(|e| TaskError::permanent(e.to_string()))?;
-    let (input_manifest, files) = export.input_files(cfg).await?;
+    let (input_manifest, files) = export.input_files().await?;
+    let models = calibrate::read(task, export).await?;
     let filters = Filters::new(cfg, task.partition_index)?;
-    let files: Vec<&ManifestFile> = files
-        .iter()
-        .filter(|f| project_of_path(&f.path).is_none_or(|p| filters.wants_project(p)))
-        .collect();
+    let files = wanted_files(&files, &filters);
     let steps = (files.len() * 2).max(1) as f64;
-
-    // Pass one: the votes.
-    let mut g = Gathered::default();
-    for (n, f) in files.iter().enumerate() {
-        let (schema, mut stream) = parquet::read_where(
-            &export.input,
-            &f.path,
-            READ_BATCH_ROWS,
-            FILTER_COLUMNS,
-            filters.clone().predicate(),
-        )
-        .await
-        .map_err(dataset_error)?;
-        input::check_schema(&f.path, &schema)?;
-        while let Some(batch) = stream.next().await {
-            export.stopped(ctx)?;
-            g.add(&batch.map_err(dataset_error)?, &pseudo)?;
-        }
+    let g = gather(export, ctx, &files, &filters, &pseudo, |n, path| {
         ctx.progress
-            .set(n as f64 / steps, format!("read votes from {}", f.path));
-    }
+            .set(n as f64 / steps, format!("read votes from {path}"));
+    })
+    .await?;
 
     // Consensus, per project.
     let mut results: BTreeMap<String, ProjectResult> = BTreeMap::new();
@@ -433,7 +274,7 @@ pub async fn run(
         let r = if votes.task_type == BBOX {
             boxes(&g, votes, cfg)
         } else {
-            classification(&g, votes, cfg)
+            classification(&g, votes, cfg, models.get(project))
         };
         results.insert(project.clone(), r);
     }
@@ -531,12 +372,6 @@ pub async fn run(
         &export.writer(task, fingerprint),
     );
     export.commit(task, manifest).await
-}
-
-/// `p` of a `project=p/...` path, if it is one.
-fn project_of_path(path: &str) -> Option<&str> {
-    path.split('/')
-        .find_map(|part| part.strip_prefix("project="))
 }
 
 /// Indices of the input's columns kept in the pass-through.
