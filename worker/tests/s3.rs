@@ -3,11 +3,17 @@
 //! the same, large files go up as multipart uploads and read back by byte
 //! ranges, and a manifest written to S3 verifies against its objects.
 //!
+//! The annotation export run on `s3://` (input and output) writes the same
+//! files, byte for byte, as the same export on `file://`.
+//!
 //! Needs an endpoint, so it is ignored by a plain `cargo test`;
 //! `scripts/s3-interop.sh` (run by `.ci/run`) starts moto's server, creates
 //! a bucket and runs it with `DROVER_S3_TEST_URL` and the `AWS_*`
 //! variables set.
 
+mod support;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -101,4 +107,60 @@ async fn s3_and_file_outputs_are_the_same_and_verify() {
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 200_000);
     // Nothing committed elsewhere reads as nothing.
     assert!(manifest::read(&s3.child("absent")).await.unwrap().is_none());
+}
+
+/// Paths and SHA-256 of an output's files, its manifest left out (it
+/// names the attempt and its config).
+fn files_of(m: &drover_proto::v1::OutputManifest) -> BTreeMap<String, (u64, String)> {
+    m.files
+        .iter()
+        .filter(|f| f.path != manifest::MANIFEST_NAME)
+        .map(|f| (f.path.clone(), (f.rows, f.sha256.clone())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an S3-compatible endpoint: scripts/s3-interop.sh"]
+async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
+    use drover_worker::datagen::annotations::{AnnotationsSpec, generate};
+    let url = std::env::var("DROVER_S3_TEST_URL")
+        .expect("DROVER_S3_TEST_URL=s3://bucket/prefix (see scripts/s3-interop.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let key = support::export::key_file(dir.path(), 7);
+    let spec = AnnotationsSpec {
+        projects: 2,
+        items: 600,
+        seed: 21,
+    };
+    let mut runs = Vec::new();
+    for root in [format!("{url}/export"), dir.path().join("file").display().to_string()] {
+        let input = format!("{root}/annotations");
+        generate(&Location::parse(&input).unwrap(), &spec, |_| {})
+            .await
+            .unwrap();
+        let cfg = support::export::config(
+            &input,
+            &format!("{root}/out"),
+            &key,
+            serde_json::json!({}),
+        );
+        let (merged, shards) = support::export::run(&cfg, 3, dir.path(), 10)
+            .await
+            .unwrap();
+        // The merge's manifest is in the store and verifies.
+        let out = Location::parse(&format!("{root}/out/{}", merged.output_prefix)).unwrap();
+        let m = manifest::read(&out).await.unwrap().unwrap();
+        manifest::verify(&out, &m).await.unwrap();
+        runs.push((merged, shards));
+    }
+    let (s3, file) = (&runs[0], &runs[1]);
+    assert_eq!(files_of(&s3.0), files_of(&file.0));
+    for (a, b) in s3.1.iter().zip(&file.1) {
+        assert_eq!(files_of(a), files_of(b));
+    }
+    assert!(files_of(&s3.0).len() > 10);
+    println!(
+        "annotation export: {} files on s3:// and file://, byte for byte the same",
+        files_of(&s3.0).len()
+    );
 }
