@@ -77,5 +77,9 @@ pub const MAX_CATCHUP_MAX: u32 = 8784;
 /// Largest shard count for kinds that shard their input.
 pub const SHARDS_MAX: u32 = 100_000;
 
+/// Largest `shards` of an annotation export: its merge reads every shard's
+/// output from one lease, which lists at most 10,000 upstream outputs.
+pub const EXPORT_SHARDS_MAX: u32 = 10_000;
+
 /// Longest `sleep` task: one day.
 pub const SLEEP_MS_MAX: u64 = 24 * 3600 * 1000;

@@ -298,7 +298,7 @@ fn annotation_export_config() -> Value {
         "pseudonymize" => key_source(),
         "shards" => integer(
             1,
-            u64::from(limits::SHARDS_MAX),
+            u64::from(limits::EXPORT_SHARDS_MAX),
             "Shard tasks the items are split across. Default 8.",
         ),
         _ => undocumented(),

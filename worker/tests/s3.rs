@@ -133,20 +133,17 @@ async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
         seed: 21,
     };
     let mut runs = Vec::new();
-    for root in [format!("{url}/export"), dir.path().join("file").display().to_string()] {
+    for root in [
+        format!("{url}/export"),
+        dir.path().join("file").display().to_string(),
+    ] {
         let input = format!("{root}/annotations");
         generate(&Location::parse(&input).unwrap(), &spec, |_| {})
             .await
             .unwrap();
-        let cfg = support::export::config(
-            &input,
-            &format!("{root}/out"),
-            &key,
-            serde_json::json!({}),
-        );
-        let (merged, shards) = support::export::run(&cfg, 3, dir.path(), 10)
-            .await
-            .unwrap();
+        let cfg =
+            support::export::config(&input, &format!("{root}/out"), &key, serde_json::json!({}));
+        let (merged, shards) = support::export::run(&cfg, 3, dir.path(), 10).await.unwrap();
         // The merge's manifest is in the store and verifies.
         let out = Location::parse(&format!("{root}/out/{}", merged.output_prefix)).unwrap();
         let m = manifest::read(&out).await.unwrap().unwrap();

@@ -167,7 +167,7 @@ pub fn decode(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Annotation
     };
     let shards = match f.get("shards") {
         None => Some(8),
-        Some(n) => decode::u32_in(d, n, &f.path("shards"), 1, limits::SHARDS_MAX),
+        Some(n) => decode::u32_in(d, n, &f.path("shards"), 1, limits::EXPORT_SHARDS_MAX),
     };
     Some(AnnotationExportConfig {
         input: input?,
