@@ -174,10 +174,22 @@ pub fn render_html(title: &str, projects: &[ProjectQuality]) -> String {
         escape(title)
     );
     for p in projects {
+        let boxes = p.task_type == "bbox";
+        let (unit, given, agreement_on) = if boxes {
+            (
+                "with at least one consensus object",
+                "boxes",
+                "the number of boxes of each category each annotator drew on an image",
+            )
+        } else {
+            ("with a consensus label", "labels", "the class")
+        };
         html.push_str(&format!(
-            "<h2>Project {}</h2>\n<p>{} items ({} with a consensus label, by {}), {} labels. Krippendorff's alpha (nominal) <b>{}</b>; Fleiss' kappa <b>{}</b>.</p>\n",
+            "<h2>Project {} ({})</h2>\n<p>{} items, {} left out for too few annotators; {} {unit}, by {}; {} {given}. Agreement on {agreement_on}: Krippendorff's alpha (nominal) <b>{}</b>; Fleiss' kappa <b>{}</b>.</p>\n",
             escape(&p.project),
+            escape(&p.task_type),
             p.items,
+            p.excluded_items,
             p.labelled_items,
             escape(&p.consensus),
             p.votes,
@@ -205,13 +217,26 @@ pub fn render_html(title: &str, projects: &[ProjectQuality]) -> String {
             })
             .collect();
         html.push_str(&bars(&rows, 1.0));
-        html.push_str("\n<table><tr><th>Annotator</th><th>Labels</th><th>Agreement</th><th>Spammer score</th><th></th></tr>\n");
+        let (agreement, score) = if boxes {
+            ("Precision</th><th>Recall", "F1")
+        } else {
+            ("Agreement", "Spammer score")
+        };
+        html.push_str(&format!("\n<table><tr><th>Annotator</th><th>{}</th><th>{agreement}</th><th>{score}</th><th></th></tr>\n", if boxes { "Boxes" } else { "Labels" }));
         for a in &p.annotators {
+            let agreement = if boxes {
+                format!(
+                    "{}</td><td>{}",
+                    figure(a.agreement_with_consensus),
+                    figure(a.recall)
+                )
+            } else {
+                figure(a.agreement_with_consensus)
+            };
             html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{agreement}</td><td>{:.3}</td><td>{}</td></tr>\n",
                 escape(&a.annotator),
                 a.votes,
-                figure(a.agreement_with_consensus),
                 a.spammer_score,
                 if a.spammer {
                     "<span class=\"spammer\">likely spammer</span>"
