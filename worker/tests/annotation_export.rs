@@ -368,3 +368,89 @@ async fn a_shard_that_dies_half_way_leaves_nothing_visible_and_the_retry_is_iden
     }
     assert!(!hashes(&retried).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_time_and_label_filters_choose_what_is_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 400, 17).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 5);
+    // The generator spreads items over 90 days from 2026-01-01: the first
+    // 30 days hold about a third of them (annotations may come up to three
+    // days after their item).
+    let cfg = export::config(
+        &input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({
+            "projects": ["scene-type-000"],
+            "timeWindow": {"start": "2026-01-01", "end": "2026-01-31"},
+            "labels": ["urban", "rural"],
+            "minAnnotators": 1,
+            "formats": ["jsonl", "parquet"],
+        }),
+    );
+    let (merged, _) = export::run(&cfg, 3, dir.path(), 10).await.unwrap();
+    let root = out.join(&merged.output_prefix);
+    let report = read_json(&root.join("quality/report.json"));
+    let projects = report["projects"].as_array().unwrap();
+    assert_eq!(projects.len(), 1, "{report:#}");
+    let p = &projects[0];
+    assert_eq!(p["project"], "scene-type-000");
+    // Counted independently from the input: distinct items of the project
+    // with a row in the window and the label set.
+    let mut expected = BTreeSet::new();
+    for path in files_under(&Path::new(&input).join("project=scene-type-000")) {
+        for b in batches(&path).await {
+            let items = b.column_by_name("item_id").unwrap().as_string::<i32>();
+            let labels = b.column_by_name("label").unwrap().as_string::<i32>();
+            let created = b
+                .column_by_name("created_at")
+                .unwrap()
+                .as_primitive::<arrow_array::types::TimestampMillisecondType>();
+            for i in 0..b.num_rows() {
+                let t = created.value(i);
+                if matches!(labels.value(i), "urban" | "rural")
+                    && (1_767_225_600_000..1_769_817_600_000).contains(&t)
+                {
+                    expected.insert(items.value(i).to_owned());
+                }
+            }
+        }
+    }
+    assert!(expected.len() > 50, "{}", expected.len());
+    assert_eq!(p["items"].as_u64().unwrap(), expected.len() as u64);
+    for line in std::fs::read_to_string(root.join("jsonl/scene-type-000.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let item: serde_json::Value = serde_json::from_str(line).unwrap();
+        for l in item["labels"].as_array().unwrap() {
+            let label = l["label"].as_str().unwrap();
+            assert!(label == "urban" || label == "rural", "{label}");
+            for v in l["votes"].as_array().unwrap() {
+                let vote = v["label"].as_str().unwrap();
+                assert!(vote == "urban" || vote == "rural", "{vote}");
+            }
+        }
+    }
+    // The pass-through holds only rows in the window and label set.
+    for f in merged
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("parquet/annotations/"))
+    {
+        for b in batches(&root.join(&f.path)).await {
+            let labels = b.column_by_name("label").unwrap().as_string::<i32>();
+            let created = b
+                .column_by_name("created_at")
+                .unwrap()
+                .as_primitive::<arrow_array::types::TimestampMillisecondType>();
+            for i in 0..b.num_rows() {
+                assert!(matches!(labels.value(i), "urban" | "rural"));
+                let t = created.value(i);
+                assert!((1_767_225_600_000..1_769_817_600_000).contains(&t), "{t}");
+            }
+        }
+    }
+}
