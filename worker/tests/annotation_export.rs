@@ -454,3 +454,44 @@ async fn project_time_and_label_filters_choose_what_is_exported() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_stopped_dead_mid_write_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 1, 5000, 19).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 6);
+    let cfg = export::config(
+        &input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({"shards": 1}),
+    );
+    let calibrate = export::task(&cfg, "export/calibrate", 0, 1, 40);
+    let model = AnnotationExport
+        .run(calibrate, export::context(dir.path()))
+        .await
+        .unwrap();
+    let mut task = export::task(&cfg, "export/shard", 0, 1, 50);
+    task.upstream_outputs = vec![export::calibration(&model)];
+    let prefix = out.join(&task.output_prefix);
+    // Drive the attempt by hand and drop it, as a killed process stops,
+    // once its labels are written and its pass-through is under way: no
+    // code of it runs after that.
+    let mut attempt = AnnotationExport.run(task, export::context(dir.path()));
+    let labels = prefix.join("labels/project=scene-type-000/part.parquet");
+    loop {
+        if let Some(r) = futures::FutureExt::now_or_never(&mut attempt) {
+            panic!("the attempt finished before it could be stopped: {r:?}");
+        }
+        if labels.exists() {
+            drop(attempt);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(!prefix.join("_manifest.json").exists());
+    assert!(!prefix.join("stats.json").exists());
+    let loc = Location::parse(prefix.to_str().unwrap()).unwrap();
+    assert!(manifest::read(&loc).await.unwrap().is_none());
+}
