@@ -108,12 +108,14 @@ pub fn dawid_skene(votes: &Votes) -> DawidSkene {
             }
         }
         // E: posteriors from the priors and confusion matrices.
+        let log_priors: Vec<f64> = priors.iter().map(|p| p.ln()).collect();
+        let log_confusion: Vec<Vec<Vec<f64>>> = confusion.iter().map(|m| logs(m)).collect();
         let mut delta = 0f64;
         for (item, votes_on) in by_item.iter().enumerate() {
             if votes_on.is_empty() {
                 continue;
             }
-            let p = posterior(&priors, votes_on, |a| confusion.get(a as usize));
+            let p = posterior(&log_priors, votes_on, |a| log_confusion.get(a as usize));
             for (t, p) in p.into_iter().enumerate() {
                 delta = delta.max((p - posteriors[item][t]).abs());
                 posteriors[item][t] = p;
@@ -137,27 +139,35 @@ pub fn dawid_skene(votes: &Votes) -> DawidSkene {
     }
 }
 
-/// An item's class probabilities from the class priors and the confusion
-/// matrices of its voters, in log space; a voter `confusion` does not
-/// know is left out.
+/// An item's class probabilities from the log class priors and the log
+/// confusion matrices of its voters (logs taken once per matrix, not once
+/// per vote); a voter `log_confusion` does not know is left out.
 fn posterior<'a>(
-    priors: &[f64],
+    log_priors: &[f64],
     votes_on: &[Vote],
-    confusion: impl Fn(u32) -> Option<&'a Vec<Vec<f64>>>,
+    log_confusion: impl Fn(u32) -> Option<&'a Vec<Vec<f64>>>,
 ) -> Vec<f64> {
-    let mut log_p: Vec<f64> = priors.iter().map(|p| p.ln()).collect();
+    let mut log_p: Vec<f64> = log_priors.to_vec();
     for v in votes_on {
-        let Some(matrix) = confusion(v.annotator) else {
+        let Some(matrix) = log_confusion(v.annotator) else {
             continue;
         };
         for (t, lp) in log_p.iter_mut().enumerate() {
-            *lp += matrix[t][v.class as usize].ln();
+            *lp += matrix[t][v.class as usize];
         }
     }
     let top = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = log_p.iter().map(|lp| (lp - top).exp()).collect();
     let total: f64 = weights.iter().sum();
     weights.iter().map(|w| w / total).collect()
+}
+
+/// Element-wise natural logs of confusion matrices.
+fn logs(matrix: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    matrix
+        .iter()
+        .map(|row| row.iter().map(|p| p.ln()).collect())
+        .collect()
 }
 
 /// The most probable class (the first on a tie).
@@ -185,11 +195,16 @@ pub fn classify_with(
     for v in &votes.votes {
         by_item[v.item as usize].push(*v);
     }
-    let lookup = |a: u32| confusion.get(a as usize).and_then(Option::as_ref);
+    let log_priors: Vec<f64> = priors.iter().map(|p| p.ln()).collect();
+    let log_confusion: Vec<Option<Vec<Vec<f64>>>> = confusion
+        .iter()
+        .map(|m| m.as_ref().map(|m| logs(m)))
+        .collect();
+    let lookup = |a: u32| log_confusion.get(a as usize).and_then(Option::as_ref);
     by_item
         .iter()
         .map(|votes_on| {
-            let p = posterior(priors, votes_on, lookup);
+            let p = posterior(&log_priors, votes_on, lookup);
             let known = votes_on.iter().any(|v| lookup(v.annotator).is_some());
             let label = known.then(|| most_probable(&p));
             (p, label)
