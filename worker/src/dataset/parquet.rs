@@ -162,11 +162,19 @@ pub async fn read(
     ),
     DatasetError,
 > {
-    let reader = StoreReader::new(location.store.clone(), location.path(relative));
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let builder = open(location, relative).await?;
     let schema = builder.schema().clone();
     let stream = builder.with_batch_size(batch_rows.max(1)).build()?;
     Ok((schema, stream.map_err(DatasetError::from).boxed()))
+}
+
+/// A reader of `relative` below `location`, its footer read.
+async fn open(
+    location: &Location,
+    relative: &str,
+) -> Result<ParquetRecordBatchStreamBuilder<StoreReader>, DatasetError> {
+    let reader = StoreReader::new(location.store.clone(), location.path(relative));
+    Ok(ParquetRecordBatchStreamBuilder::new(reader).await?)
 }
 
 /// A row predicate evaluated while reading: it sees only the columns it
@@ -192,8 +200,7 @@ pub async fn read_where(
     ),
     DatasetError,
 > {
-    let reader = StoreReader::new(location.store.clone(), location.path(relative));
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let builder = open(location, relative).await?;
     let schema = builder.schema().clone();
     let leaves: Vec<usize> = builder
         .parquet_schema()

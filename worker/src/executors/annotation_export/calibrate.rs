@@ -12,13 +12,13 @@ use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use serde::{Deserialize, Serialize};
 
+use super::Export;
 use super::input::Filters;
 use super::votes::{class_votes, gather, wanted_files};
-use super::{Export, dataset_error};
 use crate::annotation::consensus::dawid_skene;
 use crate::annotation::pseudonym::Pseudonymiser;
 use crate::annotation::stats::CLASSIFICATION;
-use crate::dataset::manifest::{self, DatasetManifest};
+use crate::dataset::manifest::DatasetManifest;
 use crate::executors::{AttemptContext, TaskError};
 
 /// The model's object name.
@@ -128,16 +128,9 @@ pub async fn read(task: &LeasedTask, export: &Export) -> Result<Models, TaskErro
     else {
         return Ok(Models::new());
     };
-    let location = export.root.child(&up.output_prefix);
-    let m = manifest::read(&location)
-        .await
-        .map_err(dataset_error)?
-        .ok_or_else(|| {
-            TaskError::permanent(format!(
-                "the calibration output {} has no manifest",
-                location.url
-            ))
-        })?;
+    let (location, m) = export
+        .committed(&up.output_prefix, "the calibration output")
+        .await?;
     if !m.files.iter().any(|f| f.path == MODEL_NAME) {
         return Err(TaskError::permanent(format!(
             "the calibration output {} has no {MODEL_NAME}",

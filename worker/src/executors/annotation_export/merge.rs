@@ -28,7 +28,7 @@ use super::{CODE_VERSION, Export, STATS_NAME, dataset_error, project_dir};
 use crate::annotation::report::{ProjectQuality, render_html};
 use crate::annotation::stats::{BBOX, ProjectStats};
 use crate::dataset::location::Location;
-use crate::dataset::manifest::{self, DatasetManifest, ManifestFile};
+use crate::dataset::manifest::{DatasetManifest, ManifestFile};
 use crate::dataset::parquet::{self, READ_BATCH_ROWS};
 use crate::dataset::text::TextSink;
 use crate::executors::{AttemptContext, TaskError};
@@ -197,16 +197,12 @@ async fn shard_outputs(
                 u.partition_index
             )));
         }
-        let location = export.root.child(&u.output_prefix);
-        let manifest = manifest::read(&location)
-            .await
-            .map_err(dataset_error)?
-            .ok_or_else(|| {
-                TaskError::permanent(format!(
-                    "shard {}'s accepted output {} has no manifest",
-                    u.partition_index, location.url
-                ))
-            })?;
+        let (location, manifest) = export
+            .committed(
+                &u.output_prefix,
+                &format!("shard {}'s accepted output", u.partition_index),
+            )
+            .await?;
         out.push(ShardOutput {
             index: u.partition_index,
             location,

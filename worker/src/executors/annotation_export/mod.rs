@@ -137,6 +137,47 @@ impl Export {
         Ok(bytes)
     }
 
+    /// An upstream task's committed output at `prefix` below the output
+    /// root, with its manifest; `what` names it in the error when there is
+    /// no manifest.
+    async fn committed(
+        &self,
+        prefix: &str,
+        what: &str,
+    ) -> Result<(Location, DatasetManifest), TaskError> {
+        let location = self.root.child(prefix);
+        let m = manifest::read(&location)
+            .await
+            .map_err(dataset_error)?
+            .ok_or_else(|| {
+                TaskError::permanent(format!("{what} {} has no manifest", location.url))
+            })?;
+        Ok((location, m))
+    }
+
+    /// Reads an input file, keeping the rows `filters` keeps.
+    async fn read_input(
+        &self,
+        relative: &str,
+        filters: &input::Filters,
+    ) -> Result<
+        (
+            arrow_schema::SchemaRef,
+            impl futures::Stream<Item = Result<arrow_array::RecordBatch, DatasetError>> + use<>,
+        ),
+        TaskError,
+    > {
+        crate::dataset::parquet::read_where(
+            &self.input,
+            relative,
+            crate::dataset::parquet::READ_BATCH_ROWS,
+            input::FILTER_COLUMNS,
+            filters.clone().predicate(),
+        )
+        .await
+        .map_err(dataset_error)
+    }
+
     /// Fails the attempt if it was told to stop.
     fn stopped(&self, ctx: &AttemptContext) -> Result<(), TaskError> {
         if *ctx.cancel.borrow() {

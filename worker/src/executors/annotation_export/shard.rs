@@ -27,7 +27,7 @@ use drover_proto::v1::{LeasedTask, OutputManifest};
 use futures::StreamExt;
 
 use super::calibrate::{self, ProjectModel};
-use super::input::{FILTER_COLUMNS, Filters};
+use super::input::Filters;
 use super::labels::{self, LabelRow};
 use super::votes::{Gathered, ProjectVotes, class_votes, gather, wanted_files};
 use super::{Export, STATS_NAME, dataset_error, project_dir};
@@ -307,15 +307,7 @@ pub async fn run(
         let only = filters.with_items(Arc::new(exported));
         let mut sink: Option<(ParquetSink, SchemaRef)> = None;
         for (n, f) in files.iter().enumerate() {
-            let (schema, mut stream) = parquet::read_where(
-                &export.input,
-                &f.path,
-                READ_BATCH_ROWS,
-                FILTER_COLUMNS,
-                only.clone().predicate(),
-            )
-            .await
-            .map_err(dataset_error)?;
+            let (schema, mut stream) = export.read_input(&f.path, &only).await?;
             let kept = kept_columns(&schema, &cfg.drop_fields);
             let out_schema: SchemaRef = Arc::new(
                 schema

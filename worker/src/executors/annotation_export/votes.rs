@@ -8,13 +8,12 @@ use arrow_array::{Array, RecordBatch};
 use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
 use futures::StreamExt;
 
-use super::input::{self, FILTER_COLUMNS, Filters};
+use super::input::{self, Filters};
 use super::{Export, dataset_error};
 use crate::annotation::pseudonym::Pseudonymiser;
 use crate::annotation::stats::{BBOX, CLASSIFICATION};
 use crate::annotation::{Vote, Votes};
 use crate::dataset::manifest::ManifestFile;
-use crate::dataset::parquet::{self, READ_BATCH_ROWS};
 use crate::executors::{AttemptContext, TaskError};
 
 /// One annotator's answer on one item.
@@ -138,15 +137,7 @@ pub async fn gather(
 ) -> Result<Gathered, TaskError> {
     let mut g = Gathered::default();
     for (n, f) in files.iter().enumerate() {
-        let (schema, mut stream) = parquet::read_where(
-            &export.input,
-            &f.path,
-            READ_BATCH_ROWS,
-            FILTER_COLUMNS,
-            filters.clone().predicate(),
-        )
-        .await
-        .map_err(dataset_error)?;
+        let (schema, mut stream) = export.read_input(&f.path, filters).await?;
         input::check_schema(&f.path, &schema)?;
         while let Some(batch) = stream.next().await {
             export.stopped(ctx)?;
