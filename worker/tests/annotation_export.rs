@@ -89,10 +89,14 @@ async fn the_export_writes_every_format_and_they_agree_with_the_report() {
     let key = export::key_file(dir.path(), 1);
     let cfg = export::config(&input, out.to_str().unwrap(), &key, serde_json::json!({}));
     let (merged, _) = export::run(&cfg, 3, dir.path(), 10).await.unwrap();
-    let root = out.join(&merged.output_prefix);
-    let paths: Vec<&str> = merged.files.iter().map(|f| f.path.as_str()).collect();
+    let root = out.join(merged.prefix());
+    let paths: Vec<&str> = merged
+        .dataset
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
     for expected in [
-        "_manifest.json",
         "coco/street-objects-001.json",
         "jsonl/scene-type-000.jsonl",
         "jsonl/street-objects-001.jsonl",
@@ -218,7 +222,7 @@ async fn pseudonyms(dir: &Path, input: &str, key: u8, tag: &str) -> BTreeSet<Str
         serde_json::json!({"formats": ["jsonl"], "shards": 1}),
     );
     let (merged, _) = export::run(&cfg, 1, dir, 10).await.unwrap();
-    let report = read_json(&out.join(merged.output_prefix).join("quality/report.json"));
+    let report = read_json(&out.join(merged.prefix()).join("quality/report.json"));
     report["projects"]
         .as_array()
         .unwrap()
@@ -267,11 +271,11 @@ async fn accuracy(dir: &Path, input: &str, method: &str, shards: u64) -> f64 {
         t
     };
     let (mut right, mut total) = (0u64, 0u64);
-    for f in &merged.files {
+    for f in &merged.dataset.files {
         if !f.path.starts_with("parquet/labels/project=scene-type-000/") {
             continue;
         }
-        for b in batches(&out.join(&merged.output_prefix).join(&f.path)).await {
+        for b in batches(&out.join(merged.prefix()).join(&f.path)).await {
             let items = b.column(2).as_string::<i32>();
             let labels = b.column(5).as_string::<i32>();
             for i in 0..b.num_rows() {
@@ -305,10 +309,10 @@ async fn dawid_skene_beats_majority_vote_on_data_with_spammers() {
 
 /// SHA-256 of each file of an output by path, the manifest left out (it
 /// names the attempt).
-fn hashes(m: &drover_proto::v1::OutputManifest) -> BTreeMap<String, String> {
-    m.files
+fn hashes(m: &export::Committed) -> BTreeMap<String, String> {
+    m.dataset
+        .files
         .iter()
-        .filter(|f| f.path != "_manifest.json")
         .map(|f| (f.path.clone(), f.sha256.clone()))
         .collect()
 }
@@ -391,7 +395,7 @@ async fn project_time_and_label_filters_choose_what_is_exported() {
         }),
     );
     let (merged, _) = export::run(&cfg, 3, dir.path(), 10).await.unwrap();
-    let root = out.join(&merged.output_prefix);
+    let root = out.join(merged.prefix());
     let report = read_json(&root.join("quality/report.json"));
     let projects = report["projects"].as_array().unwrap();
     assert_eq!(projects.len(), 1, "{report:#}");
@@ -436,6 +440,7 @@ async fn project_time_and_label_filters_choose_what_is_exported() {
     }
     // The pass-through holds only rows in the window and label set.
     for f in merged
+        .dataset
         .files
         .iter()
         .filter(|f| f.path.starts_with("parquet/annotations/"))

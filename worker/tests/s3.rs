@@ -111,10 +111,10 @@ async fn s3_and_file_outputs_are_the_same_and_verify() {
 
 /// Paths and SHA-256 of an output's files, its manifest left out (it
 /// names the attempt and its config).
-fn files_of(m: &drover_proto::v1::OutputManifest) -> BTreeMap<String, (u64, String)> {
-    m.files
+fn files_of(m: &support::export::Committed) -> BTreeMap<String, (u64, String)> {
+    m.dataset
+        .files
         .iter()
-        .filter(|f| f.path != manifest::MANIFEST_NAME)
         .map(|f| (f.path.clone(), (f.rows, f.sha256.clone())))
         .collect()
 }
@@ -145,7 +145,7 @@ async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
             support::export::config(&input, &format!("{root}/out"), &key, serde_json::json!({}));
         let (merged, shards) = support::export::run(&cfg, 3, dir.path(), 10).await.unwrap();
         // The merge's manifest is in the store and verifies.
-        let out = Location::parse(&format!("{root}/out/{}", merged.output_prefix)).unwrap();
+        let out = Location::parse(&format!("{root}/out/{}", merged.prefix())).unwrap();
         let m = manifest::read(&out).await.unwrap().unwrap();
         manifest::verify(&out, &m).await.unwrap();
         runs.push((merged, shards));

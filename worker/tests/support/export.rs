@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use drover_proto::v1::{LeasedTask, OutputManifest, TaskKind, UpstreamOutput};
+use drover_worker::dataset::location::Location;
+use drover_worker::dataset::manifest::{self, DatasetManifest};
 use drover_worker::executors::annotation_export::AnnotationExport;
 use drover_worker::executors::{AttemptContext, Executor, Progress, TaskError};
 
@@ -90,14 +92,49 @@ pub fn calibration(m: &OutputManifest) -> UpstreamOutput {
     }
 }
 
+/// An attempt's output: what its completion carries, and the
+/// `_manifest.json` that names its files.
+#[derive(Debug)]
+pub struct Committed {
+    /// The completion's manifest (the dataset manifest's path and hash).
+    pub wire: OutputManifest,
+    /// The dataset manifest.
+    pub dataset: DatasetManifest,
+}
+
+impl Committed {
+    /// Where the output is.
+    pub fn prefix(&self) -> &str {
+        &self.wire.output_prefix
+    }
+}
+
+/// Reads the dataset manifest an attempt committed.
+pub async fn committed(config_json: &str, wire: OutputManifest) -> Committed {
+    let cfg: serde_json::Value = serde_json::from_str(config_json).unwrap();
+    let root = cfg["output"].as_str().unwrap();
+    let loc = Location::parse(&format!("{root}/{}", wire.output_prefix)).unwrap();
+    let dataset = manifest::read(&loc)
+        .await
+        .unwrap()
+        .expect("a committed manifest");
+    assert_eq!(
+        wire.files.len(),
+        1,
+        "the completion names the manifest alone"
+    );
+    assert_eq!(wire.files[0].path, manifest::MANIFEST_NAME);
+    Committed { wire, dataset }
+}
+
 /// Runs the calibration, every shard and then the merge (tokens from
-/// `token_base`); returns the merge's manifest and the shards' manifests.
+/// `token_base`); returns the merge's output and the shards'.
 pub async fn run(
     config_json: &str,
     shards: u64,
     scratch: &Path,
     token_base: u64,
-) -> Result<(OutputManifest, Vec<OutputManifest>), TaskError> {
+) -> Result<(Committed, Vec<Committed>), TaskError> {
     let calibrate = task(config_json, "export/calibrate", 0, 1, token_base);
     let model = AnnotationExport.run(calibrate, context(scratch)).await?;
     let mut shard_outputs = Vec::new();
@@ -118,5 +155,9 @@ pub async fn run(
         })
         .collect();
     let merged = AnnotationExport.run(merge, context(scratch)).await?;
-    Ok((merged, shard_outputs))
+    let mut shards = Vec::new();
+    for s in shard_outputs {
+        shards.push(committed(config_json, s).await);
+    }
+    Ok((committed(config_json, merged).await, shards))
 }

@@ -9,8 +9,8 @@
 //! assembles the shards' outputs, found through their manifests, into the
 //! final files and report ([`merge`]). Every attempt writes under its own
 //! prefix below the spec's `output`; its `_manifest.json`, written last, and
-//! the coordinator's acceptance of the completion that carries it make it
-//! the task's output. An attempt that dies half-way leaves files no
+//! the coordinator's acceptance of the completion that carries it (the
+//! manifest's path and SHA-256) make it the task's output. An attempt that dies half-way leaves files no
 //! manifest names, which no reader looks at.
 
 mod calibrate;
@@ -243,7 +243,10 @@ impl Export {
     }
 
     /// Writes the manifest (the commit point of the attempt's files) and
-    /// returns what the completion carries to the coordinator.
+    /// returns what the completion carries to the coordinator: the
+    /// manifest file alone. Its SHA-256 pins every file it lists, so the
+    /// coordinator's record stays a few hundred bytes however many files
+    /// an output has.
     async fn commit(
         &self,
         task: &LeasedTask,
@@ -252,26 +255,14 @@ impl Export {
         let json = manifest::write(&self.output, &m)
             .await
             .map_err(dataset_error)?;
-        let mut files: Vec<OutputFile> = m
-            .files
-            .iter()
-            .map(|f| OutputFile {
-                path: f.path.clone(),
-                rows: f.rows,
-                bytes: f.bytes,
-                sha256: f.sha256.clone(),
-            })
-            .collect();
-        files.push(OutputFile {
-            path: json.path,
-            rows: 0,
-            bytes: json.bytes,
-            sha256: json.sha256,
-        });
-        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(OutputManifest {
             output_prefix: task.output_prefix.clone(),
-            files,
+            files: vec![OutputFile {
+                path: json.path,
+                rows: m.rows,
+                bytes: json.bytes,
+                sha256: json.sha256,
+            }],
             schema_json: serde_json::to_string(&m.schema).unwrap_or_default(),
             code_version: m.code_version,
             input_fingerprint: m.input_fingerprint,
