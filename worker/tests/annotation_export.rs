@@ -500,3 +500,87 @@ async fn a_shard_stopped_dead_mid_write_commits_nothing() {
     let loc = Location::parse(prefix.to_str().unwrap()).unwrap();
     assert!(manifest::read(&loc).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_fail_the_attempt_clearly_and_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = export::key_file(dir.path(), 8);
+    let out = dir.path().join("out").display().to_string();
+    let scratch = dir.path().to_owned();
+    let run_shard = |cfg: String| {
+        let t = export::task(&cfg, "export/shard", 0, 1, 5);
+        let attempt = AnnotationExport.run(t, export::context(&scratch));
+        async move { attempt.await.unwrap_err() }
+    };
+    // No manifest: nothing was committed there.
+    let empty = dir.path().join("empty").display().to_string();
+    let err = run_shard(export::config(&empty, &out, &key, serde_json::json!({}))).await;
+    assert!(
+        !err.retryable && err.message.contains("_manifest.json"),
+        "{}",
+        err.message
+    );
+
+    // A table without the annotator column.
+    let table = dir.path().join("table");
+    let loc = Location::parse(table.to_str().unwrap()).unwrap();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("project", DataType::Utf8, false),
+        arrow_schema::Field::new("item_id", DataType::Utf8, false),
+    ]));
+    let mut sink =
+        parquet::ParquetSink::create(&loc, "part.parquet", schema.clone(), 1000).unwrap();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow_array::StringArray::from(vec!["p"])),
+            std::sync::Arc::new(arrow_array::StringArray::from(vec!["i"])),
+        ],
+    )
+    .unwrap();
+    sink.write(&batch).await.unwrap();
+    let file = sink.finish().await.unwrap();
+    manifest::write(
+        &loc,
+        &manifest::DatasetManifest::new(vec![file], vec![], &manifest::Writer::default()),
+    )
+    .await
+    .unwrap();
+    let err = run_shard(export::config(
+        table.to_str().unwrap(),
+        &out,
+        &key,
+        serde_json::json!({}),
+    ))
+    .await;
+    assert!(!err.retryable, "{}", err.message);
+    assert!(
+        err.message.contains("`task_type`") || err.message.contains("`annotator_id`"),
+        "{}",
+        err.message
+    );
+
+    // A key that is not there, or too short to keep pseudonyms secret.
+    let input = generate(dir.path(), 1, 50, 1).await;
+    let missing = dir.path().join("no-such-key");
+    let err = run_shard(export::config(
+        &input,
+        &out,
+        &missing,
+        serde_json::json!({}),
+    ))
+    .await;
+    assert!(
+        !err.retryable && err.message.contains("key"),
+        "{}",
+        err.message
+    );
+    let short = dir.path().join("short-key");
+    std::fs::write(&short, b"tiny").unwrap();
+    let err = run_shard(export::config(&input, &out, &short, serde_json::json!({}))).await;
+    assert!(
+        !err.retryable && err.message.contains("at least"),
+        "{}",
+        err.message
+    );
+}
