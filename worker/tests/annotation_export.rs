@@ -325,34 +325,51 @@ async fn a_shard_that_dies_half_way_leaves_nothing_visible_and_the_retry_is_iden
     let key = export::key_file(dir.path(), 4);
     let cfg = export::config(&input, out.to_str().unwrap(), &key, serde_json::json!({}));
 
-    // Attempt 1 of shard 0 dies after writing its labels: the place its
-    // pass-through file goes is taken, so that write fails.
     let calibrate = export::task(&cfg, "export/calibrate", 0, 1, 40);
     let model = AnnotationExport
         .run(calibrate, export::context(dir.path()))
         .await
         .unwrap();
-    let mut dead = export::task(&cfg, "export/shard", 0, 1, 50);
-    dead.upstream_outputs = vec![export::calibration(&model)];
-    let dead_dir = out.join(&dead.output_prefix);
-    std::fs::create_dir_all(&dead_dir).unwrap();
-    std::fs::write(dead_dir.join("annotations"), b"in the way").unwrap();
-    let err = AnnotationExport
-        .run(dead, export::context(dir.path()))
-        .await
-        .unwrap_err();
-    assert!(err.retryable, "{}", err.message);
-    let left: Vec<PathBuf> = files_under(&dead_dir);
-    assert!(
-        left.iter().any(|p| p.to_string_lossy().contains("labels/")),
-        "it died after writing something: {left:?}"
-    );
-    assert!(
-        !dead_dir.join("_manifest.json").exists(),
-        "a dead attempt committed its output"
-    );
-    let loc = Location::parse(dead_dir.to_str().unwrap()).unwrap();
-    assert!(manifest::read(&loc).await.unwrap().is_none());
+    // Attempts of shard 0 die at each write after the first: the place
+    // their pass-through, their sums or (for a box project) their second
+    // labels file go is taken, so that write fails. Each leaves what it
+    // wrote before, and no manifest.
+    let obstacles = [
+        ("annotations", false),
+        ("stats.json", true),
+        ("labels/project=street-objects-001", false),
+    ];
+    for (n, (obstacle, as_dir)) in obstacles.iter().enumerate() {
+        let token = 50 + n as u64;
+        let mut dead = export::task(&cfg, "export/shard", 0, 1 + n as u32, token);
+        dead.upstream_outputs = vec![export::calibration(&model)];
+        let dead_dir = out.join(&dead.output_prefix);
+        let blocked = dead_dir.join(obstacle);
+        std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+        if *as_dir {
+            std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+        } else {
+            std::fs::write(&blocked, b"in the way").unwrap();
+        }
+        let err = AnnotationExport
+            .run(dead, export::context(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(err.retryable, "{obstacle}: {}", err.message);
+        let left: Vec<PathBuf> = files_under(&dead_dir);
+        assert!(
+            left.iter().any(|p| p
+                .to_string_lossy()
+                .contains("project=scene-type-000/part.parquet")),
+            "{obstacle}: it died after writing something: {left:?}"
+        );
+        assert!(
+            !dead_dir.join("_manifest.json").exists(),
+            "{obstacle}: a dead attempt committed its output"
+        );
+        let loc = Location::parse(dead_dir.to_str().unwrap()).unwrap();
+        assert!(manifest::read(&loc).await.unwrap().is_none());
+    }
 
     // The retries (new attempts, new prefixes) and the merge read only
     // accepted outputs; the whole export equals a clean run's, byte for
@@ -458,47 +475,6 @@ async fn project_time_and_label_filters_choose_what_is_exported() {
             }
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shard_stopped_dead_mid_write_commits_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generate(dir.path(), 1, 5000, 19).await;
-    let out = dir.path().join("out");
-    let key = export::key_file(dir.path(), 6);
-    let cfg = export::config(
-        &input,
-        out.to_str().unwrap(),
-        &key,
-        serde_json::json!({"shards": 1}),
-    );
-    let calibrate = export::task(&cfg, "export/calibrate", 0, 1, 40);
-    let model = AnnotationExport
-        .run(calibrate, export::context(dir.path()))
-        .await
-        .unwrap();
-    let mut task = export::task(&cfg, "export/shard", 0, 1, 50);
-    task.upstream_outputs = vec![export::calibration(&model)];
-    let prefix = out.join(&task.output_prefix);
-    // Drive the attempt by hand and drop it, as a killed process stops,
-    // once its labels are written and its pass-through is under way: no
-    // code of it runs after that.
-    let mut attempt = AnnotationExport.run(task, export::context(dir.path()));
-    let labels = prefix.join("labels/project=scene-type-000/part.parquet");
-    loop {
-        if let Some(r) = futures::FutureExt::now_or_never(&mut attempt) {
-            panic!("the attempt finished before it could be stopped: {r:?}");
-        }
-        if labels.exists() {
-            drop(attempt);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
-    assert!(!prefix.join("_manifest.json").exists());
-    assert!(!prefix.join("stats.json").exists());
-    let loc = Location::parse(prefix.to_str().unwrap()).unwrap();
-    assert!(manifest::read(&loc).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
