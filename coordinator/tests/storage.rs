@@ -60,11 +60,27 @@ proptest! {
         // Reopen from the files.
         store.flush().unwrap();
         drop(store);
-        let reopened = StateStore::open(dir.path()).unwrap();
+        let reopened = when_unlocked(|| StateStore::open(dir.path()));
         let (loaded, index) = reopened.load().unwrap().unwrap();
         prop_assert_eq!(index, run.log.len() as u64);
         prop_assert_eq!(loaded.snapshot(), sm.snapshot());
         loaded.check_invariants().map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Runs `open` until sled's file lock is free: a dropped database releases
+/// it from a background thread, a moment after the drop.
+fn when_unlocked<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if format!("{e:?}").contains("could not acquire lock") => {
+                assert!(std::time::Instant::now() < deadline, "still locked: {e:?}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
     }
 }
 
@@ -76,14 +92,14 @@ fn a_store_from_another_format_is_refused() {
     let changes = sm.take_changes();
     store.persist(&sm, &changes, 1).unwrap();
     drop(store);
-    let db = sled::open(dir.path()).unwrap();
+    let db = when_unlocked(|| sled::open(dir.path()));
     db.open_tree("meta")
         .unwrap()
         .insert("format", &99u32.to_be_bytes())
         .unwrap();
     db.flush().unwrap();
     drop(db);
-    let store = StateStore::open(dir.path()).unwrap();
+    let store = when_unlocked(|| StateStore::open(dir.path()));
     let err = store.load().err().unwrap();
     assert!(
         matches!(err, StorageError::UnsupportedFormat { found: 99 }),
@@ -138,8 +154,7 @@ fn chunks_and_coalesced_writes_load_exactly_the_applied_state() {
     );
     store.flush().unwrap();
     drop(store);
-    let (loaded, _) = StateStore::open(dir.path())
-        .unwrap()
+    let (loaded, _) = when_unlocked(|| StateStore::open(dir.path()))
         .load()
         .unwrap()
         .unwrap();
