@@ -24,6 +24,7 @@ pub mod annotation;
 pub mod conn;
 pub mod datagen;
 pub mod dataset;
+pub mod dedup;
 pub mod executors;
 pub mod metrics;
 pub mod output;
