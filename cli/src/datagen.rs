@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use drover_worker::datagen::annotations::{self, AnnotationsSpec};
+use drover_worker::datagen::texts;
 use drover_worker::dataset::location::Location;
 
 #[derive(Debug, Subcommand)]
@@ -15,7 +16,33 @@ pub enum DatagenCommand {
     /// biased and spamming annotators, as Parquet partitioned by project,
     /// and the truth under `_truth/`.
     Annotations(AnnotationsArgs),
+    /// A text corpus (captions, transcriptions) with exact duplicates after
+    /// normalisation and near duplicates at known edit rates, as JSONL, and
+    /// the true clusters under `_truth/`.
+    Texts(TextsArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct TextsArgs {
+    /// Where to write: a directory, file:///dir or s3://bucket/prefix.
+    #[arg(long)]
+    out: String,
+    /// Documents.
+    #[arg(long, default_value_t = 100_000)]
+    docs: u64,
+    /// Share of documents that are exact duplicates once normalised.
+    #[arg(long, default_value_t = 0.1)]
+    dup_rate: f64,
+    /// Share of documents that are near duplicates.
+    #[arg(long, default_value_t = 0.1)]
+    near_dup_rate: f64,
+    /// Seed; one seed always gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Documents generated at most.
+const DOCS_MAX: u64 = 1_000_000_000;
 
 #[derive(Debug, Args)]
 pub struct AnnotationsArgs {
@@ -41,7 +68,43 @@ const ITEMS_MAX: u64 = 100_000_000;
 pub async fn run(cmd: DatagenCommand) -> Result<ExitCode> {
     match cmd {
         DatagenCommand::Annotations(a) => annotations(a).await,
+        DatagenCommand::Texts(t) => texts(t).await,
     }
+}
+
+async fn texts(t: TextsArgs) -> Result<ExitCode> {
+    if t.docs == 0 || t.docs > DOCS_MAX {
+        bail!("--docs must be 1..={DOCS_MAX}");
+    }
+    let rates_ok = (0.0..=1.0).contains(&t.dup_rate)
+        && (0.0..=1.0).contains(&t.near_dup_rate)
+        && t.dup_rate + t.near_dup_rate <= 0.9;
+    if !rates_ok {
+        bail!("--dup-rate and --near-dup-rate must be in 0..=1 and add up to at most 0.9");
+    }
+    let out = Location::parse(&t.out).with_context(|| format!("--out {}", t.out))?;
+    let spec = texts::TextsSpec {
+        docs: t.docs,
+        dup_rate: t.dup_rate,
+        near_dup_rate: t.near_dup_rate,
+        seed: t.seed,
+    };
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::new(t.docs);
+    let counts = texts::generate(&out, &spec, |done| bar.set_position(done))
+        .await
+        .context("generating texts")?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} documents ({} originals, {} exact and {} near duplicates) to {} in {:.1} s (truth under _truth/)",
+        counts.docs,
+        counts.originals,
+        counts.exact,
+        counts.near,
+        t.out,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn annotations(a: AnnotationsArgs) -> Result<ExitCode> {

@@ -5,6 +5,7 @@
 
 pub mod annotations;
 pub mod rng;
+pub mod texts;
 
 /// Version of the generators; part of every generated manifest, so data
 /// from a changed generator is not mistaken for the old.
