@@ -8,6 +8,7 @@
 //! only, never by listing: an attempt's half-written files are invisible to
 //! them until a manifest names those files.
 
+pub mod jsonl;
 pub mod location;
 pub mod manifest;
 pub mod parquet;
