@@ -246,7 +246,7 @@ pub async fn generate(
         line.push(b'\n');
         if let Some(s) = sink.as_mut() {
             s.write(&line).await?;
-            s.count_row();
+            s.count_rows(1);
         }
         line.clear();
         serde_json::to_writer(
@@ -261,7 +261,7 @@ pub async fn generate(
         .map_err(json_error)?;
         line.push(b'\n');
         truth.write(&line).await?;
-        truth.count_row();
+        truth.count_rows(1);
         counts.docs += 1;
         if (i + 1) % 100_000 == 0 {
             progress(i + 1);

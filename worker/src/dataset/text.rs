@@ -52,10 +52,10 @@ impl TextSink {
         &mut self.chunk
     }
 
-    /// Counts one record (a JSON line, a COCO annotation) for the
+    /// Counts `n` records (JSON lines, COCO annotations) for the
     /// manifest.
-    pub fn count_row(&mut self) {
-        self.rows += 1;
+    pub fn count_rows(&mut self, n: u64) {
+        self.rows += n;
     }
 
     /// Appends `bytes`.
@@ -122,7 +122,7 @@ mod tests {
         for _ in 0..3000 {
             sink.write(&line).await.unwrap();
             sink.write(b"\n").await.unwrap();
-            sink.count_row();
+            sink.count_rows(1);
         }
         let f = sink.finish().await.unwrap();
         let on_disk = std::fs::read(dir.path().join("jsonl/a.jsonl")).unwrap();

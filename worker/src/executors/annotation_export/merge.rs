@@ -345,9 +345,7 @@ async fn jsonl(
         Ok(())
     })
     .await?;
-    for _ in 0..count {
-        sink.count_row();
-    }
+    sink.count_rows(count);
     sink.finish().await.map_err(dataset_error)
 }
 
@@ -449,8 +447,6 @@ async fn coco(
     })
     .await?;
     sink.buf().extend_from_slice(b"]}\n");
-    for _ in 0..annotation_id {
-        sink.count_row();
-    }
+    sink.count_rows(annotation_id);
     sink.finish().await.map_err(dataset_error)
 }

@@ -178,9 +178,8 @@ pub struct ClassVotes<'a> {
     pub items: u64,
     /// The classes, as label indices of [`Gathered::labels`].
     pub classes: Vec<u32>,
-    /// Dense annotator index of each vote's annotator, by index in
-    /// [`Gathered::annotators`].
-    pub annotator_of: HashMap<u32, u32>,
+    /// Index in [`Gathered::annotators`] of each dense annotator index.
+    pub annotators: Vec<u32>,
     /// The votes over dense indices.
     pub votes: Votes,
 }
@@ -188,10 +187,9 @@ pub struct ClassVotes<'a> {
 impl ClassVotes<'_> {
     /// Pseudonym of dense annotator `a`.
     pub fn pseudonym<'g>(&self, g: &'g Gathered, a: usize) -> Option<&'g str> {
-        self.annotator_of
-            .iter()
-            .find(|(_, dense)| **dense as usize == a)
-            .map(|(global, _)| g.annotators[*global as usize].as_str())
+        self.annotators
+            .get(a)
+            .map(|global| g.annotators[*global as usize].as_str())
     }
 }
 
@@ -249,11 +247,14 @@ pub fn class_votes<'a>(
         .map(|(c, l)| (*l, c as u32))
         .collect();
     let mut annotator_of: HashMap<u32, u32> = HashMap::new();
+    let mut annotators: Vec<u32> = Vec::new();
     let mut all = Vec::new();
     for (i, (_, _, answers)) in kept.iter().enumerate() {
         for (a, l) in answers {
-            let next = annotator_of.len() as u32;
-            let annotator = *annotator_of.entry(*a).or_insert(next);
+            let annotator = *annotator_of.entry(*a).or_insert_with(|| {
+                annotators.push(*a);
+                annotators.len() as u32 - 1
+            });
             if let Some(&class) = class_of.get(l) {
                 all.push(Vote {
                     item: i as u32,
@@ -265,7 +266,7 @@ pub fn class_votes<'a>(
     }
     let votes = Votes {
         items: kept.len(),
-        annotators: annotator_of.len(),
+        annotators: annotators.len(),
         classes: classes.len(),
         votes: all,
     };
@@ -274,7 +275,7 @@ pub fn class_votes<'a>(
         excluded,
         items,
         classes,
-        annotator_of,
+        annotators,
         votes,
     }
 }
