@@ -81,5 +81,11 @@ pub const SHARDS_MAX: u32 = 100_000;
 /// output from one lease, which lists at most 10,000 upstream outputs.
 pub const EXPORT_SHARDS_MAX: u32 = 10_000;
 
+/// Largest `shards` and `bucketPartitions` of a dedup: every candidates
+/// task reads one part from each signatures task, so the stages exchange
+/// `shards × bucketPartitions` parts; 4,096 each keeps a stage's lease
+/// under the 10,000 upstream outputs it may list.
+pub const DEDUP_SHARDS_MAX: u32 = 4_096;
+
 /// Longest `sleep` task: one day.
 pub const SLEEP_MS_MAX: u64 = 24 * 3600 * 1000;

@@ -96,9 +96,13 @@ pub fn expand(spec: &JobSpec) -> Result<TaskGraph, ExpandError> {
         let task = &spec.tasks[t];
         let config = task.kind.config_json();
         let mut previous: Option<usize> = None;
+        // This task's stages so far, by name, for `also_reads`.
+        let mut stages: BTreeMap<&str, usize> = BTreeMap::new();
         for stage in task.kind.stages(&task.partitions) {
             let depends_on = match previous {
-                Some(p) => vec![p],
+                Some(p) => std::iter::once(p)
+                    .chain(stage.also_reads.iter().filter_map(|s| stages.get(s).copied()))
+                    .collect(),
                 None => task
                     .depends_on
                     .iter()
@@ -127,6 +131,9 @@ pub fn expand(spec: &JobSpec) -> Result<TaskGraph, ExpandError> {
                 constraints: task.constraints.clone(),
             });
             previous = Some(templates.len() - 1);
+            if let Some(name) = stage.name {
+                stages.insert(name, templates.len() - 1);
+            }
             if templates.len() > limits::TEMPLATES_PER_JOB_MAX {
                 return Err(ExpandError::TooManyTemplates(templates.len()));
             }

@@ -338,12 +338,12 @@ fn dedup_config() -> Value {
         ),
         "shards" => integer(
             1,
-            u64::from(limits::SHARDS_MAX),
+            u64::from(limits::DEDUP_SHARDS_MAX),
             "Input shards for the signatures and filter stages. Default 8.",
         ),
         "bucketPartitions" => integer(
             1,
-            u64::from(limits::SHARDS_MAX),
+            u64::from(limits::DEDUP_SHARDS_MAX),
             "Partitions of the candidates and verify stages. Default: shards.",
         ),
         "maxBucketSize" => integer(

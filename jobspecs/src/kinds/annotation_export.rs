@@ -118,16 +118,19 @@ impl AnnotationExportConfig {
             Stage {
                 name: Some("calibrate"),
                 partitions: PartitionSet::Single,
+                also_reads: &[],
             },
             Stage {
                 name: Some("shard"),
                 partitions: PartitionSet::Shards {
                     count: u64::from(self.shards),
                 },
+                also_reads: &[],
             },
             Stage {
                 name: Some("merge"),
                 partitions: PartitionSet::Single,
+                also_reads: &[],
             },
         ]
     }

@@ -9,8 +9,9 @@
 //!    Jaccard similarity reaches the threshold;
 //! 4. `components`: union-find over verified pairs, one representative per
 //!    cluster chosen by `keep`;
-//! 5. `filter` per input shard: write kept records, the duplicate map and the
-//!    report.
+//! 5. `filter` per input shard: write the kept records;
+//! 6. `publish`: gather the kept records, the duplicate map and the report
+//!    into one committed dataset.
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,8 @@ pub struct DedupConfig {
     pub bucket_partitions: u32,
     /// Documents considered per LSH bucket; larger buckets are sampled.
     pub max_bucket_size: u32,
-    /// `first` (lowest id), `longest`, or `field` (highest `keepField`).
+    /// `first` (earliest in input order), `longest`, or `field` (highest
+    /// `keepField`).
     pub keep: String,
     /// Field compared when `keep: field`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,8 +107,11 @@ pub struct Shingle {
 }
 
 impl DedupConfig {
-    /// The stage list; `exact` needs no verification stage because equal
-    /// hashes of normalised text are the answer.
+    /// The stage list. Every stage after `signatures` also reads the
+    /// signatures' documents, and `publish` the components' duplicate map,
+    /// so each depends on them directly and its lease lists them. `exact`
+    /// needs no verification stage: equal hashes of normalised text are
+    /// the answer.
     pub fn stages(&self) -> Vec<Stage> {
         let shards = PartitionSet::Shards {
             count: u64::from(self.shards),
@@ -114,30 +119,21 @@ impl DedupConfig {
         let buckets = PartitionSet::Shards {
             count: u64::from(self.bucket_partitions),
         };
+        let stage = |name, partitions, also_reads| Stage {
+            name: Some(name),
+            partitions,
+            also_reads,
+        };
         let mut stages = vec![
-            Stage {
-                name: Some("signatures"),
-                partitions: shards.clone(),
-            },
-            Stage {
-                name: Some("candidates"),
-                partitions: buckets.clone(),
-            },
+            stage("signatures", shards.clone(), &[]),
+            stage("candidates", buckets.clone(), &[]),
         ];
         if self.method == "minhash" {
-            stages.push(Stage {
-                name: Some("verify"),
-                partitions: buckets,
-            });
+            stages.push(stage("verify", buckets, &["signatures"]));
         }
-        stages.push(Stage {
-            name: Some("components"),
-            partitions: PartitionSet::Single,
-        });
-        stages.push(Stage {
-            name: Some("filter"),
-            partitions: shards,
-        });
+        stages.push(stage("components", PartitionSet::Single, &["signatures"]));
+        stages.push(stage("filter", shards, &["signatures"]));
+        stages.push(stage("publish", PartitionSet::Single, &["components"]));
         stages
     }
 }
@@ -178,11 +174,17 @@ pub fn decode(d: &mut Diagnostics, node: &Node, path: &str) -> Option<DedupConfi
     };
     let shards = match f.get("shards") {
         None => Some(8),
-        Some(n) => decode::u32_in(d, n, &f.path("shards"), 1, limits::SHARDS_MAX),
+        Some(n) => decode::u32_in(d, n, &f.path("shards"), 1, limits::DEDUP_SHARDS_MAX),
     };
     let bucket_partitions = match f.get("bucketPartitions") {
         None => shards,
-        Some(n) => decode::u32_in(d, n, &f.path("bucketPartitions"), 1, limits::SHARDS_MAX),
+        Some(n) => decode::u32_in(
+            d,
+            n,
+            &f.path("bucketPartitions"),
+            1,
+            limits::DEDUP_SHARDS_MAX,
+        ),
     };
     let max_bucket_size = match f.get("maxBucketSize") {
         None => Some(1000),

@@ -78,8 +78,9 @@ impl KindConfig {
     }
 
     /// The stages one task of this kind expands into, in order; each stage
-    /// depends on all partitions of the one before. `partitions` is the
-    /// task's own `partitions` (single when absent).
+    /// depends on all partitions of the one before, and of the earlier
+    /// stages it names in `also_reads`. `partitions` is the task's own
+    /// `partitions` (single when absent).
     pub fn stages(&self, partitions: &PartitionSet) -> Vec<Stage> {
         match self {
             KindConfig::AnnotationExport(c) => c.stages(),
@@ -87,6 +88,7 @@ impl KindConfig {
             _ => vec![Stage {
                 name: None,
                 partitions: partitions.clone(),
+                also_reads: &[],
             }],
         }
     }
@@ -105,6 +107,10 @@ pub struct Stage {
     pub name: Option<&'static str>,
     /// The stage's fan-out.
     pub partitions: PartitionSet,
+    /// Earlier stages of the same task, besides the one just before, whose
+    /// outputs this stage reads: it depends on them too, so its lease
+    /// lists their outputs.
+    pub also_reads: &'static [&'static str],
 }
 
 /// Decodes `config` for `kind`. `config` is `None` when the task has none;

@@ -4,6 +4,7 @@
 
 pub mod annotation_export;
 pub mod command;
+pub mod data_attempt;
 pub mod noop;
 pub mod probe;
 pub mod sleep;

@@ -57,7 +57,7 @@ pub async fn run(
     ctx: &AttemptContext,
     export: &Export,
 ) -> Result<OutputManifest, TaskError> {
-    let (input_manifest, files) = export.input_files().await?;
+    let (input_manifest, files) = super::input_files(export).await?;
     let mut models = Models::new();
     if cfg.consensus.classes == "dawid_skene" {
         let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)

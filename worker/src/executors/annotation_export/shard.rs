@@ -256,7 +256,7 @@ pub async fn run(
 ) -> Result<OutputManifest, TaskError> {
     let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)
         .map_err(|e| TaskError::permanent(e.to_string()))?;
-    let (input_manifest, files) = export.input_files().await?;
+    let (input_manifest, files) = super::input_files(export).await?;
     let models = calibrate::read(task, export).await?;
     let filters = Filters::new(cfg, task.partition_index)?;
     let files = wanted_files(&files, &filters);
@@ -307,7 +307,7 @@ pub async fn run(
         let only = filters.with_items(Arc::new(exported));
         let mut sink: Option<(ParquetSink, SchemaRef)> = None;
         for (n, f) in files.iter().enumerate() {
-            let (schema, mut stream) = export.read_input(&f.path, &only).await?;
+            let (schema, mut stream) = super::read_input(export, &f.path, &only).await?;
             let kept = kept_columns(&schema, &cfg.drop_fields);
             let out_schema: SchemaRef = Arc::new(
                 schema

@@ -137,7 +137,7 @@ pub async fn gather(
 ) -> Result<Gathered, TaskError> {
     let mut g = Gathered::default();
     for (n, f) in files.iter().enumerate() {
-        let (schema, mut stream) = export.read_input(&f.path, filters).await?;
+        let (schema, mut stream) = super::read_input(export, &f.path, filters).await?;
         input::check_schema(&f.path, &schema)?;
         while let Some(batch) = stream.next().await {
             export.stopped(ctx)?;
