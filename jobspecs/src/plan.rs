@@ -101,7 +101,12 @@ pub fn expand(spec: &JobSpec) -> Result<TaskGraph, ExpandError> {
         for stage in task.kind.stages(&task.partitions) {
             let depends_on = match previous {
                 Some(p) => std::iter::once(p)
-                    .chain(stage.also_reads.iter().filter_map(|s| stages.get(s).copied()))
+                    .chain(
+                        stage
+                            .also_reads
+                            .iter()
+                            .filter_map(|s| stages.get(s).copied()),
+                    )
                     .collect(),
                 None => task
                     .depends_on

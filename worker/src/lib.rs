@@ -11,8 +11,13 @@
 //! - [`conn`]: the leader-following connection the loop calls through.
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
 //!   attempts by outcome and duration, lease latency, heartbeat failures).
-//! - [`executors`]: one executor per task kind (`noop`, `sleep`, `command`
-//!   today; the data kinds come with the data plane).
+//! - [`executors`]: one executor per task kind (`noop`, `sleep`,
+//!   `command`, `probe`, `annotation_export`, `dedup`).
+//! - [`dataset`]: reading and writing datasets (JSONL, Parquet,
+//!   manifests) on the local disk or S3; [`datagen`] makes synthetic ones.
+//! - [`dedup`]: normalisation, shingles, MinHash, LSH and clustering for
+//!   the dedup job.
+//! - [`html`]: escaping and inline SVG charts for HTML reports.
 //! - [`output`]: the attempt-scoped output directory and the manifest of
 //!   what an attempt wrote.
 //!
@@ -26,6 +31,7 @@ pub mod datagen;
 pub mod dataset;
 pub mod dedup;
 pub mod executors;
+pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod runner;

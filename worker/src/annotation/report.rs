@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Votes;
 use super::stats::{CLASSIFICATION, ProjectStats};
+use crate::html::{bars, escape};
 
 /// An annotator whose spammer score is below this is flagged: their
 /// answers barely depend on the truth. Careful annotators score near 1 and
@@ -115,56 +116,8 @@ pub fn classification_quality(
 }
 
 /// Text safe inside HTML elements and attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn figure(value: Option<f64>) -> String {
     value.map_or_else(|| "undefined".to_owned(), |v| format!("{v:.3}"))
-}
-
-/// A horizontal bar chart as inline SVG: one bar per (name, value), values
-/// in `[0, max]`; `flagged` bars are drawn in the warning colour.
-fn bars(rows: &[(String, f64, bool)], max: f64) -> String {
-    const ROW: usize = 22;
-    const LABEL: usize = 260;
-    const WIDTH: usize = 420;
-    let height = rows.len() * ROW + 4;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\">",
-        LABEL + WIDTH + 60
-    );
-    for (i, (name, value, flagged)) in rows.iter().enumerate() {
-        let y = i * ROW + 2;
-        let w = if max > 0.0 {
-            (value / max).clamp(0.0, 1.0) * WIDTH as f64
-        } else {
-            0.0
-        };
-        let colour = if *flagged { "#c0392b" } else { "#2e86c1" };
-        svg.push_str(&format!(
-            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"{LABEL}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
-            y + 14,
-            escape(name),
-            ROW - 6,
-            LABEL as f64 + w + 4.0,
-            y + 14,
-            if max <= 1.0 { format!("{value:.2}") } else { format!("{value:.0}") },
-        ));
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// The report as one HTML page.

@@ -7,7 +7,7 @@
 //! attempt that dies half-way leaves files no manifest names, which no
 //! reader looks at.
 
-use drover_proto::v1::{LeasedTask, OutputFile, OutputManifest};
+use drover_proto::v1::{LeasedTask, OutputFile, OutputManifest, UpstreamOutput};
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,24 @@ use crate::dataset::manifest::{self, DatasetManifest, ManifestFile, Writer, hex}
 
 /// Version of this code, recorded in every manifest it writes.
 pub const CODE_VERSION: &str = concat!("drover-worker ", env!("CARGO_PKG_VERSION"));
+
+/// One upstream task's accepted output.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its partition index.
+    pub index: u64,
+    /// Where its files are.
+    pub location: Location,
+    /// Its manifest.
+    pub manifest: DatasetManifest,
+}
+
+impl Upstream {
+    /// Whether its manifest lists `path`.
+    pub fn has(&self, path: &str) -> bool {
+        self.manifest.files.iter().any(|f| f.path == path)
+    }
+}
 
 /// Where an attempt reads and writes, and how it commits.
 #[derive(Debug)]
@@ -104,6 +122,55 @@ impl DataAttempt {
                 TaskError::permanent(format!("{what} {} has no manifest", location.url))
             })?;
         Ok((location, m))
+    }
+
+    /// The accepted outputs of every partition `0..count` of the earlier
+    /// stage `stage` of this task, in partition order, each with its
+    /// manifest, as the lease lists them.
+    pub async fn upstream(
+        &self,
+        task: &LeasedTask,
+        stage: &str,
+        count: u64,
+    ) -> Result<Vec<Upstream>, TaskError> {
+        if task.upstream_outputs_truncated {
+            return Err(TaskError::permanent(format!(
+                "the coordinator could not list every {stage} output in one lease (too many partitions); use fewer shards"
+            )));
+        }
+        let mut ups: Vec<&UpstreamOutput> = task
+            .upstream_outputs
+            .iter()
+            .filter(|u| u.template.rsplit('/').next() == Some(stage))
+            .collect();
+        ups.sort_by_key(|u| u.partition_index);
+        if !ups.iter().map(|u| u.partition_index).eq(0..count) {
+            return Err(TaskError::permanent(format!(
+                "expected the outputs of {stage} 0..{count}, the lease lists {} of them",
+                ups.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(ups.len());
+        for u in ups {
+            if u.output_prefix.is_empty() {
+                return Err(TaskError::permanent(format!(
+                    "{stage} {} has no recorded output",
+                    u.partition_index
+                )));
+            }
+            let (location, manifest) = self
+                .committed(
+                    &u.output_prefix,
+                    &format!("{stage} {}'s accepted output", u.partition_index),
+                )
+                .await?;
+            out.push(Upstream {
+                index: u.partition_index,
+                location,
+                manifest,
+            });
+        }
+        Ok(out)
     }
 
     /// Fails the attempt if it was told to stop.

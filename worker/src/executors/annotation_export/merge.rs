@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
-use drover_proto::v1::{LeasedTask, OutputManifest, UpstreamOutput};
+use drover_proto::v1::{LeasedTask, OutputManifest};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
@@ -27,32 +27,27 @@ use super::labels::{self, LabelRow};
 use super::{CODE_VERSION, Export, STATS_NAME, dataset_error, project_dir};
 use crate::annotation::report::{ProjectQuality, render_html};
 use crate::annotation::stats::{BBOX, ProjectStats};
-use crate::dataset::location::Location;
 use crate::dataset::manifest::{DatasetManifest, ManifestFile};
 use crate::dataset::parquet::{self, READ_BATCH_ROWS};
 use crate::dataset::text::TextSink;
+use crate::executors::data_attempt::Upstream;
 use crate::executors::{AttemptContext, TaskError};
 
 /// Largest `stats.json` read from a shard.
 const STATS_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// One shard's committed output.
-struct ShardOutput {
-    index: u64,
-    location: Location,
-    manifest: DatasetManifest,
-}
+type ShardOutput = Upstream;
 
-impl ShardOutput {
-    /// The shard's labels file for `project`, if it wrote one.
-    fn labels_of(&self, project: &str) -> Option<String> {
-        let rel = format!("labels/project={}/part.parquet", project_dir(project));
-        self.manifest
-            .files
-            .iter()
-            .any(|f| f.path == rel)
-            .then_some(rel)
-    }
+/// The shard's labels file for `project`, if it wrote one.
+fn labels_of(shard: &ShardOutput, project: &str) -> Option<String> {
+    let rel = format!("labels/project={}/part.parquet", project_dir(project));
+    shard
+        .manifest
+        .files
+        .iter()
+        .any(|f| f.path == rel)
+        .then_some(rel)
 }
 
 /// The report as written to `quality/report.json`.
@@ -75,7 +70,9 @@ pub async fn run(
     ctx: &AttemptContext,
     export: &Export,
 ) -> Result<OutputManifest, TaskError> {
-    let shards = shard_outputs(task, cfg, export).await?;
+    let shards = export
+        .upstream(task, "shard", u64::from(cfg.shards))
+        .await?;
     let mut stats: BTreeMap<String, ProjectStats> = BTreeMap::new();
     for s in &shards {
         let got = export
@@ -164,54 +161,6 @@ pub async fn run(
     export.commit(task, m).await
 }
 
-/// The shards' accepted outputs, in shard order, each with its manifest.
-async fn shard_outputs(
-    task: &LeasedTask,
-    cfg: &AnnotationExportConfig,
-    export: &Export,
-) -> Result<Vec<ShardOutput>, TaskError> {
-    if task.upstream_outputs_truncated {
-        return Err(TaskError::permanent(
-            "the coordinator could not list every shard's output in one lease (too many shards); use fewer shards",
-        ));
-    }
-    let mut ups: Vec<&UpstreamOutput> = task
-        .upstream_outputs
-        .iter()
-        .filter(|u| u.template.rsplit('/').next() == Some("shard"))
-        .collect();
-    ups.sort_by_key(|u| u.partition_index);
-    let indices: Vec<u64> = ups.iter().map(|u| u.partition_index).collect();
-    if indices != (0..u64::from(cfg.shards)).collect::<Vec<_>>() {
-        return Err(TaskError::permanent(format!(
-            "expected the outputs of shards 0..{}, the lease lists {} of them",
-            cfg.shards,
-            indices.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(ups.len());
-    for u in ups {
-        if u.output_prefix.is_empty() {
-            return Err(TaskError::permanent(format!(
-                "shard {} has no recorded output",
-                u.partition_index
-            )));
-        }
-        let (location, manifest) = export
-            .committed(
-                &u.output_prefix,
-                &format!("shard {}'s accepted output", u.partition_index),
-            )
-            .await?;
-        out.push(ShardOutput {
-            index: u.partition_index,
-            location,
-            manifest,
-        });
-    }
-    Ok(out)
-}
-
 /// Where a shard's Parquet file goes in the export, if it is one.
 fn parquet_destination(path: &str, shard: u64) -> Option<String> {
     let part = format!("part-{shard:05}.parquet");
@@ -236,7 +185,7 @@ async fn for_each_item(
     mut each: impl FnMut(&[LabelRow], &mut Vec<u8>) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
     for s in shards {
-        let Some(rel) = s.labels_of(project) else {
+        let Some(rel) = labels_of(s, project) else {
             continue;
         };
         let (_, mut stream) = parquet::read(&s.location, &rel, READ_BATCH_ROWS)

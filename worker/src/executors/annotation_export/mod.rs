@@ -76,7 +76,6 @@ pub fn project_dir(project: &str) -> String {
     format!("{cleaned}-{}", &hex(&digest)[..8])
 }
 
-
 /// The input's manifest and its Parquet files.
 async fn input_files(export: &Export) -> Result<(DatasetManifest, Vec<ManifestFile>), TaskError> {
     let m = export
