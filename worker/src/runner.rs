@@ -140,9 +140,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
     let noop: Arc<dyn Executor> = Arc::new(executors::noop::Noop);
     let sleep: Arc<dyn Executor> = Arc::new(executors::sleep::Sleep);
     let export: Arc<dyn Executor> = Arc::new(executors::annotation_export::AnnotationExport);
+    let dedup: Arc<dyn Executor> = Arc::new(executors::dedup::Dedup);
     executors.insert(noop.kind(), noop);
     executors.insert(sleep.kind(), sleep);
     executors.insert(export.kind(), export);
+    executors.insert(dedup.kind(), dedup);
     if config.allow_command {
         let command: Arc<dyn Executor> = Arc::new(executors::command::Command);
         executors.insert(command.kind(), command);
@@ -190,6 +192,7 @@ async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64,
             "command" => TaskKind::Command,
             "probe" => TaskKind::Probe,
             "annotation_export" => TaskKind::AnnotationExport,
+            "dedup" => TaskKind::Dedup,
             _ => TaskKind::Unspecified,
         } as i32)
         .collect();

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use super::DatasetError;
@@ -17,60 +17,144 @@ pub const LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Where a line reader is.
 struct Reader {
     body: BoxStream<'static, object_store::Result<Bytes>>,
-    pending: Vec<u8>,
-    /// Lines taken so far.
+    /// Bytes read and not yet taken; `buf[pos..]` is pending.
+    buf: Vec<u8>,
+    pos: usize,
+    /// How far `buf[pos..]` has been searched for a line end.
+    scanned: usize,
+    /// Offset in the object of `buf[pos]`.
+    offset: u64,
+    /// Lines before the next one (counted only when reading from the
+    /// start of the object).
     number: u64,
+    /// Drop everything up to the first line end: the reader starts inside
+    /// a line another range owns.
+    skip_first: bool,
+    /// Lines starting at or after this offset are not returned.
+    end: u64,
     /// The body has ended (or failed).
     ended: bool,
     path: String,
 }
 
+/// A line as read: where it starts, its number when known, its bytes
+/// without the line end.
+struct RawLine {
+    offset: u64,
+    number: u64,
+    bytes: Vec<u8>,
+}
+
 impl Reader {
-    /// The next non-blank line, with its 1-based number.
-    async fn next_line(&mut self) -> Option<Result<(u64, Vec<u8>), DatasetError>> {
+    fn new(body: BoxStream<'static, object_store::Result<Bytes>>, path: &str) -> Self {
+        Self {
+            body,
+            buf: Vec::new(),
+            pos: 0,
+            scanned: 0,
+            offset: 0,
+            number: 0,
+            skip_first: false,
+            end: u64::MAX,
+            ended: false,
+            path: path.to_owned(),
+        }
+    }
+
+    /// The next non-blank line starting before `end`.
+    async fn next_line(&mut self) -> Option<Result<RawLine, DatasetError>> {
         loop {
-            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                self.number += 1;
-                if line.iter().all(u8::is_ascii_whitespace) {
+            let found = self.buf[self.pos + self.scanned..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|i| self.pos + self.scanned + i);
+            if let Some(nl) = found {
+                let (start, offset) = (self.pos, self.offset);
+                self.offset += (nl + 1 - start) as u64;
+                self.pos = nl + 1;
+                self.scanned = 0;
+                if std::mem::take(&mut self.skip_first) {
                     continue;
                 }
-                return Some(Ok((self.number, line)));
-            }
-            if self.ended {
-                // The last line may have no newline.
-                if self.pending.iter().all(u8::is_ascii_whitespace) {
+                if offset >= self.end {
+                    self.ended = true;
                     return None;
                 }
                 self.number += 1;
-                return Some(Ok((self.number, std::mem::take(&mut self.pending))));
+                let mut line = &self.buf[start..nl];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(Ok(RawLine {
+                    offset,
+                    number: self.number,
+                    bytes: line.to_vec(),
+                }));
             }
-            if self.pending.len() > LINE_BYTES_MAX {
+            self.scanned = self.buf.len() - self.pos;
+            if self.ended {
+                // The last line may have no newline.
+                let rest = &self.buf[self.pos..];
+                if self.skip_first
+                    || self.offset >= self.end
+                    || rest.iter().all(u8::is_ascii_whitespace)
+                {
+                    return None;
+                }
+                self.number += 1;
+                let line = RawLine {
+                    offset: self.offset,
+                    number: self.number,
+                    bytes: rest.to_vec(),
+                };
+                self.offset += rest.len() as u64;
+                self.pos = self.buf.len();
+                self.scanned = 0;
+                return Some(Ok(line));
+            }
+            if self.skip_first {
+                // Another range's line: nothing of it is kept.
+                self.offset += (self.buf.len() - self.pos) as u64;
+                self.buf.clear();
+                self.pos = 0;
+                self.scanned = 0;
+            } else if self.buf.len() - self.pos > LINE_BYTES_MAX {
                 self.ended = true;
-                self.pending.clear();
+                self.buf.clear();
+                self.pos = 0;
                 return Some(Err(DatasetError::Mismatch {
                     path: self.path.clone(),
                     reason: format!(
-                        "line {} is longer than {LINE_BYTES_MAX} bytes",
-                        self.number + 1
+                        "the line at byte {} is longer than {LINE_BYTES_MAX} bytes",
+                        self.offset
                     ),
                 }));
+            } else if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
             }
             match self.body.next().await {
-                Some(Ok(chunk)) => self.pending.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
                 Some(Err(e)) => {
                     self.ended = true;
-                    self.pending.clear();
+                    self.buf.clear();
+                    self.pos = 0;
+                    self.scanned = 0;
                     return Some(Err(e.into()));
                 }
                 None => self.ended = true,
             }
         }
     }
+}
+
+fn stream_of(reader: Reader) -> impl Stream<Item = Result<RawLine, DatasetError>> + Send + use<> {
+    futures::stream::unfold(reader, |mut r| async move {
+        r.next_line().await.map(|line| (line, r))
+    })
 }
 
 /// The lines of `relative` below `location`, without their line ends,
@@ -85,16 +169,37 @@ pub async fn lines(
         .await?
         .into_stream()
         .boxed();
-    let reader = Reader {
-        body,
-        pending: Vec::new(),
-        number: 0,
-        ended: false,
-        path: relative.to_owned(),
+    Ok(stream_of(Reader::new(body, relative)).map_ok(|l| (l.number, l.bytes)))
+}
+
+/// The non-blank lines of `relative` that start in the byte range
+/// `start..end`, each with the offset it starts at. A line belongs to the
+/// range its first byte is in, so ranges that tile an object read each of
+/// its lines exactly once; the last line read may run past `end`.
+pub async fn lines_starting_in(
+    location: &Location,
+    relative: &str,
+    start: u64,
+    end: u64,
+) -> Result<impl Stream<Item = Result<(u64, Vec<u8>), DatasetError>> + Send + use<>, DatasetError> {
+    // From the byte before `start`: if it ends a line, the line at `start`
+    // is ours; otherwise the line it is in belongs to the range before.
+    let from = start.saturating_sub(1);
+    let options = object_store::GetOptions {
+        range: Some(object_store::GetRange::Offset(from)),
+        ..Default::default()
     };
-    Ok(futures::stream::unfold(reader, |mut r| async move {
-        r.next_line().await.map(|line| (line, r))
-    }))
+    let body = location
+        .store
+        .get_opts(&location.path(relative), options)
+        .await?
+        .into_stream()
+        .boxed();
+    let mut reader = Reader::new(body, relative);
+    reader.offset = from;
+    reader.skip_first = start > 0;
+    reader.end = end;
+    Ok(stream_of(reader).map_ok(|l| (l.offset, l.bytes)))
 }
 
 #[cfg(test)]
@@ -127,5 +232,52 @@ mod tests {
         assert_eq!(got[0].1, b"{\"a\":1}");
         assert_eq!(got[1].1.len(), long.len() + 8);
         assert_eq!(got[2].1, b"{\"c\":3}");
+    }
+
+    #[tokio::test]
+    async fn ranges_that_tile_an_object_read_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        let mut text = Vec::new();
+        for i in 0..300 {
+            // Lines of varied length, one blank, the last without a newline.
+            text.extend_from_slice(
+                format!("{{\"n\":{i},\"pad\":\"{}\"}}", "y".repeat(i % 37)).as_bytes(),
+            );
+            text.extend_from_slice(if i == 150 { b"\n\n" } else { b"\n" });
+        }
+        text.pop();
+        let mut sink = TextSink::create(&loc, "t.jsonl");
+        sink.write(&text).await.unwrap();
+        sink.finish().await.unwrap();
+        let all: Vec<(u64, Vec<u8>)> = lines_starting_in(&loc, "t.jsonl", 0, u64::MAX)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 300);
+        for (offset, line) in &all {
+            assert_eq!(
+                &text[*offset as usize..*offset as usize + line.len()],
+                &line[..]
+            );
+        }
+        let len = text.len() as u64;
+        for parts in [1u64, 2, 3, 7, 64, 1000] {
+            let mut got = Vec::new();
+            for p in 0..parts {
+                let (a, b) = (len * p / parts, len * (p + 1) / parts);
+                let part: Vec<(u64, Vec<u8>)> = lines_starting_in(&loc, "t.jsonl", a, b)
+                    .await
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap();
+                assert!(part.iter().all(|(o, _)| (a..b).contains(o)), "{parts}/{p}");
+                got.extend(part);
+            }
+            assert_eq!(got, all, "{parts} ranges");
+        }
     }
 }

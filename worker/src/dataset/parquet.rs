@@ -177,6 +177,65 @@ async fn open(
     Ok(ParquetRecordBatchStreamBuilder::new(reader).await?)
 }
 
+/// Reads the row groups of `relative` whose data starts in the byte range
+/// `start..end`, with only the top-level `columns` (all when `None`), as
+/// batches of up to `batch_rows` rows, with their schema. A row group
+/// belongs to the range its first byte is in, so ranges that tile a file
+/// read each row group exactly once and only the footers of the files a
+/// range touches are fetched.
+pub async fn read_row_groups_starting_in(
+    location: &Location,
+    relative: &str,
+    start: u64,
+    end: u64,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+) -> Result<
+    (
+        SchemaRef,
+        impl Stream<Item = Result<RecordBatch, DatasetError>> + Send + use<>,
+    ),
+    DatasetError,
+> {
+    let builder = open(location, relative).await?;
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| {
+            let first = g.columns().first().map_or(0, |c| {
+                c.dictionary_page_offset()
+                    .unwrap_or_else(|| c.data_page_offset())
+            });
+            (start..end).contains(&u64::try_from(first).unwrap_or(0))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mask = match columns {
+        None => ProjectionMask::all(),
+        Some(names) => {
+            let mut roots = Vec::with_capacity(names.len());
+            for name in names {
+                roots.push(builder.schema().index_of(name).map_err(|_| {
+                    DatasetError::Mismatch {
+                        path: relative.to_owned(),
+                        reason: format!("has no column `{name}`"),
+                    }
+                })?);
+            }
+            ProjectionMask::roots(builder.parquet_schema(), roots)
+        }
+    };
+    let stream = builder
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(batch_rows.max(1))
+        .build()?;
+    let schema = stream.schema().clone();
+    Ok((schema, stream.map_err(DatasetError::from).boxed()))
+}
+
 /// A row predicate evaluated while reading: it sees only the columns it
 /// names and says which rows to keep.
 pub type Predicate = Box<

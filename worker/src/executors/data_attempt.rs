@@ -106,6 +106,19 @@ impl DataAttempt {
         Ok(bytes)
     }
 
+    /// A small JSON object (a shard's counts, a summary), refusing one
+    /// larger than `max`.
+    pub async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        location: &Location,
+        relative: &str,
+        max: usize,
+    ) -> Result<T, TaskError> {
+        let bytes = self.read_small(location, relative, max).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TaskError::permanent(format!("{}/{relative}: {e}", location.url)))
+    }
+
     /// An upstream task's committed output at `prefix` below the output
     /// root, with its manifest; `what` names it in the error when there is
     /// no manifest.

@@ -5,6 +5,7 @@
 pub mod annotation_export;
 pub mod command;
 pub mod data_attempt;
+pub mod dedup;
 pub mod noop;
 pub mod probe;
 pub mod sleep;

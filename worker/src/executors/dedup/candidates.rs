@@ -1,0 +1,137 @@
+//! Stage 2, per bucket partition: one part of every shard's keys,
+//! grouped. Documents with one exact key are joined to the group's first
+//! (similarity 1, nothing to verify). Documents sharing a band key become
+//! candidate pairs; a bucket larger than `maxBucketSize` keeps all pairs
+//! among a sample of that many members, chosen by a hash of the document
+//! so every run samples alike, and joins each other member to the
+//! sample's first, so a hot bucket costs `maxBucketSize²/2 + n` pairs, not
+//! `n²/2`. Pairs are cut into parts by a hash of the pair and each part
+//! written sorted and distinct, so a pair found in several bands is
+//! verified once.
+
+use drover_proto::v1::{LeasedTask, OutputManifest};
+
+use super::records::{self, BandEntry, ExactEntry, Pair};
+use super::stats::{PairStats, STATS_JSON};
+use super::{DocRef, Job, part};
+use crate::dataset::manifest::DatasetManifest;
+use crate::executors::data_attempt::DataAttempt;
+use crate::executors::{AttemptContext, TaskError};
+
+/// Runs one bucket partition.
+pub async fn run(
+    task: &LeasedTask,
+    job: &Job,
+    ctx: &AttemptContext,
+    attempt: &DataAttempt,
+) -> Result<OutputManifest, TaskError> {
+    let p = task.partition_index;
+    let shards = attempt.upstream(task, "signatures", job.shards).await?;
+    let (exact_name, band_name) = (part("exact", p), part("bands", p));
+    let mut exact: Vec<ExactEntry> = Vec::new();
+    let mut bands: Vec<BandEntry> = Vec::new();
+    let mut inputs = Vec::new();
+    for s in &shards {
+        attempt.stopped(ctx)?;
+        inputs.push(s.manifest.content_hash());
+        if s.has(&exact_name) {
+            exact.extend(records::read_all::<ExactEntry>(&s.location, &exact_name).await?);
+        }
+        if s.has(&band_name) {
+            bands.extend(records::read_all::<BandEntry>(&s.location, &band_name).await?);
+        }
+    }
+    ctx.progress
+        .set(0.3, format!("{} keys read", exact.len() + bands.len()));
+    let mut stats = PairStats::default();
+    let mut pairs: Vec<Vec<Pair>> = vec![Vec::new(); job.partitions as usize];
+    let mut emit = |pair: Pair| {
+        let q = pair_partition(&pair, job.partitions);
+        pairs[q].push(pair);
+    };
+
+    exact.sort_unstable();
+    for group in exact
+        .chunk_by(|x, y| x.key == y.key)
+        .filter(|g| g.len() > 1)
+    {
+        stats.exact_groups += 1;
+        stats.exact_pairs += (group.len() - 1) as u64;
+        for other in &group[1..] {
+            emit(Pair::new(group[0].doc, other.doc, 1.0));
+        }
+    }
+    drop(exact);
+
+    bands.sort_unstable();
+    let cap = job.cfg.max_bucket_size as usize;
+    for group in bands
+        .chunk_by(|x, y| x.key == y.key)
+        .filter(|g| g.len() > 1)
+    {
+        stats.shared_buckets += 1;
+        let mut docs: Vec<DocRef> = group.iter().map(|e| e.doc).collect();
+        if docs.len() > cap {
+            stats.hot_buckets += 1;
+            stats.hot_bucket_docs += (docs.len() - cap) as u64;
+            docs.sort_by_key(|d| (twox_hash::XxHash3_64::oneshot(&d.to_le_bytes()), *d));
+            for &d in &docs[cap..] {
+                emit(Pair::new(docs[0], d, Pair::UNKNOWN));
+            }
+            docs.truncate(cap);
+        }
+        for (i, &a) in docs.iter().enumerate() {
+            for &b in &docs[i + 1..] {
+                emit(Pair::new(a, b, Pair::UNKNOWN));
+            }
+        }
+    }
+    drop(bands);
+
+    let mut out = Vec::new();
+    for (q, mut list) in pairs.into_iter().enumerate() {
+        attempt.stopped(ctx)?;
+        if list.is_empty() {
+            continue;
+        }
+        let list = distinct(&mut list);
+        stats.candidate_pairs += list.iter().filter(|p| p.similarity < 0.0).count() as u64;
+        let rows = list.len() as u64;
+        out.push(
+            attempt
+                .write_bytes(&part("pairs", q as u64), records::encode(&list), rows)
+                .await?,
+        );
+    }
+    out.push(attempt.write_json(STATS_JSON, &stats, 0).await?);
+    ctx.progress
+        .set(1.0, format!("{} candidate pairs", stats.candidate_pairs));
+    let fingerprint = attempt.fingerprint(task, &inputs);
+    let m = DatasetManifest::new(out, Vec::new(), &attempt.writer(task, fingerprint));
+    attempt.commit(task, m).await
+}
+
+/// The verify partition a pair goes to.
+fn pair_partition(pair: &Pair, partitions: u64) -> usize {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&pair.a.to_le_bytes());
+    bytes[8..].copy_from_slice(&pair.b.to_le_bytes());
+    (twox_hash::XxHash3_64::oneshot(&bytes) % partitions.max(1)) as usize
+}
+
+/// `pairs` sorted and distinct; of two records of one pair the one with
+/// the known (higher) similarity stays.
+pub fn distinct(pairs: &mut [Pair]) -> Vec<Pair> {
+    pairs.sort_unstable_by(|x, y| {
+        (x.a, x.b)
+            .cmp(&(y.a, y.b))
+            .then(y.similarity.total_cmp(&x.similarity))
+    });
+    let mut out: Vec<Pair> = Vec::with_capacity(pairs.len());
+    for p in pairs.iter() {
+        if out.last().is_none_or(|l| (l.a, l.b) != (p.a, p.b)) {
+            out.push(*p);
+        }
+    }
+    out
+}

@@ -1,0 +1,303 @@
+//! The binary files the dedup stages hand each other. Fixed-width records
+//! (band keys, exact keys, pairs, removed indices) are little-endian and
+//! read whole; a signatures shard's documents are variable-length records
+//! with an offsets index beside them, so a later stage fetches just the
+//! documents it needs with ranged reads.
+
+use object_store::ObjectStoreExt;
+
+use super::DocRef;
+use crate::dataset::location::Location;
+use crate::executors::TaskError;
+use crate::executors::data_attempt::dataset_error;
+
+/// A shard's document records.
+pub const DOCS: &str = "docs.bin";
+/// Their offsets: one `u64` per document and one for the end.
+pub const DOCS_INDEX: &str = "docs.idx";
+
+/// Largest id kept in a document record.
+const ID_BYTES_MAX: usize = 4096;
+
+/// A record of fixed size.
+pub trait Fixed: Sized {
+    /// Bytes per record.
+    const SIZE: usize;
+    /// Appends the record.
+    fn put(&self, out: &mut Vec<u8>);
+    /// Reads one from exactly `SIZE` bytes.
+    fn get(b: &[u8]) -> Self;
+}
+
+/// One LSH band key of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BandEntry {
+    /// The band's hash (band index mixed in).
+    pub key: u64,
+    /// The document.
+    pub doc: DocRef,
+}
+
+/// The exact-duplicate key of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExactEntry {
+    /// Hash of the normalised text.
+    pub key: u128,
+    /// The document.
+    pub doc: DocRef,
+}
+
+/// Two documents, `a < b`, and their Jaccard similarity, or
+/// [`Pair::UNKNOWN`] for a candidate not yet verified.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    /// The earlier document.
+    pub a: DocRef,
+    /// The later document.
+    pub b: DocRef,
+    /// Similarity, or [`Pair::UNKNOWN`].
+    pub similarity: f32,
+}
+
+impl Pair {
+    /// The similarity of a candidate that still needs verifying.
+    pub const UNKNOWN: f32 = -1.0;
+
+    /// The pair of `x` and `y` in order.
+    pub fn new(x: DocRef, y: DocRef, similarity: f32) -> Self {
+        Self {
+            a: x.min(y),
+            b: x.max(y),
+            similarity,
+        }
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+impl Fixed for BandEntry {
+    const SIZE: usize = 16;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.extend_from_slice(&self.doc.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        Self {
+            key: u64_at(b, 0),
+            doc: u64_at(b, 8),
+        }
+    }
+}
+
+impl Fixed for ExactEntry {
+    const SIZE: usize = 24;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.extend_from_slice(&self.doc.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&b[..16]);
+        Self {
+            key: u128::from_le_bytes(k),
+            doc: u64_at(b, 16),
+        }
+    }
+}
+
+impl Fixed for Pair {
+    const SIZE: usize = 20;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.a.to_le_bytes());
+        out.extend_from_slice(&self.b.to_le_bytes());
+        out.extend_from_slice(&self.similarity.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        Self {
+            a: u64_at(b, 0),
+            b: u64_at(b, 8),
+            similarity: f32::from_bits(u32_at(b, 16)),
+        }
+    }
+}
+
+impl Fixed for u32 {
+    const SIZE: usize = 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u32_at(b, 0)
+    }
+}
+
+impl Fixed for u64 {
+    const SIZE: usize = 8;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u64_at(b, 0)
+    }
+}
+
+/// `items` as bytes.
+pub fn encode<T: Fixed>(items: &[T]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.len() * T::SIZE);
+    for i in items {
+        i.put(&mut out);
+    }
+    out
+}
+
+/// The records in `bytes`; `what` names the file in the error when its
+/// length is not a whole number of records.
+pub fn decode<T: Fixed>(bytes: &[u8], what: &str) -> Result<Vec<T>, TaskError> {
+    if !bytes.len().is_multiple_of(T::SIZE) {
+        return Err(TaskError::permanent(format!(
+            "{what}: {} bytes is not a whole number of {}-byte records",
+            bytes.len(),
+            T::SIZE
+        )));
+    }
+    Ok(bytes.chunks_exact(T::SIZE).map(T::get).collect())
+}
+
+/// Reads the whole of `relative` below `location` as records.
+pub async fn read_all<T: Fixed>(location: &Location, relative: &str) -> Result<Vec<T>, TaskError> {
+    let bytes = location
+        .store
+        .get(&location.path(relative))
+        .await
+        .map_err(|e| dataset_error(e.into()))?
+        .bytes()
+        .await
+        .map_err(|e| dataset_error(e.into()))?;
+    decode(&bytes, &format!("{}/{relative}", location.url))
+}
+
+/// What a later stage needs of a document: its shingles (to verify),
+/// its keep score (to choose a representative) and its id (to name it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocRecord {
+    /// Sorted, distinct shingle hashes.
+    pub shingles: Vec<u32>,
+    /// Higher wins the representative's place; ties go to the earlier.
+    pub keep: f64,
+    /// The document's id, as text.
+    pub id: String,
+}
+
+impl DocRecord {
+    /// Appends the record.
+    pub fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.shingles.len() as u32).to_le_bytes());
+        for s in &self.shingles {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend_from_slice(&self.keep.to_le_bytes());
+        let id = truncated(&self.id, ID_BYTES_MAX);
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+
+    /// Reads one record from exactly its bytes.
+    pub fn get(b: &[u8], what: &str) -> Result<Self, TaskError> {
+        let bad = || TaskError::permanent(format!("{what}: a document record is cut short"));
+        let n = u32_at(b.get(..4).ok_or_else(bad)?, 0) as usize;
+        let shingles_end = 4 + n * 4;
+        let keep_end = shingles_end + 8;
+        let fixed = b.get(..keep_end + 4).ok_or_else(bad)?;
+        let shingles = fixed[4..shingles_end]
+            .chunks_exact(4)
+            .map(u32::get)
+            .collect();
+        let keep = f64::from_bits(u64_at(fixed, shingles_end));
+        let id_len = u32_at(fixed, keep_end) as usize;
+        let id = b.get(keep_end + 4..keep_end + 4 + id_len).ok_or_else(bad)?;
+        Ok(Self {
+            shingles,
+            keep,
+            id: String::from_utf8_lossy(id).into_owned(),
+        })
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn truncated(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The records of documents `indices` (sorted, distinct) of the shard
+/// whose output is `location`, fetched with ranged reads.
+pub async fn read_docs(location: &Location, indices: &[u32]) -> Result<Vec<DocRecord>, TaskError> {
+    if indices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let what = format!("{}/{DOCS}", location.url);
+    let offsets: Vec<u64> = read_all(location, DOCS_INDEX).await?;
+    let mut ranges = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let i = i as usize;
+        match (offsets.get(i), offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) if a <= b => ranges.push(a..b),
+            _ => {
+                return Err(TaskError::permanent(format!(
+                    "{what}: no document {i} (the shard has {})",
+                    offsets.len().saturating_sub(1)
+                )));
+            }
+        }
+    }
+    let parts = location
+        .store
+        .get_ranges(&location.path(DOCS), &ranges)
+        .await
+        .map_err(|e| dataset_error(e.into()))?;
+    parts.iter().map(|b| DocRecord::get(b, &what)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let pairs = vec![Pair::new(9, 3, 0.5), Pair::new(1, 2, Pair::UNKNOWN)];
+        assert_eq!(pairs[0].a, 3);
+        assert_eq!(decode::<Pair>(&encode(&pairs), "p").unwrap(), pairs);
+        let exact = vec![ExactEntry {
+            key: u128::MAX - 7,
+            doc: 42,
+        }];
+        assert_eq!(decode::<ExactEntry>(&encode(&exact), "e").unwrap(), exact);
+        assert!(decode::<BandEntry>(&[0; 17], "b").is_err());
+        let doc = DocRecord {
+            shingles: vec![1, 5, 9],
+            keep: 2.5,
+            id: "doc-1".into(),
+        };
+        let mut bytes = Vec::new();
+        doc.put(&mut bytes);
+        assert_eq!(DocRecord::get(&bytes, "d").unwrap(), doc);
+        assert!(DocRecord::get(&bytes[..bytes.len() - 1], "d").is_err());
+        assert_eq!(truncated("héllo", 2), "h");
+    }
+}

@@ -1,0 +1,181 @@
+//! Stage 1, per input shard: every document of the shard's byte range is
+//! normalised, shingled and hashed. Outputs:
+//!
+//! - `docs.bin` and `docs.idx`: each document's record (shingles, keep
+//!   score, id), in input order;
+//! - `exact/part-P.bin`: (exact key, document) for every document;
+//! - `bands/part-P.bin` (`minhash` only): (band key, document) for each
+//!   band of each document, except a document whose exact key an earlier
+//!   document of the shard has: exact copies meet through their exact key
+//!   and would only crowd the LSH buckets;
+//! - `shard.json`: the input files as seen and the document count, which
+//!   `filter` checks before reading the range again.
+
+use std::collections::HashSet;
+
+use drover_proto::v1::{LeasedTask, OutputManifest};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::input::{self, InputFile};
+use super::records::{self, BandEntry, DocRecord, ExactEntry, Fixed};
+use super::{Job, doc_ref, part};
+use crate::dataset::manifest::{DatasetManifest, ManifestFile};
+use crate::dataset::text::TextSink;
+use crate::dedup::lsh::band_keys;
+use crate::dedup::normalize::{exact_key, normalize};
+use crate::dedup::shingle::shingles;
+use crate::executors::data_attempt::{DataAttempt, dataset_error};
+use crate::executors::{AttemptContext, TaskError};
+
+/// What a shard saw.
+pub const SHARD_JSON: &str = "shard.json";
+
+/// What a shard saw, for the stages after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardInfo {
+    /// The shard.
+    pub shard: u64,
+    /// Documents in it.
+    pub docs: u64,
+    /// The input's files when it read them.
+    pub inputs: Vec<InputFile>,
+}
+
+/// The score `keep` ranks a document by.
+pub fn keep_score(policy: &str, text: &str, field: Option<f64>) -> f64 {
+    match policy {
+        "longest" => text.chars().count() as f64,
+        "field" => field.unwrap_or(f64::NEG_INFINITY),
+        _ => 0.0,
+    }
+}
+
+/// Runs one shard.
+pub async fn run(
+    task: &LeasedTask,
+    job: &Job,
+    ctx: &AttemptContext,
+    attempt: &DataAttempt,
+) -> Result<OutputManifest, TaskError> {
+    let shard = task.partition_index;
+    let shard32 = u32::try_from(shard).map_err(|_| TaskError::permanent("shard out of range"))?;
+    let files = input::files(attempt, &job.cfg.format).await?;
+    let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    let hasher = job.hasher();
+    let (bands, rows) = (job.cfg.bands as usize, job.cfg.rows as usize);
+    let size = job.cfg.shingle.size as usize;
+    let parts = job.partitions;
+
+    let mut docs = TextSink::create(&attempt.output, records::DOCS);
+    let mut offsets: Vec<u64> = vec![0];
+    let mut band_parts: Vec<Vec<u8>> = vec![Vec::new(); parts as usize];
+    let mut exact_parts: Vec<Vec<u8>> = vec![Vec::new(); parts as usize];
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut written: u64 = 0;
+    let mut chunks = input::chunks(
+        attempt,
+        &files,
+        &job.cfg.format,
+        shard,
+        job.shards,
+        &job.fields,
+        false,
+    );
+    while let Some(chunk) = chunks.next().await {
+        attempt.stopped(ctx)?;
+        let chunk = chunk?;
+        for doc in chunk.docs(&job.fields)? {
+            let index = u32::try_from(offsets.len() - 1).map_err(|_| {
+                TaskError::permanent("a shard holds more than 2^32 documents; use more shards")
+            })?;
+            let doc_id = doc_ref(shard32, index);
+            let normalized = normalize(&doc.text);
+            let key = exact_key(&normalized);
+            let sh = shingles(&normalized, job.unit, size);
+            ExactEntry { key, doc: doc_id }.put(&mut exact_parts[(key as u64 % parts) as usize]);
+            if job.minhash && seen.insert(key) {
+                let sig = hasher.signature(&sh);
+                for k in band_keys(&sig, bands, rows) {
+                    BandEntry {
+                        key: k,
+                        doc: doc_id,
+                    }
+                    .put(&mut band_parts[(k % parts) as usize]);
+                }
+            }
+            let record = DocRecord {
+                shingles: sh,
+                keep: keep_score(&job.cfg.keep, &doc.text, doc.keep),
+                id: doc.id.into_owned(),
+            };
+            let buf = docs.buf();
+            let before = buf.len();
+            record.put(buf);
+            written += (buf.len() - before) as u64;
+            offsets.push(written);
+        }
+        docs.count_rows(chunk.len() as u64);
+        docs.flush_if_full().await.map_err(dataset_error)?;
+        ctx.progress.set(
+            0.0,
+            format!("{} documents of shard {shard} read", offsets.len() - 1),
+        );
+    }
+    let count = (offsets.len() - 1) as u64;
+    let mut out: Vec<ManifestFile> = vec![docs.finish().await.map_err(dataset_error)?];
+    out.push(
+        attempt
+            .write_bytes(records::DOCS_INDEX, records::encode(&offsets), count)
+            .await?,
+    );
+    for (p, bytes) in exact_parts.into_iter().enumerate() {
+        if !bytes.is_empty() {
+            let rows = (bytes.len() / ExactEntry::SIZE) as u64;
+            out.push(
+                attempt
+                    .write_bytes(&part("exact", p as u64), bytes, rows)
+                    .await?,
+            );
+        }
+    }
+    for (p, bytes) in band_parts.into_iter().enumerate() {
+        if !bytes.is_empty() {
+            let rows = (bytes.len() / BandEntry::SIZE) as u64;
+            out.push(
+                attempt
+                    .write_bytes(&part("bands", p as u64), bytes, rows)
+                    .await?,
+            );
+        }
+    }
+    let info = ShardInfo {
+        shard,
+        docs: count,
+        inputs: files.clone(),
+    };
+    out.push(attempt.write_json(SHARD_JSON, &info, 0).await?);
+    ctx.progress.set(1.0, format!("{count} documents signed"));
+    let fingerprint = attempt.fingerprint(task, &input_names(&files, total_bytes));
+    let mut m = DatasetManifest::new(out, Vec::new(), &attempt.writer(task, fingerprint));
+    m.rows = count;
+    attempt.commit(task, m).await
+}
+
+/// What the input fingerprint folds in: each file's path and hash (or
+/// size, for a listed file).
+fn input_names(files: &[InputFile], total: u64) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}",
+                f.path,
+                f.sha256.clone().unwrap_or_else(|| f.bytes.to_string())
+            )
+        })
+        .collect();
+    names.push(total.to_string());
+    names
+}
