@@ -15,6 +15,7 @@ use drover_worker::dataset::location::Location;
 use drover_worker::dataset::manifest;
 use drover_worker::dedup::normalize::normalize;
 use drover_worker::dedup::shingle::{Unit, jaccard, shingles};
+use drover_worker::executors::Executor;
 use drover_worker::executors::dedup::Dedup;
 use support::stages::{Outputs, Staged};
 
@@ -43,20 +44,24 @@ fn config(input: &str, output: &str, method: &str) -> DedupConfig {
     }
 }
 
+/// The stages of `cfg`, to run here.
+fn staged<'a>(cfg: &DedupConfig, scratch: &'a Path) -> Staged<'a> {
+    Staged {
+        executor: &Dedup,
+        kind: TaskKind::Dedup,
+        name: "dedup",
+        config_json: serde_json::to_string(cfg).unwrap(),
+        stages: cfg.stages(),
+        scratch,
+    }
+}
+
 /// Runs every stage of `cfg` as attempt `attempt`.
 async fn run(cfg: &DedupConfig, attempt: u32, scratch: &Path) -> Result<Outputs, String> {
-    let json = serde_json::to_string(cfg).unwrap();
-    stages::run_all(
-        &Dedup,
-        TaskKind::Dedup,
-        "dedup",
-        &json,
-        &cfg.stages(),
-        attempt,
-        scratch,
-    )
-    .await
-    .map_err(|e| e.message)
+    staged(cfg, scratch)
+        .run_all(attempt)
+        .await
+        .map_err(|e| e.message)
 }
 
 /// The published dataset of a run.
@@ -262,4 +267,337 @@ async fn near_duplicates_are_found_with_the_target_precision_and_recall() {
     assert_eq!(report["docs"], spec.docs);
     assert_eq!(report["removed"], dups.len() as u64);
     assert_eq!(published.manifest.rows, kept.len() as u64);
+}
+
+/// A corpus over two files whose first three documents are one text
+/// once normalised (case, spacing, full-width letters).
+fn small_corpus(dir: &Path) -> Vec<String> {
+    let docs = [
+        serde_json::json!({"id": "a", "text": "The  Cat sat on the mat", "n": 1}),
+        serde_json::json!({"id": "b", "text": "the cat SAT on the mat   ", "n": 2}),
+        serde_json::json!({"meta": {"x": [1, 2]}, "id": "c", "text": "ＴＨＥ cat sat on the mat", "n": 3}),
+        serde_json::json!({"id": "d", "text": "a different text entirely", "n": null}),
+        serde_json::json!({"id": "e", "text": "the cat sat on the mat today", "n": 9}),
+    ];
+    write_jsonl(&dir.join("x"), "part-1.jsonl", &docs[..2]);
+    write_jsonl(&dir.join("x"), "part-2.jsonl", &docs[2..]);
+    docs.iter().map(|d| d.to_string()).collect()
+}
+
+#[tokio::test]
+async fn exact_duplicates_after_normalisation_keep_the_policys_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = small_corpus(tmp.path());
+    for (keep, field, kept) in [
+        ("first", None, "a"),
+        ("longest", None, "b"),
+        ("field", Some("n"), "c"),
+    ] {
+        let mut cfg = config(
+            &format!("file://{}/x", tmp.path().display()),
+            &format!("file://{}/out-{keep}", tmp.path().display()),
+            "exact",
+        );
+        cfg.keep = keep.into();
+        cfg.keep_field = field.map(str::to_owned);
+        let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
+        let published = Published::of(&cfg, &outputs).await;
+        let dups = published.duplicates();
+        let removed: Vec<&str> = ["a", "b", "c"].into_iter().filter(|i| *i != kept).collect();
+        assert_eq!(
+            dups.keys().map(String::as_str).collect::<Vec<_>>(),
+            removed,
+            "keep {keep}"
+        );
+        assert!(dups.values().all(|r| r == kept), "keep {keep}: {dups:?}");
+        // Kept records are the input's lines, byte for byte, in order;
+        // "e" is near the others but not the same text.
+        let want: Vec<&String> = lines
+            .iter()
+            .filter(|l| !removed.contains(&id_of(l).as_str()))
+            .collect();
+        let got = published.kept_lines();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want, "keep {keep}");
+        assert_eq!(published.report()["pairs"]["exactGroups"], 1);
+    }
+}
+
+#[tokio::test]
+async fn parquet_in_parquet_out_with_the_inputs_schema() {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use drover_worker::dataset::parquet::{self, ParquetSink};
+    use futures::TryStreamExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = Location::parse(tmp.path().join("pq").to_str().unwrap()).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("doc", DataType::Int64, false),
+        Field::new("body", DataType::Utf8, false),
+        Field::new("quality", DataType::Float64, true),
+        Field::new("source", DataType::Utf8, false),
+    ]));
+    // Document i is a near copy of document i - 1 when i is odd: one of
+    // its 40 words differs, so the pair's Jaccard similarity is over 0.8.
+    let words =
+        |seed: i64| -> Vec<String> { (0..40).map(|w| format!("w{}", seed * 100 + w)).collect() };
+    let n = 400i64;
+    let texts: Vec<String> = (0..n)
+        .map(|i| {
+            let mut w = words(i - i % 2);
+            if i % 2 == 1 {
+                w[39] = "changed".into();
+            }
+            w.join(" ")
+        })
+        .collect();
+    // Two files of several row groups each.
+    for (f, range) in [(0, 0..250), (1, 250..n)] {
+        let mut sink =
+            ParquetSink::create(&input, &format!("part-{f}.parquet"), schema.clone(), 60).unwrap();
+        let r = range.clone();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(r.clone())),
+                Arc::new(StringArray::from_iter_values(
+                    r.clone().map(|i| texts[i as usize].clone()),
+                )),
+                Arc::new(Float64Array::from_iter(r.clone().map(|i| Some(i as f64)))),
+                Arc::new(StringArray::from_iter_values(r.map(|i| format!("s{i}")))),
+            ],
+        )
+        .unwrap();
+        sink.write(&batch).await.unwrap();
+        sink.finish().await.unwrap();
+    }
+    let mut cfg = config(
+        &format!("file://{}/pq", tmp.path().display()),
+        &format!("file://{}/out", tmp.path().display()),
+        "minhash",
+    );
+    cfg.format = "parquet".into();
+    cfg.id_field = "doc".into();
+    cfg.text_field = "body".into();
+    cfg.keep = "field".into();
+    cfg.keep_field = Some("quality".into());
+    cfg.shards = 4;
+    let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
+    let published = Published::of(&cfg, &outputs).await;
+    // Each pair keeps its higher-quality (odd) document.
+    let dups = published.duplicates();
+    assert_eq!(dups.len(), (n / 2) as usize);
+    for (d, r) in &dups {
+        let (d, r): (i64, i64) = (d.parse().unwrap(), r.parse().unwrap());
+        assert_eq!((d % 2, r), (0, d + 1));
+    }
+    let out = Location::parse(published.dir.to_str().unwrap()).unwrap();
+    let mut kept = Vec::new();
+    for f in published
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".parquet"))
+    {
+        let (s, batches) = parquet::read(&out, &f.path, 1000).await.unwrap();
+        assert_eq!(s.fields(), schema.fields(), "the input's schema");
+        let batches: Vec<RecordBatch> = batches.try_collect().await.unwrap();
+        for b in batches {
+            let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            kept.extend(ids.values().iter().copied());
+        }
+    }
+    assert_eq!(kept, (0..n).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+    assert_eq!(published.manifest.rows, (n / 2) as u64);
+    assert_eq!(
+        published
+            .manifest
+            .schema
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["doc", "body", "quality", "source"]
+    );
+}
+
+#[tokio::test]
+async fn a_hot_bucket_is_sampled_not_quadratic_and_still_clusters() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 600 documents of 40 words sharing the first 38: every pair's
+    // similarity is 36/40 = 0.9, and most bands put them all in one bucket.
+    let docs: Vec<serde_json::Value> = (0..600)
+        .map(|i| {
+            let mut w: Vec<String> = (0..38).map(|k| format!("common{k}")).collect();
+            w.push(format!("own{i}"));
+            w.push(format!("tail{i}"));
+            serde_json::json!({"id": format!("d{i:04}"), "text": w.join(" ")})
+        })
+        .collect();
+    write_jsonl(&tmp.path().join("hot"), "part-0.jsonl", &docs);
+    let mut cfg = config(
+        &format!("file://{}/hot", tmp.path().display()),
+        &format!("file://{}/out", tmp.path().display()),
+        "minhash",
+    );
+    cfg.max_bucket_size = 50;
+    let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
+    let published = Published::of(&cfg, &outputs).await;
+    let report = published.report();
+    let pairs = &report["pairs"];
+    eprintln!("hot bucket: {pairs}");
+    assert!(pairs["hotBuckets"].as_u64().unwrap() > 0);
+    // All pairs would be 179,700 per band; sampling costs at most
+    // 50·49/2 + 550 per band.
+    let bound = u64::from(cfg.bands) * (50 * 49 / 2 + 550);
+    assert!(
+        pairs["candidatePairs"].as_u64().unwrap() <= bound,
+        "{pairs}"
+    );
+    // One cluster, less the few documents LSH misses: a document whose
+    // 13 minima per band are not all shared ones in any of 9 bands, a
+    // chance of about (1 - (36/38)^13)^9 = 0.2% each.
+    let dups = published.duplicates();
+    assert!(dups.len() >= 590, "{} joined", dups.len());
+    assert!(dups.values().all(|r| r == "d0000"));
+}
+
+#[tokio::test]
+async fn any_attempts_give_byte_identical_outputs_and_a_stopped_attempt_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("texts");
+    let spec = TextsSpec {
+        docs: 3000,
+        dup_rate: 0.1,
+        near_dup_rate: 0.1,
+        seed: 5,
+    };
+    texts::generate(
+        &Location::parse(data.to_str().unwrap()).unwrap(),
+        &spec,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let cfg = config(
+        &format!("file://{}", data.display()),
+        &format!("file://{}/out", tmp.path().display()),
+        "minhash",
+    );
+    let staged = staged(&cfg, tmp.path());
+    let first = staged.run_all(1).await.unwrap();
+
+    // A second run, every task on attempt 2 after a stopped attempt 3 of
+    // the first filter shard.
+    let mut done = Outputs::new();
+    for index in 0..staged.stages.len() {
+        if staged.stages[index].name == Some("filter") {
+            let t = staged.lease(index, 0, 3, Staged::token(index, 0, 3), &done);
+            let prefix = t.output_prefix.clone();
+            let (tx, rx) = tokio::sync::watch::channel(true);
+            let mut ctx = support::export::context(tmp.path());
+            ctx.cancel = rx;
+            let err = Dedup.run(t, ctx).await.unwrap_err();
+            drop(tx);
+            assert!(err.retryable, "{err:?}");
+            let stopped =
+                Location::parse(tmp.path().join("out").join(&prefix).to_str().unwrap()).unwrap();
+            assert!(
+                manifest::read(&stopped).await.unwrap().is_none(),
+                "nothing committed"
+            );
+        }
+        staged.run_stage(index, 2, &mut done).await.unwrap();
+    }
+    let a = Published::of(&cfg, &first).await;
+    let b = Published::of(&cfg, &done).await;
+    assert_ne!(a.dir, b.dir);
+    let files = |p: &Published| -> Vec<(String, String)> {
+        p.manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect()
+    };
+    assert_eq!(files(&a), files(&b), "same files, same bytes");
+    assert!(a.duplicates().len() > 100);
+}
+
+#[tokio::test]
+async fn an_input_that_changes_during_the_job_fails_the_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_corpus(tmp.path());
+    let cfg = config(
+        &format!("file://{}/x", tmp.path().display()),
+        &format!("file://{}/out", tmp.path().display()),
+        "minhash",
+    );
+    let staged = staged(&cfg, tmp.path());
+    let mut done = Outputs::new();
+    let filter = staged
+        .stages
+        .iter()
+        .position(|s| s.name == Some("filter"))
+        .unwrap();
+    for index in 0..filter {
+        staged.run_stage(index, 1, &mut done).await.unwrap();
+    }
+    // The input has no manifest, so it was listed; a file grows.
+    let path = tmp.path().join("x/part-2.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"id\":\"z\",\"text\":\"late arrival\"}\n");
+    std::fs::write(&path, text).unwrap();
+    let err = staged.run_stage(filter, 1, &mut done).await.unwrap_err();
+    assert!(!err.retryable);
+    assert!(
+        err.message.contains("changed while the job ran"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn bad_input_fails_permanently_naming_the_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "{\"id\":\"a\",\"text\":\"fine\"}\n{\"id\":\"b\",\"text\":\n",
+            "part-0.jsonl: the line at byte 25",
+        ),
+        (
+            "{\"id\":\"a\",\"body\":\"x\"}\n",
+            "no `text` (the text field)",
+        ),
+        (
+            "{\"id\":\"a\",\"text\":\"x\",\"q\":\"high\"}\n",
+            "a number or null",
+        ),
+    ];
+    for (i, (content, want)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("bad{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-0.jsonl"), content).unwrap();
+        let mut cfg = config(
+            &format!("file://{}", dir.display()),
+            &format!("file://{}/out", tmp.path().display()),
+            "minhash",
+        );
+        if i == 2 {
+            cfg.keep = "field".into();
+            cfg.keep_field = Some("q".into());
+        }
+        let err = run(&cfg, 1, tmp.path()).await.unwrap_err();
+        assert!(err.contains(want), "case {i}: {err}");
+    }
+    // An input with no data files.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let cfg = config(
+        &format!("file://{}", empty.display()),
+        &format!("file://{}/out", tmp.path().display()),
+        "exact",
+    );
+    let err = run(&cfg, 1, tmp.path()).await.unwrap_err();
+    assert!(err.contains("has no .jsonl files"), "{err}");
 }
