@@ -48,11 +48,18 @@ const DEMO_SPECS: &[(&str, &str)] = &[
         "annotation-export.yaml",
         include_str!("../../jobspecs/examples/annotation-export.yaml"),
     ),
+    (
+        "dedup.yaml",
+        include_str!("../../jobspecs/examples/dedup.yaml"),
+    ),
 ];
 
 /// Items per generated annotation project in the demo: enough for every
 /// shard to have work, small enough to finish in seconds.
 const DEMO_ITEMS: u64 = 2_000;
+
+/// Documents of the demo's text corpus, for the dedup example.
+const DEMO_DOCS: u64 = 20_000;
 
 pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -128,19 +135,21 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
 /// config (a data job's dataset root) joined with the accepted prefix.
 async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
     node.read_local(move |sm| {
-        let job = sm.job(id)?;
-        let last = job.templates.last()?;
-        let prefix = last
-            .outputs
-            .values()
-            .find_map(|o| o.manifest.as_ref().map(|m| m.prefix.clone()))?;
-        let config: serde_json::Value = serde_json::from_str(&last.def.config_json).ok()?;
-        let root = config["output"].as_str().map(|r| {
-            r.trim_start_matches("file://")
-                .trim_end_matches('/')
-                .to_owned()
-        })?;
-        Some(format!("{root}/{prefix}"))
+        // The last template that writes a dataset (a `noop` after it
+        // writes none).
+        sm.job(id)?.templates.iter().rev().find_map(|t| {
+            let config: serde_json::Value = serde_json::from_str(&t.def.config_json).ok()?;
+            let root = config["output"].as_str().map(|r| {
+                r.trim_start_matches("file://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })?;
+            let prefix = t
+                .outputs
+                .values()
+                .find_map(|o| o.manifest.as_ref().map(|m| m.prefix.clone()))?;
+            Some(format!("{root}/{prefix}"))
+        })
     })
     .await
     .map_err(|e| anyhow!("{e}"))
@@ -158,11 +167,12 @@ async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
 }
 
 /// Generates what the data examples read, unless it is there already:
-/// annotation projects under `data/annotations` and a pseudonymisation key
-/// under `data/secrets`. Returns the params that point the examples at
+/// annotation projects under `data/annotations`, a pseudonymisation key
+/// under `data/secrets` and a text corpus under `data/texts`. Returns the params that point the examples at
 /// them.
 async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> {
     use drover_worker::datagen::annotations::{self, AnnotationsSpec};
+    use drover_worker::datagen::texts::{self, TextsSpec};
     use drover_worker::dataset::{location::Location, manifest};
 
     let data_dir = std::path::absolute(data_dir).context("resolving --data-dir")?;
@@ -183,6 +193,21 @@ async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> 
     let key = data_dir.join("secrets/annotator-key");
     if !key.exists() {
         write_key(&key)?;
+    }
+    let texts_dir = data_dir.join("texts");
+    let location = Location::parse(&texts_dir.display().to_string())?;
+    if manifest::read(&location).await?.is_none() {
+        eprintln!(
+            "generating {DEMO_DOCS} documents with duplicates in {}",
+            texts_dir.display()
+        );
+        let spec = TextsSpec {
+            docs: DEMO_DOCS,
+            dup_rate: 0.1,
+            near_dup_rate: 0.1,
+            seed: 1,
+        };
+        texts::generate(&location, &spec, |_| {}).await?;
     }
     Ok(vec![
         ("data".to_owned(), format!("file://{}", data_dir.display())),

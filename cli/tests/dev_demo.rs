@@ -41,6 +41,10 @@ fn dev_demo_runs_the_examples_to_success() {
         "{stderr}"
     );
     assert!(
+        stderr.contains("dedup.yaml j3: succeeded 19/19 done"),
+        "{stderr}"
+    );
+    assert!(
         stderr.contains("demo finished: every job succeeded"),
         "{stderr}"
     );
@@ -69,6 +73,40 @@ fn dev_demo_runs_the_examples_to_success() {
         assert!(files.contains(&f), "{f} not in {files:?}");
         assert!(root.join(f).is_file(), "{f}");
     }
+    // The dedup's dataset: kept records, the duplicate map and the
+    // report, every file in its manifest, the kept rows fewer than the
+    // generated documents.
+    let place = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dedup.yaml: output in "))
+        .unwrap_or_else(|| panic!("no dedup output line: {stderr}"));
+    let root = std::path::Path::new(place);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("_manifest.json")).unwrap()).unwrap();
+    let files: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for f in [
+        "_dedup/duplicates.jsonl",
+        "_dedup/report.html",
+        "part-00000.jsonl",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+        assert!(root.join(f).is_file(), "{f}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("_dedup/report.json")).unwrap()).unwrap();
+    let (docs, kept) = (
+        report["docs"].as_u64().unwrap(),
+        report["kept"].as_u64().unwrap(),
+    );
+    assert_eq!(docs, 20_000);
+    assert!(kept < docs && kept > docs / 2, "{report}");
+    assert_eq!(manifest["rows"].as_u64().unwrap(), kept);
+
     // The key was generated for the demo, readable by its owner only.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("secrets/annotator-key"))
