@@ -172,29 +172,50 @@ pub async fn lines(
     Ok(stream_of(Reader::new(body, relative)).map_ok(|l| (l.number, l.bytes)))
 }
 
-/// The non-blank lines of `relative` that start in the byte range
-/// `start..end`, each with the offset it starts at. A line belongs to the
-/// range its first byte is in, so ranges that tile an object read each of
-/// its lines exactly once; the last line read may run past `end`.
+/// Bytes fetched per ranged read: few enough requests for a large object,
+/// little enough memory.
+const BLOCK_BYTES: u64 = 4 << 20;
+
+/// The non-blank lines of `relative`, an object of `size` bytes, that
+/// start in the byte range `start..end`, each with the offset it starts
+/// at. A line belongs to the range its first byte is in, so ranges that
+/// tile an object read each of its lines exactly once; the last line read
+/// may run past `end`. The object is fetched in ranged reads of a few
+/// megabytes, only as far as the lines taken need.
 pub async fn lines_starting_in(
     location: &Location,
     relative: &str,
+    size: u64,
     start: u64,
     end: u64,
+) -> Result<impl Stream<Item = Result<(u64, Vec<u8>), DatasetError>> + Send + use<>, DatasetError> {
+    lines_in_blocks(location, relative, size, start, end, BLOCK_BYTES)
+}
+
+fn lines_in_blocks(
+    location: &Location,
+    relative: &str,
+    size: u64,
+    start: u64,
+    end: u64,
+    block: u64,
 ) -> Result<impl Stream<Item = Result<(u64, Vec<u8>), DatasetError>> + Send + use<>, DatasetError> {
     // From the byte before `start`: if it ends a line, the line at `start`
     // is ours; otherwise the line it is in belongs to the range before.
     let from = start.saturating_sub(1);
-    let options = object_store::GetOptions {
-        range: Some(object_store::GetRange::Offset(from)),
-        ..Default::default()
-    };
-    let body = location
-        .store
-        .get_opts(&location.path(relative), options)
-        .await?
-        .into_stream()
-        .boxed();
+    let store = location.store.clone();
+    let path = location.path(relative);
+    let body = futures::stream::unfold(from, move |at| {
+        let (store, path) = (store.clone(), path.clone());
+        async move {
+            if at >= size {
+                return None;
+            }
+            let to = size.min(at + block.max(1));
+            Some((store.get_range(&path, at..to).await, to))
+        }
+    })
+    .boxed();
     let mut reader = Reader::new(body, relative);
     reader.offset = from;
     reader.skip_first = start > 0;
@@ -250,12 +271,13 @@ mod tests {
         let mut sink = TextSink::create(&loc, "t.jsonl");
         sink.write(&text).await.unwrap();
         sink.finish().await.unwrap();
-        let all: Vec<(u64, Vec<u8>)> = lines_starting_in(&loc, "t.jsonl", 0, u64::MAX)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let all: Vec<(u64, Vec<u8>)> =
+            lines_starting_in(&loc, "t.jsonl", text.len() as u64, 0, u64::MAX)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
         assert_eq!(all.len(), 300);
         for (offset, line) in &all {
             assert_eq!(
@@ -268,8 +290,9 @@ mod tests {
             let mut got = Vec::new();
             for p in 0..parts {
                 let (a, b) = (len * p / parts, len * (p + 1) / parts);
-                let part: Vec<(u64, Vec<u8>)> = lines_starting_in(&loc, "t.jsonl", a, b)
-                    .await
+                // Blocks far smaller than a line, too.
+                let block = if parts % 2 == 0 { 7 } else { BLOCK_BYTES };
+                let part: Vec<(u64, Vec<u8>)> = lines_in_blocks(&loc, "t.jsonl", len, a, b, block)
                     .unwrap()
                     .try_collect()
                     .await

@@ -6,6 +6,9 @@ use unicode_normalization::UnicodeNormalization;
 
 /// The normalised form of `text`.
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() {
+        return normalize_ascii(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     for c in text.nfkc().flat_map(char::to_lowercase) {
@@ -20,6 +23,20 @@ pub fn normalize(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// [`normalize`] for ASCII text, which NFKC leaves as it is: the common
+/// case, without the Unicode tables.
+fn normalize_ascii(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        out.extend(word.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    // Only ASCII bytes went in.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The exact-duplicate key of `text`: a 128-bit hash of its normalised
@@ -43,5 +60,26 @@ mod tests {
         );
         assert_ne!(exact_key("hello world"), exact_key("hello worlds"));
         assert_eq!(normalize(""), "");
+        // The ASCII fast path agrees with the general one, whatever the
+        // whitespace (form feed, vertical tab).
+        for t in ["  Mixed\tCASE\n words  ", "a\u{0c}b\u{0b}c", "one", "  "] {
+            let general: String = {
+                let mut out = String::new();
+                let mut pending = false;
+                for c in t.nfkc().flat_map(char::to_lowercase) {
+                    if c.is_whitespace() {
+                        pending = !out.is_empty();
+                        continue;
+                    }
+                    if pending {
+                        out.push(' ');
+                        pending = false;
+                    }
+                    out.push(c);
+                }
+                out
+            };
+            assert_eq!(normalize(t), general, "{t:?}");
+        }
     }
 }

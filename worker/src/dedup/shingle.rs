@@ -17,13 +17,34 @@ pub fn shingles(normalized: &str, unit: Unit, size: usize) -> Vec<u32> {
     let size = size.max(1);
     let mut out: Vec<u32> = match unit {
         Unit::Word => {
-            let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
-            if words.len() <= size {
-                vec![hash32(words.join(" ").as_bytes())]
+            // Normalised text has one space between words, so a window of
+            // words is one slice of it: hashed in place, not joined.
+            let bytes = normalized.as_bytes();
+            let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(bytes.len() / 4 + 1);
+            let mut start = None;
+            for (i, &b) in bytes.iter().enumerate() {
+                match (b == b' ', start) {
+                    (true, Some(s)) => {
+                        bounds.push((s, i));
+                        start = None;
+                    }
+                    (false, None) => start = Some(i),
+                    _ => {}
+                }
+            }
+            if let Some(s) = start {
+                bounds.push((s, bytes.len()));
+            }
+            if bounds.len() <= size {
+                let (from, to) = match (bounds.first(), bounds.last()) {
+                    (Some(f), Some(l)) => (f.0, l.1),
+                    _ => (0, 0),
+                };
+                vec![hash32(&bytes[from..to])]
             } else {
-                words
+                bounds
                     .windows(size)
-                    .map(|w| hash32(w.join(" ").as_bytes()))
+                    .map(|w| hash32(&bytes[w[0].0..w[size - 1].1]))
                     .collect()
             }
         }
@@ -78,6 +99,19 @@ pub fn jaccard(a: &[u32], b: &[u32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_is_its_words_joined_by_one_space() {
+        let s = shingles("a bb ccc dd", Unit::Word, 2);
+        let mut want: Vec<u32> = ["a bb", "bb ccc", "ccc dd"]
+            .iter()
+            .map(|w| hash32(w.as_bytes()))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(s, want);
+        assert_eq!(shingles("a b", Unit::Word, 3), vec![hash32(b"a b")]);
+        assert_eq!(shingles("", Unit::Word, 3), vec![hash32(b"")]);
+    }
 
     #[test]
     fn word_and_char_shingles() {

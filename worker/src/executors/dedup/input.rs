@@ -218,12 +218,12 @@ pub fn chunks(
     let mut columns = vec![fields.id.clone(), fields.text.clone()];
     columns.extend(fields.keep.clone());
     columns.dedup();
-    let work: Vec<(Arc<str>, u64, u64)> = ranges(files, shard, shards)
+    let work: Vec<(Arc<str>, u64, u64, u64)> = ranges(files, shard, shards)
         .into_iter()
-        .map(|(i, a, b)| (Arc::from(files[i].path.as_str()), a, b))
+        .map(|(i, a, b)| (Arc::from(files[i].path.as_str()), files[i].bytes, a, b))
         .collect();
     futures::stream::iter(work)
-        .then(move |(path, start, end)| {
+        .then(move |(path, size, start, end)| {
             let location = location.clone();
             let columns = columns.clone();
             async move {
@@ -250,7 +250,7 @@ pub fn chunks(
                             .boxed(),
                     )
                 } else {
-                    let lines = jsonl::lines_starting_in(&location, &path, start, end)
+                    let lines = jsonl::lines_starting_in(&location, &path, size, start, end)
                         .await
                         .map_err(dataset_error)?;
                     let path = path.clone();
