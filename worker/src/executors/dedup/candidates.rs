@@ -28,19 +28,11 @@ pub async fn run(
     let p = task.partition_index;
     let shards = attempt.upstream(task, "signatures", job.shards).await?;
     let (exact_name, band_name) = (part("exact", p), part("bands", p));
-    let mut exact: Vec<ExactEntry> = Vec::new();
-    let mut bands: Vec<BandEntry> = Vec::new();
-    let mut inputs = Vec::new();
-    for s in &shards {
-        attempt.stopped(ctx)?;
-        inputs.push(s.manifest.content_hash());
-        if s.has(&exact_name) {
-            exact.extend(records::read_all::<ExactEntry>(&s.location, &exact_name).await?);
-        }
-        if s.has(&band_name) {
-            bands.extend(records::read_all::<BandEntry>(&s.location, &band_name).await?);
-        }
-    }
+    let mut exact: Vec<ExactEntry> =
+        records::gather(attempt, ctx, &shards, |f| f == exact_name).await?;
+    let mut bands: Vec<BandEntry> =
+        records::gather(attempt, ctx, &shards, |f| f == band_name).await?;
+    let inputs = records::content_hashes(&shards);
     ctx.progress
         .set(0.3, format!("{} keys read", exact.len() + bands.len()));
     let mut stats = PairStats::default();

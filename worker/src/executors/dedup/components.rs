@@ -107,20 +107,11 @@ pub async fn run(
     let stage = job.pairs_stage();
     let ups = attempt.upstream(task, stage, job.partitions).await?;
     let shards = attempt.upstream(task, "signatures", job.shards).await?;
-    let mut pairs: Vec<Pair> = Vec::new();
+    let mut pairs: Vec<Pair> =
+        records::gather(attempt, ctx, &ups, |f| f.starts_with("pairs/")).await?;
+    let inputs = records::content_hashes(&ups);
     let mut stats = PairStats::default();
-    let mut inputs = Vec::new();
     for u in &ups {
-        attempt.stopped(ctx)?;
-        inputs.push(u.manifest.content_hash());
-        for f in u
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.path.starts_with("pairs/"))
-        {
-            pairs.extend(records::read_all::<Pair>(&u.location, &f.path).await?);
-        }
         let s: PairStats = attempt
             .read_json(&u.location, STATS_JSON, STATS_BYTES_MAX)
             .await?;

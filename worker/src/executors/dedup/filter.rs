@@ -104,15 +104,7 @@ pub async fn run(
     let mut table_schema = None;
     let mut examples: Vec<ExampleText> = Vec::new();
     let mut at: usize = 0;
-    let mut chunks = input::chunks(
-        attempt,
-        &files,
-        &job.cfg.format,
-        shard,
-        job.shards,
-        &job.fields,
-        true,
-    );
+    let mut chunks = job.chunks(attempt, &files, shard, true);
     while let Some(chunk) = chunks.next().await {
         attempt.stopped(ctx)?;
         let chunk = chunk?;

@@ -150,6 +150,26 @@ impl Job {
         MinHasher::new(self.cfg.num_perm as usize, MINHASH_SEED)
     }
 
+    /// The documents of shard `shard`, in input order (see
+    /// [`input::chunks`]).
+    fn chunks(
+        &self,
+        attempt: &DataAttempt,
+        files: &[input::InputFile],
+        shard: u64,
+        all_columns: bool,
+    ) -> futures::stream::BoxStream<'static, Result<input::Chunk, TaskError>> {
+        input::chunks(
+            attempt,
+            files,
+            &self.cfg.format,
+            shard,
+            self.shards,
+            &self.fields,
+            all_columns,
+        )
+    }
+
     /// The stage whose pairs `components` reads.
     fn pairs_stage(&self) -> &'static str {
         if self.minhash { "verify" } else { "candidates" }

@@ -8,8 +8,8 @@ use object_store::ObjectStoreExt;
 
 use super::DocRef;
 use crate::dataset::location::Location;
-use crate::executors::TaskError;
-use crate::executors::data_attempt::dataset_error;
+use crate::executors::data_attempt::{DataAttempt, Upstream, dataset_error};
+use crate::executors::{AttemptContext, TaskError};
 
 /// A shard's document records.
 pub const DOCS: &str = "docs.bin";
@@ -184,6 +184,29 @@ pub async fn read_all<T: Fixed>(location: &Location, relative: &str) -> Result<V
         .await
         .map_err(|e| dataset_error(e.into()))?;
     decode(&bytes, &format!("{}/{relative}", location.url))
+}
+
+/// The records of every file of `ups`' outputs whose path `wanted`
+/// accepts, upstream by upstream; stops early when the attempt is told to.
+pub async fn gather<T: Fixed>(
+    attempt: &DataAttempt,
+    ctx: &AttemptContext,
+    ups: &[Upstream],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<T>, TaskError> {
+    let mut out = Vec::new();
+    for u in ups {
+        attempt.stopped(ctx)?;
+        for f in u.manifest.files.iter().filter(|f| wanted(&f.path)) {
+            out.extend(read_all::<T>(&u.location, &f.path).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The content hashes of `ups`' outputs, for an input fingerprint.
+pub fn content_hashes(ups: &[Upstream]) -> Vec<String> {
+    ups.iter().map(|u| u.manifest.content_hash()).collect()
 }
 
 /// What a later stage needs of a document: its shingles (to verify),

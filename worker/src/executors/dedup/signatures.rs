@@ -74,15 +74,7 @@ pub async fn run(
     let mut exact_parts: Vec<Vec<u8>> = vec![Vec::new(); parts as usize];
     let mut seen: HashSet<u128> = HashSet::new();
     let mut written: u64 = 0;
-    let mut chunks = input::chunks(
-        attempt,
-        &files,
-        &job.cfg.format,
-        shard,
-        job.shards,
-        &job.fields,
-        false,
-    );
+    let mut chunks = job.chunks(attempt, &files, shard, false);
     while let Some(chunk) = chunks.next().await {
         attempt.stopped(ctx)?;
         let chunk = chunk?;

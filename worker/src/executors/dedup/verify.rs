@@ -40,15 +40,8 @@ pub async fn run(
     let candidates = attempt.upstream(task, "candidates", job.partitions).await?;
     let shards = attempt.upstream(task, "signatures", job.shards).await?;
     let name = part("pairs", q);
-    let mut pairs: Vec<Pair> = Vec::new();
-    let mut inputs = Vec::new();
-    for c in &candidates {
-        attempt.stopped(ctx)?;
-        inputs.push(c.manifest.content_hash());
-        if c.has(&name) {
-            pairs.extend(records::read_all::<Pair>(&c.location, &name).await?);
-        }
-    }
+    let mut pairs: Vec<Pair> = records::gather(attempt, ctx, &candidates, |f| f == name).await?;
+    let inputs = records::content_hashes(&candidates);
     let pairs = distinct(&mut pairs);
     // The candidates task of the same index passes its counts on through
     // this one, so each is counted once.
