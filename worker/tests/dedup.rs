@@ -131,31 +131,37 @@ fn write_jsonl(dir: &Path, name: &str, docs: &[serde_json::Value]) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
-/// Pairwise precision and recall of the job's clusters against the true
-/// Jaccard similarity of every pair the generator made alike and every
-/// pair the job joined.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn near_duplicates_are_found_with_the_target_precision_and_recall() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("texts");
-    let spec = TextsSpec {
-        docs: 20_000,
-        dup_rate: 0.1,
-        near_dup_rate: 0.15,
-        seed: 11,
-    };
+/// A generated corpus below `dir` and the MinHash config over it.
+async fn generated(dir: &Path, spec: &TextsSpec) -> (std::path::PathBuf, DedupConfig) {
+    let data = dir.join("texts");
     texts::generate(
         &Location::parse(data.to_str().unwrap()).unwrap(),
-        &spec,
+        spec,
         |_| {},
     )
     .await
     .unwrap();
     let cfg = config(
         &format!("file://{}", data.display()),
-        &format!("file://{}/out", tmp.path().display()),
+        &format!("file://{}/out", dir.display()),
         "minhash",
     );
+    (data, cfg)
+}
+
+/// Pairwise precision and recall of the job's clusters against the true
+/// Jaccard similarity of every pair the generator made alike and every
+/// pair the job joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_duplicates_are_found_with_the_target_precision_and_recall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TextsSpec {
+        docs: 20_000,
+        dup_rate: 0.1,
+        near_dup_rate: 0.15,
+        seed: 11,
+    };
+    let (data, cfg) = generated(tmp.path(), &spec).await;
     let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
     let published = Published::of(&cfg, &outputs).await;
 
@@ -466,25 +472,13 @@ async fn a_hot_bucket_is_sampled_not_quadratic_and_still_clusters() {
 #[tokio::test]
 async fn any_attempts_give_byte_identical_outputs_and_a_stopped_attempt_commits_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("texts");
     let spec = TextsSpec {
         docs: 3000,
         dup_rate: 0.1,
         near_dup_rate: 0.1,
         seed: 5,
     };
-    texts::generate(
-        &Location::parse(data.to_str().unwrap()).unwrap(),
-        &spec,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let cfg = config(
-        &format!("file://{}", data.display()),
-        &format!("file://{}/out", tmp.path().display()),
-        "minhash",
-    );
+    let (_, cfg) = generated(tmp.path(), &spec).await;
     let staged = staged(&cfg, tmp.path());
     let first = staged.run_all(1).await.unwrap();
 

@@ -89,14 +89,7 @@ impl DataAttempt {
         relative: &str,
         max: usize,
     ) -> Result<bytes::Bytes, TaskError> {
-        let bytes = location
-            .store
-            .get(&location.path(relative))
-            .await
-            .map_err(|e| dataset_error(e.into()))?
-            .bytes()
-            .await
-            .map_err(|e| dataset_error(e.into()))?;
+        let bytes = read_bytes(location, relative).await?;
         if bytes.len() > max {
             return Err(TaskError::permanent(format!(
                 "{}/{relative} is larger than {max} bytes",
@@ -146,6 +139,18 @@ impl DataAttempt {
         stage: &str,
         count: u64,
     ) -> Result<Vec<Upstream>, TaskError> {
+        self.upstream_where(task, stage, count, |_| true).await
+    }
+
+    /// Like [`DataAttempt::upstream`], checking the lease lists every
+    /// partition but reading the manifests of those `wanted` keeps only.
+    pub async fn upstream_where(
+        &self,
+        task: &LeasedTask,
+        stage: &str,
+        count: u64,
+        wanted: impl Fn(u64) -> bool,
+    ) -> Result<Vec<Upstream>, TaskError> {
         if task.upstream_outputs_truncated {
             return Err(TaskError::permanent(format!(
                 "the coordinator could not list every {stage} output in one lease (too many partitions); use fewer shards"
@@ -164,7 +169,7 @@ impl DataAttempt {
             )));
         }
         let mut out = Vec::with_capacity(ups.len());
-        for u in ups {
+        for u in ups.into_iter().filter(|u| wanted(u.partition_index)) {
             if u.output_prefix.is_empty() {
                 return Err(TaskError::permanent(format!(
                     "{stage} {} has no recorded output",
@@ -279,6 +284,18 @@ impl DataAttempt {
             created_unix_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
+}
+
+/// The whole of `relative` below `location`.
+pub async fn read_bytes(location: &Location, relative: &str) -> Result<bytes::Bytes, TaskError> {
+    location
+        .store
+        .get(&location.path(relative))
+        .await
+        .map_err(|e| dataset_error(e.into()))?
+        .bytes()
+        .await
+        .map_err(|e| dataset_error(e.into()))
 }
 
 /// A dataset failure as an attempt failure: a store that failed may work

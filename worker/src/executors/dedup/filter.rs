@@ -65,8 +65,12 @@ pub async fn run(
     let shard32 = u32::try_from(shard).map_err(|_| TaskError::permanent("shard out of range"))?;
     let components = attempt.upstream(task, "components", 1).await?;
     let components = &components[0];
-    let shards = attempt.upstream(task, "signatures", job.shards).await?;
-    let signed = &shards[shard as usize];
+    // Only this shard's signatures output: the others' manifests are not
+    // read.
+    let signed = attempt
+        .upstream_where(task, "signatures", job.shards, |i| i == shard)
+        .await?;
+    let signed = &signed[0];
     let info: ShardInfo = attempt
         .read_json(&signed.location, SHARD_JSON, JSON_BYTES_MAX)
         .await?;

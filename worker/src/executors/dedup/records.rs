@@ -4,11 +4,9 @@
 //! with an offsets index beside them, so a later stage fetches just the
 //! documents it needs with ranged reads.
 
-use object_store::ObjectStoreExt;
-
 use super::DocRef;
 use crate::dataset::location::Location;
-use crate::executors::data_attempt::{DataAttempt, Upstream, dataset_error};
+use crate::executors::data_attempt::{DataAttempt, Upstream, dataset_error, read_bytes};
 use crate::executors::{AttemptContext, TaskError};
 
 /// A shard's document records.
@@ -175,14 +173,7 @@ pub fn decode<T: Fixed>(bytes: &[u8], what: &str) -> Result<Vec<T>, TaskError> {
 
 /// Reads the whole of `relative` below `location` as records.
 pub async fn read_all<T: Fixed>(location: &Location, relative: &str) -> Result<Vec<T>, TaskError> {
-    let bytes = location
-        .store
-        .get(&location.path(relative))
-        .await
-        .map_err(|e| dataset_error(e.into()))?
-        .bytes()
-        .await
-        .map_err(|e| dataset_error(e.into()))?;
+    let bytes = read_bytes(location, relative).await?;
     decode(&bytes, &format!("{}/{relative}", location.url))
 }
 
