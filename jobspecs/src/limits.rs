@@ -87,5 +87,8 @@ pub const EXPORT_SHARDS_MAX: u32 = 10_000;
 /// under the 10,000 upstream outputs it may list.
 pub const DEDUP_SHARDS_MAX: u32 = 4_096;
 
+/// Longest dedup shingle, in words or characters.
+pub const DEDUP_SHINGLE_SIZE_MAX: u32 = 32;
+
 /// Longest `sleep` task: one day.
 pub const SLEEP_MS_MAX: u64 = 24 * 3600 * 1000;

@@ -300,7 +300,7 @@ fn decode_shingle(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Shingl
     let default_size = if unit == Some("char") { 5 } else { 3 };
     let size = match f.get("size") {
         None => Some(default_size),
-        Some(n) => decode::u32_in(d, n, &f.path("size"), 1, 32),
+        Some(n) => decode::u32_in(d, n, &f.path("size"), 1, limits::DEDUP_SHINGLE_SIZE_MAX),
     };
     Some(Shingle {
         unit: unit?.to_owned(),

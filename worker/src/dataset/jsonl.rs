@@ -37,10 +37,54 @@ struct Reader {
     path: String,
 }
 
-/// A line as read: where it starts, its number when known, its bytes
-/// without the line end.
-struct RawLine {
+/// Where a line is: its offset in the object, its number when known, and
+/// its bytes (without the line end) as a range of the reader's buffer.
+struct Span {
     offset: u64,
+    number: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Bytes a [`LineBatch`] fills before it is handed on.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Lines read together, their bytes end to end in one buffer.
+#[derive(Debug, Default)]
+pub struct LineBatch {
+    data: Vec<u8>,
+    /// (offset in the object, start and end in `data`) of each line.
+    lines: Vec<(u64, usize, usize)>,
+}
+
+impl LineBatch {
+    /// Lines in it.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The `k`th line, with the offset in the object it starts at.
+    pub fn get(&self, k: usize) -> Option<(u64, &[u8])> {
+        self.lines
+            .get(k)
+            .map(|&(offset, a, b)| (offset, &self.data[a..b]))
+    }
+
+    /// Each line, with the offset in the object it starts at.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.lines
+            .iter()
+            .map(|&(offset, a, b)| (offset, &self.data[a..b]))
+    }
+}
+
+/// A line as read: its number and its bytes without the line end.
+struct RawLine {
     number: u64,
     bytes: Vec<u8>,
 }
@@ -61,12 +105,11 @@ impl Reader {
         }
     }
 
-    /// The next non-blank line starting before `end`.
-    async fn next_line(&mut self) -> Option<Result<RawLine, DatasetError>> {
+    /// The next non-blank line starting before `end`, as where it lies in
+    /// `buf`: valid until the reader is used again.
+    async fn next_span(&mut self) -> Option<Result<Span, DatasetError>> {
         loop {
-            let found = self.buf[self.pos + self.scanned..]
-                .iter()
-                .position(|b| *b == b'\n')
+            let found = memchr::memchr(b'\n', &self.buf[self.pos + self.scanned..])
                 .map(|i| self.pos + self.scanned + i);
             if let Some(nl) = found {
                 let (start, offset) = (self.pos, self.offset);
@@ -88,10 +131,12 @@ impl Reader {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return Some(Ok(RawLine {
+                let end = start + line.len();
+                return Some(Ok(Span {
                     offset,
                     number: self.number,
-                    bytes: line.to_vec(),
+                    start,
+                    end,
                 }));
             }
             self.scanned = self.buf.len() - self.pos;
@@ -105,10 +150,11 @@ impl Reader {
                     return None;
                 }
                 self.number += 1;
-                let line = RawLine {
+                let line = Span {
                     offset: self.offset,
                     number: self.number,
-                    bytes: rest.to_vec(),
+                    start: self.pos,
+                    end: self.buf.len(),
                 };
                 self.offset += rest.len() as u64;
                 self.pos = self.buf.len();
@@ -149,6 +195,33 @@ impl Reader {
             }
         }
     }
+
+    /// The next line, copied out.
+    async fn next_line(&mut self) -> Option<Result<RawLine, DatasetError>> {
+        let span = self.next_span().await?;
+        Some(span.map(|s| RawLine {
+            number: s.number,
+            bytes: self.buf[s.start..s.end].to_vec(),
+        }))
+    }
+
+    /// Up to `lines_max` next lines (fewer once [`BATCH_BYTES`] are
+    /// taken), copied into one buffer: one allocation for many lines.
+    async fn next_batch(&mut self, lines_max: usize) -> Option<Result<LineBatch, DatasetError>> {
+        let mut batch = LineBatch::default();
+        while batch.lines.len() < lines_max.max(1) && batch.data.len() < BATCH_BYTES {
+            match self.next_span().await {
+                None => break,
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(s)) => {
+                    let from = batch.data.len();
+                    batch.data.extend_from_slice(&self.buf[s.start..s.end]);
+                    batch.lines.push((s.offset, from, batch.data.len()));
+                }
+            }
+        }
+        (!batch.lines.is_empty()).then_some(Ok(batch))
+    }
 }
 
 fn stream_of(reader: Reader) -> impl Stream<Item = Result<RawLine, DatasetError>> + Send + use<> {
@@ -176,51 +249,73 @@ pub async fn lines(
 /// little enough memory.
 const BLOCK_BYTES: u64 = 4 << 20;
 
+/// Ranged reads in flight at once.
+const READ_AHEAD_BLOCKS: usize = 2;
+
 /// The non-blank lines of `relative`, an object of `size` bytes, that
 /// start in the byte range `start..end`, each with the offset it starts
-/// at. A line belongs to the range its first byte is in, so ranges that
-/// tile an object read each of its lines exactly once; the last line read
-/// may run past `end`. The object is fetched in ranged reads of a few
-/// megabytes, only as far as the lines taken need.
-pub async fn lines_starting_in(
+/// at, in batches of up to `lines_max` lines sharing one buffer. A line
+/// belongs to the range its first byte is in, so ranges that tile an
+/// object read each of its lines exactly once; the last line read may run
+/// past `end`. The object is fetched in ranged reads of a few megabytes,
+/// only as far as the lines taken need.
+pub fn line_batches_starting_in(
     location: &Location,
     relative: &str,
     size: u64,
     start: u64,
     end: u64,
-) -> Result<impl Stream<Item = Result<(u64, Vec<u8>), DatasetError>> + Send + use<>, DatasetError> {
-    lines_in_blocks(location, relative, size, start, end, BLOCK_BYTES)
+    lines_max: usize,
+) -> impl Stream<Item = Result<LineBatch, DatasetError>> + Send + use<> {
+    batches_in_blocks(location, relative, size, start, end, lines_max, BLOCK_BYTES)
 }
 
-fn lines_in_blocks(
+fn batches_in_blocks(
+    location: &Location,
+    relative: &str,
+    size: u64,
+    start: u64,
+    end: u64,
+    lines_max: usize,
+    block: u64,
+) -> impl Stream<Item = Result<LineBatch, DatasetError>> + Send + use<> {
+    let reader = ranged_reader(location, relative, size, start, end, block);
+    futures::stream::unfold(reader, move |mut r| async move {
+        r.next_batch(lines_max).await.map(|batch| (batch, r))
+    })
+}
+
+/// A reader of the lines starting in `start..end`, fetching `block` bytes
+/// at a time.
+fn ranged_reader(
     location: &Location,
     relative: &str,
     size: u64,
     start: u64,
     end: u64,
     block: u64,
-) -> Result<impl Stream<Item = Result<(u64, Vec<u8>), DatasetError>> + Send + use<>, DatasetError> {
+) -> Reader {
     // From the byte before `start`: if it ends a line, the line at `start`
     // is ours; otherwise the line it is in belongs to the range before.
     let from = start.saturating_sub(1);
     let store = location.store.clone();
     let path = location.path(relative);
-    let body = futures::stream::unfold(from, move |at| {
-        let (store, path) = (store.clone(), path.clone());
-        async move {
-            if at >= size {
-                return None;
-            }
-            let to = size.min(at + block.max(1));
-            Some((store.get_range(&path, at..to).await, to))
-        }
-    })
-    .boxed();
+    let block = block.max(1);
+    // One block read ahead, so fetching overlaps cutting lines; a reader
+    // that stops at `end` may so fetch one block it does not use.
+    let body = futures::stream::iter((0u64..).map(move |i| from + i * block))
+        .take_while(move |at| futures::future::ready(*at < size))
+        .map(move |at| {
+            let (store, path) = (store.clone(), path.clone());
+            async move { store.get_range(&path, at..size.min(at + block)).await }
+        })
+        .buffered(READ_AHEAD_BLOCKS)
+        .boxed();
     let mut reader = Reader::new(body, relative);
     reader.offset = from;
     reader.skip_first = start > 0;
     reader.end = end;
-    Ok(stream_of(reader).map_ok(|l| (l.offset, l.bytes)))
+    reader
 }
 
 #[cfg(test)]
@@ -271,13 +366,27 @@ mod tests {
         let mut sink = TextSink::create(&loc, "t.jsonl");
         sink.write(&text).await.unwrap();
         sink.finish().await.unwrap();
-        let all: Vec<(u64, Vec<u8>)> =
-            lines_starting_in(&loc, "t.jsonl", text.len() as u64, 0, u64::MAX)
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
+        let len = text.len() as u64;
+        let read = |a: u64, b: u64, lines_max: usize, block: u64| {
+            let loc = loc.clone();
+            async move {
+                let batches: Vec<LineBatch> =
+                    batches_in_blocks(&loc, "t.jsonl", len, a, b, lines_max, block)
+                        .try_collect()
+                        .await
+                        .unwrap();
+                assert!(
+                    batches
+                        .iter()
+                        .all(|b| !b.is_empty() && b.len() <= lines_max)
+                );
+                batches
+                    .iter()
+                    .flat_map(|b| b.iter().map(|(o, l)| (o, l.to_vec())))
+                    .collect::<Vec<(u64, Vec<u8>)>>()
+            }
+        };
+        let all = read(0, u64::MAX, 8192, BLOCK_BYTES).await;
         assert_eq!(all.len(), 300);
         for (offset, line) in &all {
             assert_eq!(
@@ -285,18 +394,13 @@ mod tests {
                 &line[..]
             );
         }
-        let len = text.len() as u64;
         for parts in [1u64, 2, 3, 7, 64, 1000] {
             let mut got = Vec::new();
             for p in 0..parts {
                 let (a, b) = (len * p / parts, len * (p + 1) / parts);
-                // Blocks far smaller than a line, too.
+                // Blocks far smaller than a line, and small batches, too.
                 let block = if parts % 2 == 0 { 7 } else { BLOCK_BYTES };
-                let part: Vec<(u64, Vec<u8>)> = lines_in_blocks(&loc, "t.jsonl", len, a, b, block)
-                    .unwrap()
-                    .try_collect()
-                    .await
-                    .unwrap();
+                let part = read(a, b, 17, block).await;
                 assert!(part.iter().all(|(o, _)| (a..b).contains(o)), "{parts}/{p}");
                 got.extend(part);
             }

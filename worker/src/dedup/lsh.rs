@@ -6,16 +6,29 @@
 /// The band keys of a signature: one per band, the band's index mixed in
 /// so equal values in different bands do not collide.
 pub fn band_keys(signature: &[u32], bands: usize, rows: usize) -> Vec<u64> {
-    let mut bytes = Vec::with_capacity(rows * 4);
-    (0..bands)
-        .map(|band| {
-            bytes.clear();
-            for v in &signature[band * rows..(band + 1) * rows] {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-            twox_hash::XxHash3_64::oneshot_with_seed(band as u64, &bytes)
-        })
-        .collect()
+    let mut out = Vec::new();
+    band_keys_into(signature, bands, rows, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`band_keys`] into `out` (cleared first), with `bytes` as scratch: both
+/// reused from one signature to the next.
+pub fn band_keys_into(
+    signature: &[u32],
+    bands: usize,
+    rows: usize,
+    bytes: &mut Vec<u8>,
+    out: &mut Vec<u64>,
+) {
+    let rows = rows.max(1);
+    out.clear();
+    bytes.resize(rows * 4, 0);
+    for (band, values) in signature.chunks_exact(rows).take(bands).enumerate() {
+        for (b, v) in bytes.chunks_exact_mut(4).zip(values) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+        out.push(twox_hash::XxHash3_64::oneshot_with_seed(band as u64, bytes));
+    }
 }
 
 /// The chance two documents of similarity `s` share a bucket.

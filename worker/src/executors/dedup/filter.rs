@@ -7,7 +7,7 @@
 //! other documents, so the task fails rather than write a wrong answer.
 //! It also keeps the text of the report's example documents in its range.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use arrow_array::BooleanArray;
 use drover_proto::v1::{LeasedTask, OutputManifest};
@@ -94,7 +94,7 @@ pub async fn run(
     let clusters: Clusters = attempt
         .read_json(&components.location, CLUSTERS_JSON, JSON_BYTES_MAX)
         .await?;
-    let wanted: HashSet<u32> = clusters
+    let wanted: BTreeSet<u32> = clusters
         .examples
         .iter()
         .flat_map(|e| &e.members)
@@ -116,17 +116,15 @@ pub async fn run(
         if at + n > docs {
             return Err(changed(attempt, info.docs));
         }
-        if (at..at + n).any(|i| wanted.contains(&(i as u32))) {
-            for (k, doc) in chunk.docs(&job.fields)?.into_iter().enumerate() {
-                if wanted.contains(&((at + k) as u32)) {
-                    examples.push(ExampleText {
-                        doc: doc_ref(shard32, (at + k) as u32),
-                        text: truncated(&doc.text, EXAMPLE_CHARS_MAX * 4)
-                            .chars()
-                            .take(EXAMPLE_CHARS_MAX)
-                            .collect(),
-                    });
-                }
+        for &i in wanted.range(at as u32..(at + n) as u32) {
+            if let Some(doc) = chunk.doc(i as usize - at, &job.fields)? {
+                examples.push(ExampleText {
+                    doc: doc_ref(shard32, i),
+                    text: truncated(&doc.text, EXAMPLE_CHARS_MAX * 4)
+                        .chars()
+                        .take(EXAMPLE_CHARS_MAX)
+                        .collect(),
+                });
             }
         }
         let keep = &removed[at..at + n];

@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::jsonl;
+use crate::dataset::jsonl::{self, LineBatch};
 use crate::dataset::manifest::MANIFEST_NAME;
 use crate::dataset::parquet::{READ_BATCH_ROWS, read_row_groups_starting_in};
 use crate::executors::TaskError;
@@ -164,7 +164,7 @@ pub enum Chunk {
         /// The file.
         path: Arc<str>,
         /// The lines.
-        lines: Vec<(u64, Vec<u8>)>,
+        lines: LineBatch,
     },
     /// A Parquet batch.
     Batch {
@@ -197,6 +197,34 @@ impl Chunk {
                 .collect(),
             Chunk::Batch { path, batch } => {
                 batch_docs(batch, fields).map_err(|e| TaskError::permanent(format!("{path}: {e}")))
+            }
+        }
+    }
+
+    /// The `k`th document in it alone, for a reader that needs few.
+    pub fn doc(&self, k: usize, fields: &Fields) -> Result<Option<Doc<'_>>, TaskError> {
+        match self {
+            Chunk::Lines { path, lines } => lines
+                .get(k)
+                .map(|(offset, line)| {
+                    parse_line(line, fields).map_err(|e| {
+                        TaskError::permanent(format!("{path}: the line at byte {offset}: {e}"))
+                    })
+                })
+                .transpose(),
+            Chunk::Batch { path, batch } => {
+                if k >= batch.num_rows() {
+                    return Ok(None);
+                }
+                let row = batch.slice(k, 1);
+                let docs = batch_docs(&row, fields)
+                    .map_err(|e| TaskError::permanent(format!("{path}: {e}")))?;
+                // Owned: the row is a view that ends here.
+                Ok(docs.into_iter().next().map(|d| Doc {
+                    id: Cow::Owned(d.id.into_owned()),
+                    text: Cow::Owned(d.text.into_owned()),
+                    keep: d.keep,
+                }))
             }
         }
     }
@@ -250,21 +278,20 @@ pub fn chunks(
                             .boxed(),
                     )
                 } else {
-                    let lines = jsonl::lines_starting_in(&location, &path, size, start, end)
-                        .await
-                        .map_err(dataset_error)?;
-                    let path = path.clone();
+                    let lines = jsonl::line_batches_starting_in(
+                        &location,
+                        &path,
+                        size,
+                        start,
+                        end,
+                        LINES_PER_CHUNK,
+                    );
                     Ok(lines
-                        .chunks(LINES_PER_CHUNK)
-                        .map(move |lines| {
-                            Ok(Chunk::Lines {
-                                path: path.clone(),
-                                lines: lines
-                                    .into_iter()
-                                    .collect::<Result<_, _>>()
-                                    .map_err(|e: crate::dataset::DatasetError| dataset_error(e))?,
-                            })
+                        .map_ok(move |lines| Chunk::Lines {
+                            path: path.clone(),
+                            lines,
                         })
+                        .map_err(dataset_error)
                         .boxed())
                 }
             }

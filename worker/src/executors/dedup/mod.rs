@@ -148,6 +148,7 @@ impl Job {
 
     fn hasher(&self) -> MinHasher {
         MinHasher::new(self.cfg.num_perm as usize, MINHASH_SEED)
+            .first((self.cfg.bands * self.cfg.rows) as usize)
     }
 
     /// The documents of shard `shard`, in input order (see

@@ -204,7 +204,8 @@ pub fn content_hashes(ups: &[Upstream]) -> Vec<String> {
 /// its keep score (to choose a representative) and its id (to name it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocRecord {
-    /// Sorted, distinct shingle hashes.
+    /// Shingle hashes in text order, repeats included (sorting is left to
+    /// the few records `verify` reads).
     pub shingles: Vec<u32>,
     /// Higher wins the representative's place; ties go to the earlier.
     pub keep: f64,
@@ -213,14 +214,15 @@ pub struct DocRecord {
 }
 
 impl DocRecord {
-    /// Appends the record.
-    pub fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.shingles.len() as u32).to_le_bytes());
-        for s in &self.shingles {
+    /// Appends the record of these parts (a record need not be built to
+    /// be written).
+    pub fn put(shingles: &[u32], keep: f64, id: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(shingles.len() as u32).to_le_bytes());
+        for s in shingles {
             out.extend_from_slice(&s.to_le_bytes());
         }
-        out.extend_from_slice(&self.keep.to_le_bytes());
-        let id = truncated(&self.id, ID_BYTES_MAX);
+        out.extend_from_slice(&keep.to_le_bytes());
+        let id = truncated(id, ID_BYTES_MAX);
         out.extend_from_slice(&(id.len() as u32).to_le_bytes());
         out.extend_from_slice(id.as_bytes());
     }
@@ -309,7 +311,7 @@ mod tests {
             id: "doc-1".into(),
         };
         let mut bytes = Vec::new();
-        doc.put(&mut bytes);
+        DocRecord::put(&doc.shingles, doc.keep, &doc.id, &mut bytes);
         assert_eq!(DocRecord::get(&bytes, "d").unwrap(), doc);
         assert!(DocRecord::get(&bytes[..bytes.len() - 1], "d").is_err());
         assert_eq!(truncated("héllo", 2), "h");

@@ -11,8 +11,6 @@
 //! - `shard.json`: the input files as seen and the document count, which
 //!   `filter` checks before reading the range again.
 
-use std::collections::HashSet;
-
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -22,9 +20,10 @@ use super::records::{self, BandEntry, DocRecord, ExactEntry, Fixed};
 use super::{Job, doc_ref, part};
 use crate::dataset::manifest::{DatasetManifest, ManifestFile};
 use crate::dataset::text::TextSink;
-use crate::dedup::lsh::band_keys;
-use crate::dedup::normalize::{exact_key, normalize};
-use crate::dedup::shingle::shingles;
+use crate::dedup::lsh::band_keys_into;
+use crate::dedup::minhash::MinHasher;
+use crate::dedup::normalize::{exact_key, normalize_into};
+use crate::dedup::shingle::{Unit, shingles_into};
 use crate::executors::data_attempt::{DataAttempt, dataset_error};
 use crate::executors::{AttemptContext, TaskError};
 
@@ -63,16 +62,15 @@ pub async fn run(
     let shard32 = u32::try_from(shard).map_err(|_| TaskError::permanent("shard out of range"))?;
     let files = input::files(attempt, &job.cfg.format).await?;
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
-    let hasher = job.hasher();
-    let (bands, rows) = (job.cfg.bands as usize, job.cfg.rows as usize);
-    let size = job.cfg.shingle.size as usize;
+    let mut signer = Signer::new(job);
     let parts = job.partitions;
 
     let mut docs = TextSink::create(&attempt.output, records::DOCS);
     let mut offsets: Vec<u64> = vec![0];
     let mut band_parts: Vec<Vec<u8>> = vec![Vec::new(); parts as usize];
     let mut exact_parts: Vec<Vec<u8>> = vec![Vec::new(); parts as usize];
-    let mut seen: HashSet<u128> = HashSet::new();
+    // Exact keys are already hashes: their low half is a good table hash.
+    let mut seen: rustc_hash::FxHashSet<u128> = Default::default();
     let mut written: u64 = 0;
     let mut chunks = job.chunks(attempt, &files, shard, false);
     while let Some(chunk) = chunks.next().await {
@@ -83,13 +81,10 @@ pub async fn run(
                 TaskError::permanent("a shard holds more than 2^32 documents; use more shards")
             })?;
             let doc_id = doc_ref(shard32, index);
-            let normalized = normalize(&doc.text);
-            let key = exact_key(&normalized);
-            let sh = shingles(&normalized, job.unit, size);
+            let key = signer.read(&doc.text);
             ExactEntry { key, doc: doc_id }.put(&mut exact_parts[(key as u64 % parts) as usize]);
             if job.minhash && seen.insert(key) {
-                let sig = hasher.signature(&sh);
-                for k in band_keys(&sig, bands, rows) {
+                for &k in signer.band_keys() {
                     BandEntry {
                         key: k,
                         doc: doc_id,
@@ -97,14 +92,14 @@ pub async fn run(
                     .put(&mut band_parts[(k % parts) as usize]);
                 }
             }
-            let record = DocRecord {
-                shingles: sh,
-                keep: keep_score(&job.cfg.keep, &doc.text, doc.keep),
-                id: doc.id.into_owned(),
-            };
             let buf = docs.buf();
             let before = buf.len();
-            record.put(buf);
+            DocRecord::put(
+                &signer.shingles,
+                keep_score(&job.cfg.keep, &doc.text, doc.keep),
+                &doc.id,
+                buf,
+            );
             written += (buf.len() - before) as u64;
             offsets.push(written);
         }
@@ -153,6 +148,59 @@ pub async fn run(
     let mut m = DatasetManifest::new(out, Vec::new(), &attempt.writer(task, fingerprint));
     m.rows = count;
     attempt.commit(task, m).await
+}
+
+/// One document at a time: its normal form, exact key, shingles and band
+/// keys, in buffers kept from one document to the next.
+struct Signer {
+    hasher: MinHasher,
+    unit: Unit,
+    size: usize,
+    bands: usize,
+    rows: usize,
+    normalized: Vec<u8>,
+    shingles: Vec<u32>,
+    signature: Vec<u32>,
+    band_bytes: Vec<u8>,
+    keys: Vec<u64>,
+}
+
+impl Signer {
+    fn new(job: &Job) -> Self {
+        Self {
+            hasher: job.hasher(),
+            unit: job.unit,
+            size: job.cfg.shingle.size as usize,
+            bands: job.cfg.bands as usize,
+            rows: job.cfg.rows as usize,
+            normalized: Vec::new(),
+            shingles: Vec::new(),
+            signature: Vec::new(),
+            band_bytes: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Normalises and shingles `text` (into `self.shingles`); its exact key.
+    fn read(&mut self, text: &str) -> u128 {
+        normalize_into(text, &mut self.normalized);
+        shingles_into(&self.normalized, self.unit, self.size, &mut self.shingles);
+        exact_key(&self.normalized)
+    }
+
+    /// The LSH band keys of the text last read.
+    fn band_keys(&mut self) -> &[u64] {
+        self.hasher
+            .signature_into(&self.shingles, &mut self.signature);
+        band_keys_into(
+            &self.signature,
+            self.bands,
+            self.rows,
+            &mut self.band_bytes,
+            &mut self.keys,
+        );
+        &self.keys
+    }
 }
 
 /// What the input fingerprint folds in: each file's path and hash (or

@@ -19,7 +19,7 @@ use super::records::{self, Pair};
 use super::stats::{PairStats, STATS_JSON};
 use super::{Job, index_of, part, shard_of};
 use crate::dataset::manifest::DatasetManifest;
-use crate::dedup::shingle::jaccard;
+use crate::dedup::shingle::{as_set, jaccard};
 use crate::executors::data_attempt::DataAttempt;
 use crate::executors::{AttemptContext, TaskError};
 
@@ -69,7 +69,8 @@ pub async fn run(
         indices.sort_unstable();
         indices.dedup();
         let docs = records::read_docs(&s.location, &indices).await?;
-        for (i, d) in indices.into_iter().zip(docs) {
+        for (i, mut d) in indices.into_iter().zip(docs) {
+            as_set(&mut d.shingles);
             shingles.insert(super::doc_ref(shard, i), d.shingles);
         }
     }
