@@ -4,17 +4,23 @@
 Generates a corpus with `drover datagen texts`, then:
 
 - runs the example dedup job on `drover dev` with one worker of one slot
-  (one core's worth of work), timed by the job's own start and finish;
+  (one core's worth of work), timed by the job's own start and finish and
+  by the CPU time the whole `drover dev` process used meanwhile;
 - runs datasketch's MinHash (`MinHash.bulk`, its batch path) and
   MinHashLSH (an insertion session, then one query per document) on the
   same normalised word 3-grams with the same threshold and permutations,
   clustering the pairs it returns with union-find, timed in this process
-  (one core);
+  (one core), by the clock and by CPU time;
 - scores both against the generator's ground truth: pairwise precision
   and recall over pairs whose true Jaccard similarity is at or above the
   threshold (pairs in one cluster count as found).
 
-    scripts/dedup-vs-datasketch.py [--docs 100000] [--drover target/release/drover]
+    scripts/dedup-vs-datasketch.py [--docs 100000] [--repeat 3] [--drover target/release/drover]
+
+A side's time is the larger of its wall and CPU times, so work done on
+other threads counts. With --repeat N, each side runs N times,
+alternating, and the medians are compared: a shared machine's noise moves
+single runs by tens of percent.
 
 Needs `pip install datasketch` (see scripts/requirements-bench.txt).
 """
@@ -125,6 +131,12 @@ def score(predicted, true_clusters, sets):
     return precision, recall, len(truth)
 
 
+def cpu_seconds(pid):
+    """User and system CPU time a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_drover(drover, work, docs):
     grpc, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     log = open(work / "dev.log", "w")
@@ -144,11 +156,13 @@ def run_drover(drover, work, docs):
         # One shard and one bucket partition: one slot does all the work.
         spec = spec.replace("shards: 4", "shards: 1\n        bucketPartitions: 1")
         (work / "spec.yaml").write_text(spec)
+        cpu_before = cpu_seconds(dev.pid)
         out = subprocess.run(
             [drover, "job", "submit", "--coordinators", grpc, "--wait", str(work / "spec.yaml"),
              "--param", f"data=file://{work}/data"],
             check=True, capture_output=True, text=True,
         ).stdout
+        cpu = cpu_seconds(dev.pid) - cpu_before
         job = next(w for w in out.split() if w.startswith("j") and w[1:].isdigit())
         status = json.loads(subprocess.run(
             [drover, "job", "status", "--coordinators", grpc, "--json", job],
@@ -169,13 +183,13 @@ def run_drover(drover, work, docs):
         for line in f:
             d = json.loads(line)
             uf.union(d["id"], d["representative"])
-    return seconds, uf.clusters()
+    return seconds, cpu, uf.clusters()
 
 
 def run_datasketch(docs):
     from datasketch import MinHash, MinHashLSH
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     sets = [[s.encode() for s in shingles(text)] for _, text in docs]
     hashes = MinHash.bulk(sets, num_perm=NUM_PERM)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
@@ -188,13 +202,14 @@ def run_datasketch(docs):
             if other != doc_id:
                 uf.union(doc_id, other)
     clusters = uf.clusters()
-    seconds = time.perf_counter() - start
-    return seconds, clusters, (lsh.b, lsh.r)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return seconds, cpu, clusters, (lsh.b, lsh.r)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--drover", default=os.environ.get("DROVER", str(ROOT / "target/release/drover")))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,17 +228,38 @@ def main():
                 true_clusters[t["cluster"]].append(t["id"])
         true_clusters = list(true_clusters.values())
 
-        ours_s, ours_clusters = run_drover(args.drover, work, docs)
-        theirs_s, theirs_clusters, (b, r) = run_datasketch(docs)
+        ours_runs, theirs_runs, first_pairs = [], [], None
+        for i in range(max(1, args.repeat)):
+            # A fresh output and coordinator each time.
+            subprocess.run(["rm", "-rf", str(work / "data/dedup"), str(work / "dev")], check=True)
+            ours_s, ours_cpu, ours_clusters = run_drover(args.drover, work, docs)
+            theirs_s, theirs_cpu, theirs_clusters, (b, r) = run_datasketch(docs)
+            # Drover's answer does not change from run to run.
+            if first_pairs is None:
+                first_pairs = pairs_of(ours_clusters)
+            elif pairs_of(ours_clusters) != first_pairs:
+                sys.exit(f"run {i + 1}: drover's clusters differ from run 1's")
+            # Per core: a side's time is the larger of its wall time and
+            # the CPU time its process used (drover's counts the whole
+            # `drover dev`, coordinator and I/O threads included).
+            ours_runs.append((max(ours_s, ours_cpu), ours_s, ours_cpu))
+            theirs_runs.append((max(theirs_s, theirs_cpu), theirs_s, theirs_cpu))
+            print(f"run {i + 1}: drover {ours_s:.2f} s wall, {ours_cpu:.2f} s CPU; "
+                  f"datasketch {theirs_s:.2f} s wall, {theirs_cpu:.2f} s CPU", file=sys.stderr)
+        ours_runs.sort()
+        theirs_runs.sort()
+        ours_s, ours_wall, ours_cpu = ours_runs[len(ours_runs) // 2]
+        theirs_s, theirs_wall, theirs_cpu = theirs_runs[len(theirs_runs) // 2]
         ours_p, ours_r, n_true = score(pairs_of(ours_clusters), true_clusters, sets)
         theirs_p, theirs_r, _ = score(pairs_of(theirs_clusters), true_clusters, sets)
 
     n = len(docs)
     print(f"{n} documents, threshold {THRESHOLD}, {NUM_PERM} permutations, word 3-grams, datasketch bands x rows {b}x{r}")
     print(f"{n_true} true pairs (Jaccard >= {THRESHOLD}) found by either or in the generator's clusters")
-    print(f"{'':12} {'seconds':>8} {'docs/s/core':>12} {'precision':>10} {'recall':>8}")
-    print(f"{'drover':12} {ours_s:8.2f} {n / ours_s:12,.0f} {ours_p:10.4f} {ours_r:8.4f}")
-    print(f"{'datasketch':12} {theirs_s:8.2f} {n / theirs_s:12,.0f} {theirs_p:10.4f} {theirs_r:8.4f}")
+    print(f"median of {len(ours_runs)} runs each, alternating; seconds = max(wall, CPU)")
+    print(f"{'':12} {'seconds':>8} {'wall':>6} {'CPU':>6} {'docs/s/core':>12} {'precision':>10} {'recall':>8}")
+    print(f"{'drover':12} {ours_s:8.2f} {ours_wall:6.2f} {ours_cpu:6.2f} {n / ours_s:12,.0f} {ours_p:10.4f} {ours_r:8.4f}")
+    print(f"{'datasketch':12} {theirs_s:8.2f} {theirs_wall:6.2f} {theirs_cpu:6.2f} {n / theirs_s:12,.0f} {theirs_p:10.4f} {theirs_r:8.4f}")
     print(f"throughput per core: drover / datasketch = {theirs_s / ours_s:.1f}x")
 
 

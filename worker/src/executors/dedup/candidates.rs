@@ -55,7 +55,9 @@ pub async fn run(
     }
     drop(exact);
 
-    bands.sort_unstable();
+    // By key alone, which is cheaper than by (key, document): a bucket's
+    // few documents are put in order afterwards, so every run emits alike.
+    bands.sort_unstable_by_key(|e| e.key);
     let cap = job.cfg.max_bucket_size as usize;
     for group in bands
         .chunk_by(|x, y| x.key == y.key)
@@ -63,6 +65,7 @@ pub async fn run(
     {
         stats.shared_buckets += 1;
         let mut docs: Vec<DocRef> = group.iter().map(|e| e.doc).collect();
+        docs.sort_unstable();
         if docs.len() > cap {
             stats.hot_buckets += 1;
             stats.hot_bucket_docs += (docs.len() - cap) as u64;

@@ -11,7 +11,7 @@
 //! - `clusters.json`: counts, cluster sizes and example clusters for the
 //!   report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use serde::{Deserialize, Serialize};
@@ -126,7 +126,8 @@ pub async fn run(
     docs.dedup();
     let dense = |d: DocRef| docs.binary_search(&d).map(|i| i as u32).unwrap_or(0);
     let mut sets = UnionFind::new(docs.len());
-    let mut similarity: HashMap<(DocRef, DocRef), f32> = HashMap::with_capacity(pairs.len());
+    let mut similarity: rustc_hash::FxHashMap<(DocRef, DocRef), f32> =
+        rustc_hash::FxHashMap::with_capacity_and_hasher(pairs.len(), Default::default());
     for p in &pairs {
         sets.union(dense(p.a), dense(p.b));
         similarity.insert((p.a, p.b), p.similarity);

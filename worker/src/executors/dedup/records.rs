@@ -4,6 +4,8 @@
 //! with an offsets index beside them, so a later stage fetches just the
 //! documents it needs with ranged reads.
 
+use std::ops::Range;
+
 use super::DocRef;
 use crate::dataset::location::Location;
 use crate::executors::data_attempt::{DataAttempt, Upstream, dataset_error, read_bytes};
@@ -13,6 +15,10 @@ use crate::executors::{AttemptContext, TaskError};
 pub const DOCS: &str = "docs.bin";
 /// Their offsets: one `u64` per document and one for the end.
 pub const DOCS_INDEX: &str = "docs.idx";
+
+/// Bytes between two wanted document records that are read through
+/// rather than split into another request.
+const READ_THROUGH_BYTES: u64 = 64 << 10;
 
 /// Largest id kept in a document record.
 const ID_BYTES_MAX: usize = 4096;
@@ -189,7 +195,13 @@ pub async fn gather<T: Fixed>(
     for u in ups {
         attempt.stopped(ctx)?;
         for f in u.manifest.files.iter().filter(|f| wanted(&f.path)) {
-            out.extend(read_all::<T>(&u.location, &f.path).await?);
+            let records = read_all::<T>(&u.location, &f.path).await?;
+            // The first file's records are taken as they are, not copied.
+            if out.is_empty() {
+                out = records;
+            } else {
+                out.extend(records);
+            }
         }
     }
     Ok(out)
@@ -282,17 +294,81 @@ pub async fn read_docs(location: &Location, indices: &[u32]) -> Result<Vec<DocRe
             }
         }
     }
-    let parts = location
+    // Records close together are fetched in one read: a store that does
+    // not merge ranges itself (a local disk) would otherwise make one
+    // request per document.
+    let mut merged: Vec<Range<u64>> = Vec::new();
+    for r in &ranges {
+        match merged.last_mut() {
+            Some(m) if r.start <= m.end.saturating_add(READ_THROUGH_BYTES) => {
+                m.end = m.end.max(r.end)
+            }
+            _ => merged.push(r.clone()),
+        }
+    }
+    let fetched = location
         .store
-        .get_ranges(&location.path(DOCS), &ranges)
+        .get_ranges(&location.path(DOCS), &merged)
         .await
         .map_err(|e| dataset_error(e.into()))?;
-    parts.iter().map(|b| DocRecord::get(b, &what)).collect()
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut k = 0;
+    for r in ranges {
+        // Both lists are in offset order, so the merged range holding `r`
+        // is the current one or a later one.
+        while merged.get(k).is_some_and(|m| m.end < r.end) {
+            k += 1;
+        }
+        let (Some(m), Some(bytes)) = (merged.get(k), fetched.get(k)) else {
+            return Err(TaskError::permanent(format!(
+                "{what}: a ranged read came back short"
+            )));
+        };
+        let at = (r.start - m.start) as usize..(r.end - m.start) as usize;
+        let record = bytes.get(at).ok_or_else(|| {
+            TaskError::permanent(format!("{what}: a ranged read came back short"))
+        })?;
+        out.push(DocRecord::get(record, &what)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use object_store::{ObjectStoreExt, PutPayload};
+
     use super::*;
+
+    #[tokio::test]
+    async fn documents_near_and_far_apart_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        // About 4 KB a record, so skipping twenty leaves a gap wider than
+        // what is read through.
+        let docs: Vec<DocRecord> = (0..200u32)
+            .map(|i| DocRecord {
+                shingles: (0..1000).map(|k| i * 7 + k).collect(),
+                keep: f64::from(i),
+                id: format!("doc-{i}"),
+            })
+            .collect();
+        let (mut bytes, mut offsets) = (Vec::new(), vec![0u64]);
+        for d in &docs {
+            DocRecord::put(&d.shingles, d.keep, &d.id, &mut bytes);
+            offsets.push(bytes.len() as u64);
+        }
+        for (name, body) in [(DOCS, bytes), (DOCS_INDEX, encode(&offsets))] {
+            loc.store
+                .put(&loc.path(name), PutPayload::from(body))
+                .await
+                .unwrap();
+        }
+        let wanted = [0u32, 1, 2, 50, 51, 120, 199];
+        let got = read_docs(&loc, &wanted).await.unwrap();
+        let want: Vec<DocRecord> = wanted.iter().map(|&i| docs[i as usize].clone()).collect();
+        assert_eq!(got, want);
+        assert!(read_docs(&loc, &[200]).await.is_err());
+    }
 
     #[test]
     fn records_round_trip() {
