@@ -4,7 +4,8 @@
 //!
 //! - `normalize`: NFKC, lower case, whitespace;
 //! - `shingles`: word 3-gram hashes of the normalised text;
-//! - `minhash`: the signature of those shingles;
+//! - `minhash`: the signature of those shingles, with the CPU's vector
+//!   instructions as dispatched at run time, and `minhash_plain` without;
 //! - `band_keys`: the LSH band keys of the signature;
 //! - `document`: all of it, as the stage does per document.
 //!
@@ -101,6 +102,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for s in &shingled {
                 hasher.signature_into(s, &mut sig);
+                black_box(&sig);
+            }
+        })
+    });
+    let plain = hasher.clone().without_vectors();
+    g.bench_function("minhash_plain", |b| {
+        b.iter(|| {
+            for s in &shingled {
+                plain.signature_into(s, &mut sig);
                 black_box(&sig);
             }
         })
