@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use drover_worker::datagen::annotations::{self, AnnotationsSpec};
-use drover_worker::datagen::texts;
+use drover_worker::datagen::{sensors, texts};
 use drover_worker::dataset::location::Location;
 
 #[derive(Debug, Subcommand)]
@@ -20,7 +20,35 @@ pub enum DatagenCommand {
     /// normalisation and near duplicates at known edit rates, as JSONL, and
     /// the true clusters under `_truth/`.
     Texts(TextsArgs),
+    /// Device readings from phones moving along a city's streets (walking,
+    /// driving, staying), with noise, teleports, coarse fixes, duplicates
+    /// and late files, as Parquet partitioned by `date=YYYY-MM-DD/`.
+    Sensors(SensorsArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct SensorsArgs {
+    /// Where to write: a directory, file:///dir or s3://bucket/prefix.
+    #[arg(long)]
+    out: String,
+    /// Devices; each reports about a thousand readings a day.
+    #[arg(long, default_value_t = 1_000)]
+    devices: u64,
+    /// The first day, YYYY-MM-DD.
+    #[arg(long)]
+    start: String,
+    /// Days.
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// Seed; one seed always gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Devices generated at most.
+const DEVICES_MAX: u64 = 10_000_000;
+/// Days generated at most (ten years).
+const DAYS_MAX: u32 = 3_660;
 
 #[derive(Debug, Args)]
 pub struct TextsArgs {
@@ -69,7 +97,45 @@ pub async fn run(cmd: DatagenCommand) -> Result<ExitCode> {
     match cmd {
         DatagenCommand::Annotations(a) => annotations(a).await,
         DatagenCommand::Texts(t) => texts(t).await,
+        DatagenCommand::Sensors(s) => sensors(s).await,
     }
+}
+
+async fn sensors(s: SensorsArgs) -> Result<ExitCode> {
+    if s.devices == 0 || s.devices > DEVICES_MAX {
+        bail!("--devices must be 1..={DEVICES_MAX}");
+    }
+    if s.days == 0 || s.days > DAYS_MAX {
+        bail!("--days must be 1..={DAYS_MAX}");
+    }
+    let start = chrono::NaiveDate::parse_from_str(&s.start, "%Y-%m-%d")
+        .with_context(|| format!("--start {}: expected a date, YYYY-MM-DD", s.start))?;
+    let out = Location::parse(&s.out).with_context(|| format!("--out {}", s.out))?;
+    let spec = sensors::SensorsSpec {
+        devices: s.devices,
+        start,
+        days: s.days,
+        seed: s.seed,
+    };
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::new(u64::from(s.days));
+    let counts = sensors::generate(&out, &spec, |done| bar.set_position(u64::from(done)))
+        .await
+        .context("generating sensor readings")?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} readings of {} devices over {} days ({} teleports, {} duplicates; {} files, {} of them late) to {} in {:.1} s",
+        counts.readings,
+        s.devices,
+        s.days,
+        counts.teleports,
+        counts.duplicates,
+        counts.files,
+        counts.late_files,
+        s.out,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn texts(t: TextsArgs) -> Result<ExitCode> {

@@ -1,10 +1,12 @@
 //! Generated datasets with a known truth, so every data job can be run and
-//! measured here: `drover datagen annotations` ([`annotations`]).
+//! measured here: `drover datagen annotations` ([`annotations`]), `texts`
+//! ([`texts`]) and `sensors` ([`sensors`]).
 //! Everything is a function of the seed ([`rng`]): one seed, one dataset,
 //! byte for byte.
 
 pub mod annotations;
 pub mod rng;
+pub mod sensors;
 pub mod texts;
 
 /// Version of the generators; part of every generated manifest, so data
