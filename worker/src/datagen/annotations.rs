@@ -43,11 +43,10 @@ use object_store::ObjectStoreExt;
 use serde::Serialize;
 use sha2::Digest as _;
 
-use super::GENERATOR_VERSION;
 use super::rng::Rng;
 use crate::dataset::DatasetError;
 use crate::dataset::location::Location;
-use crate::dataset::manifest::{self, DatasetManifest, ManifestFile, Writer};
+use crate::dataset::manifest::{self, DatasetManifest, ManifestFile};
 use crate::dataset::parquet::{ParquetSink, ROW_GROUP_ROWS, manifest_schema};
 
 /// Scene classes of classification projects, and how common each is.
@@ -550,15 +549,13 @@ pub async fn generate(
             truth: truth_rows,
         });
     }
-    let writer = Writer {
-        task: "datagen annotations".to_owned(),
-        code_version: GENERATOR_VERSION.to_owned(),
-        input_fingerprint: format!(
+    let writer = super::writer(
+        "annotations",
+        format!(
             "projects={} items={} seed={}",
             spec.projects, spec.items, spec.seed
         ),
-        ..Writer::default()
-    };
+    );
     let truth_dir = out.child("_truth");
     let json = serde_json::to_vec_pretty(&annotators).map_err(|e| DatasetError::Manifest {
         path: "_truth/annotators.json".into(),

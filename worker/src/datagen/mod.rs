@@ -12,3 +12,14 @@ pub mod texts;
 /// Version of the generators; part of every generated manifest, so data
 /// from a changed generator is not mistaken for the old.
 pub const GENERATOR_VERSION: &str = concat!("drover-datagen ", env!("CARGO_PKG_VERSION"));
+
+/// Who wrote a generated dataset, for its manifests: the generator, its
+/// version, and the parameters as the input fingerprint.
+fn writer(generator: &str, parameters: String) -> crate::dataset::manifest::Writer {
+    crate::dataset::manifest::Writer {
+        task: format!("datagen {generator}"),
+        code_version: GENERATOR_VERSION.to_owned(),
+        input_fingerprint: parameters,
+        ..Default::default()
+    }
+}

@@ -39,11 +39,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::GENERATOR_VERSION;
 use super::rng::Rng;
 use crate::dataset::DatasetError;
 use crate::dataset::location::Location;
-use crate::dataset::manifest::{self, DatasetManifest, ManifestFile, Writer};
+use crate::dataset::manifest::{self, DatasetManifest, ManifestFile};
 use crate::dataset::parquet::{ParquetSink, ROW_GROUP_ROWS, manifest_schema};
 
 /// The city's centre (latitude, longitude).
@@ -461,15 +460,13 @@ pub async fn generate(
         progress(d + 1);
     }
     counts.files = files.len() as u64;
-    let writer = Writer {
-        task: "datagen sensors".to_owned(),
-        code_version: GENERATOR_VERSION.to_owned(),
-        input_fingerprint: format!(
+    let writer = super::writer(
+        "sensors",
+        format!(
             "devices={} start={} days={} seed={}",
             spec.devices, spec.start, spec.days, spec.seed
         ),
-        ..Writer::default()
-    };
+    );
     manifest::write(
         out,
         &DatasetManifest::new(files, manifest_schema(&schema()), &writer),

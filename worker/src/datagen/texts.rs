@@ -17,11 +17,10 @@
 
 use serde::Serialize;
 
-use super::GENERATOR_VERSION;
 use super::rng::Rng;
 use crate::dataset::DatasetError;
 use crate::dataset::location::Location;
-use crate::dataset::manifest::{self, DatasetManifest, ManifestFile, Writer};
+use crate::dataset::manifest::{self, DatasetManifest, ManifestFile};
 use crate::dataset::text::TextSink;
 
 /// Distinct words in the vocabulary.
@@ -270,15 +269,13 @@ pub async fn generate(
     if let Some(done) = sink.take() {
         files.push(done.finish().await?);
     }
-    let writer = Writer {
-        task: "datagen texts".to_owned(),
-        code_version: GENERATOR_VERSION.to_owned(),
-        input_fingerprint: format!(
+    let writer = super::writer(
+        "texts",
+        format!(
             "docs={} dup-rate={} near-dup-rate={} seed={}",
             spec.docs, spec.dup_rate, spec.near_dup_rate, spec.seed
         ),
-        ..Writer::default()
-    };
+    );
     let truth_file = truth.finish().await?;
     manifest::write(
         &truth_dir,
