@@ -17,6 +17,8 @@
 //!   manifests) on the local disk or S3; [`datagen`] makes synthetic ones.
 //! - [`dedup`]: normalisation, shingles, MinHash, LSH and clustering for
 //!   the dedup job.
+//! - [`sensors`]: distances and the cleaning of device readings for the
+//!   sensor feature job.
 //! - [`html`]: escaping and inline SVG charts for HTML reports.
 //! - [`output`]: the attempt-scoped output directory and the manifest of
 //!   what an attempt wrote.
@@ -35,3 +37,4 @@ pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod runner;
+pub mod sensors;
