@@ -17,22 +17,17 @@ SLOTS=${3:-2}
 SHARDS=${4:-8}
 DROVER=${DROVER:-$(dirname "$0")/../target/release/drover}
 WORK=$(mktemp -d)
+DEV=
 trap 'kill "$DEV" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-GRPC=127.0.0.1:$(free_port)
-HTTP=127.0.0.1:$(free_port)
+# shellcheck source=scripts/dev-lib.sh
+. "$(dirname "$0")/dev-lib.sh"
 
 echo "generating $PROJECTS project(s) of $ITEMS items"
 "$DROVER" datagen annotations --out "$WORK/data/annotations" --projects "$PROJECTS" --items "$ITEMS" --seed 1
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/key"
 
-"$DROVER" dev --data-dir "$WORK/dev" --workers 1 --slots "$SLOTS" --listen "$GRPC" --http "$HTTP" 2> "$WORK/dev.log" &
-DEV=$!
-for _ in $(seq 100); do
-    curl -fs "http://$HTTP/readyz" > /dev/null 2>&1 && break
-    sleep 0.1
-done
+start_dev "$WORK/dev" "$SLOTS" "$WORK/dev.log"
 
 SPEC=$(dirname "$0")/../jobspecs/examples/annotation-export.yaml
 sed "s/shards: 8/shards: $SHARDS/" "$SPEC" > "$WORK/spec.yaml"

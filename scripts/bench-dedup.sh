@@ -16,6 +16,7 @@ SLOTS=${2:-2}
 SHARDS=${3:-8}
 DROVER=${DROVER:-$(dirname "$0")/../target/release/drover}
 WORK=$(mktemp -d)
+DEV=
 cleanup() {
     kill "$DEV" 2>/dev/null || true
     wait 2>/dev/null || true
@@ -23,19 +24,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-GRPC=127.0.0.1:$(free_port)
-HTTP=127.0.0.1:$(free_port)
+# shellcheck source=scripts/dev-lib.sh
+. "$(dirname "$0")/dev-lib.sh"
 
 echo "generating $DOCS documents"
 "$DROVER" datagen texts --out "$WORK/data/texts" --docs "$DOCS" --dup-rate 0.1 --near-dup-rate 0.1 --seed 1 > /dev/null
 
-"$DROVER" dev --data-dir "$WORK/dev" --workers 1 --slots "$SLOTS" --listen "$GRPC" --http "$HTTP" 2> "$WORK/dev.log" &
-DEV=$!
-for _ in $(seq 100); do
-    curl -fs "http://$HTTP/readyz" > /dev/null 2>&1 && break
-    sleep 0.1
-done
+start_dev "$WORK/dev" "$SLOTS" "$WORK/dev.log"
 
 SPEC=$(dirname "$0")/../jobspecs/examples/dedup.yaml
 sed "s/shards: 4/shards: $SHARDS/" "$SPEC" > "$WORK/spec.yaml"

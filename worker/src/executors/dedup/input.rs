@@ -189,11 +189,7 @@ impl Chunk {
         match self {
             Chunk::Lines { path, lines } => lines
                 .iter()
-                .map(|(offset, line)| {
-                    parse_line(line, fields).map_err(|e| {
-                        TaskError::permanent(format!("{path}: the line at byte {offset}: {e}"))
-                    })
-                })
+                .map(|(offset, line)| parse_at(path, offset, line, fields))
                 .collect(),
             Chunk::Batch { path, batch } => {
                 batch_docs(batch, fields).map_err(|e| TaskError::permanent(format!("{path}: {e}")))
@@ -206,11 +202,7 @@ impl Chunk {
         match self {
             Chunk::Lines { path, lines } => lines
                 .get(k)
-                .map(|(offset, line)| {
-                    parse_line(line, fields).map_err(|e| {
-                        TaskError::permanent(format!("{path}: the line at byte {offset}: {e}"))
-                    })
-                })
+                .map(|(offset, line)| parse_at(path, offset, line, fields))
                 .transpose(),
             Chunk::Batch { path, batch } => {
                 if k >= batch.num_rows() {
@@ -298,6 +290,17 @@ pub fn chunks(
         })
         .try_flatten()
         .boxed()
+}
+
+/// [`parse_line`], its error naming the file and the line's offset.
+fn parse_at<'a>(
+    path: &str,
+    offset: u64,
+    line: &'a [u8],
+    fields: &Fields,
+) -> Result<Doc<'a>, TaskError> {
+    parse_line(line, fields)
+        .map_err(|e| TaskError::permanent(format!("{path}: the line at byte {offset}: {e}")))
 }
 
 /// Reads the compared fields of one JSON object, skipping the rest

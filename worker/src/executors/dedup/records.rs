@@ -311,6 +311,7 @@ pub async fn read_docs(location: &Location, indices: &[u32]) -> Result<Vec<DocRe
         .get_ranges(&location.path(DOCS), &merged)
         .await
         .map_err(|e| dataset_error(e.into()))?;
+    let short = || TaskError::permanent(format!("{what}: a ranged read came back short"));
     let mut out = Vec::with_capacity(ranges.len());
     let mut k = 0;
     for r in ranges {
@@ -320,14 +321,10 @@ pub async fn read_docs(location: &Location, indices: &[u32]) -> Result<Vec<DocRe
             k += 1;
         }
         let (Some(m), Some(bytes)) = (merged.get(k), fetched.get(k)) else {
-            return Err(TaskError::permanent(format!(
-                "{what}: a ranged read came back short"
-            )));
+            return Err(short());
         };
         let at = (r.start - m.start) as usize..(r.end - m.start) as usize;
-        let record = bytes.get(at).ok_or_else(|| {
-            TaskError::permanent(format!("{what}: a ranged read came back short"))
-        })?;
+        let record = bytes.get(at).ok_or_else(short)?;
         out.push(DocRecord::get(record, &what)?);
     }
     Ok(out)
