@@ -385,6 +385,9 @@ fn sensor_config() -> Value {
             json!({"type": "array", "items": {"enum": sensor::FEATURES}, "minItems": 1, "uniqueItems": true, "description": "Features computed. Default all."})
         }
         "pseudonymize" => key_source(),
+        "recompute" => {
+            json!({"type": "boolean", "description": "Compute every partition again, even those whose committed features match their input, config and code. Default false."})
+        }
         _ => undocumented(),
     })
 }

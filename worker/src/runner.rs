@@ -354,6 +354,7 @@ async fn run_attempt(
     let stopped = cancel_rx.clone();
     tracing::debug!(token, "attempt started");
     let started = std::time::Instant::now();
+    let reused = executors::Reused::default();
     // The scratch directory is named by the (unique) prefix too, so a
     // fenced attempt still running elsewhere never shares it.
     let scratch_dir = crate::output::attempt_dir(&shared.config.work_dir, &task.output_prefix);
@@ -367,6 +368,7 @@ async fn run_attempt(
             let ctx = AttemptContext {
                 cancel: cancel_rx,
                 progress,
+                reused: reused.clone(),
                 output_dir,
                 scratch_dir,
             };
@@ -396,7 +398,15 @@ async fn run_attempt(
         // Still heartbeated while the report is retried, so it stays in
         // `running` until then; counted once it has left, so a count never
         // runs ahead of the running gauge.
-        let outcome = report(&shared, &task_id, token, &trace_parent, result).await;
+        let outcome = report(
+            &shared,
+            &task_id,
+            token,
+            &trace_parent,
+            result,
+            reused.is_marked(),
+        )
+        .await;
         shared.forget(&task_id);
         shared.count_finished(outcome, 1);
         outcome
@@ -438,13 +448,16 @@ fn traced<T>(message: T, trace_parent: &str) -> tonic::Request<T> {
 
 /// Reports an attempt's end, retrying transport errors (a completion must
 /// not be lost to a leader change); the coordinator answers repeats of an
-/// accepted completion as duplicates. Returns how the attempt ended.
+/// accepted completion as duplicates. `reused` says the manifest is an
+/// earlier job's committed output, so the task is recorded as skipped.
+/// Returns how the attempt ended.
 async fn report(
     shared: &Shared,
     task_id: &str,
     token: u64,
     trace_parent: &str,
     result: Result<drover_proto::v1::OutputManifest, TaskError>,
+    reused: bool,
 ) -> AttemptOutcome {
     let worker_id = shared.config.worker_id.clone();
     for attempt in 0..20u32 {
@@ -455,7 +468,7 @@ async fn report(
                     task_id: task_id.to_owned(),
                     fencing_token: token,
                     manifest: Some(manifest.clone()),
-                    reused_prior_output: false,
+                    reused_prior_output: reused,
                 };
                 shared
                     .conn

@@ -21,6 +21,7 @@ pub const FIELDS: &[&str] = &[
     "maxSpeedMps",
     "features",
     "pseudonymize",
+    "recompute",
 ];
 
 /// Features the kind can compute.
@@ -57,6 +58,10 @@ pub struct SensorFeatureConfig {
     pub features: Vec<String>,
     /// Where the device-pseudonymisation key is read on the worker.
     pub pseudonymize: KeySource,
+    /// Compute every partition again, even one whose committed features
+    /// were made from the same input, config and code.
+    #[serde(default)]
+    pub recompute: bool,
 }
 
 /// Decodes a `sensor_feature_backfill` config; `partitions` must be dates.
@@ -121,6 +126,10 @@ pub fn decode(
         None => Some(KeySource::default()),
         Some(n) => decode_key_source(d, n, &f.path("pseudonymize")),
     };
+    let recompute = match f.get("recompute") {
+        None => Some(false),
+        Some(n) => decode::boolean(d, n, &f.path("recompute")),
+    };
     if !dated {
         return None;
     }
@@ -134,6 +143,7 @@ pub fn decode(
         max_speed_mps: max_speed_mps?,
         features: features?,
         pseudonymize: pseudonymize?,
+        recompute: recompute?,
     })
 }
 

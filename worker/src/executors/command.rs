@@ -115,6 +115,7 @@ mod tests {
         let ctx = AttemptContext {
             cancel: rx,
             progress: Progress::default(),
+            reused: Default::default(),
             output_dir: dir.join("out/jobs/j1/0/0/attempt-1-9"),
             scratch_dir: dir.join("scratch"),
         };

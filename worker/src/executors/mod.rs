@@ -88,6 +88,24 @@ impl Progress {
     }
 }
 
+/// Set by an executor that found its task's output already committed (by
+/// an earlier job, from the same input, config and code) and wrote
+/// nothing: the runner then reports the task skipped, not run.
+#[derive(Debug, Clone, Default)]
+pub struct Reused(Arc<std::sync::atomic::AtomicBool>);
+
+impl Reused {
+    /// Marks the attempt's output as reused.
+    pub fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the executor marked it.
+    pub fn is_marked(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What an attempt gets besides its task.
 #[derive(Debug, Clone)]
 pub struct AttemptContext {
@@ -95,6 +113,8 @@ pub struct AttemptContext {
     pub cancel: Cancel,
     /// Where the executor reports how far it got.
     pub progress: Progress,
+    /// Where the executor says it reused a committed output.
+    pub reused: Reused,
     /// The only place the attempt writes outputs: the data root joined with
     /// the lease's attempt-scoped prefix. Created by the executor when it
     /// writes; everything in it is listed in the manifest.

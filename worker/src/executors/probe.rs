@@ -156,6 +156,7 @@ mod tests {
         let ctx = AttemptContext {
             cancel,
             progress: Progress::default(),
+            reused: Default::default(),
             output_dir: dir.path().join("out"),
             scratch_dir: dir.path().join("scratch"),
         };

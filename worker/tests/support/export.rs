@@ -77,6 +77,7 @@ pub fn context(scratch: &Path) -> AttemptContext {
     AttemptContext {
         cancel: rx,
         progress: Progress::default(),
+        reused: Default::default(),
         output_dir: scratch.join("unused-output"),
         scratch_dir: scratch.join("scratch"),
     }
