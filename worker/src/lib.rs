@@ -12,13 +12,16 @@
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
 //!   attempts by outcome and duration, lease latency, heartbeat failures).
 //! - [`executors`]: one executor per task kind (`noop`, `sleep`,
-//!   `command`, `probe`, `annotation_export`, `dedup`).
+//!   `command`, `probe`, `annotation_export`, `dedup`,
+//!   `sensor_feature_backfill`).
 //! - [`dataset`]: reading and writing datasets (JSONL, Parquet,
 //!   manifests) on the local disk or S3; [`datagen`] makes synthetic ones.
 //! - [`dedup`]: normalisation, shingles, MinHash, LSH and clustering for
 //!   the dedup job.
-//! - [`sensors`]: distances and the cleaning of device readings for the
-//!   sensor feature job.
+//! - [`sensors`]: distances, the cleaning of device readings and the
+//!   (cell, window) features for the sensor feature job.
+//! - [`fixed`]: fixed-size binary records for files tasks hand each other
+//!   and for spills to scratch.
 //! - [`html`]: escaping and inline SVG charts for HTML reports.
 //! - [`output`]: the attempt-scoped output directory and the manifest of
 //!   what an attempt wrote.
@@ -33,6 +36,7 @@ pub mod datagen;
 pub mod dataset;
 pub mod dedup;
 pub mod executors;
+pub mod fixed;
 pub mod html;
 pub mod metrics;
 pub mod output;

@@ -141,10 +141,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
     let sleep: Arc<dyn Executor> = Arc::new(executors::sleep::Sleep);
     let export: Arc<dyn Executor> = Arc::new(executors::annotation_export::AnnotationExport);
     let dedup: Arc<dyn Executor> = Arc::new(executors::dedup::Dedup);
+    let sensors: Arc<dyn Executor> =
+        Arc::new(executors::sensor_features::SensorFeatures::default());
     executors.insert(noop.kind(), noop);
     executors.insert(sleep.kind(), sleep);
     executors.insert(export.kind(), export);
     executors.insert(dedup.kind(), dedup);
+    executors.insert(sensors.kind(), sensors);
     if config.allow_command {
         let command: Arc<dyn Executor> = Arc::new(executors::command::Command);
         executors.insert(command.kind(), command);

@@ -84,6 +84,17 @@ impl Pseudonymiser {
         }
     }
 
+    /// The first 128 bits of `id`'s HMAC: the pseudonym as a number, for
+    /// grouping by it without formatting it.
+    pub fn digest128(&self, id: &[u8]) -> u128 {
+        let mut mac = self.mac.clone();
+        mac.update(id);
+        let digest = mac.finalize().into_bytes();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        u128::from_be_bytes(first)
+    }
+
     /// The pseudonym of `id`: `a_` and 32 hex digits.
     pub fn pseudonym(&self, id: &str) -> String {
         let mut mac = self.mac.clone();

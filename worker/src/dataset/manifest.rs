@@ -152,6 +152,14 @@ pub async fn write(
 /// Reads the manifest at `location`; `None` when there is none (nothing
 /// was committed there).
 pub async fn read(location: &Location) -> Result<Option<DatasetManifest>, DatasetError> {
+    Ok(read_with_entry(location).await?.map(|(m, _)| m))
+}
+
+/// Like [`read`], with the manifest file's own entry (its size and
+/// SHA-256), which pins every file it lists.
+pub async fn read_with_entry(
+    location: &Location,
+) -> Result<Option<(DatasetManifest, ManifestFile)>, DatasetError> {
     let path = location.path(MANIFEST_NAME);
     let bytes = match location.store.get(&path).await {
         Ok(got) => got.bytes().await?,
@@ -173,7 +181,13 @@ pub async fn read(location: &Location) -> Result<Option<DatasetManifest>, Datase
             manifest.format
         )));
     }
-    Ok(Some(manifest))
+    let entry = ManifestFile {
+        path: MANIFEST_NAME.to_owned(),
+        rows: manifest.files.len() as u64,
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&bytes)),
+    };
+    Ok(Some((manifest, entry)))
 }
 
 /// Checks that every file the manifest names exists at `location` with

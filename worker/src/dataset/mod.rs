@@ -9,6 +9,7 @@
 //! them until a manifest names those files.
 
 pub mod jsonl;
+pub mod listing;
 pub mod location;
 pub mod manifest;
 pub mod parquet;
@@ -39,6 +40,14 @@ pub enum DatasetError {
         path: String,
         /// Why.
         reason: String,
+    },
+    /// A listing found more files than a job takes.
+    #[error("{url} holds more than {max} files")]
+    TooManyFiles {
+        /// What was listed.
+        url: String,
+        /// The limit.
+        max: usize,
     },
     /// A file does not match what its manifest says.
     #[error("{path}: {reason}")]

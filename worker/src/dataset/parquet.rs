@@ -168,6 +168,12 @@ pub async fn read(
     Ok((schema, stream.map_err(DatasetError::from).boxed()))
 }
 
+/// Rows of `relative` below `location`, from its footer alone.
+pub async fn row_count(location: &Location, relative: &str) -> Result<u64, DatasetError> {
+    let builder = open(location, relative).await?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
 /// A reader of `relative` below `location`, its footer read.
 async fn open(
     location: &Location,

@@ -8,6 +8,7 @@ pub mod data_attempt;
 pub mod dedup;
 pub mod noop;
 pub mod probe;
+pub mod sensor_features;
 pub mod sleep;
 
 use std::future::Future;

@@ -94,6 +94,14 @@ struct Group {
     speed: Option<[f64; 3]>,
 }
 
+/// Memory one group takes, its index entry included: what a budget for
+/// groups is divided by.
+pub fn bytes_per_group() -> usize {
+    // A hash table entry is its key, value and control byte, at a load
+    // factor of up to 7/8.
+    std::mem::size_of::<Group>() + (std::mem::size_of::<((u64, i64), u32)>() + 1) * 8 / 7
+}
+
 /// One output row: a group seen by at least k devices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRow {
@@ -252,6 +260,11 @@ impl Aggregator {
             speed: None,
         });
         Ok(g)
+    }
+
+    /// Speeds waiting to be taken.
+    pub fn pending_speeds(&self) -> usize {
+        self.speeds.len()
     }
 
     /// The (group, speed) pairs added since the last call.

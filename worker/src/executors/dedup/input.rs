@@ -21,7 +21,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::DatasetError;
 use crate::dataset::jsonl::{self, LineBatch};
+use crate::dataset::listing;
 use crate::dataset::manifest::MANIFEST_NAME;
 use crate::dataset::parquet::{READ_BATCH_ROWS, read_row_groups_starting_in};
 use crate::executors::TaskError;
@@ -49,8 +51,7 @@ pub struct InputFile {
 /// Whether `path` is data rather than metadata: no segment of it starts
 /// with `_` or `.`.
 fn is_data(path: &str, format: &str) -> bool {
-    path.split('/')
-        .all(|s| !s.starts_with('_') && !s.starts_with('.'))
+    listing::is_data(path)
         && path.ends_with(if format == "parquet" {
             ".parquet"
         } else {
@@ -74,33 +75,27 @@ pub async fn files(attempt: &DataAttempt, format: &str) -> Result<Vec<InputFile>
                 sha256: Some(f.sha256),
             })
             .collect(),
-        None => {
-            let prefix = &attempt.input.prefix;
-            let mut listed = attempt.input.store.list(Some(prefix));
-            let mut out = Vec::new();
-            while let Some(meta) = listed.next().await {
-                let meta = meta.map_err(|e| dataset_error(e.into()))?;
-                let Some(rel) = meta.location.prefix_match(prefix) else {
-                    continue;
-                };
-                let rel: Vec<String> = rel.map(|p| p.as_ref().to_owned()).collect();
-                let rel = rel.join("/");
-                if rel != MANIFEST_NAME && is_data(&rel, format) {
-                    out.push(InputFile {
-                        path: rel,
-                        bytes: meta.size,
-                        sha256: None,
-                    });
-                }
-                if out.len() > LISTED_FILES_MAX {
-                    return Err(TaskError::permanent(format!(
-                        "{} holds more than {LISTED_FILES_MAX} {format} files; write a manifest or combine them",
-                        attempt.input.url
-                    )));
-                }
-            }
-            out
-        }
+        None => listing::list(
+            &attempt.input,
+            "",
+            |rel| rel != MANIFEST_NAME && is_data(rel, format),
+            LISTED_FILES_MAX,
+        )
+        .await
+        .map_err(|e| match e {
+            DatasetError::TooManyFiles { .. } => TaskError::permanent(format!(
+                "{} holds more than {LISTED_FILES_MAX} {format} files; write a manifest or combine them",
+                attempt.input.url
+            )),
+            e => dataset_error(e),
+        })?
+        .into_iter()
+        .map(|f| InputFile {
+            path: f.path,
+            bytes: f.bytes,
+            sha256: None,
+        })
+        .collect(),
     };
     if files.is_empty() {
         return Err(TaskError::permanent(format!(

@@ -10,6 +10,8 @@ use super::DocRef;
 use crate::dataset::location::Location;
 use crate::executors::data_attempt::{DataAttempt, Upstream, dataset_error, read_bytes};
 use crate::executors::{AttemptContext, TaskError};
+pub use crate::fixed::{Fixed, encode};
+use crate::fixed::{u32_at, u64_at};
 
 /// A shard's document records.
 pub const DOCS: &str = "docs.bin";
@@ -22,16 +24,6 @@ const READ_THROUGH_BYTES: u64 = 64 << 10;
 
 /// Largest id kept in a document record.
 const ID_BYTES_MAX: usize = 4096;
-
-/// A record of fixed size.
-pub trait Fixed: Sized {
-    /// Bytes per record.
-    const SIZE: usize;
-    /// Appends the record.
-    fn put(&self, out: &mut Vec<u8>);
-    /// Reads one from exactly `SIZE` bytes.
-    fn get(b: &[u8]) -> Self;
-}
 
 /// One LSH band key of one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,18 +67,6 @@ impl Pair {
             similarity,
         }
     }
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
 }
 
 impl Fixed for BandEntry {
@@ -133,35 +113,6 @@ impl Fixed for Pair {
             similarity: f32::from_bits(u32_at(b, 16)),
         }
     }
-}
-
-impl Fixed for u32 {
-    const SIZE: usize = 4;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        u32_at(b, 0)
-    }
-}
-
-impl Fixed for u64 {
-    const SIZE: usize = 8;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        u64_at(b, 0)
-    }
-}
-
-/// `items` as bytes.
-pub fn encode<T: Fixed>(items: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(items.len() * T::SIZE);
-    for i in items {
-        i.put(&mut out);
-    }
-    out
 }
 
 /// The records in `bytes`; `what` names the file in the error when its
