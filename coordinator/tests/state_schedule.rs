@@ -240,3 +240,53 @@ fn cancelled_schedules_stop_firing() {
     assert_eq!(h.tick().fired, 0);
     assert!(!h.sm.core().schedules[&id].active);
 }
+
+#[test]
+fn a_scheduled_spec_submitted_once_runs_as_one_job_and_leaves_no_schedule() {
+    use drover_coordinator::state::SubmitJob;
+
+    let mut h = H::new();
+    h.now = ms(2026, 6, 1, 12, 0);
+    let yaml = scheduled("0 3 * * *", "America/Los_Angeles", "latest", "allow", "");
+    // A backfill of the nightly over a range of days, given as params.
+    let out = h.run(Command::SubmitOnce(SubmitJob {
+        file: "nightly.yaml".into(),
+        spec_yaml: yaml.clone(),
+        params: vec![("day".into(), "2026-05-20".into())],
+        idempotency_key: None,
+        trace_parent: None,
+    }));
+    let Ok(Outcome::Submitted {
+        id: Submitted::Job(job),
+        created: true,
+    }) = out
+    else {
+        panic!("{out:?}");
+    };
+    assert!(h.sm.core().schedules.is_empty(), "no schedule was created");
+    let j = h.job(job);
+    assert_eq!(j.schedule, None);
+    assert_eq!(j.templates[0].def.partitions.key(0).unwrap(), "2026-05-20");
+    // Without the param, `${run.yesterday}` is as of the submit.
+    let out = h.run(Command::SubmitOnce(SubmitJob {
+        file: "nightly.yaml".into(),
+        spec_yaml: yaml.clone(),
+        params: vec![],
+        idempotency_key: None,
+        trace_parent: None,
+    }));
+    let Ok(Outcome::Submitted {
+        id: Submitted::Job(manual),
+        ..
+    }) = out
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        h.job(manual).templates[0].def.partitions.key(0).unwrap(),
+        "2026-05-31"
+    );
+    // The same spec submitted plainly still makes a schedule.
+    submit_schedule(&mut h, &yaml);
+    assert_eq!(h.sm.core().schedules.len(), 1);
+}

@@ -26,6 +26,11 @@ pub struct SubmitArgs {
     /// starting another (safe retries from scripts and CI).
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Run the spec once now as a job even if it has a `schedule`, which
+    /// is ignored: a backfill (`--once --param start=... --param
+    /// end=...`) or a manual run of a scheduled spec.
+    #[arg(long)]
+    once: bool,
     /// Follow the job until it ends; exit 0 if it succeeded, 1 if it
     /// failed, 3 if it was cancelled.
     #[arg(long)]
@@ -49,6 +54,7 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         source_name: name.clone(),
         params: args.params.iter().cloned().collect(),
         idempotency_key: key,
+        once: args.once,
     };
     // A caller already inside a trace (a CI pipeline, an orchestrator)
     // passes it in TRACEPARENT; the job's spans then join that trace.

@@ -219,14 +219,19 @@ impl JobServer {
         let warnings = plan.warnings.iter().map(convert::diagnostic).collect();
         // Kept to render diagnostics should the committed plan disagree.
         let source = spec_yaml.clone();
-        let command = Command::SubmitJob(SubmitJob {
+        let submit = SubmitJob {
             file: request.source_name,
             spec_yaml,
             params,
             idempotency_key: (!request.idempotency_key.is_empty())
                 .then_some(request.idempotency_key),
             trace_parent: Some(trace.to_string()),
-        });
+        };
+        let command = if request.once {
+            Command::SubmitOnce(submit)
+        } else {
+            Command::SubmitJob(submit)
+        };
         match self.propose(command).await? {
             Ok(Outcome::Submitted { id, created }) => {
                 let job_id = match id {

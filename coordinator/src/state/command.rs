@@ -133,6 +133,10 @@ pub enum Command {
         /// When a silent worker is marked lost.
         worker_timeout_ms: Option<u64>,
     },
+    /// Submit a spec as one job now even if it has a schedule, which is
+    /// ignored: a backfill, or a manual run of a scheduled spec. (Last:
+    /// variants are encoded by position, so new ones go at the end.)
+    SubmitOnce(SubmitJob),
 }
 
 /// A job submission.

@@ -16,7 +16,9 @@ pub(super) fn to_utc(ms: i64) -> chrono::DateTime<Utc> {
 }
 
 impl StateMachine {
-    pub(super) fn submit(&mut self, submit: &SubmitJob) -> Applied {
+    /// Submits a spec: a job, or a schedule when the spec has one and
+    /// `once` is not set.
+    pub(super) fn submit(&mut self, submit: &SubmitJob, once: bool) -> Applied {
         let now = self.core.now_ms;
         let opts = LoadOptions {
             params: submit.params.clone(),
@@ -55,7 +57,7 @@ impl StateMachine {
                 });
             }
         }
-        let id = if plan.spec.schedule.is_some() {
+        let id = if plan.spec.schedule.is_some() && !once {
             Submitted::Schedule(self.create_schedule(submit, &plan))
         } else {
             Submitted::Job(self.create_job(

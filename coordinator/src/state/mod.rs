@@ -242,7 +242,8 @@ impl StateMachine {
 
     fn apply_one(&mut self, command: &Command) -> Applied {
         match command {
-            Command::SubmitJob(submit) => self.submit(submit),
+            Command::SubmitJob(submit) => self.submit(submit, false),
+            Command::SubmitOnce(submit) => self.submit(submit, true),
             Command::CancelJob { job, reason } => self.cancel(*job, reason),
             Command::RetryJob { job } => self.retry(*job),
             Command::RegisterWorker {
