@@ -52,7 +52,23 @@ const DEMO_SPECS: &[(&str, &str)] = &[
         "dedup.yaml",
         include_str!("../../jobspecs/examples/dedup.yaml"),
     ),
+    (SENSOR_SPEC.0, SENSOR_SPEC.1),
 ];
+
+/// The sensor example: submitted as a backfill of the last
+/// [`DEMO_SENSOR_DAYS`] days, as the nightly schedule, and as the
+/// nightly's run for yesterday once the backfill is done (which finds
+/// yesterday unchanged and skips it).
+const SENSOR_SPEC: (&str, &str) = (
+    "sensor-backfill.yaml",
+    include_str!("../../jobspecs/examples/sensor-backfill.yaml"),
+);
+
+/// Devices of the demo's sensor readings.
+const DEMO_DEVICES: u64 = 200;
+
+/// Days the demo's sensor backfill covers, ending yesterday.
+const DEMO_SENSOR_DAYS: u32 = 3;
 
 /// Items per generated annotation project in the demo: enough for every
 /// shard to have work, small enough to finish in seconds.
@@ -144,6 +160,10 @@ async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
                     .trim_end_matches('/')
                     .to_owned()
             })?;
+            // Sensor features are published by date under the root.
+            if t.def.kind == "sensor_feature_backfill" {
+                return Some(format!("{root}/date=*/"));
+            }
             let prefix = t
                 .outputs
                 .values()
@@ -166,12 +186,26 @@ async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
     Ok(())
 }
 
+/// What the demo's data examples read.
+struct DemoData {
+    /// Params that point the examples at the data (each example takes
+    /// those it declares).
+    params: Vec<(String, String)>,
+    /// The device-pseudonymisation key file, the sensor example's
+    /// `keyFile`.
+    device_key: String,
+    /// The first and last date of the sensor readings; the last is the
+    /// nightly run's "yesterday".
+    sensor_dates: (String, String),
+}
+
 /// Generates what the data examples read, unless it is there already:
-/// annotation projects under `data/annotations`, a pseudonymisation key
-/// under `data/secrets` and a text corpus under `data/texts`. Returns the params that point the examples at
-/// them.
-async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+/// annotation projects under `data/annotations`, pseudonymisation keys
+/// under `data/secrets`, a text corpus under `data/texts` and sensor
+/// readings for the last days under `data/sensors`.
+async fn demo_data(data_dir: &std::path::Path) -> Result<DemoData> {
     use drover_worker::datagen::annotations::{self, AnnotationsSpec};
+    use drover_worker::datagen::sensors::{self, SensorsSpec};
     use drover_worker::datagen::texts::{self, TextsSpec};
     use drover_worker::dataset::{location::Location, manifest};
 
@@ -194,6 +228,10 @@ async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> 
     if !key.exists() {
         write_key(&key)?;
     }
+    let device_key = data_dir.join("secrets/device-key");
+    if !device_key.exists() {
+        write_key(&device_key)?;
+    }
     let texts_dir = data_dir.join("texts");
     let location = Location::parse(&texts_dir.display().to_string())?;
     if manifest::read(&location).await?.is_none() {
@@ -209,10 +247,63 @@ async fn demo_data(data_dir: &std::path::Path) -> Result<Vec<(String, String)>> 
         };
         texts::generate(&location, &spec, |_| {}).await?;
     }
-    Ok(vec![
-        ("data".to_owned(), format!("file://{}", data_dir.display())),
-        ("keyFile".to_owned(), key.display().to_string()),
-    ])
+    // The days the nightly run would take as "yesterday", in the spec's
+    // own timezone, and the two before.
+    let yesterday = nightly_yesterday()?;
+    let first = yesterday - chrono::Duration::days(i64::from(DEMO_SENSOR_DAYS) - 1);
+    let sensors_dir = data_dir.join("sensors");
+    let location = Location::parse(&sensors_dir.display().to_string())?;
+    let dates = (first.to_string(), yesterday.to_string());
+    let generated = manifest::read(&location).await?.is_some_and(|m| {
+        m.files
+            .iter()
+            .any(|f| f.path.starts_with(&format!("date={}/", dates.1)))
+    });
+    if !generated {
+        eprintln!(
+            "generating {DEMO_SENSOR_DAYS} days ({} to {}) of readings from {DEMO_DEVICES} devices in {}",
+            dates.0,
+            dates.1,
+            sensors_dir.display()
+        );
+        let spec = SensorsSpec {
+            devices: DEMO_DEVICES,
+            start: first,
+            days: DEMO_SENSOR_DAYS,
+            seed: 1,
+        };
+        sensors::generate(&location, &spec, |_| {}).await?;
+    }
+    Ok(DemoData {
+        params: vec![
+            ("data".to_owned(), format!("file://{}", data_dir.display())),
+            ("keyFile".to_owned(), key.display().to_string()),
+        ],
+        device_key: device_key.display().to_string(),
+        sensor_dates: dates,
+    })
+}
+
+/// The date the sensor example's nightly run takes as yesterday, were it
+/// to run now.
+fn nightly_yesterday() -> Result<chrono::NaiveDate> {
+    let plan = drover_jobspecs::plan(
+        SENSOR_SPEC.0,
+        SENSOR_SPEC.1,
+        &drover_jobspecs::LoadOptions {
+            params: Vec::new(),
+            logical_time: chrono::Utc::now(),
+        },
+    )
+    .map_err(|d| anyhow!("the sensor example does not plan: {d:?}"))?;
+    let key = plan
+        .graph
+        .templates
+        .first()
+        .and_then(|t| t.partitions.key(0))
+        .ok_or_else(|| anyhow!("the sensor example has no date partition"))?;
+    chrono::NaiveDate::parse_from_str(&key, "%Y-%m-%d")
+        .with_context(|| format!("the sensor example's partition `{key}` is not a date"))
 }
 
 /// A random 32-byte key, hex-encoded, readable by its owner only.
@@ -236,42 +327,107 @@ fn write_key(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode> {
-    let params = demo_data(data_dir).await?;
-    let mut jobs: Vec<(String, JobId)> = Vec::new();
-    for (file, yaml) in DEMO_SPECS {
-        let out = node
-            .propose(vec![Command::SubmitJob(SubmitJob {
-                file: (*file).to_owned(),
-                spec_yaml: (*yaml).to_owned(),
-                // Only the examples that declare a param take it.
-                params: params
-                    .iter()
-                    .filter(|(k, _)| yaml.contains(&format!("${{params.{k}}}")))
-                    .cloned()
-                    .collect(),
-                idempotency_key: None,
-                // Proposed directly, not through SubmitJob: start the
-                // job's trace here, as the service would.
-                trace_parent: Some(trace::new_root().to_string()),
-            })])
-            .await
-            .map_err(|e| anyhow!("submitting {file}: {e}"))?;
-        match out.into_iter().next() {
-            Some(Ok(Outcome::Submitted {
-                id: Submitted::Job(id),
-                ..
-            })) => {
-                eprintln!("submitted {file} as {id}");
-                jobs.push(((*file).to_owned(), id));
-            }
-            other => bail!("submitting {file}: {other:?}"),
+/// Submits `yaml` as `file` with `params`: as one job when `once`, else as
+/// the spec says (a job, or a schedule when it has one).
+async fn submit(
+    node: &NodeHandle,
+    file: &str,
+    yaml: &str,
+    params: Vec<(String, String)>,
+    once: bool,
+) -> Result<Submitted> {
+    let submit = SubmitJob {
+        file: file.to_owned(),
+        spec_yaml: yaml.to_owned(),
+        params,
+        idempotency_key: None,
+        // Proposed directly, not through SubmitJob: start the job's trace
+        // here, as the service would.
+        trace_parent: Some(trace::new_root().to_string()),
+    };
+    let command = if once {
+        Command::SubmitOnce(submit)
+    } else {
+        Command::SubmitJob(submit)
+    };
+    let out = node
+        .propose(vec![command])
+        .await
+        .map_err(|e| anyhow!("submitting {file}: {e}"))?;
+    match out.into_iter().next() {
+        Some(Ok(Outcome::Submitted { id, .. })) => Ok(id),
+        other => bail!("submitting {file}: {other:?}"),
+    }
+}
+
+/// A job the demo follows, and what to call it.
+struct Followed {
+    label: String,
+    id: JobId,
+}
+
+async fn submit_job(
+    node: &NodeHandle,
+    label: String,
+    file: &str,
+    yaml: &str,
+    params: Vec<(String, String)>,
+    once: bool,
+) -> Result<Followed> {
+    match submit(node, file, yaml, params, once).await? {
+        Submitted::Job(id) => {
+            eprintln!("submitted {label} as {id}");
+            Ok(Followed { label, id })
         }
+        other => bail!("submitting {file}: expected a job, got {other:?}"),
+    }
+}
+
+async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode> {
+    let data = demo_data(data_dir).await?;
+    let mut jobs: Vec<Followed> = Vec::new();
+    // The nightly's run for yesterday, started once the backfill is done.
+    let mut nightly: Option<(Vec<(String, String)>, JobId)> = None;
+    for (file, yaml) in DEMO_SPECS {
+        // Only the examples that declare a param take it.
+        let mut params: Vec<(String, String)> = data
+            .params
+            .iter()
+            .filter(|(k, _)| yaml.contains(&format!("${{params.{k}}}")))
+            .cloned()
+            .collect();
+        if *file != SENSOR_SPEC.0 {
+            jobs.push(submit_job(node, (*file).to_owned(), file, yaml, params, false).await?);
+            continue;
+        }
+        params.retain(|(k, _)| k != "keyFile");
+        params.push(("keyFile".to_owned(), data.device_key.clone()));
+        match submit(node, file, yaml, params.clone(), false).await? {
+            Submitted::Schedule(s) => eprintln!(
+                "registered {file} as schedule {s}: nightly at 03:00 America/Los_Angeles for yesterday"
+            ),
+            other => bail!("submitting {file}: expected a schedule, got {other:?}"),
+        }
+        let (first, last) = &data.sensor_dates;
+        let mut range = params.clone();
+        range.push(("start".to_owned(), first.clone()));
+        range.push(("end".to_owned(), last.clone()));
+        let backfill = submit_job(
+            node,
+            format!("{file} backfill {first}..{last}"),
+            file,
+            yaml,
+            range,
+            true,
+        )
+        .await?;
+        nightly = Some((params, backfill.id));
+        jobs.push(backfill);
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last_line = String::new();
     loop {
-        let ids: Vec<JobId> = jobs.iter().map(|(_, id)| *id).collect();
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
         let states = node
             .read_local(move |sm| {
                 ids.iter()
@@ -283,14 +439,25 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
         let mut line = String::new();
         let mut all_done = true;
         let mut all_ok = true;
-        for ((file, id), state) in jobs.iter().zip(&states) {
+        let mut start_nightly = false;
+        for (job, state) in jobs.iter().zip(&states) {
             let Some((s, c, total)) = state else {
-                bail!("job {id} disappeared");
+                bail!("job {} disappeared", job.id);
             };
             all_done &= s.is_terminal();
             all_ok &= *s == JobState::Succeeded;
+            start_nightly |= nightly
+                .as_ref()
+                .is_some_and(|(_, after)| *after == job.id && *s == JobState::Succeeded);
+            let skipped = if c.skipped > 0 {
+                format!(" ({} skipped)", c.skipped)
+            } else {
+                String::new()
+            };
             line.push_str(&format!(
-                "{file} {id}: {} {}/{} done, {} running, {} failed  ",
+                "{} {}: {} {}/{} done{skipped}, {} running, {} failed  ",
+                job.label,
+                job.id,
                 s.as_str(),
                 c.succeeded + c.skipped,
                 total,
@@ -302,21 +469,33 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
             eprintln!("{}", line.trim_end());
             last_line = line;
         }
-        if all_done {
+        if start_nightly && let Some((params, _)) = nightly.take() {
+            jobs.push(
+                submit_job(
+                    node,
+                    format!("{} nightly run for {}", SENSOR_SPEC.0, data.sensor_dates.1),
+                    SENSOR_SPEC.0,
+                    SENSOR_SPEC.1,
+                    params,
+                    true,
+                )
+                .await?,
+            );
+            continue;
+        }
+        if all_done && (nightly.is_none() || !all_ok) {
             if all_ok {
                 eprintln!("demo finished: every job succeeded");
-                for (file, id) in &jobs {
-                    match final_output(node, *id).await? {
-                        Some(place) => eprintln!("  {file}: output in {place}"),
-                        None => eprintln!("  {file}: its tasks write no files"),
+                for job in &jobs {
+                    match final_output(node, job.id).await? {
+                        Some(place) => eprintln!("  {}: output in {place}", job.label),
+                        None => eprintln!("  {}: its tasks write no files", job.label),
                     }
                 }
                 eprintln!(
                     "state is kept in {}; run `drover dev` to serve it again, then `drover job status {}`",
                     data_dir.display(),
-                    jobs.first()
-                        .map(|(_, id)| id.to_string())
-                        .unwrap_or_default()
+                    jobs.first().map(|j| j.id.to_string()).unwrap_or_default()
                 );
                 return Ok(ExitCode::SUCCESS);
             }

@@ -106,11 +106,42 @@ fn dev_demo_runs_the_examples_to_success() {
     assert!(kept < docs && kept > docs / 2, "{report}");
     assert_eq!(manifest["rows"].as_u64().unwrap(), kept);
 
-    // The key was generated for the demo, readable by its owner only.
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("secrets/annotator-key"))
+    // The sensor backfill: three dates computed, each published with a
+    // manifest naming its one features file; the nightly run for the last
+    // date, started after it, finds that date unchanged and skips it.
+    assert!(
+        stderr.contains("registered sensor-backfill.yaml as schedule s1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("backfill") && stderr.contains("j4: succeeded 4/4 done"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("j5: succeeded 2/2 done (1 skipped)"),
+        "{stderr}"
+    );
+    let features = dir.path().join("features");
+    let dates: Vec<_> = std::fs::read_dir(&features)
         .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o077, 0, "{mode:o}");
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("date="))
+        .collect();
+    assert_eq!(dates.len(), 3, "{dates:?}");
+    for d in dates {
+        let (manifest, files) = manifest_files(&features.join(&d));
+        assert_eq!(files.len(), 1, "{d}: {files:?}");
+        assert!(features.join(&d).join(&files[0]).is_file());
+        assert!(manifest["rows"].as_u64().unwrap() > 0, "{d}: {manifest}");
+    }
+
+    // The keys were generated for the demo, readable by their owner only.
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["secrets/annotator-key", "secrets/device-key"] {
+        let mode = std::fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{key}: {mode:o}");
+    }
 }

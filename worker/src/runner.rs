@@ -134,8 +134,8 @@ impl Shared {
     }
 }
 
-/// Runs a worker until `shutdown` resolves, then drains.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
+/// The executors a worker with `config` runs, by kind name.
+fn executors_for(config: &WorkerConfig) -> BTreeMap<&'static str, Arc<dyn Executor>> {
     let mut executors: BTreeMap<&'static str, Arc<dyn Executor>> = BTreeMap::new();
     let noop: Arc<dyn Executor> = Arc::new(executors::noop::Noop);
     let sleep: Arc<dyn Executor> = Arc::new(executors::sleep::Sleep);
@@ -163,6 +163,12 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
             }
         }
     }
+    executors
+}
+
+/// Runs a worker until `shutdown` resolves, then drains.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
+    let executors = executors_for(&config);
     let shared = Arc::new(Shared {
         conn: Conn::new(config.coordinators.clone()),
         config,
@@ -189,15 +195,7 @@ async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64,
     let kinds: Vec<i32> = shared
         .executors
         .keys()
-        .map(|k| match *k {
-            "noop" => TaskKind::Noop,
-            "sleep" => TaskKind::Sleep,
-            "command" => TaskKind::Command,
-            "probe" => TaskKind::Probe,
-            "annotation_export" => TaskKind::AnnotationExport,
-            "dedup" => TaskKind::Dedup,
-            _ => TaskKind::Unspecified,
-        } as i32)
+        .map(|k| wire_kind(k) as i32)
         .collect();
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -420,6 +418,25 @@ async fn run_attempt(
         "attempt finished"
     );
     shared.finished.notify_one();
+}
+
+/// Every kind this worker knows, by wire value.
+const KINDS: [TaskKind; 7] = [
+    TaskKind::Noop,
+    TaskKind::Sleep,
+    TaskKind::Command,
+    TaskKind::Probe,
+    TaskKind::AnnotationExport,
+    TaskKind::Dedup,
+    TaskKind::SensorFeatureBackfill,
+];
+
+/// The wire value of an executor's kind name.
+fn wire_kind(name: &str) -> TaskKind {
+    KINDS
+        .into_iter()
+        .find(|k| kind_name(*k) == name)
+        .unwrap_or(TaskKind::Unspecified)
 }
 
 fn kind_name(kind: TaskKind) -> &'static str {
@@ -664,6 +681,19 @@ async fn drain(shared: &Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_executor_registers_its_kind() {
+        let mut config = WorkerConfig::new("w".to_owned(), vec![]);
+        config.allow_command = true;
+        let executors = executors_for(&config);
+        assert!(executors.len() >= 6);
+        for name in executors.keys() {
+            let kind = wire_kind(name);
+            assert_ne!(kind, TaskKind::Unspecified, "`{name}` has no wire kind");
+            assert_eq!(kind_name(kind), *name);
+        }
+    }
 
     #[test]
     fn reports_carry_the_jobs_traceparent_when_there_is_one() {
