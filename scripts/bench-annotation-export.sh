@@ -16,12 +16,9 @@ PROJECTS=${2:-1}
 SLOTS=${3:-2}
 SHARDS=${4:-8}
 DROVER=${DROVER:-$(dirname "$0")/../target/release/drover}
-WORK=$(mktemp -d)
-DEV=
-trap 'kill "$DEV" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-
 # shellcheck source=scripts/dev-lib.sh
 . "$(dirname "$0")/dev-lib.sh"
+make_work
 
 echo "generating $PROJECTS project(s) of $ITEMS items"
 "$DROVER" datagen annotations --out "$WORK/data/annotations" --projects "$PROJECTS" --items "$ITEMS" --seed 1

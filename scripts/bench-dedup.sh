@@ -15,17 +15,9 @@ DOCS=${1:-1000000}
 SLOTS=${2:-2}
 SHARDS=${3:-8}
 DROVER=${DROVER:-$(dirname "$0")/../target/release/drover}
-WORK=$(mktemp -d)
-DEV=
-cleanup() {
-    kill "$DEV" 2>/dev/null || true
-    wait 2>/dev/null || true
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source=scripts/dev-lib.sh
 . "$(dirname "$0")/dev-lib.sh"
+make_work
 
 echo "generating $DOCS documents"
 "$DROVER" datagen texts --out "$WORK/data/texts" --docs "$DOCS" --dup-rate 0.1 --near-dup-rate 0.1 --seed 1 > /dev/null

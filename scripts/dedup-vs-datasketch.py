@@ -28,28 +28,19 @@ Needs `pip install datasketch` (see scripts/requirements-bench.txt).
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unicodedata
-import urllib.request
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 
 THRESHOLD = 0.8
 NUM_PERM = 128
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, str(ROOT / "scripts"))
+from devbench import Dev  # noqa: E402
 
 
 def normalize(text):
@@ -131,50 +122,16 @@ def score(predicted, true_clusters, sets):
     return precision, recall, len(truth)
 
 
-def cpu_seconds(pid):
-    """User and system CPU time a process has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_drover(drover, work, docs):
-    grpc, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    log = open(work / "dev.log", "w")
-    dev = subprocess.Popen(
-        [drover, "dev", "--data-dir", str(work / "dev"), "--workers", "1", "--slots", "1",
-         "--listen", grpc, "--http", http],
-        stderr=log,
-    )
+    dev = Dev(drover, work)
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://{http}/readyz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         spec = (ROOT / "jobspecs/examples/dedup.yaml").read_text()
         # One shard and one bucket partition: one slot does all the work.
         spec = spec.replace("shards: 4", "shards: 1\n        bucketPartitions: 1")
         (work / "spec.yaml").write_text(spec)
-        cpu_before = cpu_seconds(dev.pid)
-        out = subprocess.run(
-            [drover, "job", "submit", "--coordinators", grpc, "--wait", str(work / "spec.yaml"),
-             "--param", f"data=file://{work}/data"],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        cpu = cpu_seconds(dev.pid) - cpu_before
-        job = next(w for w in out.split() if w.startswith("j") and w[1:].isdigit())
-        status = json.loads(subprocess.run(
-            [drover, "job", "status", "--coordinators", grpc, "--json", job],
-            check=True, capture_output=True, text=True,
-        ).stdout)
+        seconds, cpu, _ = dev.run(work / "spec.yaml", {"data": f"file://{work}/data"})
     finally:
-        dev.terminate()
-        dev.wait()
-    if status.get("state") != "succeeded":
-        sys.exit(f"the dedup job did not succeed: {json.dumps(status)[:400]}")
-    seconds = (datetime.fromisoformat(status["finishedAt"])
-               - datetime.fromisoformat(status["startedAt"])).total_seconds()
+        dev.stop()
     reports = list((work / "data/dedup").rglob("_dedup/duplicates.jsonl"))
     if len(reports) != 1:
         sys.exit(f"expected one published duplicate map, found {reports}")

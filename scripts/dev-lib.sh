@@ -1,9 +1,27 @@
-# Shared by the benchmark scripts: start `drover dev` on free loopback
-# ports and wait until it is ready. Source it, then call
+# Shared by the benchmark scripts. Source it, then call
+#
+#   make_work
+#
+# for WORK, a temporary directory removed on exit (kept, and its path
+# printed, with KEEP=1), which also stops the `drover dev` started by
 #
 #   start_dev DATA_DIR SLOTS LOG
 #
-# with $DROVER set; it sets DEV (the pid), GRPC and HTTP (host:port).
+# with $DROVER set: it starts `drover dev` with one worker of SLOTS slots
+# on free loopback ports, waits until it is ready, and sets DEV (the pid),
+# GRPC and HTTP (host:port).
+
+make_work() {
+    WORK=$(mktemp -d)
+    DEV=
+    trap cleanup_work EXIT
+}
+
+cleanup_work() {
+    kill "$DEV" 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

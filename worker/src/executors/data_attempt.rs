@@ -270,19 +270,25 @@ impl DataAttempt {
         let json = manifest::write(&self.output, &m)
             .await
             .map_err(dataset_error)?;
-        Ok(OutputManifest {
-            output_prefix: task.output_prefix.clone(),
-            files: vec![OutputFile {
-                path: json.path,
-                rows: m.rows,
-                bytes: json.bytes,
-                sha256: json.sha256,
-            }],
-            schema_json: serde_json::to_string(&m.schema).unwrap_or_default(),
-            code_version: m.code_version,
-            input_fingerprint: m.input_fingerprint,
-            created_unix_ms: chrono::Utc::now().timestamp_millis(),
-        })
+        Ok(completion(&task.output_prefix, m, json))
+    }
+}
+
+/// What a completion carries for the output at `prefix` (below the output
+/// root) committed by manifest `m`, whose own file is `json`.
+pub fn completion(prefix: &str, m: DatasetManifest, json: ManifestFile) -> OutputManifest {
+    OutputManifest {
+        output_prefix: prefix.to_owned(),
+        files: vec![OutputFile {
+            path: json.path,
+            rows: m.rows,
+            bytes: json.bytes,
+            sha256: json.sha256,
+        }],
+        schema_json: serde_json::to_string(&m.schema).unwrap_or_default(),
+        code_version: m.code_version,
+        input_fingerprint: m.input_fingerprint,
+        created_unix_ms: chrono::Utc::now().timestamp_millis(),
     }
 }
 

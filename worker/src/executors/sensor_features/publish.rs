@@ -21,14 +21,14 @@
 //! The same fingerprint always gives the same bytes, so two attempts that
 //! publish one fingerprint at once write identical files.
 
-use drover_proto::v1::{OutputFile, OutputManifest};
+use drover_proto::v1::OutputManifest;
 use object_store::ObjectStoreExt;
 
 use crate::dataset::listing;
 use crate::dataset::location::Location;
 use crate::dataset::manifest::{self, DatasetManifest, ManifestColumn, ManifestFile, Writer};
 use crate::executors::TaskError;
-use crate::executors::data_attempt::{CODE_VERSION, dataset_error};
+use crate::executors::data_attempt::{CODE_VERSION, completion, dataset_error};
 
 /// Files in a date's directory that no manifest names and that are older
 /// than this are left over from an attempt that died between its copy and
@@ -66,19 +66,7 @@ pub async fn reusable(
             Err(e) => return Err(dataset_error(e.into())),
         }
     }
-    Ok(Some(OutputManifest {
-        output_prefix: prefix.to_owned(),
-        files: vec![OutputFile {
-            path: entry.path,
-            rows: m.rows,
-            bytes: entry.bytes,
-            sha256: entry.sha256,
-        }],
-        schema_json: serde_json::to_string(&m.schema).unwrap_or_default(),
-        code_version: m.code_version,
-        input_fingerprint: m.input_fingerprint,
-        created_unix_ms: chrono::Utc::now().timestamp_millis(),
-    }))
+    Ok(Some(completion(prefix, m, entry)))
 }
 
 /// The partition's manifest; one that does not decode counts as none, so
