@@ -35,7 +35,7 @@ SPEC=$(dirname "$0")/../jobspecs/examples/sensor-backfill.yaml
 backfill() {
     "$DROVER" job submit --once --coordinators "$GRPC" --wait "$SPEC" \
         --param "data=file://$WORK/data" --param "keyFile=$WORK/key" \
-        --param "start=$START" --param "end=$END" > "$WORK/submit.out"
+        --param "start=$START" --param "end=$END" > "$WORK/submit.out" 2> "$WORK/$1.progress"
     JOB=$(grep -o 'j[0-9]*' "$WORK/submit.out" | head -1)
     "$DROVER" job status --coordinators "$GRPC" --json "$JOB" > "$WORK/$1.json"
 }

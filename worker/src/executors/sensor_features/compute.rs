@@ -83,16 +83,18 @@ impl Fixed for (u32, f32) {
     }
 }
 
-/// How a date is cut to fit the memory budget.
+/// How a date is cut to fit the memory budget. One bucket's readings (with
+/// the index that groups them by device) and one cut of speeds are in
+/// memory together, beside the groups: five eighths of the budget for the
+/// readings, one eighth for the speeds, a quarter for the groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    /// Device buckets: half the budget holds one bucket's readings with
-    /// the index that groups them.
+    /// Device buckets.
     pub buckets: usize,
-    /// Cuts of the speeds: a quarter of the budget holds one.
+    /// Cuts of the speeds.
     pub speed_cuts: usize,
-    /// Groups allowed: the last quarter of the budget.
+    /// Groups allowed.
     pub groups_max: usize,
 }
 
@@ -101,10 +103,11 @@ impl Plan {
     pub fn new(rows: u64, budget: u64) -> Self {
         let budget = budget.max(1 << 20);
         let per_row = (std::mem::size_of::<DevRow>() + std::mem::size_of::<u32>()) as u64;
+        let per_speed = std::mem::size_of::<(u32, f32)>() as u64;
         let parts = |bytes: u64, room: u64| bytes.div_ceil(room).max(1) as usize;
         Self {
-            buckets: parts(rows * per_row, budget / 2),
-            speed_cuts: parts(rows * 8, budget / 4),
+            buckets: parts(rows * per_row, budget / 8 * 5),
+            speed_cuts: parts(rows * per_speed, budget / 8),
             groups_max: (budget / 4 / bytes_per_group() as u64) as usize,
         }
     }
@@ -393,11 +396,17 @@ mod tests {
 
     #[test]
     fn the_plan_fits_the_budget() {
-        let small = Plan::new(1_000, 1 << 30);
-        assert_eq!((small.buckets, small.speed_cuts), (1, 1));
+        // A day of 10 million readings fits a gigabyte whole.
+        let day = Plan::new(10_500_000, 1 << 30);
+        assert_eq!((day.buckets, day.speed_cuts), (1, 1));
         let big = Plan::new(100_000_000, 1 << 30);
-        assert!(big.buckets >= 9, "{big:?}");
-        assert!(big.speed_cuts >= 3, "{big:?}");
+        assert_eq!((big.buckets, big.speed_cuts), (8, 6), "{big:?}");
         assert!(big.groups_max > 1_000_000);
+        // At a bucket of each per part, the parts fit the budget.
+        let per_row = (std::mem::size_of::<DevRow>() + 4) as u64;
+        let bucket = 100_000_000 / big.buckets as u64 * per_row;
+        let cut = 100_000_000 / big.speed_cuts as u64 * 8;
+        let groups = big.groups_max as u64 * bytes_per_group() as u64;
+        assert!(bucket + cut + groups <= 1 << 30);
     }
 }
