@@ -1,9 +1,9 @@
 //! The CPU side of one date, run on a blocking thread while the async side
 //! decodes Parquet and hands batches over:
 //!
-//! 1. **ingest**: each row's device id becomes its HMAC pseudonym (the
-//!    raw id goes no further than the batch it came in) and a device
-//!    number in first-seen order; the reading goes to its device's bucket,
+//! 1. **ingest**: each row's device id becomes its HMAC pseudonym (only
+//!    the previous row's raw id is held, and no raw id is written, scratch
+//!    included) and a device number in first-seen order; the reading goes to its device's bucket,
 //!    chosen by pseudonym.
 //! 2. **per device**, bucket by bucket: the bucket's readings grouped by
 //!    device (a counting sort), each device's cleaned
