@@ -568,6 +568,15 @@ async fn bad_input_fails_clearly() {
         "{e}"
     );
 
+    // A file that is not Parquet at all: named, and not retried.
+    std::fs::remove_file(dir.join("zz-bad.parquet")).unwrap();
+    std::fs::write(dir.join("zz-torn.parquet"), b"not parquet").unwrap();
+    let e = run(&executor, lease(&cfg, 1, 0, 14), &scratch)
+        .await
+        .unwrap_err();
+    assert!(!e.retryable, "{e}");
+    assert!(e.message.contains("zz-torn.parquet: parquet"), "{e}");
+
     // No key: permanent, and says which variable.
     let mut no_key = cfg.clone();
     no_key.pseudonymize = KeySource::Env("DROVER_TEST_KEY_THAT_IS_NOT_SET".into());

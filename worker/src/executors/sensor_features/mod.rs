@@ -110,9 +110,10 @@ async fn run(
 
     let mut rows = 0u64;
     for f in &files {
-        rows += pq::row_count(&attempt.input, &format!("{dir}/{}", f.path))
+        let relative = format!("{dir}/{}", f.path);
+        rows += pq::row_count(&attempt.input, &relative)
             .await
-            .map_err(dataset_error)?;
+            .map_err(|e| file_error(&relative, e))?;
     }
     let plan = Plan::new(rows, budget);
     tracing::info!(date, files = files.len(), rows, ?plan, "computing features");
@@ -128,7 +129,12 @@ async fn run(
     let (cancel, progress) = (ctx.cancel.clone(), ctx.progress.clone());
     let aggregate = tokio::task::spawn_blocking(move || {
         let mut ingest = compute::Ingest::new(pseudonyms, plan, rows, &scratch)?;
-        while let Some((file, batch)) = rx.blocking_recv() {
+        while let Some(feed) = rx.blocking_recv() {
+            let Some((file, batch)) = feed else {
+                // Reading failed or was stopped; its error is the one
+                // reported, and aggregating part of the day is waste.
+                return Err(TaskError::retryable("reading stopped"));
+            };
             let file: std::sync::Arc<str> = file;
             ingest.add(&batch, &scratch).map_err(|e| TaskError {
                 message: format!("{file}: {}", e.message),
@@ -157,7 +163,7 @@ async fn run(
             while let Some(batch) = batches.next().await {
                 attempt.stopped(&ctx)?;
                 let batch = batch.map_err(|e| file_error(&relative, e))?;
-                if tx.send((relative.clone(), batch)).await.is_err() {
+                if tx.send(Some((relative.clone(), batch))).await.is_err() {
                     // The aggregating side failed; its error says why.
                     return Ok(());
                 }
@@ -166,6 +172,9 @@ async fn run(
         Ok::<(), TaskError>(())
     };
     let read = read.await;
+    if read.is_err() {
+        let _ = tx.send(None).await;
+    }
     drop(tx);
     let aggregated = aggregate
         .await
