@@ -172,41 +172,27 @@ impl Columns {
 
 fn timestamps(a: &ArrayRef, out: &mut Vec<Option<i64>>) -> Result<(), TaskError> {
     out.clear();
-    let (values, valid): (Vec<i64>, Vec<bool>) = match a.data_type() {
-        DataType::Timestamp(unit, _) => {
-            let (raw, to_ms): (Vec<i64>, fn(i64) -> i64) = match unit {
-                TimeUnit::Second => (
-                    a.as_primitive::<TimestampSecondType>().values().to_vec(),
-                    |v| v.saturating_mul(1000),
-                ),
-                TimeUnit::Millisecond => (
-                    a.as_primitive::<TimestampMillisecondType>()
-                        .values()
-                        .to_vec(),
-                    |v| v,
-                ),
-                TimeUnit::Microsecond => (
-                    a.as_primitive::<TimestampMicrosecondType>()
-                        .values()
-                        .to_vec(),
-                    |v| v.div_euclid(1000),
-                ),
-                TimeUnit::Nanosecond => (
-                    a.as_primitive::<TimestampNanosecondType>()
-                        .values()
-                        .to_vec(),
-                    |v| v.div_euclid(1_000_000),
-                ),
-            };
-            (
-                raw.into_iter().map(to_ms).collect(),
-                (0..a.len()).map(|i| a.is_valid(i)).collect(),
-            )
+    let ms = |v: Option<i64>, to_ms: fn(i64) -> i64| v.map(to_ms);
+    match a.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => out.extend(
+            a.as_primitive::<TimestampSecondType>()
+                .iter()
+                .map(|v| ms(v, |v| v.saturating_mul(1000))),
+        ),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            out.extend(a.as_primitive::<TimestampMillisecondType>().iter());
         }
         // Plain integers are taken as Unix milliseconds.
-        DataType::Int64 => (
-            a.as_primitive::<Int64Type>().values().to_vec(),
-            (0..a.len()).map(|i| a.is_valid(i)).collect(),
+        DataType::Int64 => out.extend(a.as_primitive::<Int64Type>().iter()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => out.extend(
+            a.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|v| ms(v, |v| v.div_euclid(1000))),
+        ),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => out.extend(
+            a.as_primitive::<TimestampNanosecondType>()
+                .iter()
+                .map(|v| ms(v, |v| v.div_euclid(1_000_000))),
         ),
         t => {
             return Err(wrong_type(
@@ -215,8 +201,7 @@ fn timestamps(a: &ArrayRef, out: &mut Vec<Option<i64>>) -> Result<(), TaskError>
                 "a timestamp (or Int64 Unix milliseconds)",
             ));
         }
-    };
-    out.extend(values.into_iter().zip(valid).map(|(v, ok)| ok.then_some(v)));
+    }
     Ok(())
 }
 
