@@ -96,11 +96,9 @@ pub fn drover_binary() -> Result<PathBuf, HarnessError> {
         .ok_or_else(|| HarnessError::Binary("cargo built no drover executable".into()))
 }
 
-/// A free loopback port (bound and released; a race with another process
-/// is possible, and a start that loses it is retried).
+/// A free loopback port for a coordinator (see [`crate::ports`]).
 fn free_address() -> Result<SocketAddr, HarnessError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("binding a port"))?;
-    listener.local_addr().map_err(io("reading a port"))
+    crate::ports::free_address().map_err(io("finding a free port"))
 }
 
 /// What a cluster is made of.
@@ -246,6 +244,9 @@ impl Cluster {
             cluster.start_node(id, false)?;
         }
         cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        // A leader needs only a majority: a member that never came up would
+        // go unnoticed until the replicas are compared at the end.
+        cluster.wait_for_members(Duration::from_secs(60)).await?;
         cluster.set_lease_settings().await?;
         for w in 0..cluster.spec.workers {
             cluster.start_worker(w)?;
@@ -563,6 +564,55 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(HarnessError::Timeout("no leader was elected".into()))
+    }
+
+    /// Waits until every member answers; fails at once, with the end of
+    /// its log, when a member's process has exited.
+    pub async fn wait_for_members(&mut self, within: Duration) -> Result<(), HarnessError> {
+        let until = Instant::now() + within;
+        loop {
+            let mut silent = Vec::new();
+            for id in self.members() {
+                let exited = self
+                    .nodes
+                    .get_mut(&id)
+                    .and_then(|n| n.process.as_mut())
+                    .is_some_and(Process::exited);
+                if exited {
+                    return Err(HarnessError::Rpc(format!(
+                        "node {id} exited; its log ends:\n{}",
+                        self.log_tail(&format!("node-{id}"), 10)
+                    )));
+                }
+                let answered = match self.channel(id).await {
+                    Ok(channel) => AdminServiceClient::new(channel)
+                        .cluster_status(ClusterStatusRequest::default())
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+                if !answered {
+                    silent.push(id);
+                }
+            }
+            if silent.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(HarnessError::Timeout(format!(
+                    "nodes {silent:?} did not answer"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The last `lines` lines of a process's log.
+    fn log_tail(&self, name: &str, lines: usize) -> String {
+        let path = self.spec.run_dir.join("logs").join(format!("{name}.log"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// A job client on the leader.

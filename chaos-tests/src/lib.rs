@@ -12,6 +12,8 @@
 //!   cluster's committed trail per job, probe side logs, replica digests).
 //! - [`checker`]: one module per invariant, pure functions of an
 //!   observation.
+//! - [`ports`]: loopback ports for the coordinators, clear of the
+//!   kernel's ephemeral range.
 //! - [`harness`]: starts and controls coordinators, workers and proxies.
 //! - [`nemesis`]: the faults, drawn from the seed, injected and healed.
 //! - [`workload`]: the clients (submits with idempotency keys, cancels).
@@ -27,6 +29,7 @@ pub mod harness;
 pub mod history;
 pub mod nemesis;
 pub mod observation;
+pub mod ports;
 pub mod proxy;
 pub mod rng;
 pub mod sim;
