@@ -57,12 +57,22 @@ impl Coordinators {
     /// restart), it keeps trying for [`UNAVAILABLE_PATIENCE`]; requests
     /// that change state must therefore be safe to repeat (submits carry an
     /// idempotency key).
-    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T>
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+        self.call_within(UNAVAILABLE_PATIENCE, f).await
+    }
+
+    /// [`Self::call`], giving up on an unavailable cluster after `patience`
+    /// (the web console answers its page within seconds instead).
+    pub async fn call_within<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + patience;
         let mut pause = Duration::from_millis(100);
         let mut tried: Vec<String> = Vec::new();
         loop {

@@ -2,9 +2,10 @@
 //! health and metrics on `--http`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::console::Console;
 use anyhow::{Context, Result, anyhow, bail};
 use axum::Json;
 use axum::extract::State;
@@ -111,10 +112,12 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
         )
     })?;
     tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
-    let http_task = tokio::spawn(serve_health(
+    let console = Console::new(started.node.clone(), dial_address(args.listen));
+    let http_task = tokio::spawn(serve_http(
         http,
         started.node.clone(),
         started.metrics.clone(),
+        console,
     ));
     let result = serve.await;
     http_task.abort();
@@ -132,18 +135,32 @@ struct Http {
     metrics: Metrics,
 }
 
-/// Serves /healthz, /readyz and /metrics for `node` on `listener`.
-pub async fn serve_health(
+/// Serves /healthz, /readyz, /metrics and the web console (`/ui`, with its
+/// API under `/api/v1/`) for `node` on `listener`.
+pub async fn serve_http(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
     metrics: Metrics,
+    console: Console,
 ) -> std::io::Result<()> {
     let routes = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Http { node, metrics });
+        .with_state(Http { node, metrics })
+        .merge(crate::console::routes(console));
     axum::serve(listener, routes).await
+}
+
+/// An address this process can dial its own gRPC server at: `listen`, or
+/// loopback on its port when it listens on every interface.
+pub fn dial_address(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port()).to_string()
 }
 
 /// The Prometheus scrape: OpenMetrics text.

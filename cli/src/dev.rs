@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::console::Console;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_coordinator::raft::node::NodeHandle;
@@ -99,10 +100,12 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     .map_err(|e| anyhow!("starting the coordinator: {e}"))?;
     let node = started.node.clone();
     let server_task = tokio::spawn(serve);
-    let http_task = tokio::spawn(crate::coordinator::serve_health(
+    let console = Console::new(node.clone(), crate::coordinator::dial_address(args.listen));
+    let http_task = tokio::spawn(crate::coordinator::serve_http(
         http,
         node.clone(),
         started.metrics.clone(),
+        console,
     ));
     wait_for_leader(&node).await?;
 

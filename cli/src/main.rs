@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod cluster;
+mod console;
 mod coordinator;
 mod datagen;
 mod dev;

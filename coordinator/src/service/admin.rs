@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::node_status;
 use crate::raft::node::{MemberStatus, NodeHandle, NodeStatus};
-use crate::state::{Command, JobState, Rejection, StateMachine, WorkerState};
+use crate::state::{Command, JobState, Rejection, StateMachine, TaskKey, WorkerState};
 
 /// How long membership changes and reads may take before the caller hears
 /// "unavailable".
@@ -85,17 +85,22 @@ mod convert {
     }
 
     pub fn workers(sm: &StateMachine) -> Vec<WorkerInfo> {
-        let mut running = std::collections::BTreeMap::<&str, u32>::new();
+        let mut running = std::collections::BTreeMap::<&str, Vec<String>>::new();
         for job in sm
             .core()
             .jobs
             .values()
             .filter(|j| j.state == JobState::Running)
         {
-            for template in &job.templates {
-                for record in template.tasks.values() {
+            for (t, template) in (0u32..).zip(&job.templates) {
+                for (p, record) in &template.tasks {
                     if let Some(w) = &record.worker {
-                        *running.entry(w.as_str()).or_default() += 1;
+                        let key = TaskKey {
+                            job: job.id,
+                            template: t,
+                            partition: *p,
+                        };
+                        running.entry(w.as_str()).or_default().push(key.to_string());
                     }
                 }
             }
@@ -107,7 +112,10 @@ mod convert {
                 worker_id: id.clone(),
                 slots: w.slots,
                 labels: w.labels.clone().into_iter().collect(),
-                running_tasks: running.get(id.as_str()).copied().unwrap_or(0),
+                running_tasks: running
+                    .get(id.as_str())
+                    .map_or(0, |t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
+                running_task_ids: running.remove(id.as_str()).unwrap_or_default(),
                 last_heartbeat_unix_ms: w.last_seen_ms,
                 session_epoch: w.epoch,
                 registered_unix_ms: w.registered_ms,
@@ -149,6 +157,9 @@ impl AdminService for AdminServer {
             applied_index: status.applied_index,
             members,
             scheduler,
+            last_fsync_us: status.last_fsync_us,
+            snapshot_index: status.snapshot_index,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         }))
     }
 

@@ -36,10 +36,10 @@ use drover_proto::trace::TraceParent;
 use drover_proto::v1::job_service_server::JobService;
 use drover_proto::v1::{
     CancelJobRequest, CancelJobResponse, ExplainTaskRequest, ExplainTaskResponse, GetJobRequest,
-    GetJobResponse, Job as WireJob, JobEventsRequest, JobEventsResponse, JobState as WireJobState,
-    ListJobsRequest, ListJobsResponse, ListTasksRequest, ListTasksResponse, PlanJobRequest,
-    PlanJobResponse, RetryJobRequest, RetryJobResponse, SubmitJobRequest, SubmitJobResponse,
-    WatchJobRequest, WatchJobResponse,
+    GetJobResponse, GetTaskOutputRequest, GetTaskOutputResponse, Job as WireJob, JobEventsRequest,
+    JobEventsResponse, JobListKind, JobState as WireJobState, ListJobsRequest, ListJobsResponse,
+    ListTasksRequest, ListTasksResponse, PlanJobRequest, PlanJobResponse, RetryJobRequest,
+    RetryJobResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest, WatchJobResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -408,6 +408,10 @@ struct JobFilter {
     name_prefix: String,
     /// Only runs of this scheduled job.
     parent: Option<JobRef>,
+    /// Leave out jobs that run tasks (only scheduled jobs are wanted).
+    skip_jobs: bool,
+    /// Leave out scheduled jobs.
+    skip_schedules: bool,
 }
 
 impl JobFilter {
@@ -460,12 +464,17 @@ fn scan_jobs(
         Some(JobRef::Schedule(s)) => Some(s),
         None => None,
     };
-    let mut jobs = core.jobs.range(..JobId(from.job_before)).rev().peekable();
+    let mut jobs = core
+        .jobs
+        .range(..JobId(from.job_before))
+        .rev()
+        .filter(|_| !filter.skip_jobs)
+        .peekable();
     let mut schedules = core
         .schedules
         .range(..ScheduleId(from.schedule_before))
         .rev()
-        .filter(|_| parent_schedule.is_none())
+        .filter(|_| parent_schedule.is_none() && !filter.skip_schedules)
         .peekable();
     let mut scanned = 0;
     loop {
@@ -804,9 +813,10 @@ mod convert {
     use drover_proto::v1::{
         BackoffWait, CatchupPolicy, DependencyWait, Diagnostic, ExplainTaskResponse, FairShareWait,
         Job as WireJob, JobEvent, JobEventKind, JobPlan, JobState as WireJobState, MaxParallelWait,
-        NoMatchingWorker, NotPending, OverlapPolicy, SchedulePlan, ScheduleStatus, Severity, Task,
-        TaskCounts, TaskKind, TaskState as WireTaskState, TemplatePlan, TemplateProgress,
-        UpstreamProgress, explain_task_response::Reason,
+        NoMatchingWorker, NotPending, OutputFile as WireOutputFile, OutputManifest, OverlapPolicy,
+        SchedulePlan, ScheduleStatus, Severity, Task, TaskCounts, TaskKind,
+        TaskState as WireTaskState, TemplatePlan, TemplateProgress, UpstreamProgress,
+        explain_task_response::Reason,
     };
     use tonic::Status;
 
@@ -815,7 +825,7 @@ mod convert {
     use crate::state::explain::Why;
     use crate::state::job::{Counts, Job};
     use crate::state::schedule::Schedule;
-    use crate::state::types::DEFAULT_NAMESPACE_WEIGHT;
+    use crate::state::types::{DEFAULT_NAMESPACE_WEIGHT, Manifest};
     use crate::state::{
         JobId, JobState, ScheduleId, StateMachine, TaskKey, TaskState, WorkerState,
     };
@@ -999,6 +1009,7 @@ mod convert {
             } else {
                 Some(job_ref(parent)?)
             },
+            ..JobFilter::default()
         })
     }
 
@@ -1418,6 +1429,27 @@ mod convert {
     }
 
     // ---- tasks ----
+
+    /// The wire form of an accepted output's manifest.
+    pub fn output_manifest(m: &Manifest) -> OutputManifest {
+        OutputManifest {
+            output_prefix: m.prefix.clone(),
+            files: m
+                .files
+                .iter()
+                .map(|f| WireOutputFile {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                })
+                .collect(),
+            schema_json: m.schema_json.clone(),
+            code_version: m.code_version.clone(),
+            input_fingerprint: m.input_fingerprint.clone(),
+            created_unix_ms: 0,
+        }
+    }
 
     /// The wire form of one task, from its record, its output, or the
     /// template's cursor.
@@ -1939,12 +1971,17 @@ impl JobService for JobServer {
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
         let request = request.into_inner();
-        let filter = convert::job_filter(
+        let mut filter = convert::job_filter(
             request.namespace,
             &request.states,
             request.name_prefix,
             &request.parent_job_id,
         )?;
+        match JobListKind::try_from(request.kind) {
+            Ok(JobListKind::Schedules) => filter.skip_jobs = true,
+            Ok(JobListKind::Jobs) => filter.skip_schedules = true,
+            Ok(JobListKind::Unspecified) | Err(_) => {}
+        }
         let from = convert::parse_jobs_token(&request.page_token)?;
         let page = page_size(request.page_size, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX);
         let (jobs, next) = self
@@ -2239,6 +2276,41 @@ impl JobService for JobServer {
                     .job(key.job)
                     .ok_or_else(|| not_found(JobRef::Job(key.job)))?;
                 Ok(convert::explain(sm, job, key, why))
+            })
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_task_output(
+        &self,
+        request: Request<GetTaskOutputRequest>,
+    ) -> Result<Response<GetTaskOutputResponse>, Status> {
+        let key = convert::task_key(&request.into_inner().task_id)?;
+        let answer = self
+            .read(move |sm| {
+                let job = sm
+                    .job(key.job)
+                    .ok_or_else(|| not_found(JobRef::Job(key.job)))?;
+                let template = job
+                    .templates
+                    .get(key.template as usize)
+                    .filter(|t| key.partition < t.def.count)
+                    .ok_or_else(|| Status::not_found(format!("task {key} does not exist")))?;
+                let state = template
+                    .task_state(key.partition)
+                    .unwrap_or(TaskState::Ready);
+                let output = template.outputs.get(&key.partition).ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "task {key} has no output: it is {}",
+                        state.as_str()
+                    ))
+                })?;
+                Ok(GetTaskOutputResponse {
+                    task: Some(convert::task(job, key.template, key.partition, state)),
+                    manifest: output.manifest.as_deref().map(convert::output_manifest),
+                    fencing_token: output.token,
+                    reused: output.skipped,
+                })
             })
             .await?;
         Ok(Response::new(answer))

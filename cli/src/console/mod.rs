@@ -1,0 +1,105 @@
+//! The web console every coordinator serves at `/ui` on its HTTP port:
+//! jobs, a job's DAG, events, tasks and why they wait, schedules, workers
+//! and the cluster's health, updated live by polling.
+//!
+//! # Layout
+//!
+//! - [`api`]: the JSON API under `/api/v1/` the page reads and posts to.
+//! - [`json`]: the wire types turned into the page's JSON.
+//! - [`graph`]: the layered drawing of a job's DAG.
+//! - `assets/`: the page itself (HTML, CSS and plain JavaScript, no build
+//!   step), compiled into the binary so nothing is fetched at run time.
+
+mod api;
+mod graph;
+mod json;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use drover_coordinator::raft::node::NodeHandle;
+
+use crate::client::Coordinators;
+
+/// What the console's handlers share.
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// The cluster as the CLI reaches it: this node first, then wherever
+    /// its leader hint points.
+    cluster: Coordinators,
+    /// This node's own gRPC address, for the cluster page's local view.
+    own_address: String,
+    /// This node, for the banner (its own view, without a round trip).
+    node: NodeHandle,
+}
+
+impl Console {
+    /// A console for `node`, whose gRPC services listen on `grpc_address`.
+    pub fn new(node: NodeHandle, grpc_address: String) -> Self {
+        Self {
+            cluster: Coordinators(vec![grpc_address.clone()]),
+            own_address: grpc_address,
+            node,
+        }
+    }
+}
+
+/// The page and its API, to merge into the HTTP server's routes.
+pub fn routes(console: Console) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/", get(index))
+        .route("/ui/{file}", get(asset))
+        .route("/api/v1/node", get(api::node))
+        .route("/api/v1/jobs", get(api::jobs))
+        .route("/api/v1/jobs/{id}", get(api::job))
+        .route("/api/v1/jobs/{id}/events", get(api::events))
+        .route("/api/v1/jobs/{id}/tasks", get(api::tasks))
+        .route("/api/v1/jobs/{id}/cancel", post(api::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(api::retry))
+        .route("/api/v1/task", get(api::task))
+        .route("/api/v1/task/output", get(api::task_output))
+        .route("/api/v1/workers", get(api::workers))
+        .route("/api/v1/workers/{id}/drain", post(api::drain))
+        .route("/api/v1/cluster", get(api::cluster))
+        .with_state(console)
+}
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const CONSOLE_JS: &str = include_str!("assets/console.js");
+const CONSOLE_CSS: &str = include_str!("assets/console.css");
+
+async fn index() -> impl IntoResponse {
+    asset_response("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+    match file.as_str() {
+        "console.js" => {
+            asset_response("text/javascript; charset=utf-8", CONSOLE_JS).into_response()
+        }
+        "console.css" => asset_response("text/css; charset=utf-8", CONSOLE_CSS).into_response(),
+        _ => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    }
+}
+
+/// An embedded file. `no-cache` makes the browser revalidate, so a rolling
+/// upgrade never leaves an old script talking to a new API.
+fn asset_response(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Only this server's own script and styles run: text from the
+            // cluster can never become markup or code.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+}
