@@ -70,6 +70,7 @@ pub fn routes(console: Console) -> Router {
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
 const CONSOLE_CSS: &str = include_str!("assets/console.css");
+const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
 
 async fn index() -> impl IntoResponse {
     asset_response("text/html; charset=utf-8", INDEX_HTML)
@@ -81,6 +82,7 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::
             asset_response("text/javascript; charset=utf-8", CONSOLE_JS).into_response()
         }
         "console.css" => asset_response("text/css; charset=utf-8", CONSOLE_CSS).into_response(),
+        "favicon.svg" => asset_response("image/svg+xml", FAVICON_SVG).into_response(),
         _ => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
     }
 }
