@@ -28,6 +28,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::raft::node::{NodeHandle, NodeStatus};
 use crate::state::Stats;
+use crate::state::tally::Tally;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -135,6 +136,84 @@ struct WorkerLabels {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobEndLabels {
+    namespace: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AttemptLabels {
+    namespace: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+/// Counters that follow the state machine's running totals ([`Tally`]).
+#[derive(Debug, Default)]
+struct TallyCounters {
+    jobs_finished: Family<JobEndLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    stale_rejections: Family<NamespaceLabels, Counter>,
+    /// The totals at the previous scrape; counters advance by the
+    /// difference.
+    last: std::sync::Mutex<Tally>,
+}
+
+impl TallyCounters {
+    fn follow(&self, now: &Tally) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // A total below the last one means the state was replaced (a
+        // snapshot installed): count what it has done since.
+        let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
+        for (namespace, states) in &now.jobs_finished {
+            for (state, n) in states {
+                let before = last
+                    .jobs_finished
+                    .get(namespace)
+                    .and_then(|m| m.get(state))
+                    .copied()
+                    .unwrap_or(0);
+                self.jobs_finished
+                    .get_or_create(&JobEndLabels {
+                        namespace: namespace.clone(),
+                        state: state.as_str(),
+                    })
+                    .inc_by(delta(*n, before));
+            }
+        }
+        for (namespace, outcomes) in &now.attempts {
+            for (outcome, n) in outcomes {
+                let before = last
+                    .attempts
+                    .get(namespace)
+                    .and_then(|m| m.get(outcome))
+                    .copied()
+                    .unwrap_or(0);
+                self.attempts
+                    .get_or_create(&AttemptLabels {
+                        namespace: namespace.clone(),
+                        outcome: outcome.as_str(),
+                    })
+                    .inc_by(delta(*n, before));
+            }
+        }
+        for (namespace, n) in &now.stale_rejections {
+            let before = last.stale_rejections.get(namespace).copied().unwrap_or(0);
+            self.stale_rejections
+                .get_or_create(&NamespaceLabels {
+                    namespace: namespace.clone(),
+                })
+                .inc_by(delta(*n, before));
+        }
+        *last = now.clone();
+    }
+}
+
 /// Gauges set from the state machine at each scrape.
 #[derive(Debug, Default)]
 struct StateGauges {
@@ -145,6 +224,7 @@ struct StateGauges {
     workers: Family<WorkerLabels, Gauge>,
     workers_alive: Gauge,
     read_failures: Counter,
+    totals: TallyCounters,
 }
 
 /// Gauges set from the Raft status at each scrape.
@@ -236,6 +316,21 @@ impl Metrics {
             "metrics_state_read_failures",
             "Scrapes that could not read the state machine (node stopped or overloaded) and showed the previous scrape's state gauges",
             state.read_failures.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "Jobs that reached a terminal state, by namespace and state, as applied by this node since it started (every replica counts the same jobs: aggregate with max, not sum)",
+            state.totals.jobs_finished.clone(),
+        );
+        registry.register(
+            "task_attempts_finished",
+            "Task attempts that ended, by namespace and outcome (succeeded, skipped, failed, lease_expired, timed_out, released), as applied by this node since it started",
+            state.totals.attempts.clone(),
+        );
+        registry.register(
+            "stale_token_rejections",
+            "Completions, failures and heartbeats refused for a stale fencing token, by namespace: fencing doing its job",
+            state.totals.stale_rejections.clone(),
         );
         registry.register("raft_term", "Current Raft term", raft.term.clone());
         registry.register(
@@ -394,6 +489,7 @@ impl Metrics {
         state
             .workers_alive
             .set(gauge_value(stats.workers_alive + stats.workers_draining));
+        state.totals.follow(&stats.tally);
     }
 
     /// The OpenMetrics text of every metric as last set.
@@ -434,6 +530,52 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn totals_become_counters_that_only_go_up() {
+        use crate::state::JobState;
+        use crate::state::tally::AttemptOutcome;
+        let metrics = Metrics::new();
+        let status = NodeStatus::default();
+        let mut stats = Stats::default();
+        let set = |stats: &mut Stats, failed: u64, timed_out: u64| {
+            stats
+                .tally
+                .jobs_finished
+                .entry("etl".into())
+                .or_default()
+                .insert(JobState::Failed, failed);
+            stats
+                .tally
+                .attempts
+                .entry("etl".into())
+                .or_default()
+                .insert(AttemptOutcome::TimedOut, timed_out);
+        };
+        set(&mut stats, 2, 5);
+        metrics.update(&status, Some(&stats));
+        set(&mut stats, 3, 5);
+        metrics.update(&status, Some(&stats));
+        let text = metrics.encode();
+        assert_eq!(
+            line(&text, "drover_jobs_finished_total{"),
+            Some("drover_jobs_finished_total{namespace=\"etl\",state=\"failed\"} 3"),
+            "{text}"
+        );
+        // The state was replaced (a snapshot installed) and counts afresh:
+        // the counter goes on from where it was.
+        set(&mut stats, 1, 1);
+        metrics.update(&status, Some(&stats));
+        let text = metrics.encode();
+        assert_eq!(
+            line(&text, "drover_jobs_finished_total{"),
+            Some("drover_jobs_finished_total{namespace=\"etl\",state=\"failed\"} 4")
+        );
+        assert_eq!(
+            line(&text, "drover_task_attempts_finished_total{"),
+            Some("drover_task_attempts_finished_total{namespace=\"etl\",outcome=\"timed_out\"} 6")
+        );
     }
 
     #[test]

@@ -10,10 +10,11 @@ use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::job_service_server::{JobService, JobServiceServer};
 use drover_proto::v1::{
     CancelJobRequest, CancelJobResponse, Diagnostic, DiagnosticList, ExplainTaskRequest,
-    ExplainTaskResponse, GetJobRequest, GetJobResponse, Job, JobEventsRequest, JobEventsResponse,
-    JobState, ListJobsRequest, ListJobsResponse, ListTasksRequest, ListTasksResponse,
-    PlanJobRequest, PlanJobResponse, RetryJobRequest, RetryJobResponse, Severity, SubmitJobRequest,
-    SubmitJobResponse, WatchJobRequest, WatchJobResponse,
+    ExplainTaskResponse, GetJobRequest, GetJobResponse, GetTaskOutputRequest,
+    GetTaskOutputResponse, Job, JobEventsRequest, JobEventsResponse, JobState, ListJobsRequest,
+    ListJobsResponse, ListTasksRequest, ListTasksResponse, PlanJobRequest, PlanJobResponse,
+    RetryJobRequest, RetryJobResponse, Severity, SubmitJobRequest, SubmitJobResponse,
+    WatchJobRequest, WatchJobResponse,
 };
 use drover_proto::{DIAGNOSTICS_METADATA_KEY, LEADER_METADATA_KEY};
 use prost::Message;
@@ -149,6 +150,13 @@ impl JobService for FakeCoordinator {
         &self,
         _: Request<ExplainTaskRequest>,
     ) -> Result<Response<ExplainTaskResponse>, Status> {
+        Err(Status::unimplemented("not needed by this test"))
+    }
+
+    async fn get_task_output(
+        &self,
+        _: Request<GetTaskOutputRequest>,
+    ) -> Result<Response<GetTaskOutputResponse>, Status> {
         Err(Status::unimplemented("not needed by this test"))
     }
 }

@@ -38,6 +38,7 @@ pub mod ready;
 pub mod schedule;
 pub mod snapshot;
 pub mod stats;
+pub mod tally;
 pub mod types;
 
 mod lease;
@@ -122,6 +123,9 @@ pub struct StateMachine {
     idx: Indexes,
     /// Records changed since storage last took them.
     changes: changes::Changes,
+    /// What the applied log did since this process loaded the state, for
+    /// metrics; not replicated.
+    tally: tally::Tally,
     /// Bugs planted for the chaos suite; not replicated state.
     #[cfg(feature = "planted-bugs")]
     planted: crate::planted::PlantedBugs,
@@ -139,6 +143,7 @@ impl StateMachine {
         };
         Self {
             changes: changes::Changes::default(),
+            tally: tally::Tally::default(),
             #[cfg(feature = "planted-bugs")]
             planted: crate::planted::PlantedBugs::default(),
             core: Core {
@@ -161,6 +166,7 @@ impl StateMachine {
     pub fn from_core(core: Core) -> Self {
         let mut sm = Self {
             changes: changes::Changes::default(),
+            tally: tally::Tally::default(),
             #[cfg(feature = "planted-bugs")]
             planted: crate::planted::PlantedBugs::default(),
             idx: Indexes {
@@ -410,6 +416,15 @@ impl StateMachine {
         let max = self.core.config.events_per_job_max;
         let now = self.core.now_ms;
         if let Some(job) = self.core.jobs.get_mut(&job_id) {
+            let skipped = match &kind {
+                events::EventKind::Completed { task, .. } => job
+                    .templates
+                    .get(task.template as usize)
+                    .and_then(|t| t.outputs.get(&task.partition))
+                    .is_some_and(|o| o.skipped),
+                _ => false,
+            };
+            self.tally.record(&job.namespace, &kind, skipped);
             job.events.push(now, kind, max);
             let seq = job.events.last_seq();
             self.changes.jobs.insert(job_id);

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use super::StateMachine;
 use super::job::{Counts, TemplateStatus};
+use super::tally::Tally;
 use super::workers::WorkerState;
 
 /// A summary of the state at one instant.
@@ -35,6 +36,8 @@ pub struct Stats {
     pub workers_draining: u64,
     /// Registered workers not heard from within the worker timeout.
     pub workers_lost: u64,
+    /// Running totals since this process loaded the state.
+    pub tally: Tally,
 }
 
 impl Stats {
@@ -54,6 +57,7 @@ impl StateMachine {
         let mut stats = Stats {
             now_ms: core.now_ms,
             ready_jobs: self.idx.ready.len() as u64,
+            tally: self.tally.clone(),
             ..Stats::default()
         };
         for job in core.jobs.values() {
