@@ -15,8 +15,8 @@ use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     CancelJobRequest, ClusterStatusRequest, DrainWorkerRequest, ExplainTaskRequest, GetJobRequest,
-    GetTaskOutputRequest, JobEventsRequest, JobListKind, JobState, ListJobsRequest,
-    ListTasksRequest, ListWorkersRequest, RetryJobRequest, TaskState,
+    GetTaskOutputRequest, JobEventsRequest, JobListKind, ListJobsRequest, ListTasksRequest,
+    ListWorkersRequest, RetryJobRequest, TaskState,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -70,9 +70,9 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 
 /// `running` → the wire enum value, for filters.
 fn job_state_named(name: &str) -> Result<i32, ApiError> {
-    JobState::from_str_name(&format!("JOB_STATE_{}", name.to_ascii_uppercase()))
+    crate::job::render::parse_job_state(name)
         .map(|s| s as i32)
-        .ok_or_else(|| bad_request(format!("`{name}` is not a job state")))
+        .map_err(bad_request)
 }
 
 fn task_state_named(name: &str) -> Result<i32, ApiError> {
@@ -319,7 +319,7 @@ pub async fn cancel(
         })
         .await?;
     Ok(Json(json!({
-        "state": json::job_state(answer.state),
+        "state": crate::job::render::job_state(answer.state),
         "changed": answer.changed,
     })))
 }
@@ -342,7 +342,7 @@ pub async fn retry(
         })
         .await?;
     Ok(Json(json!({
-        "state": json::job_state(answer.state),
+        "state": crate::job::render::job_state(answer.state),
         "requeued": answer.requeued_task_count,
     })))
 }

@@ -5,48 +5,16 @@
 //! time zone), and 0 means "not yet" as on the wire.
 
 use drover_proto::v1::{
-    ClusterStatusResponse, ExplainTaskResponse, GetTaskOutputResponse, Job, JobEvent, JobEventKind,
-    JobState, Member, MemberRole, ReplicationState, SchedulerStats, Task, TaskCounts, TaskKind,
-    TaskState, TemplateProgress, WorkerInfo, WorkerState, explain_task_response::Reason,
+    ClusterStatusResponse, ExplainTaskResponse, GetTaskOutputResponse, Job, JobEvent, Member,
+    MemberRole, ReplicationState, SchedulerStats, Task, TaskCounts, TemplateProgress, WorkerInfo,
+    explain_task_response::Reason,
 };
 use serde_json::{Value, json};
 
 use super::graph::{self, Vertex};
 
-/// `PREFIX_SOME_NAME` → `some_name`.
-fn short(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix)
-        .unwrap_or(full)
-        .to_ascii_lowercase()
-}
-
-pub fn job_state(v: i32) -> String {
-    JobState::try_from(v).map_or_else(
-        |_| "unknown".into(),
-        |s| short(s.as_str_name(), "JOB_STATE_"),
-    )
-}
-
-pub fn task_state(v: i32) -> String {
-    TaskState::try_from(v).map_or_else(
-        |_| "unknown".into(),
-        |s| short(s.as_str_name(), "TASK_STATE_"),
-    )
-}
-
-fn task_kind(v: i32) -> String {
-    TaskKind::try_from(v).map_or_else(
-        |_| "unknown".into(),
-        |s| short(s.as_str_name(), "TASK_KIND_"),
-    )
-}
-
-fn event_kind(v: i32) -> String {
-    JobEventKind::try_from(v).map_or_else(
-        |_| "unknown".into(),
-        |s| short(s.as_str_name(), "JOB_EVENT_KIND_"),
-    )
-}
+// Enum values are named as the CLI's `--json` names them.
+use crate::job::render::{enum_name as short, event_kind, job_state, task_kind, task_state};
 
 fn counts(c: Option<&TaskCounts>) -> Value {
     let c = c.cloned().unwrap_or_default();
@@ -223,8 +191,7 @@ pub fn output(o: &GetTaskOutputResponse) -> Value {
 pub fn worker(w: &WorkerInfo) -> Value {
     json!({
         "id": w.worker_id,
-        "state": WorkerState::try_from(w.state)
-            .map_or_else(|_| "unknown".into(), |s| short(s.as_str_name(), "WORKER_STATE_")),
+        "state": crate::job::render::worker_state(w.state),
         "slots": w.slots,
         "labels": w.labels,
         "running_tasks": w.running_tasks,
@@ -285,21 +252,6 @@ pub fn node_status(s: &ClusterStatusResponse) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn enum_values_become_short_lower_case_names() {
-        assert_eq!(job_state(JobState::Running as i32), "running");
-        assert_eq!(task_state(TaskState::Backoff as i32), "backoff");
-        assert_eq!(
-            task_kind(TaskKind::SensorFeatureBackfill as i32),
-            "sensor_feature_backfill"
-        );
-        assert_eq!(
-            event_kind(JobEventKind::TaskStaleTokenRejected as i32),
-            "task_stale_token_rejected"
-        );
-        assert_eq!(job_state(999), "unknown");
-    }
 
     #[test]
     fn a_job_with_templates_carries_its_picture() {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// The lower-case name of a wire enum value, without its type prefix:
 /// `JOB_STATE_SUCCEEDED` becomes `succeeded`.
-fn enum_name(full: &str, prefix: &str) -> String {
+pub fn enum_name(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix)
         .unwrap_or(full)
         .to_ascii_lowercase()
