@@ -14,15 +14,13 @@ use serde_json::{Value, json};
 use super::graph::{self, Vertex};
 
 // Enum values are named as the CLI's `--json` names them.
-use crate::job::render::{enum_name as short, event_kind, job_state, task_kind, task_state};
+use crate::job::render::{
+    counts_json, enum_name as short, event_kind, job_state, task_kind, task_state,
+};
 
+/// Task counts, zeros when absent (the page always has a bar to draw).
 fn counts(c: Option<&TaskCounts>) -> Value {
-    let c = c.cloned().unwrap_or_default();
-    json!({
-        "blocked": c.blocked, "ready": c.ready, "backoff": c.backoff, "leased": c.leased,
-        "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled,
-        "skipped": c.skipped, "total": c.total,
-    })
+    counts_json(&c.cloned().unwrap_or_default())
 }
 
 fn template(t: &TemplateProgress) -> Value {
