@@ -1,5 +1,6 @@
 //! `drover cluster ...`: membership and status.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -7,11 +8,12 @@ use anyhow::Result;
 use clap::Subcommand;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{
-    AddNodeRequest, ClusterStatusRequest, MemberRole, RemoveNodeRequest, Settings,
-    TransferLeaderRequest, UpdateSettingsRequest,
+    AddNodeRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole, RemoveNodeRequest,
+    ReplicationState, Settings, StateDigestRequest, TransferLeaderRequest, UpdateSettingsRequest,
 };
 
 use crate::client::Coordinators;
+use crate::job::render::replication_state;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -55,19 +57,99 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Hash the answering coordinator's replicated state, with the log
+    /// index it reflects. Ask each member (`--coordinators ADDR`): two that
+    /// report the same index must report the same digest.
+    Digest {
+        /// Stable JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the cluster is healthy: a leader, and every voter in
+    /// contact with it and caught up. Exits 1 with the reason when the
+    /// timeout passes first; use it between the steps of a rolling restart.
+    WaitHealthy {
+        /// How long to wait, like `2m`.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Most log entries a voter may be behind the leader's commit index.
+        #[arg(long, default_value_t = 1000)]
+        max_lag: u64,
+    },
+    /// Write a consistent backup of the replicated state to a file (any
+    /// coordinator answers, after a ReadIndex: the backup holds every
+    /// write acknowledged before the command ran).
+    Backup {
+        /// The backup file; written to FILE.partial first, then renamed.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Stable JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seed one member's empty data directory of a new cluster from a
+    /// backup. Run it for every member with the same file and --peers, then
+    /// start each with `drover coordinator`. Leases live in the backup are
+    /// handed back, so their tasks run again on the new cluster.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new member's data directory; must be empty or missing.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Every member of the new cluster as ID=ADDR, as `drover
+        /// coordinator --peers` will be given.
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<String>,
+        /// Only verify the backup and say what a restore would do.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<ExitCode> {
     match cmd {
-        ClusterCommand::Status { json } => {
-            let s = coordinators
+        ClusterCommand::Digest { json } => {
+            let d = coordinators
                 .call(|ch| async move {
                     AdminServiceClient::new(ch)
-                        .cluster_status(ClusterStatusRequest {})
+                        .state_digest(StateDigestRequest {})
                         .await
                         .map(|r| r.into_inner())
                 })
                 .await?;
+            if json {
+                let out = serde_json::json!({
+                    "nodeId": d.node_id,
+                    "appliedIndex": d.applied_index,
+                    "sha256": d.sha256,
+                    "stateBytes": d.state_bytes,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!(
+                    "node {}  applied {}  sha256 {}  ({} bytes)",
+                    d.node_id, d.applied_index, d.sha256, d.state_bytes
+                );
+            }
+        }
+        ClusterCommand::WaitHealthy { timeout, max_lag } => {
+            return wait_healthy(coordinators, timeout, max_lag).await;
+        }
+        ClusterCommand::Backup { out, force, json } => {
+            crate::backup::backup(coordinators, &out, force, json).await?;
+        }
+        ClusterCommand::Restore {
+            file,
+            data_dir,
+            peers,
+            dry_run,
+        } => crate::backup::restore(&file, data_dir.as_ref(), &peers, dry_run)?,
+        ClusterCommand::Status { json } => {
+            let s = leader_status(coordinators).await?;
             if json {
                 let members: Vec<serde_json::Value> = s
                     .members
@@ -80,6 +162,8 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                             "leader": m.is_leader,
                             "matchIndex": m.match_index,
                             "lag": m.lag_entries,
+                            "replication": replication_state(m.replication),
+                            "lastContactMs": m.last_contact_age_ms,
                         })
                     })
                     .collect();
@@ -111,9 +195,14 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                     s.applied_index,
                     s.node_id
                 );
+                if s.leader_id != s.node_id {
+                    println!(
+                        "(a follower's view: only the leader knows each member's MATCH and LAG)"
+                    );
+                }
                 println!(
-                    "{:>4}  {:<22} {:<8} {:>12} {:>8}",
-                    "ID", "ADDRESS", "ROLE", "MATCH", "LAG"
+                    "{:>4}  {:<22} {:<8} {:>12} {:>8}  {:<10} {:>8}",
+                    "ID", "ADDRESS", "ROLE", "MATCH", "LAG", "STREAM", "CONTACT"
                 );
                 for m in &s.members {
                     let role = if m.role == MemberRole::Voter as i32 {
@@ -122,9 +211,17 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                         "learner"
                     };
                     let star = if m.is_leader { "*" } else { " " };
+                    let (stream, contact) = if s.leader_id != s.node_id || m.is_leader {
+                        ("-".to_owned(), "-".to_owned())
+                    } else {
+                        (
+                            replication_state(m.replication),
+                            format!("{} ms", m.last_contact_age_ms),
+                        )
+                    };
                     println!(
-                        "{:>3}{star}  {:<22} {:<8} {:>12} {:>8}",
-                        m.node_id, m.address, role, m.match_index, m.lag_entries
+                        "{:>3}{star}  {:<22} {:<8} {:>12} {:>8}  {:<10} {:>8}",
+                        m.node_id, m.address, role, m.match_index, m.lag_entries, stream, contact
                     );
                 }
             }
@@ -216,4 +313,151 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How recently the leader must have heard from a voter for it to count as
+/// in contact (ten leader heartbeats).
+const CONTACT_AGE_MAX_MS: i64 = 1000;
+
+/// Polls the leader's view until every voter is in contact and caught up.
+async fn wait_healthy(
+    coordinators: &Coordinators,
+    timeout: Duration,
+    max_lag: u64,
+) -> Result<ExitCode> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match leader_status(coordinators).await {
+            Ok(s) => match unhealthy(&s, max_lag) {
+                Some(reason) => reason,
+                None => match members_disagree(&s, max_lag).await {
+                    Some(reason) => reason,
+                    None => {
+                        let voters = s
+                            .members
+                            .iter()
+                            .filter(|m| m.role == MemberRole::Voter as i32)
+                            .count();
+                        println!(
+                            "healthy: node {} leads term {}, all {voters} voters in contact and caught up (commit {})",
+                            s.leader_id, s.term, s.commit_index
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                },
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "error: not healthy after {}: {last}",
+                humantime::format_duration(timeout)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The status as the leader sees it (only the leader knows each member's
+/// progress), or as the first coordinator that answers sees it when there
+/// is no leader or it does not answer.
+async fn leader_status(coordinators: &Coordinators) -> Result<ClusterStatusResponse> {
+    let ask = |c: Coordinators| async move {
+        c.call_within(Duration::from_secs(2), |ch| async move {
+            AdminServiceClient::new(ch)
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+    };
+    let s = ask(coordinators.clone()).await?;
+    if s.leader_id == 0 || s.leader_id == s.node_id || s.leader_address.is_empty() {
+        return Ok(s);
+    }
+    // A leader that cannot be reached leaves the follower's view.
+    Ok(ask(Coordinators::parse(&s.leader_address))
+        .await
+        .unwrap_or(s))
+}
+
+/// Asks every voter itself: each must answer, know the same leader, and
+/// have applied the leader's commit index (less `max_lag`). The leader's
+/// view alone can look healthy for a moment after a member restarts.
+async fn members_disagree(leader: &ClusterStatusResponse, max_lag: u64) -> Option<String> {
+    for m in leader
+        .members
+        .iter()
+        .filter(|m| m.role == MemberRole::Voter as i32 && !m.is_leader)
+    {
+        let own = Coordinators::parse(&m.address)
+            .call_within(Duration::from_secs(2), |ch| async move {
+                AdminServiceClient::new(ch)
+                    .cluster_status(ClusterStatusRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await;
+        match own {
+            Err(e) => return Some(format!("node {} did not answer: {e:#}", m.node_id)),
+            Ok(own) if own.leader_id != leader.leader_id => {
+                return Some(format!(
+                    "node {} follows {} rather than node {}",
+                    m.node_id,
+                    if own.leader_id == 0 {
+                        "no leader".to_owned()
+                    } else {
+                        format!("node {}", own.leader_id)
+                    },
+                    leader.leader_id
+                ));
+            }
+            Ok(own) if own.applied_index + max_lag < leader.commit_index => {
+                return Some(format!(
+                    "node {} has applied {} of {} committed entries",
+                    m.node_id, own.applied_index, leader.commit_index
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+/// Why the cluster is not healthy yet, or `None` when it is.
+fn unhealthy(s: &ClusterStatusResponse, max_lag: u64) -> Option<String> {
+    if s.leader_id == 0 {
+        return Some(format!("node {} knows no leader", s.node_id));
+    }
+    if s.leader_id != s.node_id {
+        return Some(format!("the leader, node {}, did not answer", s.leader_id));
+    }
+    let mut behind = Vec::new();
+    for m in s
+        .members
+        .iter()
+        .filter(|m| m.role == MemberRole::Voter as i32)
+    {
+        if m.is_leader {
+            continue;
+        }
+        if m.replication != ReplicationState::Replicate as i32 {
+            behind.push(format!(
+                "node {} is not replicating normally yet",
+                m.node_id
+            ));
+        } else if m.lag_entries > max_lag {
+            behind.push(format!(
+                "node {} is {} entries behind",
+                m.node_id, m.lag_entries
+            ));
+        } else if m.last_contact_age_ms > CONTACT_AGE_MAX_MS {
+            behind.push(format!(
+                "node {} was last heard from {} ms ago",
+                m.node_id, m.last_contact_age_ms
+            ));
+        }
+    }
+    (!behind.is_empty()).then(|| behind.join("; "))
 }

@@ -49,7 +49,7 @@ pub struct CoordinatorArgs {
 }
 
 /// Parses `ID=ADDR` entries of the flag `flag`.
-fn parse_id_addresses(entries: &[String], flag: &str) -> Result<BTreeMap<u64, String>> {
+pub fn parse_id_addresses(entries: &[String], flag: &str) -> Result<BTreeMap<u64, String>> {
     let mut parsed = BTreeMap::new();
     for entry in entries {
         let (id, addr) = entry

@@ -2,12 +2,15 @@
 //! subcommand to its module. Errors are printed as one line, never a
 //! backtrace, and map to a non-zero exit code.
 
+mod backup;
 mod bench;
 mod client;
 mod cluster;
 mod console;
 mod coordinator;
 mod datagen;
+#[cfg(test)]
+mod deploy_check;
 mod dev;
 mod job;
 mod worker;

@@ -13,9 +13,14 @@
 //! - [`service`]: the client-facing gRPC services.
 //! - [`server`]: one coordinator process: a node plus its services.
 //! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
+//! - [`data_dir`]: the data directory's format marker.
+//! - [`backup`]: the backup file format, and seeding a new cluster's data
+//!   directories from one.
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
 //!   the chaos suite can prove its checkers catch them.
 
+pub mod backup;
+pub mod data_dir;
 pub mod metrics;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;

@@ -853,3 +853,70 @@ fn downstream_tasks_see_their_upstream_outputs_in_order() {
     assert_eq!(h.job(id).upstream_outputs(0, 100), Some(vec![]));
     assert_eq!(h.job(id).upstream_outputs(merge[0].task.template, 2), None);
 }
+
+#[test]
+fn a_restored_backup_hands_leases_back_and_fences_every_token_the_old_cluster_could_issue() {
+    use drover_coordinator::state::StateMachine;
+    use drover_coordinator::state::restore::RESTORE_COUNTER_GAP;
+
+    let mut h = H::new();
+    let job = h.submit(&spec(
+        "restore",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 3}, retries: {max: 0}}\n",
+    ));
+    h.worker("w", 3, &[]);
+    let grants = h.lease("w", 3);
+    h.complete("w", &grants[0]).unwrap();
+    let backup = h.sm.snapshot();
+
+    // Two nodes restoring the same backup start from identical state.
+    let mut restored = StateMachine::restore(&backup).unwrap();
+    let report = restored.prepare_for_restore();
+    let mut twin = StateMachine::restore(&backup).unwrap();
+    twin.prepare_for_restore();
+    assert_eq!(restored.snapshot(), twin.snapshot());
+    restored.check_invariants().unwrap();
+    assert_eq!(report.released, 2);
+    assert_eq!(report.live_jobs, 1);
+
+    let mut h = H {
+        sm: restored,
+        now: h.now + 1000,
+    };
+    let j = h.job(job);
+    assert_eq!(
+        (j.counts.succeeded, j.counts.leased, j.counts.ready),
+        (1, 0, 2)
+    );
+    assert_eq!(
+        h.event_names(job)
+            .iter()
+            .filter(|e| *e == "Released")
+            .count(),
+        2,
+        "{:?}",
+        h.event_names(job)
+    );
+    // The old holder's report is refused: its lease ended.
+    assert!(matches!(
+        h.complete("w", &grants[1]),
+        Err(Rejection::LeaseLost { .. })
+    ));
+    // A token the old cluster handed out after the backup (the next ones
+    // its counter would give) never matches a new grant.
+    let regranted = h.lease("w", 3);
+    assert_eq!(regranted.len(), 2);
+    for g in &regranted {
+        assert!(
+            g.token >= grants[2].token + RESTORE_COUNTER_GAP,
+            "{}",
+            g.token
+        );
+        assert_eq!(g.attempt, 1, "a handed-back lease is not a spent attempt");
+    }
+    for g in &regranted {
+        h.complete("w", g).unwrap();
+    }
+    assert_eq!(h.job(job).state, JobState::Succeeded);
+}

@@ -161,3 +161,40 @@ fn chunks_and_coalesced_writes_load_exactly_the_applied_state() {
     assert_eq!(loaded.snapshot(), h.sm.snapshot());
     loaded.check_invariants().unwrap();
 }
+
+/// The store is a cache of the checkpoint and the log, so a node opening
+/// a store an older release wrote empties it and rebuilds from those
+/// rather than refusing to start; a newer format is still refused.
+#[test]
+fn an_older_store_format_is_emptied_for_a_rebuild_and_a_newer_one_refused() {
+    use drover_coordinator::raft::backend::{DiskState, StateBackend};
+    use drover_coordinator::storage::STORAGE_FORMAT_VERSION;
+
+    let set_format = |dir: &std::path::Path, format: u32| {
+        let store = when_unlocked(|| StateStore::open(&dir.join("state")));
+        let mut sm = StateMachine::new(Config::default());
+        let changes = sm.take_changes();
+        store.persist(&sm, &changes, 7).unwrap();
+        drop(store);
+        let db = when_unlocked(|| sled::open(dir.join("state")));
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &format.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    };
+
+    let older = tempfile::tempdir().unwrap();
+    set_format(older.path(), STORAGE_FORMAT_VERSION - 1);
+    let state = DiskState::open(older.path()).unwrap();
+    assert!(state.load().unwrap().is_none(), "the old store was kept");
+
+    let newer = tempfile::tempdir().unwrap();
+    set_format(newer.path(), STORAGE_FORMAT_VERSION + 1);
+    let state = DiskState::open(newer.path()).unwrap();
+    let err = state.load().err().unwrap().to_string();
+    assert!(
+        err.contains(&format!("format version {}", STORAGE_FORMAT_VERSION + 1)),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@
 
 use drover_proto::v1::{
     ClusterStatusResponse, ExplainTaskResponse, GetTaskOutputResponse, Job, JobEvent, Member,
-    MemberRole, ReplicationState, SchedulerStats, Task, TaskCounts, TemplateProgress, WorkerInfo,
+    MemberRole, SchedulerStats, Task, TaskCounts, TemplateProgress, WorkerInfo,
     explain_task_response::Reason,
 };
 use serde_json::{Value, json};
@@ -15,7 +15,8 @@ use super::graph::{self, Vertex};
 
 // Enum values are named as the CLI's `--json` names them.
 use crate::job::render::{
-    counts_json, enum_name as short, event_kind, job_state, task_kind, task_state,
+    counts_json, enum_name as short, event_kind, job_state, replication_state, task_kind,
+    task_state,
 };
 
 /// Task counts, zeros when absent (the page always has a bar to draw).
@@ -212,8 +213,7 @@ fn member(m: &Member) -> Value {
         "is_leader": m.is_leader,
         "match_index": m.match_index,
         "lag_entries": m.lag_entries,
-        "replication": ReplicationState::try_from(m.replication)
-            .map_or_else(|_| "unknown".into(), |r| short(r.as_str_name(), "REPLICATION_STATE_")),
+        "replication": replication_state(m.replication),
         "last_contact_age_ms": m.last_contact_age_ms,
     })
 }

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use drover_proto::v1::{
-    Job, JobEvent, JobEventKind, JobState, Task, TaskCounts, TaskKind, TaskState, TemplateProgress,
-    WorkerInfo, WorkerState,
+    Job, JobEvent, JobEventKind, JobState, ReplicationState, Task, TaskCounts, TaskKind, TaskState,
+    TemplateProgress, WorkerInfo, WorkerState,
 };
 use serde_json::{Value, json};
 
@@ -50,6 +50,15 @@ pub fn worker_state(v: i32) -> String {
     WorkerState::try_from(v).map_or_else(
         |_| format!("unknown({v})"),
         |s| enum_name(s.as_str_name(), "WORKER_STATE_"),
+    )
+}
+
+/// How the leader replicates to a member: `probe`, `replicate`,
+/// `snapshot`, or `unspecified` outside the leader's view.
+pub fn replication_state(v: i32) -> String {
+    ReplicationState::try_from(v).map_or_else(
+        |_| format!("unknown({v})"),
+        |s| enum_name(s.as_str_name(), "REPLICATION_STATE_"),
     )
 }
 

@@ -80,7 +80,11 @@ impl Drop for Proc {
 /// Where a process's standard error goes: a file in the test's directory,
 /// printed when an assertion fails is too noisy, so tests read it on demand.
 fn log_file(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap()
 }
 
 /// Coordinators of one cluster.
@@ -98,8 +102,14 @@ impl Cluster {
     /// the coordinator binds it; then the whole cluster starts again on new
     /// ports rather than running a member short.
     pub fn start(dir: &Path, n: usize) -> Cluster {
+        Cluster::start_from(dir, n, None)
+    }
+
+    /// Like [`Cluster::start`], each member's data directory first seeded
+    /// from `backup` with `drover cluster restore` when one is given.
+    pub fn start_from(dir: &Path, n: usize, backup: Option<&Path>) -> Cluster {
         for round in 0..5 {
-            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n);
+            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n, backup);
             if let Some(cluster) = cluster {
                 return cluster;
             }
@@ -107,7 +117,7 @@ impl Cluster {
         panic!("could not start a {n}-coordinator cluster in 5 tries");
     }
 
-    fn try_start(dir: &Path, n: usize) -> Option<Cluster> {
+    fn try_start(dir: &Path, n: usize, backup: Option<&Path>) -> Option<Cluster> {
         std::fs::create_dir_all(dir).unwrap();
         let grpc: Vec<String> = (0..n).map(|_| loopback()).collect();
         let http: Vec<String> = (0..n).map(|_| loopback()).collect();
@@ -125,6 +135,22 @@ impl Cluster {
             procs: Vec::new(),
         };
         for i in 0..n {
+            if let Some(backup) = backup {
+                let out = drover()
+                    .args(["cluster", "restore"])
+                    .arg(backup)
+                    .arg("--data-dir")
+                    .arg(cluster.data_dir(i))
+                    .args(["--peers", &cluster.peers])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "restore for node {}: {}",
+                    i + 1,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             let p = cluster.spawn(i);
             cluster.procs.push(Some(p));
         }
@@ -153,6 +179,18 @@ impl Cluster {
         }
     }
 
+    /// Member `i`'s data directory (0-based).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{}", i + 1))
+    }
+
+    /// Starts member `i` (0-based) again on its directory and ports, after
+    /// it exited; its log continues in the same file.
+    pub fn restart(&mut self, i: usize) {
+        let p = self.spawn(i);
+        self.procs[i] = Some(p);
+    }
+
     fn spawn(&self, i: usize) -> Proc {
         let name = format!("coordinator-{}", i + 1);
         let child = drover()
@@ -160,7 +198,7 @@ impl Cluster {
             .args(["--listen", &self.grpc[i], "--http", &self.http[i]])
             .args(["--peers", &self.peers])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("n{}", i + 1)))
+            .arg(self.data_dir(i))
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(&self.dir, &name))

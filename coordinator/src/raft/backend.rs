@@ -11,14 +11,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use protobuf::Message as _;
 use raft::Storage;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use serde::{Deserialize, Serialize};
 
 use super::log_store::LogStoreError;
 use super::node::NodeError;
 use crate::state::StateMachine;
 use crate::state::changes::Changes;
-use crate::storage::StateStore;
+use crate::storage::{STORAGE_FORMAT_VERSION, StateStore};
 
 /// The Raft log, HardState and ConfState: raft-rs's [`Storage`] plus the
 /// writes the driver makes.
@@ -91,6 +93,16 @@ pub trait LogBackend: Storage {
 /// The index of the snapshot every bootstrapped log starts from: it holds
 /// the bootstrap voters and the empty state.
 pub const BOOTSTRAP_INDEX: u64 = 1;
+
+/// What a snapshot (and the checkpoint file) carries besides the state:
+/// the members' addresses.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotPayload {
+    /// Raft id to gRPC address, for every member.
+    pub members: BTreeMap<u64, String>,
+    /// The state machine's snapshot encoding.
+    pub state: Vec<u8>,
+}
 
 /// The term of the bootstrap snapshot; the first election is for term 2.
 pub const BOOTSTRAP_TERM: u64 = 1;
@@ -191,6 +203,12 @@ pub trait StateBackend {
     fn save_members(&mut self, members: &BTreeMap<u64, String>) -> Result<(), NodeError>;
 }
 
+/// The checkpoint's file name in the data directory.
+const CHECKPOINT_FILE: &str = "checkpoint.snap";
+
+/// The members file's name in the data directory.
+const MEMBERS_FILE: &str = "members.json";
+
 /// The real [`StateBackend`]: sled under `state/`, `checkpoint.snap` and
 /// `members.json` in the data directory.
 #[derive(Debug)]
@@ -203,9 +221,25 @@ pub struct DiskState {
 
 impl DiskState {
     /// Opens (or creates) the state under `dir`.
+    ///
+    /// A state store in an older format than this binary writes is emptied,
+    /// and the node rebuilds it from its checkpoint and log: the store is
+    /// only ever a cache of those (see [`StateBackend`]). A newer format is
+    /// refused when the store loads.
     pub fn open(dir: &Path) -> Result<Self, NodeError> {
         std::fs::create_dir_all(dir).map_err(|e| NodeError::Storage(e.to_string()))?;
         let store = StateStore::open(&dir.join("state"))?;
+        if let Some(found) = store.stored_format()?
+            && found < STORAGE_FORMAT_VERSION
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                found,
+                current = STORAGE_FORMAT_VERSION,
+                "the state store is in an older format; rebuilding it from the checkpoint and the log"
+            );
+            store.clear()?;
+        }
         Ok(Self {
             dir: dir.to_owned(),
             store,
@@ -236,26 +270,26 @@ impl StateBackend for DiskState {
     }
 
     fn read_checkpoint(&self) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join("checkpoint.snap")).ok()
+        std::fs::read(self.dir.join(CHECKPOINT_FILE)).ok()
     }
 
     fn write_checkpoint(&mut self, bytes: &[u8]) -> Result<(), NodeError> {
-        write_durably(&self.dir.join("checkpoint.snap"), bytes)
+        write_durably(&self.dir.join(CHECKPOINT_FILE), bytes)
     }
 
     fn load_members(&self) -> Option<BTreeMap<u64, String>> {
-        serde_json::from_slice(&std::fs::read(self.dir.join("members.json")).ok()?).ok()
+        serde_json::from_slice(&std::fs::read(self.dir.join(MEMBERS_FILE)).ok()?).ok()
     }
 
     fn save_members(&mut self, members: &BTreeMap<u64, String>) -> Result<(), NodeError> {
         let bytes = serde_json::to_vec_pretty(members).unwrap_or_default();
-        write_durably(&self.dir.join("members.json"), &bytes)
+        write_durably(&self.dir.join(MEMBERS_FILE), &bytes)
     }
 }
 
 /// Writes a file so that it survives a crash: temp file, fsync, rename,
 /// fsync of the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let io = |e: std::io::Error| NodeError::Storage(format!("{}: {e}", path.display()));
@@ -269,4 +303,45 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Seeds an empty data directory so that a coordinator started on it begins
+/// from `state` at log index `index`, with `members` as the voters: the
+/// checkpoint a node would have written for a snapshot from its leader,
+/// which the driver finishes installing when it opens (see
+/// [`DriverCore::open`](super::driver::DriverCore::open)). Every member of a
+/// new cluster seeded from the same state, index and members starts from
+/// the same log position and byte-identical state.
+pub fn seed_checkpoint(
+    dir: &Path,
+    state: Vec<u8>,
+    index: u64,
+    members: &BTreeMap<u64, String>,
+) -> Result<(), NodeError> {
+    let io = |e: std::io::Error| NodeError::Storage(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let payload = SnapshotPayload {
+        members: members.clone(),
+        state,
+    };
+    let mut snapshot = Snapshot::default();
+    snapshot.set_data(
+        postcard::to_stdvec(&payload)
+            .map_err(|e| NodeError::Storage(e.to_string()))?
+            .into(),
+    );
+    let meta = snapshot.mut_metadata();
+    // The bootstrap snapshot owns index 1; a seeded log starts after it.
+    meta.index = index.max(BOOTSTRAP_INDEX + 1);
+    meta.term = BOOTSTRAP_TERM;
+    meta.set_conf_state(ConfState {
+        voters: members.keys().copied().collect(),
+        ..ConfState::default()
+    });
+    let bytes = snapshot
+        .write_to_bytes()
+        .map_err(|e| NodeError::Storage(e.to_string()))?;
+    write_durably(&dir.join(CHECKPOINT_FILE), &bytes)?;
+    let members = serde_json::to_vec_pretty(members).unwrap_or_default();
+    write_durably(&dir.join(MEMBERS_FILE), &members)
 }

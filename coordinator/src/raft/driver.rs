@@ -27,12 +27,12 @@ use protobuf::Message as _;
 use raft::prelude::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
 };
-use raft::{RawNode, StateRole};
+use raft::{ProgressState, RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::backend::{BOOTSTRAP_INDEX, LogBackend, StateBackend};
-use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Transport};
+use super::backend::{BOOTSTRAP_INDEX, LogBackend, SnapshotPayload, StateBackend};
+use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Replication, Transport};
 use crate::state::changes::Changes;
 use crate::state::{Applied, Command, LogEntry, StateMachine};
 
@@ -57,7 +57,8 @@ const READ_STATE_WAIT_MS: u64 = 30_000;
 const UNWRITTEN_RECORDS_MAX: usize = 100_000;
 
 /// A read of the state, run once the state is recent enough.
-pub type ReadFn = Box<dyn FnOnce(&StateMachine) + Send>;
+/// A read of the state, given the log index it reflects (the applied index).
+pub type ReadFn = Box<dyn FnOnce(&StateMachine, u64) + Send>;
 
 /// Where a proposer waits for its commands' results.
 pub type ProposeReply = oneshot::Sender<Result<Vec<Applied>, NodeError>>;
@@ -116,13 +117,6 @@ pub fn conf_change(kind: ConfChangeType, id: u64) -> ConfChangeV2 {
     cc
 }
 
-/// What a snapshot carries besides the state: the members' addresses.
-#[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
-    members: BTreeMap<u64, String>,
-    state: Vec<u8>,
-}
-
 /// Context attached to a conf change: the member's address.
 #[derive(Serialize, Deserialize)]
 struct ChangeContext {
@@ -174,6 +168,11 @@ pub struct DriverCore<L: LogBackend, S: StateBackend> {
     next_read: u64,
     /// When the leader last proposed a state machine `Tick` (monotonic ms).
     last_state_tick_ms: u64,
+    /// Monotonic time of the latest turn.
+    turn_ms: u64,
+    /// When a message from each peer last arrived (monotonic, to a turn),
+    /// for the leader's view of its followers.
+    heard_at_ms: BTreeMap<u64, u64>,
     /// When the next Raft tick is due (monotonic ms).
     next_tick_ms: u64,
     /// Applied entries since the last checkpoint.
@@ -324,6 +323,8 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             ready_reads: Vec::new(),
             next_read: 1,
             last_state_tick_ms: now.mono_ms,
+            turn_ms: now.mono_ms,
+            heard_at_ms: BTreeMap::new(),
             next_tick_ms: now.mono_ms + config.tick_ms,
             entries_since_checkpoint: 0,
             unwritten: Changes::default(),
@@ -413,7 +414,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     /// state reflects everything committed before now (ReadIndex).
     pub fn read(&mut self, f: ReadFn, linearizable: bool, now: Now) {
         if !linearizable {
-            f(&self.sm);
+            f(&self.sm, self.applied);
             return;
         }
         let id = self.next_read;
@@ -425,6 +426,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
 
     /// Steps a message from a peer.
     pub fn step(&mut self, message: Message) {
+        self.heard_at_ms.insert(message.from, self.turn_ms);
         let _ = self.raw.step(message);
         self.pin_election_timeout();
     }
@@ -490,6 +492,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     /// proposals packed into entries, the Ready handled, a checkpoint when
     /// one is due. An error means storage failed and the node must stop.
     pub fn turn(&mut self, now: Now) -> Result<(), NodeError> {
+        self.turn_ms = now.mono_ms;
         if now.mono_ms >= self.next_tick_ms {
             self.raw.tick();
             self.next_tick_ms += self.config.tick_ms;
@@ -784,7 +787,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             .partition(|(index, _)| *index <= applied);
         self.ready_reads = waiting;
         for (_, f) in due {
-            f(&self.sm);
+            f(&self.sm, applied);
         }
         // Reads that never got a read state (no leader) are dropped after a
         // while; their callers time out on their own.
@@ -1058,15 +1061,31 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     pub fn status(&self) -> NodeStatus {
         let raft = &self.raw.raft;
         let conf = raft.prs().conf();
+        let is_leader = raft.state == StateRole::Leader;
+        let member = |id: u64, address: String| {
+            let progress = raft.prs().get(id);
+            MemberStatus {
+                id,
+                address,
+                voter: conf.voters().contains(id),
+                match_index: progress.map_or(0, |p| p.matched),
+                replication: match progress.map(|p| p.state) {
+                    Some(_) if !is_leader || id == self.id => Replication::Unknown,
+                    Some(ProgressState::Probe) => Replication::Probe,
+                    Some(ProgressState::Replicate) => Replication::Replicate,
+                    Some(ProgressState::Snapshot) => Replication::Snapshot,
+                    None => Replication::Unknown,
+                },
+                last_contact_age_ms: (is_leader && id != self.id)
+                    .then(|| self.heard_at_ms.get(&id))
+                    .flatten()
+                    .map(|at| self.turn_ms.saturating_sub(*at)),
+            }
+        };
         let mut members: Vec<MemberStatus> = self
             .members
             .iter()
-            .map(|(id, address)| MemberStatus {
-                id: *id,
-                address: address.clone(),
-                voter: conf.voters().contains(*id),
-                match_index: raft.prs().get(*id).map_or(0, |p| p.matched),
-            })
+            .map(|(id, address)| member(*id, address.clone()))
             .collect();
         for id in conf
             .voters()
@@ -1075,12 +1094,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             .chain(conf.learners().iter().copied())
         {
             if !self.members.contains_key(&id) {
-                members.push(MemberStatus {
-                    id,
-                    address: String::new(),
-                    voter: conf.voters().contains(id),
-                    match_index: raft.prs().get(id).map_or(0, |p| p.matched),
-                });
+                members.push(member(id, String::new()));
             }
         }
         members.sort_by_key(|m| m.id);
@@ -1091,7 +1105,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             term: raft.term,
             commit_index: raft.raft_log.committed,
             applied_index: self.applied,
-            is_leader: raft.state == StateRole::Leader,
+            is_leader,
             members,
             snapshot_index: self.raw.store().snapshot_meta().index,
             last_fsync_us: self.raw.store().last_sync_us(),
@@ -1181,6 +1195,33 @@ mod tests {
             wall_ms: 0,
         };
         DriverCore::open(config(), log, state, Box::new(NoNetwork), now)
+    }
+
+    #[test]
+    fn a_committed_entry_in_an_unknown_format_stops_the_node_with_a_clear_error() {
+        // Written by a newer release (a mixed-version cluster mid-upgrade):
+        // applying anything else would make this replica diverge.
+        let mut log = bootstrapped();
+        let mut newer = entries(2..=2, 2);
+        newer[0].data = vec![ENTRY_FORMAT + 1, 0, 0].into();
+        let committed = raft::prelude::HardState {
+            term: 2,
+            commit: 2,
+            ..raft::prelude::HardState::default()
+        };
+        log.persist(&newer, Some(&committed), true).unwrap();
+        let mut core = open(log, MemState::new()).expect("the node opens");
+        let now = Now {
+            mono_ms: 1,
+            wall_ms: 0,
+        };
+        let err = core.turn(now).unwrap_err().to_string();
+        assert!(
+            err.contains("committed log entry 2 is not in entry format 2 (its first byte is 3)")
+                && err.contains("upgrade it"),
+            "{err}"
+        );
+        assert_eq!(core.status().applied_index, 1);
     }
 
     #[test]

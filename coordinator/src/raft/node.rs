@@ -184,6 +184,25 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Highest index known replicated there (leader's view).
     pub match_index: u64,
+    /// How the leader replicates to it (leader's view).
+    pub replication: Replication,
+    /// Time since the leader last heard from it; `None` when not the
+    /// leader's view, for the leader itself, or never heard from.
+    pub last_contact_age_ms: Option<u64>,
+}
+
+/// How the leader replicates to a member (raft-rs's progress state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Replication {
+    /// Not the leader's view, or the leader itself.
+    #[default]
+    Unknown,
+    /// Probing for the last matching entry.
+    Probe,
+    /// Streaming entries.
+    Replicate,
+    /// Sending a snapshot.
+    Snapshot,
 }
 
 /// A snapshot of the node's Raft state, published after every loop turn.
@@ -301,6 +320,16 @@ impl NodeHandle {
         timeout: Duration,
         f: impl FnOnce(&StateMachine) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
+        self.read_inner(timeout, move |sm, _| f(sm), true).await
+    }
+
+    /// Like [`read`](Self::read), and `f` also gets the log index the state
+    /// reflects: a consistent point, for backups.
+    pub async fn read_at_index<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&StateMachine, u64) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
         self.read_inner(timeout, f, true).await
     }
 
@@ -310,18 +339,27 @@ impl NodeHandle {
         &self,
         f: impl FnOnce(&StateMachine) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
+        self.read_local_at_index(move |sm, _| f(sm)).await
+    }
+
+    /// Like [`read_local`](Self::read_local), and `f` also gets the log
+    /// index this node's state reflects.
+    pub async fn read_local_at_index<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateMachine, u64) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
         self.read_inner(Duration::from_secs(5), f, false).await
     }
 
     async fn read_inner<R: Send + 'static>(
         &self,
         timeout: Duration,
-        f: impl FnOnce(&StateMachine) -> R + Send + 'static,
+        f: impl FnOnce(&StateMachine, u64) -> R + Send + 'static,
         linearizable: bool,
     ) -> Result<R, NodeError> {
         let (tx, rx) = oneshot::channel();
-        let read: ReadFn = Box::new(move |sm| {
-            let _ = tx.send(f(sm));
+        let read: ReadFn = Box::new(move |sm, index| {
+            let _ = tx.send(f(sm, index));
         });
         self.send(Event::Read(read, linearizable))?;
         match tokio::time::timeout(timeout, rx).await {
@@ -391,6 +429,7 @@ pub fn start(
 ) -> Result<(NodeHandle, std::thread::JoinHandle<()>), NodeError> {
     let (tx, rx) = flume::bounded(INBOX_MAX);
     let clock = Clock::new();
+    crate::data_dir::open(&config.data_dir)?;
     let state = DiskState::open(&config.data_dir)?;
     let log = LogStore::open(&config.data_dir.join("raft"))?
         .with_fsync_histogram(config.log_fsync_seconds.clone());

@@ -4,24 +4,38 @@ use std::time::Duration;
 
 use drover_proto::v1::admin_service_server::AdminService;
 use drover_proto::v1::{
-    AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
-    DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest, ListWorkersResponse, Member,
-    MemberRole, RemoveNodeRequest, RemoveNodeResponse, SchedulerStats, Settings,
-    StateDigestRequest, StateDigestResponse, TransferLeaderRequest, TransferLeaderResponse,
-    UpdateSettingsRequest, UpdateSettingsResponse, WorkerInfo, WorkerState as WireWorkerState,
+    AddNodeRequest, AddNodeResponse, BackupChunk, BackupRequest, ClusterStatusRequest,
+    ClusterStatusResponse, DrainWorkerRequest, DrainWorkerResponse, ListWorkersRequest,
+    ListWorkersResponse, Member, MemberRole, RemoveNodeRequest, RemoveNodeResponse,
+    ReplicationState, SchedulerStats, Settings, StateDigestRequest, StateDigestResponse,
+    TransferLeaderRequest, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse,
+    WorkerInfo, WorkerState as WireWorkerState,
 };
 use tonic::{Request, Response, Status};
 
 use super::node_status;
-use crate::raft::node::{MemberStatus, NodeHandle, NodeStatus};
+use crate::backup;
+use crate::raft::node::{MemberStatus, NodeHandle, NodeStatus, Replication};
 use crate::state::{Command, JobState, Rejection, StateMachine, TaskKey, WorkerState};
 
 /// How long membership changes and reads may take before the caller hears
 /// "unavailable".
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads a digest tries before giving up on a busy node.
-const DIGEST_ATTEMPTS: usize = 20;
+/// How long a backup's read may wait for its ReadIndex and its turn on the
+/// driver thread.
+const BACKUP_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most bytes one backup chunk carries (the stream stays far under
+/// gRPC's message limit).
+const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The wall clock in Unix milliseconds, for the backup's header.
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Serves `AdminService` for one node.
 #[derive(Debug, Clone)]
@@ -55,7 +69,15 @@ mod convert {
             } else {
                 0
             },
-            ..Member::default()
+            replication: match m.replication {
+                Replication::Unknown => ReplicationState::Unspecified,
+                Replication::Probe => ReplicationState::Probe,
+                Replication::Replicate => ReplicationState::Replicate,
+                Replication::Snapshot => ReplicationState::Snapshot,
+            } as i32,
+            last_contact_age_ms: m
+                .last_contact_age_ms
+                .map_or(0, |age| i64::try_from(age).unwrap_or(i64::MAX)),
         }
     }
 
@@ -274,31 +296,60 @@ impl AdminService for AdminServer {
         _request: Request<StateDigestRequest>,
     ) -> Result<Response<StateDigestResponse>, Status> {
         use sha2::Digest;
-        // The read runs between two turns of the driver; the applied index
-        // it reflects is known when the published status did not move across
-        // it (a turn publishes after it applies, and the read's answer is
-        // sent from a later turn than any the first status came from).
-        for _ in 0..DIGEST_ATTEMPTS {
-            let before = self.node.status().applied_index;
-            let bytes = self
-                .node
-                .read_local(|sm| sm.snapshot())
-                .await
-                .map_err(node_status)?;
-            let after = self.node.status().applied_index;
-            if before == after {
-                let hash = sha2::Sha256::digest(&bytes);
-                return Ok(Response::new(StateDigestResponse {
-                    node_id: self.node.status().id,
-                    applied_index: after,
-                    sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
-                    state_bytes: bytes.len() as u64,
-                }));
-            }
-        }
-        Err(Status::unavailable(
-            "the state kept changing while it was read; ask again",
-        ))
+        let (index, bytes) = self
+            .node
+            .read_local_at_index(|sm, index| (index, sm.snapshot()))
+            .await
+            .map_err(node_status)?;
+        let hash = sha2::Sha256::digest(&bytes);
+        Ok(Response::new(StateDigestResponse {
+            node_id: self.node.status().id,
+            applied_index: index,
+            sha256: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            state_bytes: bytes.len() as u64,
+        }))
+    }
+
+    type BackupStream = tokio_stream::Iter<std::vec::IntoIter<Result<BackupChunk, Status>>>;
+
+    async fn backup(
+        &self,
+        _request: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let node_id = self.node.status().id;
+        let now_unix_ms = unix_ms_now();
+        let (header, state) = self
+            .node
+            .read_at_index(BACKUP_READ_TIMEOUT, move |sm, index| {
+                backup::capture(sm, index, node_id, now_unix_ms)
+            })
+            .await
+            .map_err(node_status)?;
+        let applied_index = header.applied_index;
+        // Hashing a large state is kept off the async workers.
+        let file = tokio::task::spawn_blocking(move || backup::encode(&header, &state))
+            .await
+            .map_err(|e| Status::internal(format!("encoding the backup: {e}")))?;
+        let file = bytes::Bytes::from(file);
+        let total_bytes = file.len() as u64;
+        let chunks: Vec<Result<BackupChunk, Status>> = (0..file.len())
+            .step_by(BACKUP_CHUNK_BYTES)
+            .map(|at| {
+                Ok(BackupChunk {
+                    data: file.slice(at..(at + BACKUP_CHUNK_BYTES).min(file.len())),
+                    total_bytes,
+                    applied_index,
+                    node_id,
+                })
+            })
+            .collect();
+        tracing::info!(
+            node = node_id,
+            applied_index,
+            bytes = total_bytes,
+            "backup taken"
+        );
+        Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
     async fn update_settings(

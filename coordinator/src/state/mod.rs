@@ -22,6 +22,7 @@
 //! - `tick`: the passage of time.
 //! - [`explain`]: why a task is pending.
 //! - [`snapshot`]: the versioned byte format of the whole state.
+//! - [`restore`]: making a backed-up state safe to seed a new cluster.
 //! - [`stats`]: read-only summaries for metrics (tasks per namespace and
 //!   state, the ready backlog and its oldest task's wait, workers).
 //!
@@ -35,6 +36,7 @@ pub mod explain;
 mod invariants;
 pub mod job;
 pub mod ready;
+pub mod restore;
 pub mod schedule;
 pub mod snapshot;
 pub mod stats;

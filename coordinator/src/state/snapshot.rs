@@ -59,3 +59,34 @@ impl StateMachine {
         Ok(StateMachine::from_core(core))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Config;
+
+    #[test]
+    fn another_format_version_or_foreign_bytes_are_refused_by_name() {
+        let mut bytes = StateMachine::new(Config::default()).snapshot();
+        assert!(StateMachine::restore(&bytes).is_ok());
+        bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let err = StateMachine::restore(&bytes).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "snapshot format version {} is not supported by this binary (it reads version {FORMAT_VERSION})",
+                FORMAT_VERSION + 1
+            )
+        );
+        assert!(matches!(
+            StateMachine::restore(b"DROVERBK\x01\0\0\0"),
+            Err(SnapshotError::BadMagic)
+        ));
+        let mut truncated = StateMachine::new(Config::default()).snapshot();
+        truncated.truncate(14);
+        assert!(matches!(
+            StateMachine::restore(&truncated),
+            Err(SnapshotError::Corrupt(_))
+        ));
+    }
+}

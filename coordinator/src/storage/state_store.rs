@@ -384,6 +384,13 @@ impl StateStore {
     /// a snapshot from the leader). Not atomic across the clear; a crash in
     /// between leaves the checkpoint file, written first, to restore from.
     pub fn replace(&self, sm: &StateMachine, applied_index: u64) -> Result<(), StorageError> {
+        self.clear()?;
+        self.persist(sm, &sm.all_changes(), applied_index)
+    }
+
+    /// Empties every tree: the store then loads as `None`, and the node
+    /// rebuilds it from its checkpoint and log.
+    pub fn clear(&self) -> Result<(), StorageError> {
         for tree in [
             &self.meta,
             &self.jobs,
@@ -396,7 +403,21 @@ impl StateStore {
         ] {
             tree.clear()?;
         }
-        self.persist(sm, &sm.all_changes(), applied_index)
+        Ok(())
+    }
+
+    /// The format version of the stored state; `None` when nothing was
+    /// stored.
+    pub fn stored_format(&self) -> Result<Option<u32>, StorageError> {
+        if self.meta.get("core")?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.meta
+                .get("format")?
+                .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+                .unwrap_or(0),
+        ))
     }
 
     /// Flushes sled's buffers to the OS (not an fsync; see the module doc).
@@ -419,11 +440,7 @@ impl StateStore {
         let Some(core_bytes) = self.meta.get("core")? else {
             return Ok(None);
         };
-        let format = self
-            .meta
-            .get("format")?
-            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
-            .unwrap_or(0);
+        let format = self.stored_format()?.unwrap_or(0);
         if format != STORAGE_FORMAT_VERSION {
             return Err(StorageError::UnsupportedFormat { found: format });
         }
