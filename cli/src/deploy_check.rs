@@ -116,7 +116,8 @@ fn parse_run(argv: &[String], at: &str) -> Result<Run, String> {
                 listen: typed::<SocketAddr>(m, "listen")?.ok_or("no --listen")?,
                 http: typed::<SocketAddr>(m, "http")?.ok_or("no --http")?,
                 data_dir: typed::<PathBuf>(m, "data_dir")?,
-                peers: parse_peers(&peers)?,
+                peers: crate::coordinator::parse_id_addresses(&peers, "--peers")
+                    .map_err(|e| e.to_string())?,
             }))
         }
         Some(("worker", m)) if m.subcommand().is_none() => {
@@ -147,24 +148,6 @@ fn typed<T: Clone + Send + Sync + 'static>(m: &ArgMatches, id: &str) -> Result<O
     m.try_get_one::<T>(id)
         .map(|v| v.cloned())
         .map_err(|e| format!("deploy_check reads `{id}` wrongly: {e}"))
-}
-
-/// `ID=ADDR` entries, as the coordinator reads them.
-fn parse_peers(entries: &[String]) -> Result<BTreeMap<u64, String>, String> {
-    let mut peers = BTreeMap::new();
-    for entry in entries {
-        let (id, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| format!("--peers entry `{entry}` is not ID=ADDR"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("--peers entry `{entry}` has no numeric id"))?;
-        if peers.insert(id, addr.trim().to_owned()).is_some() {
-            return Err(format!("node {id} is listed twice in --peers"));
-        }
-    }
-    Ok(peers)
 }
 
 /// The headline of a clap error (`error: unexpected argument ...`), without

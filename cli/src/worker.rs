@@ -22,8 +22,10 @@ pub struct WorkerArgs {
     /// Labels matched against task constraints, as KEY=VALUE (repeatable).
     #[arg(long = "labels", value_delimiter = ',')]
     labels: Vec<String>,
-    /// Where attempts write their outputs (a `file://` URL or a path); each
-    /// attempt writes only below its own `jobs/<job>/.../attempt-<n>-<token>`.
+    /// Where attempts of the built-in kinds (noop, sleep, command, probe)
+    /// write their outputs (a `file://` URL or a path); each attempt writes
+    /// only below its own `jobs/<job>/.../attempt-<n>-<token>`. Data jobs
+    /// write to their spec's `output` (file:// or s3://).
     #[arg(long, value_name = "URL", default_value = "./drover-data/outputs", value_parser = parse_data_root)]
     data_root: PathBuf,
     /// Scratch space for running attempts.
@@ -49,8 +51,10 @@ pub struct WorkerArgs {
 }
 
 /// A data root as a local directory: `file:///abs`, `file://rel` or a
-/// plain path. Object stores arrive with the data plane; until then they are
-/// refused here rather than failing every task.
+/// plain path. It holds the outputs of the built-in kinds (`noop`, `sleep`,
+/// `command`, `probe`), which write local files; the data jobs write where
+/// their spec's `output` says, `s3://` included. Another scheme is refused
+/// here rather than failing every such task.
 fn parse_data_root(text: &str) -> Result<PathBuf, String> {
     if let Some(path) = text.strip_prefix("file://") {
         if path.is_empty() {
@@ -60,7 +64,7 @@ fn parse_data_root(text: &str) -> Result<PathBuf, String> {
     }
     if let Some((scheme, _)) = text.split_once("://") {
         return Err(format!(
-            "`{scheme}://` data roots are not supported by this worker; use a file:// URL or a path"
+            "`{scheme}://` data roots are not supported: --data-root holds the local outputs of noop, sleep, command and probe tasks (data jobs write to their spec's `output`, s3:// included); use a file:// URL or a path"
         ));
     }
     Ok(PathBuf::from(text))
