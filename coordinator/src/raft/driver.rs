@@ -56,8 +56,8 @@ const READ_STATE_WAIT_MS: u64 = 30_000;
 /// than at `state_write_ms`, which bounds one write's size.
 const UNWRITTEN_RECORDS_MAX: usize = 100_000;
 
-/// A read of the state, run once the state is recent enough.
-/// A read of the state, given the log index it reflects (the applied index).
+/// A read of the state, run once the state is recent enough, given the
+/// log index it reflects (the applied index).
 pub type ReadFn = Box<dyn FnOnce(&StateMachine, u64) + Send>;
 
 /// Where a proposer waits for its commands' results.
