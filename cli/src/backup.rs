@@ -6,7 +6,6 @@
 //! `drover coordinator` as usual.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -18,9 +17,9 @@ use tokio_stream::StreamExt;
 use crate::client::Coordinators;
 use crate::coordinator::parse_id_addresses;
 
-/// Takes a backup through any coordinator and writes it to `out`: a
-/// temporary file beside it, verified and synced, then renamed, so `out`
-/// is never a partial backup.
+/// Takes a backup through any coordinator, verifies it, and writes it to
+/// `out` through `out.partial` (synced, then renamed), so `out` is never a
+/// partial backup.
 pub async fn backup(
     coordinators: &Coordinators,
     out: &Path,
@@ -55,7 +54,8 @@ pub async fn backup(
         Backup::decode(&bytes).context("the coordinator sent a backup that does not verify")?;
     drover_coordinator::state::StateMachine::restore(&backup.state)
         .context("the backed-up state does not decode")?;
-    write_durably(out, &bytes)?;
+    drover_coordinator::durable::write_file(out, &bytes)
+        .with_context(|| format!("writing {}", out.display()))?;
     let h = &backup.header;
     if json {
         let report = serde_json::json!({
@@ -138,27 +138,5 @@ pub fn restore(
         peers.join(","),
         ids.join(", ")
     );
-    Ok(())
-}
-
-/// Writes `bytes` to `path` via a synced temporary file and a rename.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! - [`server`]: one coordinator process: a node plus its services.
 //! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
 //! - [`data_dir`]: the data directory's format marker.
+//! - [`durable`]: writing a whole file so that it survives a crash.
 //! - [`backup`]: the backup file format, and seeding a new cluster's data
 //!   directories from one.
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
@@ -21,6 +22,7 @@
 
 pub mod backup;
 pub mod data_dir;
+pub mod durable;
 pub mod metrics;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;

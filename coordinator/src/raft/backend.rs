@@ -287,22 +287,10 @@ impl StateBackend for DiskState {
     }
 }
 
-/// Writes a file so that it survives a crash: temp file, fsync, rename,
-/// fsync of the directory.
+/// [`crate::durable::write_file`], its error naming the file.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| NodeError::Storage(format!("{}: {e}", path.display()));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    crate::durable::write_file(path, bytes)
+        .map_err(|e| NodeError::Storage(format!("{}: {e}", path.display())))
 }
 
 /// Seeds an empty data directory so that a coordinator started on it begins

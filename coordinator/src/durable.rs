@@ -1,0 +1,23 @@
+//! Writing a whole file so that it survives a crash.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `bytes` so that after a crash it holds either the
+/// old contents or all of the new: a temporary `<name>.partial` beside it,
+/// fsynced, renamed over it, then the directory fsynced so the rename is
+/// durable too.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
