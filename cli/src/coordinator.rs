@@ -46,6 +46,13 @@ pub struct CoordinatorArgs {
     /// `drover cluster add-node ID ADDR` against it.
     #[arg(long)]
     join: bool,
+    /// Where workers store each attempt's log and where this coordinator
+    /// reads them for the console and `drover job logs`: s3://BUCKET/PREFIX,
+    /// or a directory every coordinator and worker reaches (a relative one
+    /// is made absolute). Give every coordinator the same one. Without it
+    /// the cluster keeps no task logs.
+    #[arg(long, value_name = "URL")]
+    task_logs: Option<String>,
 }
 
 /// Parses `ID=ADDR` entries of the flag `flag`.
@@ -104,6 +111,11 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
     config.peers = peers;
     config.join = args.join;
     config.routes = parse_id_addresses(&args.routes, "--route")?;
+    config.task_logs = args
+        .task_logs
+        .as_deref()
+        .map(crate::task_logs::open)
+        .transpose()?;
     let (started, serve) = server::start(config, listener, shutdown_signal()).map_err(|e| {
         anyhow!(
             "starting node {} in {}: {e}",

@@ -37,6 +37,10 @@ pub struct DevArgs {
     /// when all succeed.
     #[arg(long)]
     demo: bool,
+    /// Where attempts' logs are stored [default: DATA_DIR/task-logs]; an
+    /// s3:// URL works too.
+    #[arg(long, value_name = "URL")]
+    task_logs: Option<String>,
 }
 
 /// The examples the demo runs: those whose kinds have executors today.
@@ -92,6 +96,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         .with_context(|| format!("listening on {} for HTTP (use --http)", args.http))?;
     let mut config = ServerConfig::new(1, args.data_dir.join("dev-coordinator"));
     config.peers.insert(1, args.listen.to_string());
+    let task_logs = args
+        .task_logs
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("task-logs").display().to_string());
+    config.task_logs = Some(crate::task_logs::open(&task_logs)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let (started, serve) = server::start(config, listener, async move {

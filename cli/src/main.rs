@@ -13,6 +13,7 @@ mod datagen;
 mod deploy_check;
 mod dev;
 mod job;
+mod task_logs;
 mod worker;
 mod workers;
 
@@ -164,21 +165,31 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Logs to stderr in `format`, at `DROVER_LOG` (an `EnvFilter`, such as
-/// `info` or `drover_coordinator=debug`) or else `default_level`.
+/// `info` or `drover_coordinator=debug`) or else `default_level`. Each
+/// attempt a worker in this process runs also gets its events in its own
+/// log, at `info` and above whatever stderr shows, so a quiet `drover dev`
+/// still keeps what its tasks said.
 fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder
+            .boxed(),
+        LogFormat::Json => stderr
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
+            .boxed(),
     };
+    let attempt_logs = drover_worker::task_log::capture::layer()
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(attempt_logs)
+        .try_init();
 }

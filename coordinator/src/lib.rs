@@ -17,6 +17,8 @@
 //! - [`durable`]: writing a whole file so that it survives a crash.
 //! - [`backup`]: the backup file format, and seeding a new cluster's data
 //!   directories from one.
+//! - [`task_logs`]: the interface to the store of attempts' logs, which the
+//!   binary implements.
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
 //!   the chaos suite can prove its checkers catch them.
 
@@ -31,3 +33,4 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod storage;
+pub mod task_logs;

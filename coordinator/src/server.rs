@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use drover_proto::v1::admin_service_server::AdminServiceServer;
 use drover_proto::v1::job_service_server::JobServiceServer;
@@ -20,6 +21,7 @@ use crate::service::admin::AdminServer;
 use crate::service::job::JobServer;
 use crate::service::worker::WorkerServer;
 use crate::state::Config as StateConfig;
+use crate::task_logs::TaskLogStore;
 
 /// Largest gRPC message a coordinator accepts or sends.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -50,6 +52,9 @@ pub struct ServerConfig {
     /// Peers this node dials at another address than their advertised one
     /// (a proxy in between); see `GrpcTransport::with_routes`.
     pub routes: BTreeMap<u64, String>,
+    /// The task log store: workers are told to write attempts' logs there,
+    /// and GetTaskLog reads them back. `None` keeps no logs.
+    pub task_logs: Option<Arc<dyn TaskLogStore>>,
     /// Bugs planted for the chaos suite's proofs.
     #[cfg(feature = "planted-bugs")]
     pub planted: crate::planted::PlantedBugs,
@@ -67,6 +72,7 @@ impl ServerConfig {
             checkpoint_entries: 10_000,
             state_config: StateConfig::default(),
             routes: BTreeMap::new(),
+            task_logs: None,
             // A build with planted bugs takes them from the environment, so
             // the chaos suite can switch them on in a `drover` process.
             #[cfg(feature = "planted-bugs")]
@@ -152,10 +158,19 @@ pub fn start(
     });
     let mut graceful = stopping.clone();
     let mut forced = stopping;
-    let workers = WorkerServiceServer::new(WorkerServer::new(node.clone(), metrics.clone()))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let jobs = JobServiceServer::new(JobServer::new(node.clone()))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let task_log_url = config
+        .task_logs
+        .as_ref()
+        .map(|s| s.url().to_owned())
+        .unwrap_or_default();
+    let workers = WorkerServiceServer::new(
+        WorkerServer::new(node.clone(), metrics.clone()).with_task_log_url(task_log_url),
+    )
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let jobs = JobServiceServer::new(
+        JobServer::new(node.clone()).with_task_logs(config.task_logs.clone()),
+    )
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let serve = async move {
         let server = tonic::transport::Server::builder()
             .add_service(raft)

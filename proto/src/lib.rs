@@ -75,3 +75,10 @@ pub fn endpoint(address: &str) -> Result<tonic::transport::Endpoint, tonic::tran
     };
     Ok(tonic::transport::Endpoint::from_shared(uri)?.tcp_nodelay(true))
 }
+
+/// The key, below a cluster's task log store (`RegisterResponse.task_log_url`),
+/// of the log of the attempt whose output prefix is `output_prefix`. Workers
+/// write it and coordinators read it, so both name it here.
+pub fn task_log_key(output_prefix: &str) -> String {
+    format!("{}.log", output_prefix.trim_end_matches('/'))
+}

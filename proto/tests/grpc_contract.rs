@@ -10,11 +10,11 @@ use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::job_service_server::{JobService, JobServiceServer};
 use drover_proto::v1::{
     CancelJobRequest, CancelJobResponse, Diagnostic, DiagnosticList, ExplainTaskRequest,
-    ExplainTaskResponse, GetJobRequest, GetJobResponse, GetTaskOutputRequest,
-    GetTaskOutputResponse, Job, JobEventsRequest, JobEventsResponse, JobState, ListJobsRequest,
-    ListJobsResponse, ListTasksRequest, ListTasksResponse, PlanJobRequest, PlanJobResponse,
-    RetryJobRequest, RetryJobResponse, Severity, SubmitJobRequest, SubmitJobResponse,
-    WatchJobRequest, WatchJobResponse,
+    ExplainTaskResponse, GetJobRequest, GetJobResponse, GetTaskLogRequest, GetTaskLogResponse,
+    GetTaskOutputRequest, GetTaskOutputResponse, Job, JobEventsRequest, JobEventsResponse,
+    JobState, ListJobsRequest, ListJobsResponse, ListTasksRequest, ListTasksResponse,
+    PlanJobRequest, PlanJobResponse, RetryJobRequest, RetryJobResponse, Severity, SubmitJobRequest,
+    SubmitJobResponse, WatchJobRequest, WatchJobResponse,
 };
 use drover_proto::{DIAGNOSTICS_METADATA_KEY, LEADER_METADATA_KEY};
 use prost::Message;
@@ -157,6 +157,13 @@ impl JobService for FakeCoordinator {
         &self,
         _: Request<GetTaskOutputRequest>,
     ) -> Result<Response<GetTaskOutputResponse>, Status> {
+        Err(Status::unimplemented("not needed by this test"))
+    }
+
+    async fn get_task_log(
+        &self,
+        _: Request<GetTaskLogRequest>,
+    ) -> Result<Response<GetTaskLogResponse>, Status> {
         Err(Status::unimplemented("not needed by this test"))
     }
 }

@@ -25,6 +25,8 @@
 //! - [`html`]: escaping and inline SVG charts for HTML reports.
 //! - [`output`]: the attempt-scoped output directory and the manifest of
 //!   what an attempt wrote.
+//! - [`task_log`]: each attempt's log, bounded, captured from its tracing
+//!   events and stored in the cluster's task log store as it runs.
 //!
 //! **Architecture invariant:** a worker keeps no state that matters. Its
 //! tasks' truth is the coordinator's; a worker that vanishes loses nothing
@@ -42,3 +44,4 @@ pub mod metrics;
 pub mod output;
 pub mod runner;
 pub mod sensors;
+pub mod task_log;

@@ -21,8 +21,11 @@ use tonic::Code;
 use tracing::Instrument;
 
 use crate::conn::Conn;
+use crate::dataset::location::Location;
 use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
 use crate::metrics::{AttemptOutcome, Metrics};
+use crate::task_log::upload::LogUploader;
+use crate::task_log::{self, AttemptLog};
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -101,9 +104,34 @@ struct Shared {
     finished: Notify,
     report: Mutex<WorkerReport>,
     executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+    /// The cluster's task log store, as the last registration named it.
+    task_logs: Mutex<Option<Location>>,
 }
 
 impl Shared {
+    /// Follows the task log store a registration named; empty keeps no
+    /// logs.
+    fn set_task_log_store(&self, url: &str) {
+        let store = if url.is_empty() {
+            None
+        } else {
+            match Location::parse(url) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    tracing::warn!(url, error = %e, "cannot use the cluster's task log store; attempts' logs are not stored");
+                    None
+                }
+            }
+        };
+        if let Ok(mut current) = self.task_logs.lock() {
+            *current = store;
+        }
+    }
+
+    fn task_log_store(&self) -> Option<Location> {
+        self.task_logs.lock().ok().and_then(|s| s.clone())
+    }
+
     fn running_count(&self) -> usize {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
@@ -176,6 +204,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
         finished: Notify::new(),
         report: Mutex::new(WorkerReport::default()),
         executors,
+        task_logs: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let main = main_loop(shared.clone(), stop_rx);
@@ -221,7 +250,8 @@ async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64,
             Ok(r) => {
                 let interval =
                     Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
-                tracing::info!(worker = %shared.config.worker_id, epoch = r.session_epoch, "registered");
+                tracing::info!(worker = %shared.config.worker_id, epoch = r.session_epoch, task_logs = %r.task_log_url, "registered");
+                shared.set_task_log_store(&r.task_log_url);
                 return Some((r.session_epoch, interval));
             }
             Err(e) => {
@@ -311,7 +341,8 @@ async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
 
 fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let progress = Progress::default();
+    let log = AttemptLog::default();
+    let progress = Progress::logged_to(log.clone());
     if let Ok(mut running) = shared.running.lock() {
         running.insert(
             task.task_id.clone(),
@@ -326,7 +357,9 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
     let name = kind_name(kind);
     // The attempt's logs carry the job's trace id, so one id finds a job's
-    // work from the submit to every worker that ran it.
+    // work from the submit to every worker that ran it; the events inside
+    // also go to the attempt's own log.
+    let handed = task_log::capture::hand_over(&log);
     let span = tracing::info_span!(
         "task",
         job_id = %task.job_id,
@@ -334,9 +367,11 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
         attempt = task.attempt,
         kind = name,
         trace_id = %drover_proto::trace::trace_id_of(&task.trace_parent).unwrap_or_default(),
+        attempt_log = handed.number(),
     );
+    drop(handed);
     let shared = shared.clone();
-    tokio::spawn(run_attempt(shared, task, name, cancel_rx, progress).instrument(span));
+    tokio::spawn(run_attempt(shared, task, name, cancel_rx, progress, log).instrument(span));
 }
 
 /// Runs one attempt to its end and reports it.
@@ -346,8 +381,29 @@ async fn run_attempt(
     name: &'static str,
     cancel_rx: watch::Receiver<bool>,
     progress: Progress,
+    log: AttemptLog,
 ) {
     let executor = shared.executors.get(name).cloned();
+    log.stamped(
+        "drover",
+        &format!(
+            "attempt {} of task {} ({name}) on worker {}, fencing token {}, output prefix {}",
+            task.attempt,
+            task.task_id,
+            shared.config.worker_id,
+            task.fencing_token,
+            task.output_prefix
+        ),
+    );
+    let (ended_tx, ended_rx) = watch::channel(false);
+    let uploader = shared.task_log_store().map(|store| {
+        let uploader = LogUploader::new(store, &task.output_prefix, log.clone());
+        tokio::spawn(
+            uploader
+                .keep_stored(task_log::upload::STORE_EVERY, ended_rx)
+                .in_current_span(),
+        )
+    });
     let task_id = task.task_id.clone();
     let token = task.fencing_token;
     let trace_parent = task.trace_parent.clone();
@@ -372,6 +428,7 @@ async fn run_attempt(
                 reused: reused.clone(),
                 output_dir,
                 scratch_dir,
+                log: log.clone(),
             };
             match tokio::time::timeout(timeout, executor.run(task, ctx)).await {
                 Ok(r) => r,
@@ -385,6 +442,13 @@ async fn run_attempt(
     let elapsed = started.elapsed();
     shared.config.metrics.attempt_ran(name, elapsed);
     let was_stopped = *stopped.borrow();
+    log.stamped("drover", &ending(&result, was_stopped, elapsed));
+    // Stored before the report, so a finished attempt's log is whole by the
+    // time the cluster shows how it ended.
+    let _ = ended_tx.send(true);
+    if let Some(uploader) = uploader {
+        let _ = uploader.await;
+    }
     let outcome = if was_stopped {
         // Lease lost, job cancelled or drained: the coordinator already
         // knows; reporting would only be rejected. A drain took the task
@@ -418,6 +482,34 @@ async fn run_attempt(
         "attempt finished"
     );
     shared.finished.notify_one();
+}
+
+/// The last line of an attempt's log: how it ended as far as the worker
+/// knows (the coordinator may still refuse a stale completion).
+fn ending(
+    result: &Result<drover_proto::v1::OutputManifest, TaskError>,
+    stopped: bool,
+    elapsed: Duration,
+) -> String {
+    let ms = elapsed.as_millis();
+    match result {
+        _ if stopped => format!(
+            "attempt stopped after {ms} ms: its lease was lost, its job cancelled, or the worker is draining"
+        ),
+        Ok(m) => format!(
+            "attempt succeeded after {ms} ms with {} output files",
+            m.files.len()
+        ),
+        Err(e) => format!(
+            "attempt failed after {ms} ms ({}): {}",
+            if e.retryable {
+                "retryable"
+            } else {
+                "permanent"
+            },
+            e.message
+        ),
+    }
 }
 
 /// Every kind this worker knows, by wire value.

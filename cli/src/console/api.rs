@@ -15,8 +15,8 @@ use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     CancelJobRequest, ClusterStatusRequest, DrainWorkerRequest, ExplainTaskRequest, GetJobRequest,
-    GetTaskOutputRequest, JobEventsRequest, JobListKind, ListJobsRequest, ListTasksRequest,
-    ListWorkersRequest, RetryJobRequest, TaskState,
+    GetTaskLogRequest, GetTaskOutputRequest, JobEventsRequest, JobListKind, ListJobsRequest,
+    ListTasksRequest, ListWorkersRequest, RetryJobRequest, TaskState,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -281,6 +281,30 @@ pub async fn task_output(State(c): State<Console>, Query(q): Query<TaskQuery>) -
         })
         .await?;
     Ok(Json(json::output(&output)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    /// The task id.
+    id: String,
+    /// The attempt's fencing token; the latest attempt when absent.
+    token: Option<u64>,
+}
+
+/// The log of one attempt, as its worker stored it.
+pub async fn task_log(State(c): State<Console>, Query(q): Query<LogQuery>) -> ApiResult {
+    let answer = c
+        .cluster
+        .call_within(PATIENCE, |ch| {
+            let request = GetTaskLogRequest {
+                task_id: q.id.clone(),
+                fencing_token: q.token.unwrap_or(0),
+                max_bytes: 0,
+            };
+            async move { Ok(jobs_client(ch).get_task_log(request).await?.into_inner()) }
+        })
+        .await?;
+    Ok(Json(json::task_log(&answer)))
 }
 
 /// The body of a change: why it was asked for.

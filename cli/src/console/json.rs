@@ -5,8 +5,8 @@
 //! time zone), and 0 means "not yet" as on the wire.
 
 use drover_proto::v1::{
-    ClusterStatusResponse, ExplainTaskResponse, GetTaskOutputResponse, Job, JobEvent, Member,
-    MemberRole, SchedulerStats, Task, TaskCounts, TemplateProgress, WorkerInfo,
+    ClusterStatusResponse, ExplainTaskResponse, GetTaskLogResponse, GetTaskOutputResponse, Job,
+    JobEvent, Member, MemberRole, SchedulerStats, Task, TaskCounts, TemplateProgress, WorkerInfo,
     explain_task_response::Reason,
 };
 use serde_json::{Value, json};
@@ -184,6 +184,22 @@ pub fn output(o: &GetTaskOutputResponse) -> Value {
         "schema_json": m.schema_json,
         "code_version": m.code_version,
         "input_fingerprint": m.input_fingerprint,
+    })
+}
+
+pub fn task_log(l: &GetTaskLogResponse) -> Value {
+    json!({
+        "task_id": l.task_id,
+        "attempt": l.attempt,
+        "fencing_token": l.fencing_token,
+        "worker_id": l.worker_id,
+        "worker_state": l.worker_state,
+        "running": l.running,
+        "found": l.found,
+        "text": l.text,
+        "truncated": l.truncated,
+        "location": l.location,
+        "note": l.note,
     })
 }
 

@@ -61,6 +61,7 @@ pub fn routes(console: Console) -> Router {
         .route("/api/v1/jobs/{id}/retry", post(api::retry))
         .route("/api/v1/task", get(api::task))
         .route("/api/v1/task/output", get(api::task_output))
+        .route("/api/v1/task/log", get(api::task_log))
         .route("/api/v1/workers", get(api::workers))
         .route("/api/v1/workers/{id}/drain", post(api::drain))
         .route("/api/v1/cluster", get(api::cluster))

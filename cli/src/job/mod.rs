@@ -1,5 +1,5 @@
 //! `drover job ...`: plan specs locally, and submit, inspect, watch, cancel
-//! and retry jobs on the cluster.
+//! and retry jobs on the cluster, and read their tasks' logs.
 //!
 //! Exit codes: 0 success (and, for `--wait` and `watch`, a job that
 //! succeeded); 1 an invalid spec or a job that failed; 3 a job that was
@@ -8,6 +8,7 @@
 
 mod control;
 mod events;
+mod logs;
 mod plan;
 pub mod render;
 mod status;
@@ -41,6 +42,8 @@ pub enum JobCommand {
     Events(events::EventsArgs),
     /// Why a task is not running yet.
     Why(events::WhyArgs),
+    /// The log of a task's attempt; --follow prints it as it grows.
+    Logs(logs::LogsArgs),
     /// Cancel a job (or stop a schedule); running tasks are stopped.
     Cancel(control::CancelArgs),
     /// Run a job's failed and cancelled tasks again.
@@ -67,6 +70,7 @@ async fn run_remote(cmd: JobCommand, coordinators: &Coordinators) -> Result<Exit
         JobCommand::Watch(args) => watch::run(args, coordinators).await,
         JobCommand::Events(args) => events::events(args, coordinators).await,
         JobCommand::Why(args) => events::why(args, coordinators).await,
+        JobCommand::Logs(args) => logs::logs(args, coordinators).await,
         JobCommand::Cancel(args) => control::cancel(args, coordinators).await,
         JobCommand::Retry(args) => control::retry(args, coordinators).await,
         JobCommand::Plan(_) | JobCommand::Schema => unreachable!("handled locally"),

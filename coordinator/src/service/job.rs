@@ -26,6 +26,7 @@
 //! empty) while still carrying a token.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,10 +37,11 @@ use drover_proto::trace::TraceParent;
 use drover_proto::v1::job_service_server::JobService;
 use drover_proto::v1::{
     CancelJobRequest, CancelJobResponse, ExplainTaskRequest, ExplainTaskResponse, GetJobRequest,
-    GetJobResponse, GetTaskOutputRequest, GetTaskOutputResponse, Job as WireJob, JobEventsRequest,
-    JobEventsResponse, JobListKind, JobState as WireJobState, ListJobsRequest, ListJobsResponse,
-    ListTasksRequest, ListTasksResponse, PlanJobRequest, PlanJobResponse, RetryJobRequest,
-    RetryJobResponse, SubmitJobRequest, SubmitJobResponse, WatchJobRequest, WatchJobResponse,
+    GetJobResponse, GetTaskLogRequest, GetTaskLogResponse, GetTaskOutputRequest,
+    GetTaskOutputResponse, Job as WireJob, JobEventsRequest, JobEventsResponse, JobListKind,
+    JobState as WireJobState, ListJobsRequest, ListJobsResponse, ListTasksRequest,
+    ListTasksResponse, PlanJobRequest, PlanJobResponse, RetryJobRequest, RetryJobResponse,
+    SubmitJobRequest, SubmitJobResponse, WatchJobRequest, WatchJobResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -55,6 +57,7 @@ use crate::state::{
     Command, JobId, JobState, Outcome, Rejection, ScheduleId, StateMachine, SubmitJob, Submitted,
     TaskKey, TaskState,
 };
+use crate::task_logs::TaskLogStore;
 
 /// How long a linearizable read may wait for the cluster before the caller
 /// hears UNAVAILABLE.
@@ -127,12 +130,23 @@ const STATUS_MESSAGE_BYTES_MAX: usize = 1024;
 pub struct JobServer {
     /// The Raft node whose state machine holds the jobs.
     node: NodeHandle,
+    /// Where workers store attempts' logs, when the cluster keeps them.
+    task_logs: Option<Arc<dyn TaskLogStore>>,
 }
 
 impl JobServer {
     /// A server for `node`.
     pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+        Self {
+            node,
+            task_logs: None,
+        }
+    }
+
+    /// Answers GetTaskLog from `store`.
+    pub fn with_task_logs(mut self, store: Option<Arc<dyn TaskLogStore>>) -> Self {
+        self.task_logs = store;
+        self
     }
 
     /// A linearizable read on the leader; `f` runs on the Raft thread.
@@ -2313,6 +2327,20 @@ impl JobService for JobServer {
                 })
             })
             .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_task_log(
+        &self,
+        request: Request<GetTaskLogRequest>,
+    ) -> Result<Response<GetTaskLogResponse>, Status> {
+        let request = request.into_inner();
+        let key = convert::task_key(&request.task_id)?;
+        let token = request.fencing_token;
+        let found = self
+            .read(move |sm| super::task_log::find_attempt(sm, key, token))
+            .await?;
+        let answer = super::task_log::answer(found, &request, self.task_logs.as_ref()).await;
         Ok(Response::new(answer))
     }
 }

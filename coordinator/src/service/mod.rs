@@ -1,9 +1,11 @@
 //! The client-facing gRPC services. Wire types are converted to domain types
 //! in each service's `convert` functions; the state machine never sees prost
-//! types. [`trace`] reads (or starts) the W3C trace context of requests.
+//! types. [`trace`] reads (or starts) the W3C trace context of requests;
+//! [`task_log`] answers GetTaskLog for [`job`].
 
 pub mod admin;
 pub mod job;
+pub mod task_log;
 pub mod trace;
 pub mod worker;
 

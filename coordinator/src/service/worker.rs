@@ -42,12 +42,24 @@ pub struct WorkerServer {
     node: NodeHandle,
     /// Where each rpc is counted and timed.
     metrics: Metrics,
+    /// Where workers are told to store attempts' logs; empty for nowhere.
+    task_log_url: String,
 }
 
 impl WorkerServer {
     /// A server for `node`, recording into `metrics`.
     pub fn new(node: NodeHandle, metrics: Metrics) -> Self {
-        Self { node, metrics }
+        Self {
+            node,
+            metrics,
+            task_log_url: String::new(),
+        }
+    }
+
+    /// Tells registering workers to store attempts' logs below `url`.
+    pub fn with_task_log_url(mut self, url: String) -> Self {
+        self.task_log_url = url;
+        self
     }
 
     /// Counts and times one answered rpc; `rejected` tells a fenced-off
@@ -119,9 +131,15 @@ pub mod convert {
     /// Where an attempt writes: scoped to the job, template, partition and
     /// grant, so two attempts never share a prefix.
     pub fn output_prefix(g: &Grant) -> String {
+        attempt_prefix(g.task, g.attempt, g.token)
+    }
+
+    /// The prefix of the attempt of `task` numbered `attempt` and granted
+    /// `token` (what [`output_prefix`] gave it).
+    pub fn attempt_prefix(task: TaskKey, attempt: u32, token: u64) -> String {
         format!(
-            "jobs/{}/{}/{}/attempt-{}-{}",
-            g.task.job, g.task.template, g.task.partition, g.attempt, g.token
+            "jobs/{}/{}/{}/attempt-{attempt}-{token}",
+            task.job, task.template, task.partition
         )
     }
 
@@ -318,6 +336,7 @@ impl WorkerServer {
                 heartbeat_interval_ms: heartbeat_interval_ms as i64,
                 max_lease_batch: crate::state::LEASE_BATCH_MAX,
                 max_lease_wait_ms: LEASE_WAIT_MAX.as_millis() as i64,
+                task_log_url: self.task_log_url.clone(),
             })),
             Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
             Err(r) => Err(rejection(r)),

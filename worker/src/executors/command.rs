@@ -1,6 +1,7 @@
 //! `command`: runs a program (never through a shell) in a scratch
 //! directory, with its stdout and stderr captured to `stdout.log` and
-//! `stderr.log` in the attempt's output directory. The program may write
+//! `stderr.log` in the attempt's output directory and, line by line, to the
+//! attempt's log, so they can be read while it runs. The program may write
 //! more outputs to `$DROVER_OUTPUT_DIR`; the manifest lists them all. Only on
 //! workers started with `--allow-command`, because it runs arbitrary
 //! programs.
@@ -12,6 +13,7 @@ use drover_jobspecs::kinds::CommandConfig;
 use drover_proto::v1::LeasedTask;
 
 use super::{Attempt, AttemptContext, Executor, TaskError, cancelled, config};
+use crate::task_log::{AttemptLog, LINE_BYTES_MAX};
 
 /// The `command` executor.
 #[derive(Debug, Default)]
@@ -19,6 +21,47 @@ pub struct Command;
 
 /// Bytes of stderr quoted in a failure message.
 const STDERR_TAIL: usize = 2048;
+
+/// How long the program's output may stay open after it exits.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies a program's `pipe` to `file` as it comes, and each line of it to
+/// `log` as a `source` line. A line longer than the log keeps is logged in
+/// pieces; the file gets every byte.
+async fn copy_lines(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    mut file: tokio::fs::File,
+    log: AttemptLog,
+    source: &'static str,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(mut pipe) = pipe else {
+        return Ok(());
+    };
+    let mut chunk = vec![0u8; 8192];
+    let mut line = Vec::new();
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&chunk[..n]).await?;
+        for &b in &chunk[..n] {
+            if b == b'\n' || line.len() >= LINE_BYTES_MAX {
+                log.stamped(source, &String::from_utf8_lossy(&line));
+                line.clear();
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            line.push(b);
+        }
+    }
+    if !line.is_empty() {
+        log.stamped(source, &String::from_utf8_lossy(&line));
+    }
+    file.flush().await
+}
 
 impl Executor for Command {
     fn kind(&self) -> &'static str {
@@ -39,8 +82,8 @@ impl Executor for Command {
                 .map_err(io)?;
             let stdout_path = ctx.output_dir.join("stdout.log");
             let stderr_path = ctx.output_dir.join("stderr.log");
-            let stdout = std::fs::File::create(&stdout_path).map_err(io)?;
-            let stderr = std::fs::File::create(&stderr_path).map_err(io)?;
+            let stdout = tokio::fs::File::create(&stdout_path).await.map_err(io)?;
+            let stderr = tokio::fs::File::create(&stderr_path).await.map_err(io)?;
             let (program, args) = cfg
                 .argv
                 .split_first()
@@ -63,19 +106,53 @@ impl Executor for Command {
                         .map_or(ctx.scratch_dir.clone(), PathBuf::from),
                 )
                 .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| TaskError::permanent(format!("cannot start `{program}`: {e}")))?;
+            let copies = [
+                tokio::spawn(copy_lines(
+                    child.stdout.take(),
+                    stdout,
+                    ctx.log.clone(),
+                    "stdout",
+                )),
+                tokio::spawn(copy_lines(
+                    child.stderr.take(),
+                    stderr,
+                    ctx.log.clone(),
+                    "stderr",
+                )),
+            ];
             ctx.progress.set(0.0, format!("running {program}"));
             let status = tokio::select! {
                 s = child.wait() => s.map_err(io)?,
                 _ = cancelled(ctx.cancel) => {
                     let _ = child.kill().await;
+                    copies.iter().for_each(|c| c.abort());
                     return Err(TaskError::retryable("stopped"));
                 }
             };
+            // A child the program left running may hold the pipes open; its
+            // output after the program exited is not the attempt's.
+            let copied =
+                tokio::time::timeout(OUTPUT_DRAIN, futures::future::join_all(copies)).await;
+            match copied {
+                Ok(results) => {
+                    for r in results {
+                        r.map_err(|e| TaskError::retryable(format!("copying output: {e}")))?
+                            .map_err(io)?;
+                    }
+                }
+                Err(_) => ctx.log.stamped(
+                    "drover",
+                    &format!(
+                        "`{program}` exited but its stdout or stderr stayed open {} s later (a process it started?); output after that is not kept",
+                        OUTPUT_DRAIN.as_secs()
+                    ),
+                ),
+            }
             if !status.success() {
                 let err = tokio::fs::read(&stderr_path).await.unwrap_or_default();
                 let tail = String::from_utf8_lossy(&err[err.len().saturating_sub(STDERR_TAIL)..])
@@ -118,6 +195,7 @@ mod tests {
             reused: Default::default(),
             output_dir: dir.join("out/jobs/j1/0/0/attempt-1-9"),
             scratch_dir: dir.join("scratch"),
+            log: Default::default(),
         };
         (ctx, tx)
     }
@@ -140,6 +218,13 @@ mod tests {
         assert_eq!(
             files,
             [("part-0.txt", 5), ("stderr.log", 5), ("stdout.log", 6)]
+        );
+        // Its stdout and stderr lines are in the attempt's log too.
+        let log = String::from_utf8(ctx.log.snapshot().0).unwrap();
+        let lines: Vec<&str> = log.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert!(
+            lines.contains(&"stdout: hello") && lines.contains(&"stderr: oops"),
+            "{log}"
         );
         // It ran in its scratch directory, not among its outputs.
         let cwd = std::fs::read_to_string(ctx.scratch_dir.join("cwd.txt")).unwrap();

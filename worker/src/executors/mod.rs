@@ -59,14 +59,26 @@ pub async fn cancelled(mut cancel: Cancel) {
 pub type Attempt = Pin<Box<dyn Future<Output = Result<OutputManifest, TaskError>> + Send>>;
 
 /// How far an attempt has got, as the executor tells it; sent with the
-/// next heartbeat and shown by `drover job status`.
+/// next heartbeat and shown by `drover job status`. Each new note also
+/// goes to the attempt's log, where the notes read as its milestones.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<Mutex<(f64, String)>>);
+pub struct Progress {
+    latest: Arc<Mutex<(f64, String)>>,
+    log: Option<crate::task_log::AttemptLog>,
+}
 
 /// Characters of a progress note sent to the coordinator.
 const PROGRESS_NOTE_CHARS_MAX: usize = 200;
 
 impl Progress {
+    /// Progress whose new notes are also written to `log`.
+    pub fn logged_to(log: crate::task_log::AttemptLog) -> Self {
+        Self {
+            latest: Arc::default(),
+            log: Some(log),
+        }
+    }
+
     /// Records the fraction done (clamped to 0..=1) and a short note.
     pub fn set(&self, fraction: f64, note: impl Into<String>) {
         let fraction = if fraction.is_finite() {
@@ -78,14 +90,19 @@ impl Progress {
         if let Some((cut, _)) = note.char_indices().nth(PROGRESS_NOTE_CHARS_MAX) {
             note.truncate(cut);
         }
-        if let Ok(mut p) = self.0.lock() {
+        if let Ok(mut p) = self.latest.lock() {
+            if let Some(log) = &self.log
+                && p.1 != note
+            {
+                log.stamped("progress", &format!("{:.0}% {note}", fraction * 100.0));
+            }
             *p = (fraction, note);
         }
     }
 
     /// The latest fraction and note.
     pub fn get(&self) -> (f64, String) {
-        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+        self.latest.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }
 
@@ -122,6 +139,9 @@ pub struct AttemptContext {
     pub output_dir: PathBuf,
     /// Private scratch space for this attempt, removed after it.
     pub scratch_dir: PathBuf,
+    /// The attempt's log, for lines that are not tracing events (a
+    /// program's stdout and stderr).
+    pub log: crate::task_log::AttemptLog,
 }
 
 /// Runs attempts of one kind.

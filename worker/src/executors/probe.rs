@@ -159,6 +159,7 @@ mod tests {
             reused: Default::default(),
             output_dir: dir.path().join("out"),
             scratch_dir: dir.path().join("scratch"),
+            log: Default::default(),
         };
         let manifest = probe.run(task, ctx).await.unwrap();
         assert_eq!(manifest.files.len(), 1);

@@ -80,6 +80,7 @@ pub fn context(scratch: &Path) -> AttemptContext {
         reused: Default::default(),
         output_dir: scratch.join("unused-output"),
         scratch_dir: scratch.join("scratch"),
+        log: Default::default(),
     }
 }
 

@@ -512,12 +512,18 @@ function jobPage(id) {
         t.progress_message ? [h("dt", {}, "Progress"), h("dd", {}, `${Math.round(t.progress * 100)}% ${t.progress_message}`)] : null,
         t.output_prefix ? [h("dt", {}, "Output"), h("dd", {}, action("manifest", () => showOutput(taskId), { id: "show-output" }), " ", h("code", {}, t.output_prefix))] : null),
       h("h2", {}, "Attempts"),
-      h("table", { id: "attempts" }, h("thead", {}, h("tr", {}, ["#", "Worker", "Token", "Leased", "Outcome", "Message"].map((x) => h("th", {}, x)))),
+      h("table", { id: "attempts" }, h("thead", {}, h("tr", {}, ["#", "Worker", "Token", "Leased", "Outcome", "Message", "Log"].map((x) => h("th", {}, x)))),
         h("tbody", {}, attempts(ev.events).map((a) => h("tr", {},
           h("td", {}, a.attempt), h("td", {}, a.worker ? h("code", {}, a.worker) : "—"), h("td", { class: "num" }, a.token || "—"),
           h("td", {}, time(a.leased)), h("td", {}, a.outcome ? badge(outcomeState(a.outcome)) : badge("leased")),
-          h("td", {}, a.message || ""))))));
+          h("td", {}, a.message || ""),
+          h("td", {}, a.token ? action("log", () => showLog(taskId, a.token), { class: "log-link", "data-token": a.token }) : "—"))))));
     if (view.output && view.output.taskId === taskId) panel.append(outputView(view.output));
+    if (view.log && view.log.taskId === taskId) {
+      // A running attempt's log grows: ask again on every refresh.
+      if (!view.log.answer || view.log.answer.running) await loadLog(view.log);
+      panel.append(logView(view.log));
+    }
     fill(detail, panel);
   }
 
@@ -533,6 +539,34 @@ function jobPage(id) {
       view.output = { taskId, error: err.message };
     }
     refresh();
+  }
+
+  async function showLog(taskId, token) {
+    view.log = { taskId, token };
+    await loadLog(view.log);
+    refresh();
+  }
+
+  async function loadLog(shown) {
+    try {
+      shown.answer = await api(`task/log?id=${encodeURIComponent(shown.taskId)}&token=${shown.token}`);
+      shown.error = null;
+    } catch (err) {
+      shown.error = err.message;
+    }
+  }
+
+  function logView(shown) {
+    if (shown.error) return h("p", { class: "error", id: "task-log" }, shown.error);
+    const l = shown.answer;
+    return h("div", { id: "task-log", "data-token": l.fencing_token },
+      h("h2", {}, `Log of attempt ${l.attempt} (token ${l.fencing_token})`),
+      h("p", { class: "muted" }, "Worker ", l.worker_id ? h("code", {}, l.worker_id) : "—", ` (${l.worker_state})`,
+        l.running ? " · running: refreshed as its worker stores it" : "",
+        l.location ? [" · ", h("code", {}, l.location)] : null),
+      l.note ? h("p", { class: "note", id: "log-note" }, l.note) : null,
+      l.truncated ? h("p", { class: "muted" }, "Only the end of the log is shown.") : null,
+      l.found ? h("pre", { class: "log mono", id: "log-text" }, l.text) : null);
   }
 
   function outputView(shown) {
