@@ -8,7 +8,8 @@ on loopback, submits a job through the CLI, and then, on the console of a
 1. finds the job in the jobs list;
 2. opens it and checks the DAG picture (one box per template, one curve per
    dependency, the running template coloured as running);
-3. opens a blocked task and reads why it is pending;
+3. opens a blocked task and reads why it is pending, then a running task and
+   its attempt's log, which the worker stores as the attempt runs;
 4. cancels the job from the page and sees the state change, on the page and
    through the CLI;
 5. checks the schedules, workers and cluster pages show what the cluster
@@ -89,6 +90,7 @@ class Cluster:
                 "coordinator", "--node-id", str(i + 1), "--listen", self.grpc[i],
                 "--http", self.http[i], "--peers", peers,
                 "--data-dir", str(self.dir / f"node-{i + 1}"),
+                "--task-logs", str(self.dir / "task-logs"),
             ])
         self.spawn("worker", [
             "--coordinators", self.coordinators(), "worker", "--slots", "4",
@@ -206,6 +208,21 @@ def main():
             expect(why).to_contain_text("extract", timeout=WAIT_MS)
             page.screenshot(path=str(artifacts / "3-why-pending.png"), full_page=True)
             print(f"task panel: why pending = {why.inner_text()!r}")
+
+            # A running extract task: its attempt's log opens from the
+            # attempts table and fills in once the worker stores it.
+            dag.locator('g.node[data-template="extract"]').click()
+            extract_row = page.locator(f'#tasks-table tr[data-task-id="{job_id}/0/0"]')
+            expect(extract_row).to_be_visible(timeout=WAIT_MS)
+            extract_row.click()
+            log_link = page.locator("#attempts a.log-link")
+            expect(log_link).to_have_count(1, timeout=WAIT_MS)
+            log_link.click()
+            expect(page.locator("#log-text")).to_contain_text(
+                f"drover: attempt 1 of task {job_id}/0/0", timeout=WAIT_MS)
+            expect(page.locator("#task-log")).to_contain_text("running")
+            page.screenshot(path=str(artifacts / "3b-task-log.png"), full_page=True)
+            print("task panel: the running attempt's log, as its worker stored it")
 
             page.locator("#cancel-job").click()
             page.locator("#cancel-job-confirm").click()

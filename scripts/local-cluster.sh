@@ -22,7 +22,7 @@ start() {
   for i in 1 2 3; do
     "$DROVER" coordinator --node-id "$i" --listen "127.0.0.1:707$i" \
       --http "127.0.0.1:808$i" --peers "$PEERS" --data-dir "$ROOT/node-$i" \
-      >"$ROOT/node-$i.log" 2>&1 &
+      --task-logs "$ROOT/task-logs" >"$ROOT/node-$i.log" 2>&1 &
     echo $! >"$ROOT/node-$i.pid"
   done
   # Wait for an election (a leader id other than 0).

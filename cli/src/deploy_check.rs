@@ -11,7 +11,8 @@
 //! coordinators listen beyond loopback, each one's `--node-id` is in its
 //! `--peers` under its own reachable address, ids are distinct, every
 //! worker names every coordinator, a worker's stop timeout outlasts its
-//! drain, and the healthchecks probe the right port. A problem is reported
+//! drain, the coordinators name one task log directory that every worker
+//! mounts at the same path, and the healthchecks probe the right port. A problem is reported
 //! as `file:line: what is wrong`, all of them at once.
 //!
 //! The compose file is read with the jobspecs crate's YAML tree, which
@@ -78,6 +79,9 @@ struct CoordinatorRun {
     data_dir: Option<PathBuf>,
     /// `--peers`, by node id.
     peers: BTreeMap<u64, String>,
+    /// `--task-logs`, which every coordinator must give alike and, when it
+    /// is a directory, every worker must reach at the same path.
+    task_logs: Option<String>,
 }
 
 /// A `drover worker` command line.
@@ -118,6 +122,7 @@ fn parse_run(argv: &[String], at: &str) -> Result<Run, String> {
                 data_dir: typed::<PathBuf>(m, "data_dir")?,
                 peers: crate::coordinator::parse_id_addresses(&peers, "--peers")
                     .map_err(|e| e.to_string())?,
+                task_logs: typed::<String>(m, "task_logs")?,
             }))
         }
         Some(("worker", m)) if m.subcommand().is_none() => {
@@ -680,6 +685,10 @@ fn check_compose(file: &str, text: &str, entrypoint: &[String]) -> Vec<String> {
     };
     let mut coordinators: Vec<(String, CoordinatorRun)> = Vec::new();
     let mut workers: Vec<(WorkerRun, Option<Duration>)> = Vec::new();
+    // Where each coordinator's task log directory is mounted from, and
+    // what each worker mounts.
+    let mut log_mounts: Vec<(String, Option<(String, String)>)> = Vec::new();
+    let mut worker_mounts: Vec<(String, Vec<(String, String)>)> = Vec::new();
     let mut volumes_used: BTreeMap<String, String> = BTreeMap::new();
     let mut roles: Vec<(String, Option<String>)> = Vec::new();
     for entry in services {
@@ -756,6 +765,15 @@ fn check_compose(file: &str, text: &str, entrypoint: &[String]) -> Vec<String> {
                         }
                     }
                 }
+                let logs_on = c.task_logs.as_deref().and_then(|dir| {
+                    // The innermost mount holding it, by whole path parts.
+                    mounts
+                        .iter()
+                        .filter(|(_, target)| std::path::Path::new(dir).starts_with(target))
+                        .max_by_key(|(_, target)| target.len())
+                        .cloned()
+                });
+                log_mounts.push((c.at.clone(), logs_on));
                 coordinators.push((name.clone(), c));
             }
             Run::Worker(w) => {
@@ -767,6 +785,7 @@ fn check_compose(file: &str, text: &str, entrypoint: &[String]) -> Vec<String> {
                         w.at
                     )),
                 }
+                worker_mounts.push((w.at.clone(), mounts));
                 workers.push((w, compose_duration(service.get("stop_grace_period"))));
             }
         }
@@ -809,6 +828,7 @@ fn check_compose(file: &str, text: &str, entrypoint: &[String]) -> Vec<String> {
             ));
         }
     }
+    check_task_logs(&coordinators, &log_mounts, &worker_mounts, &mut problems);
     let addresses: BTreeSet<String> = coordinators
         .first()
         .map(|(_, c)| c.peers.values().cloned().collect())
@@ -817,6 +837,52 @@ fn check_compose(file: &str, text: &str, entrypoint: &[String]) -> Vec<String> {
         check_worker(w, &addresses, *grace, &mut problems);
     }
     problems
+}
+
+/// Every coordinator names one task log store; a directory must be on a
+/// volume that every worker mounts at the same path, since workers write
+/// where the coordinators tell them and the coordinators read it back.
+fn check_task_logs(
+    coordinators: &[(String, CoordinatorRun)],
+    log_mounts: &[(String, Option<(String, String)>)],
+    worker_mounts: &[(String, Vec<(String, String)>)],
+    problems: &mut Vec<String>,
+) {
+    let Some((_, first)) = coordinators.first() else {
+        return;
+    };
+    for (_, c) in &coordinators[1..] {
+        if c.task_logs != first.task_logs {
+            problems.push(format!(
+                "{}: --task-logs {:?} differs from {}'s {:?}",
+                c.at, c.task_logs, first.at, first.task_logs
+            ));
+        }
+    }
+    let Some(dir) = first
+        .task_logs
+        .as_deref()
+        .filter(|u| !u.starts_with("s3://"))
+    else {
+        return;
+    };
+    for (at, mount) in log_mounts {
+        let Some(mount) = mount else {
+            problems.push(format!(
+                "{at}: --task-logs {dir} is not on a mounted volume"
+            ));
+            continue;
+        };
+        for (worker, mounts) in worker_mounts {
+            if !mounts.contains(mount) {
+                problems.push(format!(
+                    "{worker}: does not mount volume `{}` at {}, where the coordinators \
+                     tell workers to store task logs ({dir})",
+                    mount.0, mount.1
+                ));
+            }
+        }
+    }
 }
 
 fn compose_entrypoint() -> Vec<String> {
@@ -881,6 +947,35 @@ fn compose_check_reports_each_kind_of_mistake() {
     let problems = check(text.replacen("stop_grace_period: 60s", "stop_grace_period: 10s", 1));
     assert!(
         text_of(&problems).contains("not longer than --drain-timeout"),
+        "{}",
+        text_of(&problems)
+    );
+
+    // Task logs on a volume the workers do not mount: stored where no
+    // coordinator looks; and on no volume at all.
+    let mount = "      - task-logs:/var/lib/drover-task-logs\n";
+    let last = text.rfind(mount).unwrap();
+    let problems = check(format!("{}{}", &text[..last], &text[last + mount.len()..]));
+    assert!(
+        text_of(&problems).contains("worker: does not mount volume `task-logs`"),
+        "{}",
+        text_of(&problems)
+    );
+    let problems = check(text.replace(mount, ""));
+    assert!(
+        text_of(&problems)
+            .contains("--task-logs /var/lib/drover-task-logs is not on a mounted volume"),
+        "{}",
+        text_of(&problems)
+    );
+    let problems = check(text.replacen(
+        "--task-logs=/var/lib/drover-task-logs",
+        "--task-logs=/elsewhere",
+        1,
+    ));
+    assert!(
+        text_of(&problems)
+            .contains("coordinator-2: --task-logs Some(\"/var/lib/drover-task-logs\") differs"),
         "{}",
         text_of(&problems)
     );

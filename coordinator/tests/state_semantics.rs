@@ -920,3 +920,78 @@ fn a_restored_backup_hands_leases_back_and_fences_every_token_the_old_cluster_co
     }
     assert_eq!(h.job(job).state, JobState::Succeeded);
 }
+
+#[test]
+fn a_task_log_request_names_the_attempt_its_worker_and_how_it_ended() {
+    use drover_coordinator::service::task_log::find_attempt;
+    use drover_coordinator::state::TaskKey;
+    use tonic::Code;
+
+    let mut h = H::new();
+    let job = h.submit(&spec(
+        "logs",
+        "",
+        "    - {name: a, kind: noop, retries: {max: 2, backoff: constant, initialDelay: 1s, maxDelay: 1s}}\n",
+    ));
+    let key = TaskKey {
+        job,
+        template: 0,
+        partition: 0,
+    };
+    // Not run yet: there is no attempt, hence no log.
+    let err = find_attempt(&h.sm, key, 0).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        err.message().contains("has not run yet"),
+        "{}",
+        err.message()
+    );
+
+    h.worker("w1", 1, &[]);
+    let first = h.lease("w1", 1).remove(0);
+    let running = find_attempt(&h.sm, key, 0).unwrap();
+    assert_eq!(
+        (running.attempt, running.token, running.worker.as_str()),
+        (1, first.token, "w1")
+    );
+    assert!(running.running && !running.lease_lapsed);
+    assert_eq!(running.worker_state, "alive");
+
+    // The lease lapses: the attempt ended without its worker.
+    h.advance(31_000);
+    h.advance(1_000);
+    h.worker("w2", 1, &[]);
+    let second = h.lease("w2", 1).remove(0);
+    assert_eq!(second.attempt, 2);
+    let lapsed = find_attempt(&h.sm, key, first.token).unwrap();
+    assert_eq!((lapsed.attempt, lapsed.worker.as_str()), (1, "w1"));
+    assert!(!lapsed.running && lapsed.lease_lapsed);
+
+    // The latest attempt by default; it ends normally.
+    let latest = find_attempt(&h.sm, key, 0).unwrap();
+    assert_eq!((latest.attempt, latest.token), (2, second.token));
+    h.complete("w2", &second).unwrap();
+    let done = find_attempt(&h.sm, key, second.token).unwrap();
+    assert!(!done.running && !done.lease_lapsed);
+    assert_eq!(done.worker, "w2");
+
+    // No such attempt, task or job.
+    let err = find_attempt(&h.sm, key, second.token + 100).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let no_task = TaskKey {
+        partition: 5,
+        ..key
+    };
+    assert_eq!(
+        find_attempt(&h.sm, no_task, 0).unwrap_err().code(),
+        Code::NotFound
+    );
+    let no_job = TaskKey {
+        job: drover_coordinator::state::JobId(job.0 + 1),
+        ..key
+    };
+    assert_eq!(
+        find_attempt(&h.sm, no_job, 0).unwrap_err().code(),
+        Code::NotFound
+    );
+}

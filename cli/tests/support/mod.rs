@@ -184,6 +184,12 @@ impl Cluster {
         self.dir.join(format!("n{}", i + 1))
     }
 
+    /// The task log store every member names: one directory, as a
+    /// cluster on one machine would share it.
+    pub fn task_logs(&self) -> PathBuf {
+        self.dir.join("task-logs")
+    }
+
     /// Starts member `i` (0-based) again on its directory and ports, after
     /// it exited; its log continues in the same file.
     pub fn restart(&mut self, i: usize) {
@@ -199,6 +205,8 @@ impl Cluster {
             .args(["--peers", &self.peers])
             .arg("--data-dir")
             .arg(self.data_dir(i))
+            .arg("--task-logs")
+            .arg(self.task_logs())
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(&self.dir, &name))

@@ -215,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_without_a_store_says_how_to_keep_logs() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let request = GetTaskLogRequest {
+            task_id: "j1/0/0".to_owned(),
+            ..GetTaskLogRequest::default()
+        };
+        let answer = runtime.block_on(answer(attempt(true, "alive"), &request, None));
+        assert!(!answer.found);
+        assert_eq!((answer.attempt, answer.fencing_token), (1, 7));
+        assert_eq!(answer.worker_id, "w-1");
+        assert!(answer.running);
+        assert!(answer.note.contains("--task-logs"), "{}", answer.note);
+        assert!(answer.location.is_empty());
+    }
+
+    #[test]
     fn a_cut_log_starts_at_a_whole_line_and_survives_bad_utf8() {
         assert_eq!(text_of(b"ne\nwhole\n", true), "whole\n");
         assert_eq!(text_of(b"ne\nwhole\n", false), "ne\nwhole\n");

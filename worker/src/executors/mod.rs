@@ -59,19 +59,34 @@ pub async fn cancelled(mut cancel: Cancel) {
 pub type Attempt = Pin<Box<dyn Future<Output = Result<OutputManifest, TaskError>> + Send>>;
 
 /// How far an attempt has got, as the executor tells it; sent with the
-/// next heartbeat and shown by `drover job status`. Each new note also
-/// goes to the attempt's log, where the notes read as its milestones.
+/// next heartbeat and shown by `drover job status`. New notes also go to
+/// the attempt's log, where they read as its milestones: each one that
+/// moves the fraction by [`PROGRESS_LOG_STEP`] or comes
+/// [`PROGRESS_LOG_EVERY`] after the last logged one, so a note that ticks
+/// every few milliseconds does not fill the log.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
-    latest: Arc<Mutex<(f64, String)>>,
+    latest: Arc<Mutex<Latest>>,
     log: Option<crate::task_log::AttemptLog>,
+}
+
+#[derive(Debug, Default)]
+struct Latest {
+    fraction: f64,
+    note: String,
+    /// When the last note was logged, at what fraction.
+    logged: Option<(std::time::Instant, f64)>,
 }
 
 /// Characters of a progress note sent to the coordinator.
 const PROGRESS_NOTE_CHARS_MAX: usize = 200;
+/// A change of the fraction that is always logged.
+pub const PROGRESS_LOG_STEP: f64 = 0.05;
+/// How often a note is logged while the fraction creeps.
+pub const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Progress {
-    /// Progress whose new notes are also written to `log`.
+    /// Progress whose notes are also written to `log`.
     pub fn logged_to(log: crate::task_log::AttemptLog) -> Self {
         Self {
             latest: Arc::default(),
@@ -90,19 +105,62 @@ impl Progress {
         if let Some((cut, _)) = note.char_indices().nth(PROGRESS_NOTE_CHARS_MAX) {
             note.truncate(cut);
         }
-        if let Ok(mut p) = self.latest.lock() {
-            if let Some(log) = &self.log
-                && p.1 != note
-            {
+        let Ok(mut p) = self.latest.lock() else {
+            return;
+        };
+        if let Some(log) = &self.log
+            && p.note != note
+        {
+            let now = std::time::Instant::now();
+            let due = p.logged.is_none_or(|(at, logged)| {
+                (fraction - logged).abs() >= PROGRESS_LOG_STEP
+                    || fraction >= 1.0
+                    || now.duration_since(at) >= PROGRESS_LOG_EVERY
+            });
+            if due {
                 log.stamped("progress", &format!("{:.0}% {note}", fraction * 100.0));
+                p.logged = Some((now, fraction));
             }
-            *p = (fraction, note);
         }
+        p.fraction = fraction;
+        p.note = note;
     }
 
     /// The latest fraction and note.
     pub fn get(&self) -> (f64, String) {
-        self.latest.lock().map(|p| p.clone()).unwrap_or_default()
+        self.latest
+            .lock()
+            .map(|p| (p.fraction, p.note.clone()))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn milestones_reach_the_log_and_a_creeping_note_does_not_flood_it() {
+        let log = crate::task_log::AttemptLog::default();
+        let progress = Progress::logged_to(log.clone());
+        progress.set(0.2, "2825 pairs read");
+        progress.set(0.2, "2825 pairs read");
+        progress.set(0.6, "5087 documents in clusters");
+        for i in 0..100 {
+            progress.set(0.61 + f64::from(i) * 0.0001, format!("slept {i} ms"));
+        }
+        progress.set(1.0, "done");
+        let text = String::from_utf8(log.snapshot().0).unwrap();
+        let notes: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            notes,
+            [
+                "progress: 20% 2825 pairs read",
+                "progress: 60% 5087 documents in clusters",
+                "progress: 100% done"
+            ]
+        );
+        assert_eq!(progress.get(), (1.0, "done".to_owned()));
     }
 }
 
