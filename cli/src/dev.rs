@@ -504,14 +504,17 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
                         None => eprintln!("  {}: its tasks write no files", job.label),
                     }
                 }
+                let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
                 eprintln!(
-                    "state is kept in {}; run `drover dev` to serve it again, then `drover job status {}`",
+                    "state is kept in {}; run `drover dev` to serve it again, then `drover job status {first}`, \
+                     or `drover job logs {first}/0/0` for a task's log",
                     data_dir.display(),
-                    jobs.first().map(|j| j.id.to_string()).unwrap_or_default()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("demo finished: a job did not succeed; see `drover job events`");
+            eprintln!(
+                "demo finished: a job did not succeed; see `drover job events` and `drover job logs TASK`"
+            );
             return Ok(ExitCode::from(1));
         }
         if Instant::now() > deadline {

@@ -49,17 +49,7 @@ fn an_attempts_log_is_readable_while_it_runs_and_after_its_worker_vanished() {
     let cluster = Cluster::start(dir.path(), 3);
     // Leases lapse 3 s after the last heartbeat and a silent worker is
     // lost after 6 s, so a killed worker's attempt moves on within seconds.
-    cluster.json(&[
-        "cluster",
-        "settings",
-        "--lease-ttl",
-        "3s",
-        "--heartbeat-interval",
-        "500ms",
-        "--worker-timeout",
-        "6s",
-        "--json",
-    ]);
+    cluster.lease_settings("6s");
     let mut first = cluster.worker("w-first", 1, &["--allow-command"]);
     let spec = spec_file(dir.path(), "chatty.yaml", SPEC);
     let job = cluster.json(&["job", "submit", &spec, "--json"])["id"]

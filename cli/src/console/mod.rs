@@ -1,6 +1,6 @@
 //! The web console every coordinator serves at `/ui` on its HTTP port:
-//! jobs, a job's DAG, events, tasks and why they wait, schedules, workers
-//! and the cluster's health, updated live by polling.
+//! jobs, a job's DAG, events, tasks and why they wait, each attempt's log,
+//! schedules, workers and the cluster's health, updated live by polling.
 //!
 //! # Layout
 //!

@@ -263,8 +263,16 @@ impl Cluster {
     }
 
     /// Short leases so the tests see expiry within seconds; every
-    /// coordinator applies the same values through the log.
+    /// coordinator applies the same values through the log. The worker
+    /// timeout is long enough that a paused worker is still known when it
+    /// wakes, so its late reports meet the fencing check.
     pub fn short_leases(&self) {
+        self.lease_settings("30s");
+    }
+
+    /// 3 s leases, 500 ms heartbeats, and a silent worker declared lost
+    /// after `worker_timeout`.
+    pub fn lease_settings(&self, worker_timeout: &str) {
         let s = self.json(&[
             "cluster",
             "settings",
@@ -272,10 +280,8 @@ impl Cluster {
             "3s",
             "--heartbeat-interval",
             "500ms",
-            // Long enough that a paused worker is still known when it
-            // wakes, so its late reports meet the fencing check.
             "--worker-timeout",
-            "30s",
+            worker_timeout,
             "--json",
         ]);
         assert_eq!(s["leaseTtlMs"], 3000);
