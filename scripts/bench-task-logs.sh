@@ -37,7 +37,9 @@ run() {
     local label=$1 dir
     shift
     dir=$(mktemp -d "$WORK/run.XXXX")
-    local grpc=127.0.0.1:$(free_port) http=127.0.0.1:$(free_port)
+    local grpc http
+    grpc=127.0.0.1:$(free_port)
+    http=127.0.0.1:$(free_port)
     "$DROVER" coordinator --node-id 1 --listen "$grpc" --http "$http" \
         --data-dir "$dir/node" "$@" >"$dir/coordinator.log" 2>&1 &
     local coordinator=$!
@@ -50,8 +52,8 @@ run() {
     start=$(date +%s.%N)
     "$DROVER" --coordinators "$grpc" job submit "$WORK/noop.yaml" --wait >/dev/null 2>&1
     end=$(date +%s.%N)
-    kill "$worker" && wait "$worker" || true
-    kill "$coordinator" && wait "$coordinator" || true
+    kill "$worker" "$coordinator"
+    wait "$worker" "$coordinator" || true
     printf '%s %d noop tasks in %.2f s\n' "$label" "$TASKS" "$(echo "$end - $start" | bc)"
 }
 
