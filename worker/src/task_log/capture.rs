@@ -1,7 +1,8 @@
 //! Copies the tracing events of a running attempt into its log: every
 //! event inside the attempt's `task` span (the executor's own messages,
-//! retries, object store warnings) becomes one line, formatted as the
-//! worker's stderr shows it, at the level the worker logs at.
+//! retries, object store warnings) becomes one line: time, level, target,
+//! message and fields. Which levels reach it is the installer's filter
+//! (`drover` gives this layer `info`, apart from stderr's `DROVER_LOG`).
 //!
 //! The layer is installed once with the process's subscriber ([`layer`]).
 //! The runner hands each attempt's log over with [`hand_over`] and names
