@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::backend::{BOOTSTRAP_INDEX, LogBackend, SnapshotPayload, StateBackend};
+use super::entry::ENTRY_FORMAT;
 use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Replication, Transport};
 use crate::state::changes::Changes;
 use crate::state::{Applied, Command, LogEntry, StateMachine};
@@ -39,11 +40,6 @@ use crate::state::{Applied, Command, LogEntry, StateMachine};
 /// The reply channels' type, re-exported so that a caller driving a core
 /// directly (the simulation) needs no tokio of its own.
 pub use tokio::sync::oneshot as reply;
-
-/// Encoding version of a log entry's payload; a node refuses entries of a
-/// version it does not know rather than misreading them. Version 2:
-/// `SubmitJob` carries a `traceparent`.
-const ENTRY_FORMAT: u8 = 2;
 
 /// Most commands packed into one Raft entry.
 pub const ENTRY_COMMANDS_MAX: usize = 4096;
@@ -674,8 +670,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                 now_ms: now.wall_ms,
                 commands,
             };
-            let mut data = vec![ENTRY_FORMAT];
-            data.extend(postcard::to_stdvec(&entry).unwrap_or_default());
+            let data = super::entry::encode(&entry);
             match self.raw.propose(Vec::new(), data) {
                 Ok(()) => {
                     let index = self.raw.raft.raft_log.last_index();
@@ -830,7 +825,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                     // A committed entry this build cannot read must stop the
                     // node: skipping it would make this replica's state differ
                     // from the others' (a mixed-version cluster mid-upgrade).
-                    let Some(log_entry) = decode_entry(&entry.data) else {
+                    let Some(log_entry) = super::entry::decode(&entry.data) else {
                         return Err(NodeError::Storage(format!(
                             "committed log entry {} is not in entry format {ENTRY_FORMAT} (its first byte is {}); this coordinator is older than the one that wrote it, so upgrade it",
                             entry.index,
@@ -1111,14 +1106,6 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             last_fsync_us: self.raw.store().last_sync_us(),
         }
     }
-}
-
-fn decode_entry(data: &[u8]) -> Option<LogEntry> {
-    let (version, body) = data.split_first()?;
-    if *version != ENTRY_FORMAT {
-        return None;
-    }
-    postcard::from_bytes(body).ok()
 }
 
 /// SplitMix64's finaliser: spreads a seed over all 64 bits.

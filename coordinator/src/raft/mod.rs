@@ -5,6 +5,7 @@
 //! - [`driver`]: the driver core: the `RawNode`, the state machine and the
 //!   stores, and every reaction to an event, with time passed in. Generic
 //!   over its stores, so the same code runs on disk and in the simulation.
+//! - [`entry`]: the versioned bytes of an entry's payload.
 //! - [`node`]: the thread shell that runs the driver core in real time over the
 //!   disk stores, and the handle callers use.
 //! - [`backend`]: the two store traits the core needs, and the disk state
@@ -17,6 +18,7 @@
 
 pub mod backend;
 pub mod driver;
+pub mod entry;
 pub mod log_store;
 pub mod mem_log;
 pub mod mem_state;
