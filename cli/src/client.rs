@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use drover_net::{AuthChannel, Dialer};
 use drover_proto::LEADER_METADATA_KEY;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
 /// A request the cluster answered with an error (not a transport
@@ -29,27 +30,47 @@ impl RpcError {
     }
 }
 
-/// The coordinators to try, from `--coordinators` or `DROVER_COORDINATORS`.
+/// The coordinators to try, from `--coordinators` or `DROVER_COORDINATORS`,
+/// and how to dial them (TLS files and token from the global flags).
 #[derive(Debug, Clone)]
-pub struct Coordinators(pub Vec<String>);
+pub struct Coordinators {
+    /// Their addresses.
+    pub addresses: Vec<String>,
+    /// Plaintext or mutual TLS, with or without a token.
+    pub dialer: Dialer,
+}
 
-fn endpoint(address: &str) -> Result<Endpoint> {
-    Ok(drover_proto::endpoint(address)
-        .map_err(|e| anyhow!("`{address}` is not a coordinator address: {e}"))?
+fn endpoint(dialer: &Dialer, address: &str) -> Result<Endpoint> {
+    Ok(dialer
+        .endpoint(address)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30)))
 }
 
 impl Coordinators {
-    /// Parses a comma-separated list.
+    /// Parses a comma-separated list; dialled in plaintext until
+    /// [`Coordinators::with_dialer`].
     pub fn parse(list: &str) -> Self {
-        Coordinators(
-            list.split(',')
+        Coordinators {
+            addresses: list
+                .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
-        )
+            dialer: Dialer::plaintext(),
+        }
+    }
+
+    /// Dials with `dialer`.
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = dialer;
+        self
+    }
+
+    /// Other addresses (a leader or one member), dialled the same way.
+    pub fn at(&self, list: &str) -> Self {
+        Self::parse(list).with_dialer(self.dialer.clone())
     }
 
     /// Calls `f` on a coordinator, following leader hints. `f` gets a fresh
@@ -59,7 +80,7 @@ impl Coordinators {
     /// idempotency key).
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         self.call_within(UNAVAILABLE_PATIENCE, f).await
@@ -69,7 +90,7 @@ impl Coordinators {
     /// (the web console answers its page within seconds instead).
     pub async fn call_within<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let deadline = tokio::time::Instant::now() + patience;
@@ -78,6 +99,14 @@ impl Coordinators {
         loop {
             let last_error = match self.pass(&mut f, &mut tried).await {
                 Ok(v) => return Ok(v),
+                Err(PassError::Answer(status)) if self.looks_like_tls_needed(&status) => {
+                    return Err(anyhow!(
+                        "{}: the coordinator hung up on a plaintext connection; does the \
+                         cluster use TLS? Give --tls-ca, --tls-cert and --tls-key (or \
+                         DROVER_CA, DROVER_CERT, DROVER_KEY)",
+                        status.message()
+                    ));
+                }
                 Err(PassError::Answer(status)) => return Err(RpcError(status).into()),
                 Err(PassError::Unavailable(text)) => text,
             };
@@ -94,23 +123,42 @@ impl Coordinators {
         }
     }
 
+    /// A plaintext client that a TLS-only coordinator hung up on.
+    fn looks_like_tls_needed(&self, status: &Status) -> bool {
+        // Depending on when the hang-up lands, hyper reports a failed
+        // HTTP/2 handshake, a bare transport error or a cancelled request;
+        // none of these come from a coordinator's own answer.
+        let message = status.message();
+        !self.dialer.is_tls()
+            && matches!(
+                status.code(),
+                Code::Unknown | Code::Cancelled | Code::Internal
+            )
+            && (message.contains("h2 protocol error")
+                || message == "transport error"
+                || message == "operation was canceled")
+    }
+
     /// One pass over the coordinators, following hints for a few hops.
     async fn pass<T, F, Fut>(&self, f: &mut F, tried: &mut Vec<String>) -> Result<T, PassError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let mut queue: Vec<String> = self.0.clone();
+        let mut queue: Vec<String> = self.addresses.clone();
         let mut last_error = "no address given".to_owned();
         // A few hops at most: leader hints can race with an election.
-        for _ in 0..(self.0.len() + 4) {
+        for _ in 0..(self.addresses.len() + 4) {
             let Some(address) = queue.first().cloned() else {
                 break;
             };
             queue.remove(0);
             tried.push(address.clone());
-            let endpoint = endpoint(&address).map_err(|e| PassError::Unavailable(e.to_string()))?;
-            let channel = match endpoint.connect().await {
+            // A refused address (plaintext under TLS) is final, not a
+            // reason to try again.
+            let endpoint = endpoint(&self.dialer, &address)
+                .map_err(|e| PassError::Answer(Status::invalid_argument(e.to_string())))?;
+            let channel = match self.dialer.connect(&endpoint).await {
                 Ok(c) => c,
                 Err(e) => {
                     // tonic's top-level message is just "transport error";
@@ -137,7 +185,7 @@ impl Coordinators {
                     // advertised address, behind a proxy or NAT) is tried
                     // after the given ones, which include the leader too.
                     if let Some(leader) = hint.filter(|l| !l.is_empty()) {
-                        if self.0.contains(&leader) {
+                        if self.addresses.contains(&leader) {
                             queue.retain(|a| *a != leader);
                             queue.insert(0, leader);
                         } else if !queue.contains(&leader) {

@@ -330,7 +330,7 @@ async fn wait_healthy(
         let last = match leader_status(coordinators).await {
             Ok(s) => match unhealthy(&s, max_lag) {
                 Some(reason) => reason,
-                None => match members_disagree(&s, max_lag).await {
+                None => match members_disagree(coordinators, &s, max_lag).await {
                     Some(reason) => reason,
                     None => {
                         let voters = s
@@ -377,21 +377,24 @@ async fn leader_status(coordinators: &Coordinators) -> Result<ClusterStatusRespo
         return Ok(s);
     }
     // A leader that cannot be reached leaves the follower's view.
-    Ok(ask(Coordinators::parse(&s.leader_address))
-        .await
-        .unwrap_or(s))
+    Ok(ask(coordinators.at(&s.leader_address)).await.unwrap_or(s))
 }
 
 /// Asks every voter itself: each must answer, know the same leader, and
 /// have applied the leader's commit index (less `max_lag`). The leader's
 /// view alone can look healthy for a moment after a member restarts.
-async fn members_disagree(leader: &ClusterStatusResponse, max_lag: u64) -> Option<String> {
+async fn members_disagree(
+    coordinators: &Coordinators,
+    leader: &ClusterStatusResponse,
+    max_lag: u64,
+) -> Option<String> {
     for m in leader
         .members
         .iter()
         .filter(|m| m.role == MemberRole::Voter as i32 && !m.is_leader)
     {
-        let own = Coordinators::parse(&m.address)
+        let own = coordinators
+            .at(&m.address)
             .call_within(Duration::from_secs(2), |ch| async move {
                 AdminServiceClient::new(ch)
                     .cluster_status(ClusterStatusRequest {})

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use crate::console::Console;
+use crate::security::SecurityArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +19,7 @@ use clap::Args;
 use drover_coordinator::metrics::{self, Metrics};
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
+use drover_net::{ClientTls, Dialer};
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
@@ -92,7 +96,7 @@ fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {
     Ok(peers)
 }
 
-pub async fn run(args: CoordinatorArgs) -> Result<()> {
+pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
     if args.node_id == 0 {
         bail!("--node-id must be at least 1");
     }
@@ -116,6 +120,12 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
         .as_deref()
         .map(crate::task_logs::open)
         .transpose()?;
+    config.tls = security.tls_files()?;
+    // The console dials its own node as the node does its peers.
+    let console_dialer = match &config.tls {
+        Some(files) => Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files.clone())?)),
+        None => Dialer::plaintext(),
+    };
     let (started, serve) = server::start(config, listener, shutdown_signal()).map_err(|e| {
         anyhow!(
             "starting node {} in {}: {e}",
@@ -124,7 +134,11 @@ pub async fn run(args: CoordinatorArgs) -> Result<()> {
         )
     })?;
     tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
-    let console = Console::new(started.node.clone(), dial_address(args.listen));
+    let console = Console::new(
+        started.node.clone(),
+        dial_address(args.listen),
+        console_dialer,
+    );
     let http_task = tokio::spawn(serve_http(
         http,
         started.node.clone(),

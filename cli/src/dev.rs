@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
@@ -14,6 +15,7 @@ use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
 use drover_coordinator::service::trace;
 use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
+use drover_net::{ClientTls, Dialer, PeerIdentity, TlsFiles};
 use drover_worker::runner::{self, WorkerConfig};
 
 #[derive(Debug, Args)]
@@ -41,6 +43,70 @@ pub struct DevArgs {
     /// s3:// URL works too.
     #[arg(long, value_name = "URL")]
     task_logs: Option<String>,
+    /// Mutual TLS on every connection, with a CA and certificates written
+    /// to DATA_DIR/tls on first use (kept for later runs); prints how the
+    /// CLI uses them.
+    #[arg(long)]
+    secure: bool,
+}
+
+/// Certificate names `drover dev --secure` writes.
+const SECURE_WORKER: &str = "dev";
+const SECURE_CLIENT: &str = "operator";
+
+/// What `--secure` sets up: the node's files, and dialers for the
+/// in-process workers and the console.
+struct DevSecurity {
+    node: Option<TlsFiles>,
+    workers: Dialer,
+    console: Dialer,
+}
+
+fn dev_security(args: &DevArgs) -> Result<DevSecurity> {
+    if !args.secure {
+        return Ok(DevSecurity {
+            node: None,
+            workers: Dialer::plaintext(),
+            console: Dialer::plaintext(),
+        });
+    }
+    let dir = args.data_dir.join("tls");
+    let node = PeerIdentity::Node(1);
+    let worker = PeerIdentity::Worker(SECURE_WORKER.to_owned());
+    let client = PeerIdentity::Client(SECURE_CLIENT.to_owned());
+    if !dir.join("ca.pem").exists() {
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let ip = args.listen.ip().to_string();
+        if !hosts.contains(&ip) && !args.listen.ip().is_unspecified() {
+            hosts.push(ip);
+        }
+        crate::certs::init_dir(
+            &dir,
+            &[node.clone(), worker.clone(), client.clone()],
+            &hosts,
+            365,
+            false,
+        )?;
+    }
+    let files = |identity: &PeerIdentity| TlsFiles::in_dir(&dir, &crate::certs::stem(identity));
+    let client_files = files(&client);
+    eprintln!("drover dev --secure: mutual TLS on; for the CLI:");
+    eprintln!(
+        "  export DROVER_CA={} DROVER_CERT={} DROVER_KEY={}",
+        client_files.ca.display(),
+        client_files.cert.display(),
+        client_files.key.display()
+    );
+    let node_files = files(&node);
+    Ok(DevSecurity {
+        workers: Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files(&worker))?)),
+        console: Dialer::plaintext().with_tls(Arc::new(ClientTls::load(node_files.clone())?)),
+        node: Some(node_files),
+    })
 }
 
 /// The examples the demo runs: those whose kinds have executors today.
@@ -94,8 +160,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let http = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("listening on {} for HTTP (use --http)", args.http))?;
+    let security = dev_security(&args)?;
     let mut config = ServerConfig::new(1, args.data_dir.join("dev-coordinator"));
     config.peers.insert(1, args.listen.to_string());
+    config.tls = security.node.clone();
     let task_logs = args
         .task_logs
         .clone()
@@ -109,7 +177,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     .map_err(|e| anyhow!("starting the coordinator: {e}"))?;
     let node = started.node.clone();
     let server_task = tokio::spawn(serve);
-    let console = Console::new(node.clone(), crate::coordinator::dial_address(args.listen));
+    let console = Console::new(
+        node.clone(),
+        crate::coordinator::dial_address(args.listen),
+        security.console.clone(),
+    );
     let http_task = tokio::spawn(crate::coordinator::serve_http(
         http,
         node.clone(),
@@ -128,6 +200,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         w.data_root = args.data_dir.join("outputs");
         w.work_dir = args.data_dir.join("dev-worker");
         w.lease_wait = Duration::from_secs(2);
+        w.dialer = security.workers.clone();
         let mut stop = stop_rx.clone();
         worker_tasks.push(tokio::spawn(runner::run(w, async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -4,6 +4,7 @@
 
 mod backup;
 mod bench;
+mod certs;
 mod client;
 mod cluster;
 mod console;
@@ -13,6 +14,7 @@ mod datagen;
 mod deploy_check;
 mod dev;
 mod job;
+mod security;
 mod task_logs;
 mod worker;
 mod workers;
@@ -50,6 +52,8 @@ struct Cli {
         default_value_t = LogFormat::Text
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    security: security::SecurityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +87,9 @@ enum Command {
     /// Generate datasets with a known truth (`drover datagen annotations`).
     #[command(subcommand)]
     Datagen(datagen::DatagenCommand),
+    /// Create the CA and certificates of a mutual-TLS cluster.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -107,27 +114,29 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Every client command dials the cluster the same way.
+    let cluster = || -> anyhow::Result<client::Coordinators> {
+        Ok(client::Coordinators::parse(&cli.coordinators).with_dialer(cli.security.dialer()?))
+    };
     let result = match cli.command {
-        Command::Job(cmd) => job::run(cmd, &client::Coordinators::parse(&cli.coordinators)),
+        Command::Job(cmd) => cluster().and_then(|c| job::run(cmd, &c)),
         Command::Coordinator(args) => runtime().and_then(|rt| {
             init_logging(cli.log_format, "info");
-            rt.block_on(coordinator::run(args))
+            rt.block_on(coordinator::run(args, &cli.security))
                 .map(|()| ExitCode::SUCCESS)
         }),
         Command::Worker(WorkerCli {
             command: Some(cmd), ..
-        }) => {
-            let coordinators = client::Coordinators::parse(&cli.coordinators);
+        }) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(workers::run(cmd, &coordinators)))
-        }
-        Command::Worker(WorkerCli { command: None, run }) => {
-            let coordinators = client::Coordinators::parse(&cli.coordinators).0;
+        }),
+        Command::Worker(WorkerCli { command: None, run }) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| {
                 init_logging(cli.log_format, "info");
                 rt.block_on(worker::run(run, coordinators))
                     .map(|()| ExitCode::SUCCESS)
             })
-        }
+        }),
         Command::Dev(args) => runtime().and_then(|rt| {
             // `drover dev` prints its own progress; only warnings from the
             // parts.
@@ -143,10 +152,10 @@ fn main() -> ExitCode {
             })
         }
         Command::Datagen(cmd) => runtime().and_then(|rt| rt.block_on(datagen::run(cmd))),
-        Command::Cluster(cmd) => {
-            let coordinators = client::Coordinators::parse(&cli.coordinators);
+        Command::Cluster(cmd) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))
-        }
+        }),
+        Command::Certs(cmd) => certs::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! `drover worker`: a stateless worker process, with /healthz and /metrics
 //! on `--http` when given.
 
+use crate::client::Coordinators;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,7 +100,7 @@ async fn metrics_text(State(metrics): State<Metrics>) -> impl IntoResponse {
     crate::coordinator::openmetrics(metrics.render())
 }
 
-pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
+pub async fn run(args: WorkerArgs, cluster: Coordinators) -> Result<()> {
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
@@ -107,7 +108,11 @@ pub async fn run(args: WorkerArgs, coordinators: Vec<String>) -> Result<()> {
             .ok_or_else(|| anyhow!("label `{l}` is not KEY=VALUE"))?;
         labels.insert(k.to_owned(), v.to_owned());
     }
-    let mut config = WorkerConfig::new(args.id.unwrap_or_else(|| new_worker_id("")), coordinators);
+    let mut config = WorkerConfig::new(
+        args.id.unwrap_or_else(|| new_worker_id("")),
+        cluster.addresses,
+    );
+    config.dialer = cluster.dialer;
     config.slots = args.slots.max(1);
     config.labels = labels;
     config.data_root = args.data_root;

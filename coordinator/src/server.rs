@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use drover_net::{ClientTls, Dialer, ServerTls, TlsError, TlsFiles};
 use drover_proto::v1::admin_service_server::AdminServiceServer;
 use drover_proto::v1::job_service_server::JobServiceServer;
 use drover_proto::v1::raft_service_server::RaftServiceServer;
@@ -55,6 +56,9 @@ pub struct ServerConfig {
     /// The task log store: workers are told to write attempts' logs there,
     /// and GetTaskLog reads them back. `None` keeps no logs.
     pub task_logs: Option<Arc<dyn TaskLogStore>>,
+    /// Mutual TLS for everything this node serves and dials: its node
+    /// certificate and key, and the cluster's CA. `None` is plaintext.
+    pub tls: Option<TlsFiles>,
     /// Bugs planted for the chaos suite's proofs.
     #[cfg(feature = "planted-bugs")]
     pub planted: crate::planted::PlantedBugs,
@@ -73,6 +77,7 @@ impl ServerConfig {
             state_config: StateConfig::default(),
             routes: BTreeMap::new(),
             task_logs: None,
+            tls: None,
             // A build with planted bugs takes them from the environment, so
             // the chaos suite can switch them on in a `drover` process.
             #[cfg(feature = "planted-bugs")]
@@ -93,6 +98,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A started coordinator: the node, for in-process callers and tests.
@@ -129,8 +137,22 @@ pub fn start(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(Started, impl Future<Output = Result<(), ServerError>>), ServerError> {
+    // Both ends of every connection from the same files: the node's
+    // certificate serves clients and authenticates it to its peers.
+    let tls = match &config.tls {
+        Some(files) => Some((
+            Arc::new(ServerTls::load(files.clone())?),
+            Arc::new(ClientTls::load(files.clone())?),
+        )),
+        None => None,
+    };
+    let dialer = match &tls {
+        Some((_, client)) => Dialer::plaintext().with_tls(Arc::clone(client)),
+        None => Dialer::plaintext(),
+    };
     let transport = GrpcTransport::new(config.node_id, tokio::runtime::Handle::current())
-        .with_routes(config.routes.clone());
+        .with_routes(config.routes.clone())
+        .with_dialer(dialer);
     let slot = transport.node_slot();
     let mut node_config = NodeConfig::new(config.node_id, &config.data_dir);
     node_config.peers = config.peers.clone();
@@ -147,8 +169,11 @@ pub fn start(
     node_config.entry_commands = Some(metrics.entry_commands());
     let (node, thread) = node::start(node_config, Box::new(transport))?;
     let _ = slot.set(node.clone());
-    let raft = RaftServiceServer::new(RaftServer::new(node.clone()))
-        .max_decoding_message_size(64 * 1024 * 1024);
+    let raft_server = match tls {
+        Some(_) => RaftServer::new(node.clone()).nodes_only(),
+        None => RaftServer::new(node.clone()),
+    };
+    let raft = RaftServiceServer::new(raft_server).max_decoding_message_size(64 * 1024 * 1024);
     let admin = AdminServiceServer::new(AdminServer::new(node.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
@@ -172,21 +197,32 @@ pub fn start(
     )
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let serve = async move {
-        let server = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(raft)
             .add_service(admin)
             .add_service(workers)
-            .add_service(jobs)
-            // Small replies (a lease, an append response) must leave at
-            // once: with Nagle's algorithm on, each waited for the peer's
-            // delayed ACK, about 40 ms. Connections tonic accepts from a
-            // listener it did not bind get no TCP_NODELAY unless told.
-            .serve_with_incoming_shutdown(
+            .add_service(jobs);
+        let graceful = async move {
+            let _ = graceful.wait_for(|s| *s).await;
+        };
+        let server: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            // Plaintext is refused: a connection that does not finish
+            // a TLS handshake never reaches a service.
+            Some((server_tls, _)) => Box::pin(
+                router.serve_with_incoming_shutdown(server_tls.incoming(listener), graceful),
+            ),
+            // Small replies (a lease, an append response) must leave
+            // at once: with Nagle's algorithm on, each waited for the
+            // peer's delayed ACK, about 40 ms. Connections tonic
+            // accepts from a listener it did not bind get no
+            // TCP_NODELAY unless told.
+            None => Box::pin(router.serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = graceful.wait_for(|s| *s).await;
-                },
-            );
+                graceful,
+            )),
+        };
         tokio::select! {
             result = server => result?,
             _ = async {

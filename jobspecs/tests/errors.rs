@@ -319,6 +319,39 @@ fn secrets_in_specs_are_refused() {
 }
 
 #[test]
+fn dataset_urls_cannot_climb_out_with_dot_dot() {
+    for url in [
+        "file://./data/../../etc",
+        "s3://bucket/team-a/../team-b",
+        "file://..",
+        "file://a\\..\\b",
+    ] {
+        let src = with_tasks(&format!(
+            "    - {{name: d, kind: dedup, config: {{input: '{url}', output: \"file://o\"}}}}\n"
+        ));
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 1, "{url}: {errs:#?}");
+        assert!(
+            errs[0]
+                .message
+                .contains("climbs out of its location with `..`"),
+            "{url}: {}",
+            errs[0].message
+        );
+    }
+    // A name that merely contains dots is fine.
+    let src = with_tasks(
+        "    - {name: d, kind: dedup, config: {input: \"file://./data/v1..v2\", output: \"file://o\"}}\n",
+    );
+    if let Err(diags) = plan("spec.yaml", &src, &opts()) {
+        assert!(
+            diags.iter().all(|d| d.severity != Severity::Error),
+            "{diags:#?}"
+        );
+    }
+}
+
+#[test]
 fn partitioned_kinds_refuse_task_partitions() {
     let src = with_tasks(
         "    - {name: e, kind: dedup, partitions: {shards: 2}, config: {input: \"file://i\", output: \"file://o\"}}\n",

@@ -5,9 +5,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use drover_net::{AuthChannel, Dialer};
 use drover_proto::LEADER_METADATA_KEY;
 use drover_proto::v1::worker_service_client::WorkerServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
 /// A connection to the cluster that follows the leader: one cached
@@ -15,11 +16,12 @@ use tonic::{Code, Status};
 #[derive(Debug, Clone)]
 pub struct Conn {
     addresses: Vec<String>,
-    current: Arc<Mutex<Option<(String, Channel)>>>,
+    dialer: Dialer,
+    current: Arc<Mutex<Option<(String, AuthChannel)>>>,
 }
 
-fn endpoint(address: &str) -> Option<Endpoint> {
-    drover_proto::endpoint(address).ok().map(|e| {
+fn endpoint(dialer: &Dialer, address: &str) -> Option<Endpoint> {
+    dialer.endpoint(address).ok().map(|e| {
         e.connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
     })
@@ -30,8 +32,15 @@ impl Conn {
     pub fn new(addresses: Vec<String>) -> Self {
         Self {
             addresses,
+            dialer: Dialer::plaintext(),
             current: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Dials with `dialer` (mutual TLS, a token).
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// Calls `f` with a worker client on the leader, following hints and
@@ -39,7 +48,7 @@ impl Conn {
     /// hops.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
     where
-        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        F: FnMut(WorkerServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         self.call_channel(|channel| f(WorkerServiceClient::new(channel)))
@@ -49,7 +58,7 @@ impl Conn {
     /// [`Conn::call`] for any service: `f` gets the leader's channel.
     pub async fn call_channel<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut candidates: Vec<String> = Vec::new();
@@ -68,10 +77,10 @@ impl Conn {
                         }
                     }
                     let address = candidates.remove(0);
-                    let Some(endpoint) = endpoint(&address) else {
+                    let Some(endpoint) = endpoint(&self.dialer, &address) else {
                         continue;
                     };
-                    match endpoint.connect().await {
+                    match self.dialer.connect(&endpoint).await {
                         Ok(ch) => (address, ch),
                         Err(e) => {
                             last = Status::unavailable(format!("{address}: {e}"));

@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// Where the worker records its metrics; the caller keeps a clone to
     /// serve them.
     pub metrics: Metrics,
+    /// How coordinators are dialled: plaintext, or mutual TLS with the
+    /// worker's certificate, and a token if the cluster wants one.
+    pub dialer: drover_net::Dialer,
 }
 
 impl WorkerConfig {
@@ -73,6 +76,7 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
             metrics: Metrics::new(),
+            dialer: drover_net::Dialer::plaintext(),
         }
     }
 }
@@ -198,7 +202,7 @@ fn executors_for(config: &WorkerConfig) -> BTreeMap<&'static str, Arc<dyn Execut
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
     let executors = executors_for(&config);
     let shared = Arc::new(Shared {
-        conn: Conn::new(config.coordinators.clone()),
+        conn: Conn::new(config.coordinators.clone()).with_dialer(config.dialer.clone()),
         config,
         running: Mutex::new(BTreeMap::new()),
         finished: Notify::new(),

@@ -120,8 +120,8 @@ pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<
     };
     let (cluster, addresses) = match coordinators {
         Some(c) => {
-            println!("drover bench against {}", c.0.join(","));
-            (None, c.0)
+            println!("drover bench against {}", c.addresses.join(","));
+            (None, c.addresses)
         }
         None => {
             println!(

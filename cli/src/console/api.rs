@@ -5,6 +5,7 @@
 //! JSON body: a browser sends JSON across origins only after a CORS
 //! preflight this server never grants, so another site cannot forge them.
 
+use drover_net::AuthChannel;
 use std::time::Duration;
 
 use axum::Json;
@@ -94,11 +95,11 @@ fn states(
         .collect()
 }
 
-fn jobs_client(ch: tonic::transport::Channel) -> JobServiceClient<tonic::transport::Channel> {
+fn jobs_client(ch: AuthChannel) -> JobServiceClient<AuthChannel> {
     JobServiceClient::new(ch)
 }
 
-fn admin_client(ch: tonic::transport::Channel) -> AdminServiceClient<tonic::transport::Channel> {
+fn admin_client(ch: AuthChannel) -> AdminServiceClient<AuthChannel> {
     AdminServiceClient::new(ch)
 }
 
@@ -411,11 +412,14 @@ pub async fn drain(
 /// does not answer is listed with the error), plus the leader's view of
 /// replication.
 pub async fn cluster(State(c): State<Console>) -> ApiResult {
-    let here = ask_status(&c.own_address).await.map_err(ApiError::from)?;
+    let here = ask_status(&c.cluster, &c.own_address)
+        .await
+        .map_err(ApiError::from)?;
     let mut asks = tokio::task::JoinSet::new();
     for m in &here.members {
         let (id, address) = (m.node_id, m.address.clone());
-        asks.spawn(async move { (id, address.clone(), ask_status(&address).await) });
+        let cluster = c.cluster.clone();
+        asks.spawn(async move { (id, address.clone(), ask_status(&cluster, &address).await) });
     }
     let mut nodes = Vec::new();
     let mut leader_view = None;
@@ -442,8 +446,11 @@ pub async fn cluster(State(c): State<Console>) -> ApiResult {
 }
 
 /// One coordinator's own ClusterStatus, not forwarded.
-async fn ask_status(address: &str) -> anyhow::Result<drover_proto::v1::ClusterStatusResponse> {
-    let one = Coordinators(vec![address.to_owned()]);
+async fn ask_status(
+    cluster: &Coordinators,
+    address: &str,
+) -> anyhow::Result<drover_proto::v1::ClusterStatusResponse> {
+    let one = cluster.at(address);
     tokio::time::timeout(
         MEMBER_TIMEOUT * 2,
         one.call_within(MEMBER_TIMEOUT, |ch| async move {

@@ -35,10 +35,12 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console for `node`, whose gRPC services listen on `grpc_address`.
-    pub fn new(node: NodeHandle, grpc_address: String) -> Self {
+    /// A console for `node`, whose gRPC services listen on `grpc_address`
+    /// and are dialled with `dialer` (the node's own TLS in a secure
+    /// cluster).
+    pub fn new(node: NodeHandle, grpc_address: String, dialer: drover_net::Dialer) -> Self {
         Self {
-            cluster: Coordinators(vec![grpc_address.clone()]),
+            cluster: Coordinators::parse(&grpc_address).with_dialer(dialer),
             own_address: grpc_address,
             node,
         }

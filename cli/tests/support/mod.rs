@@ -94,6 +94,57 @@ pub struct Cluster {
     pub http: Vec<String>,
     pub peers: String,
     pub procs: Vec<Option<Proc>>,
+    /// The certificates of a mutual-TLS cluster (`drover certs init`).
+    pub tls: Option<PathBuf>,
+    /// Environment every CLI call and worker gets (TLS files, a token).
+    pub env: Vec<(String, String)>,
+}
+
+/// The flags naming a certificate from `drover certs init` in `dir`.
+pub fn tls_flags(dir: &Path, stem: &str) -> Vec<String> {
+    vec![
+        "--tls-ca".to_owned(),
+        dir.join("ca.pem").display().to_string(),
+        "--tls-cert".to_owned(),
+        dir.join(format!("{stem}.pem")).display().to_string(),
+        "--tls-key".to_owned(),
+        dir.join(format!("{stem}.key")).display().to_string(),
+    ]
+}
+
+/// The CLI's environment for certificate `stem` in `dir`.
+pub fn tls_env(dir: &Path, stem: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "DROVER_CA".to_owned(),
+            dir.join("ca.pem").display().to_string(),
+        ),
+        (
+            "DROVER_CERT".to_owned(),
+            dir.join(format!("{stem}.pem")).display().to_string(),
+        ),
+        (
+            "DROVER_KEY".to_owned(),
+            dir.join(format!("{stem}.key")).display().to_string(),
+        ),
+    ]
+}
+
+/// `drover certs init` into `dir` for nodes 1..=n, worker `worker` and
+/// client `operator`.
+pub fn certs_init(dir: &Path, n: usize) {
+    let nodes: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let out = drover()
+        .args(["certs", "init", "--out"])
+        .arg(dir)
+        .args(["--nodes", &nodes.join(",")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "certs init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Cluster {
@@ -108,8 +159,21 @@ impl Cluster {
     /// Like [`Cluster::start`], each member's data directory first seeded
     /// from `backup` with `drover cluster restore` when one is given.
     pub fn start_from(dir: &Path, n: usize, backup: Option<&Path>) -> Cluster {
+        Cluster::start_with(dir, n, backup, None)
+    }
+
+    /// Like [`Cluster::start`] with mutual TLS: certificates from `drover
+    /// certs init` in `DIR/tls`, each coordinator with its node's, the CLI
+    /// with the `operator` client's, workers with the `worker` one's.
+    pub fn start_secure(dir: &Path, n: usize) -> Cluster {
+        let tls = dir.join("tls");
+        certs_init(&tls, n);
+        Cluster::start_with(dir, n, None, Some(&tls))
+    }
+
+    fn start_with(dir: &Path, n: usize, backup: Option<&Path>, tls: Option<&Path>) -> Cluster {
         for round in 0..5 {
-            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n, backup);
+            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n, backup, tls);
             if let Some(cluster) = cluster {
                 return cluster;
             }
@@ -117,7 +181,12 @@ impl Cluster {
         panic!("could not start a {n}-coordinator cluster in 5 tries");
     }
 
-    fn try_start(dir: &Path, n: usize, backup: Option<&Path>) -> Option<Cluster> {
+    fn try_start(
+        dir: &Path,
+        n: usize,
+        backup: Option<&Path>,
+        tls: Option<&Path>,
+    ) -> Option<Cluster> {
         std::fs::create_dir_all(dir).unwrap();
         let grpc: Vec<String> = (0..n).map(|_| loopback()).collect();
         let http: Vec<String> = (0..n).map(|_| loopback()).collect();
@@ -133,6 +202,10 @@ impl Cluster {
             http,
             peers,
             procs: Vec::new(),
+            tls: tls.map(Path::to_owned),
+            env: tls
+                .map(|t| tls_env(t, "client-operator"))
+                .unwrap_or_default(),
         };
         for i in 0..n {
             if let Some(backup) = backup {
@@ -207,6 +280,12 @@ impl Cluster {
             .arg(self.data_dir(i))
             .arg("--task-logs")
             .arg(self.task_logs())
+            .args(
+                self.tls
+                    .as_deref()
+                    .map(|t| tls_flags(t, &format!("node-{}", i + 1)))
+                    .unwrap_or_default(),
+            )
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(&self.dir, &name))
@@ -239,6 +318,7 @@ impl Cluster {
             .arg("--coordinators")
             .arg(self.addresses())
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .output()
             .unwrap()
@@ -297,6 +377,12 @@ impl Cluster {
             .arg(self.dir.join("outputs"))
             .arg("--work-dir")
             .arg(self.dir.join(format!("scratch-{id}")))
+            .args(
+                self.tls
+                    .as_deref()
+                    .map(|t| tls_flags(t, "worker-worker"))
+                    .unwrap_or_default(),
+            )
             .args(extra)
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! The `RaftService` server: messages and snapshots from peers into the
 //! local node, and commands forwarded by followers.
 
+use drover_net::PeerIdentity;
 use drover_proto::v1::raft_service_server::RaftService;
 use drover_proto::v1::{
     ForwardRequest, ForwardResponse, RaftMessageBatch, SendResponse, SendSnapshotResponse,
@@ -20,16 +21,61 @@ pub const SNAPSHOT_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// lease grants carry a `traceparent`.
 pub const FORWARD_FORMAT: u32 = 2;
 
+/// Bytes reserved up front for an incoming snapshot: the announced size is
+/// the peer's word, so memory grows with the data that actually arrives.
+const SNAPSHOT_RESERVE_MAX: u64 = 64 * 1024 * 1024;
+
 /// Serves Raft traffic for one node.
 #[derive(Debug, Clone)]
 pub struct RaftServer {
     node: NodeHandle,
+    /// Whether callers must hold a node certificate (a TLS cluster).
+    nodes_only: bool,
 }
 
 impl RaftServer {
-    /// A server stepping messages into `node`.
+    /// A server stepping messages into `node`, from anyone who can connect
+    /// (a plaintext cluster, on a network only its members reach).
     pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+        Self {
+            node,
+            nodes_only: false,
+        }
+    }
+
+    /// Only callers whose TLS certificate names a node may speak Raft, and
+    /// a node may send messages only in its own name.
+    pub fn nodes_only(mut self) -> Self {
+        self.nodes_only = true;
+        self
+    }
+
+    /// The calling node's id under [`RaftServer::nodes_only`]; `None` when
+    /// anyone may call.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
+        if !self.nodes_only {
+            return Ok(None);
+        }
+        match PeerIdentity::of_request(request) {
+            Some(PeerIdentity::Node(id)) => Ok(Some(id)),
+            Some(other) => Err(Status::permission_denied(format!(
+                "only coordinators speak Raft; this connection's certificate is for {other}"
+            ))),
+            None => Err(Status::permission_denied(
+                "only coordinators speak Raft; this connection has no node certificate",
+            )),
+        }
+    }
+}
+
+/// Refuses a message a node sends in another node's name.
+fn check_sender(caller: Option<u64>, message: &Message) -> Result<(), Status> {
+    match caller {
+        Some(id) if message.from != id => Err(Status::permission_denied(format!(
+            "node {id}'s certificate cannot send messages from node {}",
+            message.from
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -52,10 +98,12 @@ impl RaftService for RaftServer {
         &self,
         request: Request<RaftMessageBatch>,
     ) -> Result<Response<SendResponse>, Status> {
+        let caller = self.caller(&request)?;
         let batch = request.into_inner();
         for bytes in batch.messages {
             let message = Message::parse_from_bytes(&bytes)
                 .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+            check_sender(caller, &message)?;
             self.node.step(message).map_err(status_of)?;
         }
         Ok(Response::new(SendResponse {}))
@@ -65,6 +113,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SendSnapshotResponse>, Status> {
+        let caller = self.caller(&request)?;
         let mut stream = request.into_inner();
         let mut header: Option<Message> = None;
         let mut data: Vec<u8> = Vec::new();
@@ -79,7 +128,8 @@ impl RaftService for RaftServer {
                 }
                 let message = Message::parse_from_bytes(&chunk.message)
                     .map_err(|e| Status::invalid_argument(format!("bad snapshot header: {e}")))?;
-                data.reserve(chunk.total_bytes as usize);
+                check_sender(caller, &message)?;
+                data.reserve(chunk.total_bytes.min(SNAPSHOT_RESERVE_MAX) as usize);
                 expected = chunk.total_bytes;
                 header = Some(message);
             }
@@ -112,6 +162,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
+        self.caller(&request)?;
         let request = request.into_inner();
         if request.format_version != FORWARD_FORMAT {
             return Err(Status::failed_precondition(format!(

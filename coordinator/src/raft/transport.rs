@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use drover_net::{AuthChannel, Dialer};
 use drover_proto::v1::raft_service_client::RaftServiceClient;
 use drover_proto::v1::{RaftMessageBatch, SnapshotChunk};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::node::{NodeHandle, Transport};
 
@@ -44,6 +45,9 @@ pub struct GrpcTransport {
     /// Peers this node dials somewhere other than their advertised address
     /// (a sidecar or proxy in between); see [`GrpcTransport::with_routes`].
     routes: BTreeMap<u64, String>,
+    /// How peers are dialled (plaintext, or mutual TLS with this node's
+    /// certificate).
+    dialer: Dialer,
     /// Set once the node has started; used to report delivery failures.
     node: Arc<OnceLock<NodeHandle>>,
 }
@@ -75,6 +79,7 @@ impl GrpcTransport {
             runtime,
             peers: Mutex::new(BTreeMap::new()),
             routes: BTreeMap::new(),
+            dialer: Dialer::plaintext(),
             node: Arc::new(OnceLock::new()),
         }
     }
@@ -85,6 +90,12 @@ impl GrpcTransport {
     /// other way, as through a sidecar proxy or an SSH tunnel.
     pub fn with_routes(mut self, routes: BTreeMap<u64, String>) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// Dials peers with `dialer` (mutual TLS in a secure cluster).
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = dialer;
         self
     }
 
@@ -139,6 +150,7 @@ impl Transport for GrpcTransport {
             self.id,
             id,
             address.clone(),
+            self.dialer.clone(),
             rx,
             self.node.clone(),
         ));
@@ -163,8 +175,8 @@ impl Drop for GrpcTransport {
     }
 }
 
-fn endpoint(address: &str) -> Option<Endpoint> {
-    drover_proto::endpoint(address).ok().map(|e| {
+fn endpoint(dialer: &Dialer, address: &str) -> Option<Endpoint> {
+    dialer.endpoint(address).ok().map(|e| {
         e.connect_timeout(Duration::from_secs(1))
             .http2_keep_alive_interval(Duration::from_secs(10))
     })
@@ -174,10 +186,11 @@ async fn peer_loop(
     from: u64,
     to: u64,
     address: String,
+    dialer: Dialer,
     mut queue: mpsc::Receiver<Message>,
     node: Arc<OnceLock<NodeHandle>>,
 ) {
-    let mut client: Option<RaftServiceClient<Channel>> = None;
+    let mut client: Option<RaftServiceClient<AuthChannel>> = None;
     let mut backoff = Duration::from_millis(50);
     let report_unreachable = |node: &Arc<OnceLock<NodeHandle>>| {
         if let Some(n) = node.get() {
@@ -193,8 +206,8 @@ async fn peer_loop(
             }
         }
         if client.is_none() {
-            let connected = match endpoint(&address) {
-                Some(e) => e.connect().await.ok(),
+            let connected = match endpoint(&dialer, &address) {
+                Some(e) => dialer.connect(&e).await.ok(),
                 None => None,
             };
             match connected {
@@ -261,7 +274,7 @@ async fn peer_loop(
 /// Streams a snapshot message: the first chunk carries the message with its
 /// data removed, then the data follows in bounded chunks.
 async fn send_snapshot(
-    client: &mut RaftServiceClient<Channel>,
+    client: &mut RaftServiceClient<AuthChannel>,
     from: u64,
     to: u64,
     mut message: Message,

@@ -46,5 +46,19 @@ pub fn url(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
         );
         return None;
     }
+    // A spec names where its data lives; climbing out of that place with
+    // `..` is how a spec would read or write another team's data.
+    if rest.split(['/', '\\']).any(|segment| segment == "..") {
+        d.error_hint(
+            node.span,
+            path,
+            format!(
+                "`{}` climbs out of its location with `..`",
+                decode::truncate(&text, 60)
+            ),
+            "name the dataset's location itself, without `..` segments",
+        );
+        return None;
+    }
     Some(text)
 }
