@@ -7,6 +7,15 @@
 //! A check panics when the code under test does something it must never
 //! do: panic itself, break a state machine invariant, answer differently on
 //! a second replica, or fail to restore its own snapshot.
+//!
+//! # Layout
+//!
+//! - [`spec`]: any bytes as a job spec, planned and then run on two
+//!   state machine replicas.
+//! - [`log_entries`]: any bytes as Raft entry payloads, applied to two
+//!   replicas.
+//! - [`grpc_requests`] (in `grpc.rs`): any bytes as a run of gRPC requests
+//!   to the services of a real single-node coordinator.
 
 use chrono::{DateTime, Utc};
 use drover_coordinator::raft::entry;
@@ -14,6 +23,10 @@ use drover_coordinator::state::{
     Command, Config, LogEntry, Manifest, Outcome, StateMachine, SubmitJob,
 };
 use drover_jobspecs::LoadOptions;
+
+mod grpc;
+
+pub use grpc::{Answer, Call, REQUESTS_MAX, Rpc, decode_calls, encode_calls, grpc_requests, run};
 
 /// 2026-06-01T00:00:00Z: the logical time specs are planned at.
 const T0_MS: i64 = 1_780_272_000_000;

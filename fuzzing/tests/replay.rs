@@ -1,8 +1,8 @@
 //! Replays every kept fuzz input (`fuzz/corpus/TARGET/*`) through its
 //! target's check, on the stable toolchain: what the fuzzer found once
-//! stays fixed. Each corpus holds hand-written seeds too (valid specs and
-//! realistic entry runs, written by `seeds.rs`), so the replay also checks
-//! the paths real use takes.
+//! stays fixed. Each corpus holds hand-written seeds too (valid specs,
+//! realistic entry runs and request runs, written by `seeds.rs`), so the
+//! replay also checks the paths real use takes.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +39,28 @@ fn the_spec_corpus_replays_cleanly() {
 #[test]
 fn the_log_entries_corpus_replays_cleanly() {
     replay("log_entries", drover_fuzzing::log_entries);
+}
+
+#[test]
+fn the_grpc_requests_corpus_replays_cleanly() {
+    replay("grpc_requests", drover_fuzzing::grpc_requests);
+}
+
+#[test]
+fn the_grpc_seeds_still_reach_the_end_of_a_workers_loop() {
+    // A changed protocol or id scheme leaves the seeds as requests that are
+    // refused early, which checks little: write them again (`seeds.rs`).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/grpc_requests");
+    let data = std::fs::read(dir.join("worker-loop.bin")).unwrap();
+    let answers = drover_fuzzing::run(&data);
+    assert_eq!(answers.len(), 21, "worker-loop.bin: write the seeds again");
+    for (rpc, code) in answers {
+        assert_eq!(
+            code,
+            Some(tonic::Code::Ok),
+            "worker-loop.bin: {rpc:?} was refused; write the seeds again"
+        );
+    }
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Writes the hand-made seeds of each corpus: run once with
 //! `cargo test -p drover-fuzzing --test seeds -- --ignored`, after a change
-//! to the entry format or the examples. The fuzzer starts from them, and
-//! the replay keeps checking them.
+//! to the entry format, the examples or the protocol. The fuzzer starts
+//! from them, and the replay keeps checking them.
 
 use std::path::Path;
 
 use drover_coordinator::state::{Command, LogEntry, Manifest, SubmitJob, TaskKey, TaskProgress};
+use drover_fuzzing::{Call, Rpc};
+use drover_proto::v1 as wire;
 
 const T0_MS: i64 = 1_780_272_000_000;
 
@@ -81,6 +83,9 @@ fn write_seeds() {
             name,
             &drover_fuzzing::encode_entries(&entries),
         );
+    }
+    for (name, calls) in grpc_runs() {
+        write("grpc_requests", name, &drover_fuzzing::encode_calls(&calls));
     }
 }
 
@@ -223,6 +228,395 @@ fn entry_runs() -> Vec<(&'static str, Vec<LogEntry>)> {
                 at(0, vec![submit(SPECS[5].1)]),
                 at(86_400_000, vec![Command::Tick]),
                 at(2 * 86_400_000, vec![Command::Tick]),
+            ],
+        ),
+    ]
+}
+
+/// A small job for the gRPC seeds: three partitions, then one task after
+/// them, one retry each. Submitted first, it is `j1`; its tasks are
+/// `j1/0/0` to `j1/0/2` and `j1/1/0`.
+const SMALL_JOB: &str = "apiVersion: drover/v1\nkind: Job\nmetadata: {name: seed, namespace: team-a}\nspec:\n  tasks:\n    - {name: a, kind: noop, partitions: {shards: 3}, retries: {max: 1}}\n    - {name: b, kind: noop, dependsOn: [a]}\n";
+
+/// A valid W3C traceparent.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn submit_call(yaml: &str, key: &str) -> Call {
+    Call::new(
+        Rpc::SubmitJob,
+        &wire::SubmitJobRequest {
+            spec_yaml: yaml.to_owned(),
+            source_name: "seed.yaml".to_owned(),
+            idempotency_key: key.to_owned(),
+            ..Default::default()
+        },
+    )
+}
+
+fn register_call(worker: &str) -> Call {
+    Call::new(
+        Rpc::Register,
+        &wire::RegisterRequest {
+            worker_id: worker.to_owned(),
+            slots: 4,
+            labels: [("zone".to_owned(), "a".to_owned())].into_iter().collect(),
+            version: "seed".to_owned(),
+            ..Default::default()
+        },
+    )
+}
+
+fn lease_call(worker: &str, epoch: u64, max_tasks: u32) -> Call {
+    Call::new(
+        Rpc::Lease,
+        &wire::LeaseRequest {
+            worker_id: worker.to_owned(),
+            session_epoch: epoch,
+            max_tasks,
+            wait_ms: 0,
+        },
+    )
+}
+
+/// The completion of `task` by w1 under `token`, with its own prefix.
+fn completion(task: &str, attempt: u32, token: u64) -> wire::CompleteRequest {
+    let mut parts = task.split('/');
+    let (job, template, partition) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    wire::CompleteRequest {
+        worker_id: "w1".to_owned(),
+        task_id: task.to_owned(),
+        fencing_token: token,
+        manifest: Some(wire::OutputManifest {
+            output_prefix: format!("jobs/{job}/{template}/{partition}/attempt-{attempt}-{token}"),
+            files: vec![wire::OutputFile {
+                path: "part-0.jsonl".to_owned(),
+                rows: 3,
+                bytes: 120,
+                sha256: "00".repeat(32),
+            }],
+            schema_json: "{}".to_owned(),
+            code_version: "seed".to_owned(),
+            input_fingerprint: "f".to_owned(),
+            created_unix_ms: 0,
+        }),
+        reused_prior_output: false,
+    }
+}
+
+fn job_call(rpc: Rpc, job: &str) -> Call {
+    match rpc {
+        Rpc::GetJob => Call::new(
+            rpc,
+            &wire::GetJobRequest {
+                job_id: job.to_owned(),
+                include_spec: true,
+            },
+        ),
+        Rpc::WatchJob => Call::new(
+            rpc,
+            &wire::WatchJobRequest {
+                job_id: job.to_owned(),
+                ..Default::default()
+            },
+        ),
+        Rpc::CancelJob => Call::new(
+            rpc,
+            &wire::CancelJobRequest {
+                job_id: job.to_owned(),
+                reason: "seed".to_owned(),
+            },
+        ),
+        Rpc::RetryJob => Call::new(
+            rpc,
+            &wire::RetryJobRequest {
+                job_id: job.to_owned(),
+                ..Default::default()
+            },
+        ),
+        Rpc::JobEvents => Call::new(
+            rpc,
+            &wire::JobEventsRequest {
+                job_id: job.to_owned(),
+                ..Default::default()
+            },
+        ),
+        Rpc::ListTasks => Call::new(
+            rpc,
+            &wire::ListTasksRequest {
+                job_id: job.to_owned(),
+                page_size: 2,
+                ..Default::default()
+            },
+        ),
+        other => panic!("{other:?} takes no job id"),
+    }
+}
+
+fn task_call(rpc: Rpc, task: &str) -> Call {
+    match rpc {
+        Rpc::ExplainTask => Call::new(
+            rpc,
+            &wire::ExplainTaskRequest {
+                task_id: task.to_owned(),
+            },
+        ),
+        Rpc::GetTaskOutput => Call::new(
+            rpc,
+            &wire::GetTaskOutputRequest {
+                task_id: task.to_owned(),
+            },
+        ),
+        Rpc::GetTaskLog => Call::new(
+            rpc,
+            &wire::GetTaskLogRequest {
+                task_id: task.to_owned(),
+                ..Default::default()
+            },
+        ),
+        other => panic!("{other:?} takes no task id"),
+    }
+}
+
+/// Realistic request runs: a worker's whole loop over a small job, specs
+/// submitted and planned, a schedule, and the operator's rpcs.
+fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
+    let heartbeat = |tasks: &[(&str, u64)]| {
+        Call::new(
+            Rpc::Heartbeat,
+            &wire::HeartbeatRequest {
+                worker_id: "w1".to_owned(),
+                session_epoch: 1,
+                tasks: tasks
+                    .iter()
+                    .map(|(task, token)| wire::TaskHeartbeat {
+                        task_id: (*task).to_owned(),
+                        fencing_token: *token,
+                        progress_fraction: 0.5,
+                        progress_message: "half way".to_owned(),
+                    })
+                    .collect(),
+            },
+        )
+    };
+    vec![
+        (
+            "worker-loop.bin",
+            vec![
+                submit_call(SMALL_JOB, "seed").traced(TRACEPARENT),
+                register_call("w1"),
+                lease_call("w1", 1, 4),
+                heartbeat(&[("j1/0/0", 1), ("j1/0/1", 2), ("j1/0/2", 3)]),
+                Call::new(Rpc::Complete, &completion("j1/0/0", 1, 1)).traced(TRACEPARENT),
+                Call::new(
+                    Rpc::CompleteBatch,
+                    &wire::CompleteBatchRequest {
+                        completions: vec![completion("j1/0/1", 1, 2)],
+                    },
+                ),
+                Call::new(
+                    Rpc::Fail,
+                    &wire::FailRequest {
+                        worker_id: "w1".to_owned(),
+                        task_id: "j1/0/2".to_owned(),
+                        fencing_token: 3,
+                        retryable: false,
+                        message: "bad input".to_owned(),
+                    },
+                ),
+                task_call(Rpc::ExplainTask, "j1/1/0"),
+                task_call(Rpc::GetTaskOutput, "j1/0/0"),
+                task_call(Rpc::GetTaskLog, "j1/0/2"),
+                job_call(Rpc::ListTasks, "j1"),
+                job_call(Rpc::JobEvents, "j1"),
+                job_call(Rpc::RetryJob, "j1"),
+                lease_call("w1", 1, 4),
+                Call::new(
+                    Rpc::Release,
+                    &wire::ReleaseRequest {
+                        worker_id: "w1".to_owned(),
+                        tasks: vec![wire::ReleasedTask {
+                            task_id: "j1/0/2".to_owned(),
+                            fencing_token: 4,
+                        }],
+                        reason: "spot interruption".to_owned(),
+                        worker_exiting: false,
+                    },
+                ),
+                job_call(Rpc::GetJob, "j1"),
+                job_call(Rpc::WatchJob, "j1"),
+                Call::new(
+                    Rpc::DrainWorker,
+                    &wire::DrainWorkerRequest {
+                        worker_id: "w1".to_owned(),
+                        reason: "scale-in".to_owned(),
+                    },
+                ),
+                Call::new(Rpc::ListWorkers, &wire::ListWorkersRequest::default()),
+                job_call(Rpc::CancelJob, "j1"),
+                Call::new(Rpc::StateDigest, &wire::StateDigestRequest::default()),
+            ],
+        ),
+        (
+            "submit-plan.bin",
+            EXAMPLES
+                .iter()
+                .flat_map(|(name, yaml)| {
+                    [
+                        Call::new(
+                            Rpc::PlanJob,
+                            &wire::PlanJobRequest {
+                                spec_yaml: (*yaml).to_owned(),
+                                source_name: (*name).to_owned(),
+                                fire_time_count: 3,
+                                ..Default::default()
+                            },
+                        ),
+                        submit_call(yaml, "example"),
+                    ]
+                })
+                .chain([
+                    // The same key again, then with another spec.
+                    submit_call(SMALL_JOB, "example"),
+                    submit_call(SPECS[0].1, ""),
+                    Call::new(
+                        Rpc::ListJobs,
+                        &wire::ListJobsRequest {
+                            namespace: "demo".to_owned(),
+                            states: vec![wire::JobState::Pending as i32],
+                            page_size: 1,
+                            ..Default::default()
+                        },
+                    ),
+                    Call::new(
+                        Rpc::ListJobs,
+                        &wire::ListJobsRequest {
+                            page_token: "3.18446744073709551615".to_owned(),
+                            ..Default::default()
+                        },
+                    ),
+                ])
+                .collect(),
+        ),
+        (
+            "schedule.bin",
+            vec![
+                submit_call(SPECS[5].1, "nightly"),
+                Call::new(
+                    Rpc::SubmitJob,
+                    &wire::SubmitJobRequest {
+                        spec_yaml: SPECS[5].1.to_owned(),
+                        source_name: "seed.yaml".to_owned(),
+                        once: true,
+                        ..Default::default()
+                    },
+                ),
+                job_call(Rpc::GetJob, "s1"),
+                job_call(Rpc::WatchJob, "s1"),
+                Call::new(
+                    Rpc::ListJobs,
+                    &wire::ListJobsRequest {
+                        kind: wire::JobListKind::Schedules as i32,
+                        ..Default::default()
+                    },
+                ),
+                Call::new(
+                    Rpc::ListJobs,
+                    &wire::ListJobsRequest {
+                        parent_job_id: "s1".to_owned(),
+                        ..Default::default()
+                    },
+                ),
+                job_call(Rpc::CancelJob, "s1"),
+                job_call(Rpc::CancelJob, "s1"),
+            ],
+        ),
+        (
+            // A member that is never heard from, then writes: the lone
+            // voter must not promote it (and lose its quorum) meanwhile.
+            "add-node-then-write.bin",
+            vec![
+                Call::new(
+                    Rpc::AddNode,
+                    &wire::AddNodeRequest {
+                        node_id: 7,
+                        address: "10.0.0.7:7070".to_owned(),
+                    },
+                ),
+                Call::new(
+                    Rpc::PlanJob,
+                    &wire::PlanJobRequest {
+                        spec_yaml: EXAMPLES[3].1.to_owned(),
+                        source_name: EXAMPLES[3].0.to_owned(),
+                        fire_time_count: 100,
+                        ..Default::default()
+                    },
+                ),
+                register_call("w1"),
+                submit_call(SMALL_JOB, "seed"),
+                lease_call("w1", 1, 4),
+                Call::new(Rpc::ClusterStatus, &wire::ClusterStatusRequest::default()),
+            ],
+        ),
+        (
+            "admin.bin",
+            vec![
+                Call::new(Rpc::ClusterStatus, &wire::ClusterStatusRequest::default()),
+                Call::new(
+                    Rpc::UpdateSettings,
+                    &wire::UpdateSettingsRequest {
+                        settings: Some(wire::Settings {
+                            lease_ttl_ms: 20_000,
+                            heartbeat_interval_ms: 5_000,
+                            worker_timeout_ms: 60_000,
+                        }),
+                    },
+                ),
+                Call::new(
+                    Rpc::UpdateSettings,
+                    &wire::UpdateSettingsRequest {
+                        settings: Some(wire::Settings {
+                            heartbeat_interval_ms: 50_000,
+                            ..Default::default()
+                        }),
+                    },
+                ),
+                Call::new(
+                    Rpc::AddNode,
+                    &wire::AddNodeRequest {
+                        node_id: 2,
+                        address: "127.0.0.1:7071".to_owned(),
+                    },
+                ),
+                Call::new(Rpc::TransferLeader, &wire::TransferLeaderRequest::default()),
+                Call::new(
+                    Rpc::TransferLeader,
+                    &wire::TransferLeaderRequest { target_node_id: 1 },
+                ),
+                Call::new(Rpc::RemoveNode, &wire::RemoveNodeRequest { node_id: 2 }),
+                Call::new(Rpc::RemoveNode, &wire::RemoveNodeRequest { node_id: 1 }),
+                register_call("w2"),
+                Call::new(
+                    Rpc::Release,
+                    &wire::ReleaseRequest {
+                        worker_id: "w2".to_owned(),
+                        reason: "exiting".to_owned(),
+                        worker_exiting: true,
+                        ..Default::default()
+                    },
+                ),
+                Call::new(
+                    Rpc::ListWorkers,
+                    &wire::ListWorkersRequest {
+                        states: vec![wire::WorkerState::Alive as i32],
+                        page_size: 10,
+                        ..Default::default()
+                    },
+                ),
+                Call::new(Rpc::Backup, &wire::BackupRequest::default()),
             ],
         ),
     ]

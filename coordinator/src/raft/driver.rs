@@ -612,7 +612,11 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             self.proposals.push_back((vec![Command::Tick], tx));
         }
         // Promote a learner once it is within a few entries of the leader,
-        // one change at a time.
+        // one change at a time. Only a learner that has acknowledged an
+        // entry counts (`matched` is 0 until then): while the log is short,
+        // one that was never heard from is also within a few entries, and
+        // promoting it (a wrong address in AddNode, a node not started yet)
+        // would cost the quorum, and with it any way to remove it again.
         if self.raw.raft.has_pending_conf() {
             return;
         }
@@ -632,7 +636,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                 .raft
                 .prs()
                 .get(learner)
-                .is_some_and(|p| p.matched + 16 >= last);
+                .is_some_and(|p| p.matched > 0 && p.matched + 16 >= last);
             if caught_up {
                 let cc = conf_change(ConfChangeType::AddNode, learner);
                 if self.raw.propose_conf_change(Vec::new(), cc).is_ok() {
@@ -1238,6 +1242,58 @@ mod tests {
         assert_eq!(core.status().snapshot_index, 6);
         assert_eq!(core.raw.store().last_index().unwrap(), 6);
         assert_eq!(core.raw.store().term(6).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_learner_that_never_answered_is_not_promoted_while_the_log_is_short() {
+        // A lone voter that has written only a few entries: every learner
+        // is within a few entries of its log, so only an acknowledged entry
+        // may count as catching up. Promoting a learner that is not there
+        // (a wrong address in AddNode) would cost the cluster its quorum,
+        // and with it the means to remove the learner again.
+        let mut config = NodeConfig::new(1, "/nonexistent/drover-test");
+        config.peers = [(1, "mem:1".to_owned())].into();
+        let at = |mono_ms| Now {
+            mono_ms,
+            wall_ms: 0,
+        };
+        let mut core = DriverCore::open(
+            config,
+            MemLog::new(),
+            MemState::new(),
+            Box::new(NoNetwork),
+            at(0),
+        )
+        .expect("the node opens");
+        core.campaign_if_alone();
+        core.turn(at(1)).unwrap();
+        let (added, mut adding) = reply::channel();
+        core.change_members(
+            conf_change(ConfChangeType::AddLearnerNode, 2),
+            Some((2, "mem:2".to_owned())),
+            added,
+        );
+        // Well past any election timeout, a tick per turn.
+        let mut ms = 1;
+        for _ in 0..100 {
+            ms += 100;
+            core.turn(at(ms)).unwrap();
+        }
+        assert_eq!(adding.try_recv(), Ok(Ok(())), "the learner was added");
+        let status = core.status();
+        let learner = status.members.iter().find(|m| m.id == 2);
+        assert!(
+            learner.is_some_and(|m| !m.voter),
+            "a learner that never answered stays a learner: {status:?}"
+        );
+        assert!(status.is_leader, "the lone voter still leads: {status:?}");
+        let (tx, mut rx) = reply::channel();
+        core.propose(vec![Command::Tick], tx);
+        core.turn(at(ms + 1)).unwrap();
+        assert!(
+            matches!(rx.try_recv(), Ok(Ok(_))),
+            "the lone voter still commits"
+        );
     }
 
     #[test]
