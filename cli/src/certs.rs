@@ -206,7 +206,7 @@ fn write_leaf(
 
 /// Writes `text` through a temporary file and a rename, so a reader never
 /// sees half a file; a key is readable by its owner only.
-fn write(path: &Path, text: &str, secret: bool, force: bool) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str, secret: bool, force: bool) -> Result<()> {
     if path.exists() && !force {
         bail!("{} exists; pass --force to replace it", path.display());
     }

@@ -68,6 +68,13 @@ impl Coordinators {
         self
     }
 
+    /// Sends `bearer` instead of the token it had (the console, acting for
+    /// the person at the browser).
+    pub fn with_bearer(mut self, bearer: drover_net::Bearer) -> Self {
+        self.dialer = self.dialer.with_bearer(bearer);
+        self
+    }
+
     /// Other addresses (a leader or one member), dialled the same way.
     pub fn at(&self, list: &str) -> Self {
         Self::parse(list).with_dialer(self.dialer.clone())

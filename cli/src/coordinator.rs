@@ -57,6 +57,13 @@ pub struct CoordinatorArgs {
     /// the cluster keeps no task logs.
     #[arg(long, value_name = "URL")]
     task_logs: Option<String>,
+    /// Require credentials: a bearer token on the job and admin services,
+    /// and a worker token or worker certificate on the worker service.
+    /// Give every coordinator of a cluster the same setting. Create the
+    /// first token with `drover token bootstrap`. Use it with mutual TLS,
+    /// or tokens cross the network in the clear.
+    #[arg(long, env = "DROVER_AUTH")]
+    auth: bool,
 }
 
 /// Parses `ID=ADDR` entries of the flag `flag`.
@@ -121,6 +128,7 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
         .map(crate::task_logs::open)
         .transpose()?;
     config.tls = security.tls_files()?;
+    config.auth_required = args.auth;
     // The console dials its own node as the node does its peers.
     let console_dialer = match &config.tls {
         Some(files) => Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files.clone())?)),

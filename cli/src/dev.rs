@@ -43,12 +43,15 @@ pub struct DevArgs {
     /// s3:// URL works too.
     #[arg(long, value_name = "URL")]
     task_logs: Option<String>,
-    /// Mutual TLS on every connection, with a CA and certificates written
-    /// to DATA_DIR/tls on first use (kept for later runs); prints how the
-    /// CLI uses them.
+    /// Mutual TLS on every connection and tokens required, with a CA,
+    /// certificates and an operator token written to DATA_DIR/tls on first
+    /// use (kept for later runs); prints how the CLI uses them.
     #[arg(long)]
     secure: bool,
 }
+
+/// The operator token `drover dev --secure` bootstraps, in DATA_DIR/tls.
+const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
 /// Certificate names `drover dev --secure` writes.
 const SECURE_WORKER: &str = "dev";
@@ -94,12 +97,13 @@ fn dev_security(args: &DevArgs) -> Result<DevSecurity> {
     }
     let files = |identity: &PeerIdentity| TlsFiles::in_dir(&dir, &crate::certs::stem(identity));
     let client_files = files(&client);
-    eprintln!("drover dev --secure: mutual TLS on; for the CLI:");
+    eprintln!("drover dev --secure: mutual TLS and tokens on; for the CLI:");
     eprintln!(
-        "  export DROVER_CA={} DROVER_CERT={} DROVER_KEY={}",
+        "  export DROVER_CA={} DROVER_CERT={} DROVER_KEY={} DROVER_TOKEN_FILE={}",
         client_files.ca.display(),
         client_files.cert.display(),
-        client_files.key.display()
+        client_files.key.display(),
+        dir.join(OPERATOR_TOKEN_FILE).display()
     );
     let node_files = files(&node);
     Ok(DevSecurity {
@@ -107,6 +111,28 @@ fn dev_security(args: &DevArgs) -> Result<DevSecurity> {
         console: Dialer::plaintext().with_tls(Arc::new(ClientTls::load(node_files.clone())?)),
         node: Some(node_files),
     })
+}
+
+/// Creates the cluster's first operator token and writes it to
+/// DIR/operator.token, unless that file is already there (a later run).
+async fn bootstrap_operator_token(node: &NodeHandle, dir: &std::path::Path) -> Result<()> {
+    let path = dir.join(OPERATOR_TOKEN_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let created = drover_coordinator::service::tokens::Tokens::new(node.clone(), true)
+        .bootstrap(drover_proto::v1::BootstrapTokenRequest {
+            name: "dev-operator".to_owned(),
+        })
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "creating the operator token: {}; if {} was deleted, start over with a new --data-dir",
+                e.message(),
+                path.display()
+            )
+        })?;
+    crate::certs::write(&path, &format!("{}\n", created.secret), true, false)
 }
 
 /// The examples the demo runs: those whose kinds have executors today.
@@ -164,6 +190,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     let mut config = ServerConfig::new(1, args.data_dir.join("dev-coordinator"));
     config.peers.insert(1, args.listen.to_string());
     config.tls = security.node.clone();
+    config.auth_required = args.secure;
     let task_logs = args
         .task_logs
         .clone()
@@ -189,6 +216,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         console,
     ));
     wait_for_leader(&node).await?;
+    if args.secure {
+        bootstrap_operator_token(&node, &args.data_dir.join("tls")).await?;
+    }
 
     let mut worker_tasks = Vec::new();
     for i in 0..args.workers {

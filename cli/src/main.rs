@@ -16,6 +16,7 @@ mod dev;
 mod job;
 mod security;
 mod task_logs;
+mod tokens;
 mod worker;
 mod workers;
 
@@ -90,6 +91,9 @@ enum Command {
     /// Create the CA and certificates of a mutual-TLS cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// API tokens: bootstrap, create, list, revoke, whoami.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -156,6 +160,9 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))
         }),
         Command::Certs(cmd) => certs::run(cmd),
+        Command::Token(cmd) => cluster().and_then(|coordinators| {
+            runtime().and_then(|rt| rt.block_on(tokens::run(cmd, &coordinators)))
+        }),
     };
     match result {
         Ok(code) => code,

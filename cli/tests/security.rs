@@ -1,6 +1,8 @@
-//! A mutual-TLS cluster of real processes: jobs run end to end over TLS,
-//! and plaintext clients, certificates from another CA and non-node
-//! certificates are kept out of the Raft group.
+//! A mutual-TLS cluster of real processes that requires tokens: jobs run
+//! end to end over TLS (workers with their certificate alone), plaintext
+//! clients, certificates from another CA and non-node certificates are
+//! kept out of the Raft group, and a certificate without a token, or with
+//! a submitter's token outside its namespaces, gets nothing.
 
 mod support;
 
@@ -76,6 +78,76 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
         .to_owned();
     let done = cluster.wait_job(&job, "succeeded", Duration::from_secs(60));
     assert_eq!(done["counts"]["succeeded"], 4, "{done:#}");
+
+    // A client certificate alone is not enough: the cluster wants a token.
+    let no_token: Vec<(&str, &str)> = cluster
+        .env
+        .iter()
+        .filter(|(k, _)| k != "DROVER_TOKEN_FILE")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let out = support::drover()
+        .args(["--coordinators", &cluster.addresses(), "job", "list"])
+        .envs(no_token.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("requires a token"),
+        "{}",
+        stderr(&out)
+    );
+    // A worker's certificate opens the worker service only.
+    let worker_env: Vec<(String, String)> = tls_env(&tls, "worker-worker");
+    let out = support::drover()
+        .args(["--coordinators", &cluster.addresses(), "job", "list"])
+        .envs(worker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("certificate worker/worker is a worker and may not call JobService/ListJobs"),
+        "{}",
+        stderr(&out)
+    );
+    // A submitter's token works in its namespace only, and `token whoami`
+    // says so.
+    let out = cluster.cli(&[
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "submitter",
+        "--namespace",
+        "team-a",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let submitter = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let as_submitter = |args: &[&str]| {
+        support::drover()
+            .args(["--coordinators", &cluster.addresses()])
+            .args(args)
+            .envs(no_token.iter().copied())
+            .env("DROVER_TOKEN", &submitter)
+            .output()
+            .unwrap()
+    };
+    let out = as_submitter(&["token", "whoami", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(me["role"], "submitter");
+    assert_eq!(me["certificate"], "client/operator");
+    let out = as_submitter(&["job", "submit", &spec]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("namespace `default` is not one of yours (team-a)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_submitter(&["job", "status", &job]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // Plaintext is refused, and the CLI says what is missing.
     let out = support::drover()

@@ -11,6 +11,8 @@
 //! - [`raft`]: replication: the raft-engine log store, the driver thread
 //!   that owns the `RawNode`, and the gRPC transport between coordinators.
 //! - [`service`]: the client-facing gRPC services.
+//! - [`auth`]: tokens, roles, the guard in front of every service, and the
+//!   audit log.
 //! - [`server`]: one coordinator process: a node plus its services.
 //! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
 //! - [`data_dir`]: the data directory's format marker.
@@ -22,6 +24,7 @@
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
 //!   the chaos suite can prove its checkers catch them.
 
+pub mod auth;
 pub mod backup;
 pub mod data_dir;
 pub mod durable;

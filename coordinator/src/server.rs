@@ -14,6 +14,7 @@ use drover_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+use crate::auth::{AuditLog, AuthSettings, GuardLayer};
 use crate::metrics::Metrics;
 use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::raft::service::RaftServer;
@@ -59,6 +60,9 @@ pub struct ServerConfig {
     /// Mutual TLS for everything this node serves and dials: its node
     /// certificate and key, and the cluster's CA. `None` is plaintext.
     pub tls: Option<TlsFiles>,
+    /// Require credentials (a bearer token, or a worker certificate for the
+    /// worker service) on every service but Raft; see [`crate::auth`].
+    pub auth_required: bool,
     /// Bugs planted for the chaos suite's proofs.
     #[cfg(feature = "planted-bugs")]
     pub planted: crate::planted::PlantedBugs,
@@ -78,6 +82,7 @@ impl ServerConfig {
             routes: BTreeMap::new(),
             task_logs: None,
             tls: None,
+            auth_required: false,
             // A build with planted bugs takes them from the environment, so
             // the chaos suite can switch them on in a `drover` process.
             #[cfg(feature = "planted-bugs")]
@@ -101,6 +106,9 @@ pub enum ServerError {
     /// The TLS files are unusable.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The audit log cannot be opened.
+    #[error("audit log: {0}")]
+    Audit(std::io::Error),
 }
 
 /// A started coordinator: the node, for in-process callers and tests.
@@ -174,8 +182,23 @@ pub fn start(
         None => RaftServer::new(node.clone()),
     };
     let raft = RaftServiceServer::new(raft_server).max_decoding_message_size(64 * 1024 * 1024);
-    let admin = AdminServiceServer::new(AdminServer::new(node.clone()))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let admin = AdminServiceServer::new(
+        AdminServer::new(node.clone()).with_auth_required(config.auth_required),
+    )
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    if config.auth_required && tls.is_none() {
+        tracing::warn!(
+            "authentication is on without TLS: tokens cross the network in the clear, and any host that reaches this port can speak Raft"
+        );
+    }
+    let guard = GuardLayer::new(
+        AuthSettings {
+            required: config.auth_required,
+            node_id: config.node_id,
+            audit: Some(AuditLog::open(&config.data_dir).map_err(ServerError::Audit)?),
+        },
+        node.clone(),
+    );
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -198,6 +221,7 @@ pub fn start(
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let serve = async move {
         let router = tonic::transport::Server::builder()
+            .layer(guard)
             .add_service(raft)
             .add_service(admin)
             .add_service(workers)

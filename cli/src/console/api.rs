@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tonic::Code;
 
-use super::Console;
 use super::json;
+use super::{AsCaller, Console};
 use crate::client::{Coordinators, RpcError};
 
 /// How long a page request waits for a cluster that cannot answer (an
@@ -60,6 +60,13 @@ impl From<anyhow::Error> for ApiError {
             Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, format!("{e:#}"))
+    }
+}
+
+impl ApiError {
+    /// A 401: the page then asks for a token.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNAUTHORIZED, message.into())
     }
 }
 
@@ -133,7 +140,7 @@ pub struct JobsQuery {
     page_size: Option<u32>,
 }
 
-pub async fn jobs(State(c): State<Console>, Query(q): Query<JobsQuery>) -> ApiResult {
+pub async fn jobs(AsCaller(c): AsCaller, Query(q): Query<JobsQuery>) -> ApiResult {
     let kind = match q.kind.as_deref().unwrap_or_default() {
         "" => JobListKind::Unspecified,
         "schedules" => JobListKind::Schedules,
@@ -166,7 +173,7 @@ pub async fn jobs(State(c): State<Console>, Query(q): Query<JobsQuery>) -> ApiRe
     })))
 }
 
-pub async fn job(State(c): State<Console>, Path(id): Path<String>) -> ApiResult {
+pub async fn job(AsCaller(c): AsCaller, Path(id): Path<String>) -> ApiResult {
     let response = c
         .cluster
         .call_within(PATIENCE, |ch| {
@@ -189,7 +196,7 @@ pub struct EventsQuery {
 }
 
 pub async fn events(
-    State(c): State<Console>,
+    AsCaller(c): AsCaller,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult {
@@ -225,7 +232,7 @@ pub struct TasksQuery {
 }
 
 pub async fn tasks(
-    State(c): State<Console>,
+    AsCaller(c): AsCaller,
     Path(id): Path<String>,
     Query(q): Query<TasksQuery>,
 ) -> ApiResult {
@@ -257,7 +264,7 @@ pub struct TaskQuery {
 }
 
 /// The task with the answer to "why is it not running".
-pub async fn task(State(c): State<Console>, Query(q): Query<TaskQuery>) -> ApiResult {
+pub async fn task(AsCaller(c): AsCaller, Query(q): Query<TaskQuery>) -> ApiResult {
     let answer = c
         .cluster
         .call_within(PATIENCE, |ch| {
@@ -271,7 +278,7 @@ pub async fn task(State(c): State<Console>, Query(q): Query<TaskQuery>) -> ApiRe
 }
 
 /// The accepted output's manifest.
-pub async fn task_output(State(c): State<Console>, Query(q): Query<TaskQuery>) -> ApiResult {
+pub async fn task_output(AsCaller(c): AsCaller, Query(q): Query<TaskQuery>) -> ApiResult {
     let output = c
         .cluster
         .call_within(PATIENCE, |ch| {
@@ -293,7 +300,7 @@ pub struct LogQuery {
 }
 
 /// The log of one attempt, as its worker stored it.
-pub async fn task_log(State(c): State<Console>, Query(q): Query<LogQuery>) -> ApiResult {
+pub async fn task_log(AsCaller(c): AsCaller, Query(q): Query<LogQuery>) -> ApiResult {
     let answer = c
         .cluster
         .call_within(PATIENCE, |ch| {
@@ -328,7 +335,7 @@ fn reason(change: Change, default: &str) -> Result<String, ApiError> {
 }
 
 pub async fn cancel(
-    State(c): State<Console>,
+    AsCaller(c): AsCaller,
     Path(id): Path<String>,
     Json(change): Json<Change>,
 ) -> ApiResult {
@@ -350,7 +357,7 @@ pub async fn cancel(
 }
 
 pub async fn retry(
-    State(c): State<Console>,
+    AsCaller(c): AsCaller,
     Path(id): Path<String>,
     Json(change): Json<Change>,
 ) -> ApiResult {
@@ -372,7 +379,7 @@ pub async fn retry(
     })))
 }
 
-pub async fn workers(State(c): State<Console>) -> ApiResult {
+pub async fn workers(AsCaller(c): AsCaller) -> ApiResult {
     let page = c
         .cluster
         .call_within(PATIENCE, |ch| async move {
@@ -388,7 +395,7 @@ pub async fn workers(State(c): State<Console>) -> ApiResult {
 }
 
 pub async fn drain(
-    State(c): State<Console>,
+    AsCaller(c): AsCaller,
     Path(id): Path<String>,
     Json(change): Json<Change>,
 ) -> ApiResult {
@@ -411,7 +418,7 @@ pub async fn drain(
 /// Every member's own status, asked of each member directly (a member that
 /// does not answer is listed with the error), plus the leader's view of
 /// replication.
-pub async fn cluster(State(c): State<Console>) -> ApiResult {
+pub async fn cluster(AsCaller(c): AsCaller) -> ApiResult {
     let here = ask_status(&c.cluster, &c.own_address)
         .await
         .map_err(ApiError::from)?;

@@ -47,6 +47,36 @@ impl Console {
     }
 }
 
+/// The console acting for the person at the browser: the gRPC calls it
+/// makes carry the token the page sent (`authorization: Bearer ...`), so
+/// the cluster checks that person's role and namespaces, never the serving
+/// node's. Without one, a cluster that requires credentials answers 401
+/// and the page asks for a token.
+pub struct AsCaller(pub Console);
+
+impl axum::extract::FromRequestParts<Console> for AsCaller {
+    type Rejection = api::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &Console,
+    ) -> Result<Self, Self::Rejection> {
+        let mut console = console.clone();
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|t| drover_net::Bearer::token(t).ok())
+                .ok_or_else(|| {
+                    api::ApiError::unauthorized("the authorization header is not `Bearer TOKEN`")
+                })?;
+            console.cluster = console.cluster.with_bearer(token);
+        }
+        Ok(AsCaller(console))
+    }
+}
+
 /// The page and its API, to merge into the HTTP server's routes.
 pub fn routes(console: Console) -> Router {
     Router::new()

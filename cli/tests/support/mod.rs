@@ -162,9 +162,11 @@ impl Cluster {
         Cluster::start_with(dir, n, backup, None)
     }
 
-    /// Like [`Cluster::start`] with mutual TLS: certificates from `drover
-    /// certs init` in `DIR/tls`, each coordinator with its node's, the CLI
-    /// with the `operator` client's, workers with the `worker` one's.
+    /// Like [`Cluster::start`] with mutual TLS and tokens required:
+    /// certificates from `drover certs init` in `DIR/tls`, each
+    /// coordinator with its node's, the CLI with the `operator` client's and
+    /// a bootstrapped operator token, workers with the `worker`
+    /// certificate alone.
     pub fn start_secure(dir: &Path, n: usize) -> Cluster {
         let tls = dir.join("tls");
         certs_init(&tls, n);
@@ -237,6 +239,20 @@ impl Cluster {
             if exited || start.elapsed() > Duration::from_secs(30) {
                 return None;
             }
+            // A secure cluster requires tokens: the first is bootstrapped
+            // as soon as there is a leader to take it.
+            let token_file = dir.join("operator.token");
+            if cluster.tls.is_some() && !token_file.exists() {
+                let path = token_file.display().to_string();
+                if cluster
+                    .cli(&["token", "bootstrap", "--out", &path])
+                    .status
+                    .success()
+                {
+                    cluster.env.push(("DROVER_TOKEN_FILE".to_owned(), path));
+                }
+                continue;
+            }
             let leader = cluster
                 .status()
                 .and_then(|s| s["leader"].as_u64())
@@ -286,6 +302,9 @@ impl Cluster {
                     .map(|t| tls_flags(t, &format!("node-{}", i + 1)))
                     .unwrap_or_default(),
             )
+            // A secure cluster is a mutual-TLS one that requires tokens,
+            // as `drover dev --secure` runs.
+            .args(self.tls.as_ref().map(|_| "--auth"))
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file(&self.dir, &name))

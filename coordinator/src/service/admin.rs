@@ -11,9 +11,15 @@ use drover_proto::v1::{
     TransferLeaderRequest, TransferLeaderResponse, UpdateSettingsRequest, UpdateSettingsResponse,
     WorkerInfo, WorkerState as WireWorkerState,
 };
+use drover_proto::v1::{
+    BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensRequest,
+    ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse, WhoAmIRequest, WhoAmIResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::node_status;
+use super::tokens::Tokens;
+use crate::auth::Caller;
 use crate::backup;
 use crate::raft::node::{MemberStatus, NodeHandle, NodeStatus, Replication};
 use crate::state::{Command, JobState, Rejection, StateMachine, TaskKey, WorkerState};
@@ -30,8 +36,9 @@ const BACKUP_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// gRPC's message limit).
 const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// The wall clock in Unix milliseconds, for the backup's header.
-fn unix_ms_now() -> i64 {
+/// The wall clock in Unix milliseconds, for the backup's header and token
+/// expiry.
+pub(crate) fn unix_ms_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -41,12 +48,22 @@ fn unix_ms_now() -> i64 {
 #[derive(Debug, Clone)]
 pub struct AdminServer {
     node: NodeHandle,
+    tokens: Tokens,
 }
 
 impl AdminServer {
-    /// A server for `node`.
+    /// A server for `node`, on a cluster that does not require credentials.
     pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+        Self {
+            tokens: Tokens::new(node.clone(), false),
+            node,
+        }
+    }
+
+    /// Reports (in WhoAmI) that this node requires credentials.
+    pub fn with_auth_required(mut self, required: bool) -> Self {
+        self.tokens = Tokens::new(self.node.clone(), required);
+        self
     }
 }
 
@@ -445,5 +462,45 @@ impl AdminService for AdminServer {
             workers,
             ..ListWorkersResponse::default()
         }))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let caller = Caller::of(&request);
+        let created = self.tokens.create(&caller, request.into_inner()).await?;
+        Ok(Response::new(created))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        Ok(Response::new(self.tokens.list().await?))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        self.tokens.revoke(request.into_inner()).await?;
+        Ok(Response::new(RevokeTokenResponse {}))
+    }
+
+    async fn bootstrap_token(
+        &self,
+        request: Request<BootstrapTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        Ok(Response::new(
+            self.tokens.bootstrap(request.into_inner()).await?,
+        ))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        Ok(Response::new(self.tokens.who_am_i(&Caller::of(&request))))
     }
 }

@@ -49,7 +49,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
-use super::node_status;
+use super::{node_status, rejection_status};
+use crate::auth::Caller;
 use crate::raft::node::{NodeError, NodeHandle};
 use crate::state::job::Job;
 use crate::state::schedule::Schedule;
@@ -169,6 +170,26 @@ impl JobServer {
             .ok_or_else(|| Status::internal("the state machine returned no outcome"))
     }
 
+    /// `Ok` when `caller` may see and touch `job`: at once for callers not
+    /// limited to namespaces, otherwise after reading the job's namespace.
+    async fn check_access(&self, caller: &Caller, job: JobRef) -> Result<(), Status> {
+        if caller.namespaces().is_none() {
+            return Ok(());
+        }
+        let namespace = self
+            .read(move |sm| {
+                match job {
+                    JobRef::Job(id) => sm.job(id).map(|j| j.namespace.clone()),
+                    JobRef::Schedule(id) => {
+                        sm.core().schedules.get(&id).map(|s| s.namespace.clone())
+                    }
+                }
+                .ok_or_else(|| not_found(job))
+            })
+            .await?;
+        caller.check_namespace(&namespace)
+    }
+
     /// The trace id a job or schedule keeps, read on this (leading) node
     /// right after the submit applied; empty when it has none.
     async fn existing_trace_id(&self, id: Submitted) -> Result<String, Status> {
@@ -194,6 +215,7 @@ impl JobServer {
     /// with the job's trace id.
     async fn submit(
         &self,
+        caller: Caller,
         request: SubmitJobRequest,
         trace: TraceParent,
     ) -> Result<Response<SubmitJobResponse>, Status> {
@@ -224,6 +246,9 @@ impl JobServer {
             Ok(plan) => plan,
             Err(diagnostics) => return Err(invalid_spec(&spec_yaml, &diagnostics)),
         };
+        // The namespace is a plain name in the spec (never interpolated), so
+        // the state machine's own plan lands in the same one.
+        caller.check_namespace(&plan.spec.namespace)?;
         let fire_times = plan
             .next_fire_times
             .iter()
@@ -342,26 +367,6 @@ fn invalid_spec(source: &str, diagnostics: &[drover_jobspecs::Diagnostic]) -> St
     Status::with_metadata(Code::InvalidArgument, message, metadata)
 }
 
-/// The status for a rejected command (other than an invalid spec, which
-/// needs its source to render).
-fn rejection_status(rejection: Rejection) -> Status {
-    let message = rejection.to_string();
-    match rejection {
-        Rejection::UnknownJob(_)
-        | Rejection::UnknownSchedule(_)
-        | Rejection::UnknownTask(_)
-        | Rejection::UnknownWorker(_) => Status::not_found(message),
-        Rejection::StaleToken { .. }
-        | Rejection::LeaseLost { .. }
-        | Rejection::JobFinished { .. } => Status::failed_precondition(message),
-        Rejection::IdempotencyConflict { .. } => Status::already_exists(message),
-        Rejection::InvalidSpec(_) | Rejection::InvalidSettings(_) => {
-            Status::invalid_argument(message)
-        }
-        Rejection::TooLarge(_) => Status::resource_exhausted(message),
-    }
-}
-
 /// A page size from a request: 0 means the default, larger is clamped.
 fn page_size(requested: u32, default: usize, max: usize) -> usize {
     match requested {
@@ -416,6 +421,9 @@ fn stage_order(stages: &[u32]) -> Vec<u32> {
 struct JobFilter {
     /// Only this namespace.
     namespace: Option<String>,
+    /// Only these namespaces: the caller's, when its token is limited to
+    /// some.
+    allowed: Option<Vec<String>>,
     /// Only these states.
     states: Option<BTreeSet<JobState>>,
     /// Only names with this prefix.
@@ -431,6 +439,10 @@ struct JobFilter {
 impl JobFilter {
     fn matches(&self, namespace: &str, name: &str, state: JobState) -> bool {
         self.namespace.as_deref().is_none_or(|n| n == namespace)
+            && self
+                .allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|n| n == namespace))
             && self.states.as_ref().is_none_or(|s| s.contains(&state))
             && name.starts_with(&self.name_prefix)
     }
@@ -1893,7 +1905,8 @@ impl JobService for JobServer {
             source = %request.get_ref().source_name,
             job_id = tracing::field::Empty,
         );
-        self.submit(request.into_inner(), trace)
+        let caller = Caller::of(&request);
+        self.submit(caller, request.into_inner(), trace)
             .instrument(span)
             .await
     }
@@ -1957,8 +1970,10 @@ impl JobService for JobServer {
         &self,
         request: Request<GetJobRequest>,
     ) -> Result<Response<GetJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
         let include_spec = request.include_spec;
         let mut job = self
             .read(move |sm| match job_ref {
@@ -1984,13 +1999,18 @@ impl JobService for JobServer {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        if !request.namespace.is_empty() {
+            caller.check_namespace(&request.namespace)?;
+        }
         let mut filter = convert::job_filter(
             request.namespace,
             &request.states,
             request.name_prefix,
             &request.parent_job_id,
         )?;
+        filter.allowed = caller.namespaces().map(<[String]>::to_vec);
         match JobListKind::try_from(request.kind) {
             Ok(JobListKind::Schedules) => filter.skip_jobs = true,
             Ok(JobListKind::Jobs) => filter.skip_schedules = true,
@@ -2027,8 +2047,10 @@ impl JobService for JobServer {
         &self,
         request: Request<WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
         let kinds: BTreeSet<i32> = request.event_kinds.into_iter().collect();
         let after = request.after_seq;
         let first_kinds = kinds.clone();
@@ -2057,8 +2079,10 @@ impl JobService for JobServer {
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
         let reason: String = request.reason.chars().take(REASON_CHARS_MAX).collect();
         super::require_leader(&self.node)?;
         let command = match job_ref {
@@ -2112,8 +2136,11 @@ impl JobService for JobServer {
         &self,
         request: Request<RetryJobRequest>,
     ) -> Result<Response<RetryJobResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job = match convert::job_ref(&request.job_id)? {
+        let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
+        let job = match job_ref {
             JobRef::Job(job) => job,
             JobRef::Schedule(s) => {
                 return Err(Status::failed_precondition(format!(
@@ -2176,8 +2203,10 @@ impl JobService for JobServer {
         &self,
         request: Request<JobEventsRequest>,
     ) -> Result<Response<JobEventsResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
         let task = match request.task_id.as_str() {
             "" => None,
             id => Some(convert::task_key(id)?),
@@ -2222,8 +2251,10 @@ impl JobService for JobServer {
         &self,
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let job_ref = convert::job_ref(&request.job_id)?;
+        self.check_access(&caller, job_ref).await?;
         let states = convert::task_states(&request.states);
         let start = convert::parse_tasks_token(&request.page_token)?;
         let page = page_size(request.page_size, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX);
@@ -2282,7 +2313,9 @@ impl JobService for JobServer {
         &self,
         request: Request<ExplainTaskRequest>,
     ) -> Result<Response<ExplainTaskResponse>, Status> {
+        let caller = Caller::of(&request);
         let key = convert::task_key(&request.into_inner().task_id)?;
+        self.check_access(&caller, JobRef::Job(key.job)).await?;
         let answer = self
             .read(move |sm| {
                 let why = sm.why_pending(key).map_err(rejection_status)?;
@@ -2299,7 +2332,9 @@ impl JobService for JobServer {
         &self,
         request: Request<GetTaskOutputRequest>,
     ) -> Result<Response<GetTaskOutputResponse>, Status> {
+        let caller = Caller::of(&request);
         let key = convert::task_key(&request.into_inner().task_id)?;
+        self.check_access(&caller, JobRef::Job(key.job)).await?;
         let answer = self
             .read(move |sm| {
                 let job = sm
@@ -2334,8 +2369,10 @@ impl JobService for JobServer {
         &self,
         request: Request<GetTaskLogRequest>,
     ) -> Result<Response<GetTaskLogResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let key = convert::task_key(&request.task_id)?;
+        self.check_access(&caller, JobRef::Job(key.job)).await?;
         let token = request.fencing_token;
         let found = self
             .read(move |sm| super::task_log::find_attempt(sm, key, token))

@@ -1,11 +1,13 @@
 //! The client-facing gRPC services. Wire types are converted to domain types
 //! in each service's `convert` functions; the state machine never sees prost
 //! types. [`trace`] reads (or starts) the W3C trace context of requests;
-//! [`task_log`] answers GetTaskLog for [`job`].
+//! [`task_log`] answers GetTaskLog for [`job`]; [`tokens`] holds
+//! AdminService's token rpcs.
 
 pub mod admin;
 pub mod job;
 pub mod task_log;
+pub mod tokens;
 pub mod trace;
 pub mod worker;
 
@@ -14,6 +16,7 @@ use tonic::Status;
 use tonic::metadata::MetadataValue;
 
 use crate::raft::node::NodeError;
+use crate::state::Rejection;
 
 /// `Ok` on the leader; otherwise `UNAVAILABLE` naming the leader, so the
 /// client retries there.
@@ -50,5 +53,27 @@ pub fn node_status(err: NodeError) -> Status {
         NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(err.to_string()),
         NodeError::Invalid(_) => Status::invalid_argument(err.to_string()),
         NodeError::Storage(_) => Status::internal(err.to_string()),
+    }
+}
+
+/// The status for a rejected command (other than an invalid spec, which
+/// needs its source to render).
+pub fn rejection_status(rejection: Rejection) -> Status {
+    let message = rejection.to_string();
+    match rejection {
+        Rejection::UnknownJob(_)
+        | Rejection::UnknownSchedule(_)
+        | Rejection::UnknownTask(_)
+        | Rejection::UnknownWorker(_)
+        | Rejection::UnknownToken(_) => Status::not_found(message),
+        Rejection::StaleToken { .. }
+        | Rejection::LeaseLost { .. }
+        | Rejection::JobFinished { .. }
+        | Rejection::AlreadyBootstrapped => Status::failed_precondition(message),
+        Rejection::IdempotencyConflict { .. } => Status::already_exists(message),
+        Rejection::InvalidSpec(_) | Rejection::InvalidSettings(_) | Rejection::InvalidToken(_) => {
+            Status::invalid_argument(message)
+        }
+        Rejection::TooLarge(_) => Status::resource_exhausted(message),
     }
 }

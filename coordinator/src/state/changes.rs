@@ -27,6 +27,9 @@ pub struct Changes {
     pub schedules: BTreeSet<ScheduleId>,
     /// Idempotency entries written or removed.
     pub idempotency: BTreeSet<(String, String)>,
+    /// Tokens changed (they are written together: there are few, and they
+    /// change rarely).
+    pub security: bool,
 }
 
 impl Changes {
@@ -47,6 +50,7 @@ impl Changes {
         self.workers.extend(later.workers);
         self.schedules.extend(later.schedules);
         self.idempotency.extend(later.idempotency);
+        self.security |= later.security;
     }
 
     /// Records named, a measure of how big the next write is.
@@ -58,6 +62,7 @@ impl Changes {
             + self.workers.len()
             + self.schedules.len()
             + self.idempotency.len()
+            + usize::from(self.security)
     }
 }
 

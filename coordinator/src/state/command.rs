@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use drover_jobspecs::Diagnostic;
 use serde::{Deserialize, Serialize};
 
+use super::security::Token;
 use super::types::{JobId, Manifest, ScheduleId, TaskKey, WorkerId};
 
 /// One Raft entry's payload.
@@ -134,9 +135,22 @@ pub enum Command {
         worker_timeout_ms: Option<u64>,
     },
     /// Submit a spec as one job now even if it has a schedule, which is
-    /// ignored: a backfill, or a manual run of a scheduled spec. (Last:
-    /// variants are encoded by position, so new ones go at the end.)
+    /// ignored: a backfill, or a manual run of a scheduled spec.
     SubmitOnce(SubmitJob),
+    /// Add an API token (its secret already hashed). With `bootstrap`,
+    /// refused unless the cluster has no token yet.
+    CreateToken {
+        /// The token; `created_ms` is set from the entry's time.
+        token: Token,
+        /// The credential-less first token.
+        bootstrap: bool,
+    },
+    /// Remove an API token. (Last: variants are encoded by position, so new
+    /// ones go at the end.)
+    RevokeToken {
+        /// Its id.
+        id: String,
+    },
 }
 
 /// A job submission.
@@ -361,4 +375,13 @@ pub enum Rejection {
     /// Settings that do not fit together or are out of range.
     #[error("{0}")]
     InvalidSettings(String),
+    /// A token that cannot be created as asked.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// No token with this id (never created, or revoked).
+    #[error("unknown token `{0}`")]
+    UnknownToken(String),
+    /// Bootstrap asked of a cluster that already has tokens.
+    #[error("the cluster already has tokens; ask an operator to create one (drover token create)")]
+    AlreadyBootstrapped,
 }

@@ -21,6 +21,7 @@
 //! - [`schedule`]: cron schedules and their runs.
 //! - `tick`: the passage of time.
 //! - [`explain`]: why a task is pending.
+//! - [`security`]: API tokens (hashed), their roles and namespaces.
 //! - [`snapshot`]: the versioned byte format of the whole state.
 //! - [`restore`]: making a backed-up state safe to seed a new cluster.
 //! - [`stats`]: read-only summaries for metrics (tasks per namespace and
@@ -38,6 +39,7 @@ pub mod job;
 pub mod ready;
 pub mod restore;
 pub mod schedule;
+pub mod security;
 pub mod snapshot;
 pub mod stats;
 pub mod tally;
@@ -88,6 +90,9 @@ pub struct Core {
     pub schedules: BTreeMap<ScheduleId, Schedule>,
     /// (namespace, idempotency key) -> what it submitted, and the spec hash.
     pub idempotency: BTreeMap<(String, String), (Submitted, String)>,
+    /// API tokens. (Last, so a version 2 snapshot decodes by appending an
+    /// empty one; see [`snapshot`].)
+    pub security: security::Security,
 }
 
 /// Indexes derived from [`Core`]; never serialised.
@@ -159,6 +164,7 @@ impl StateMachine {
                 workers: BTreeMap::new(),
                 schedules: BTreeMap::new(),
                 idempotency: BTreeMap::new(),
+                security: security::Security::default(),
             },
             idx,
         }
@@ -214,6 +220,7 @@ impl StateMachine {
         all.schedules.extend(self.core.schedules.keys().copied());
         all.idempotency
             .extend(self.core.idempotency.keys().cloned());
+        all.security = true;
         all
     }
 
@@ -290,6 +297,8 @@ impl StateMachine {
                 self.idx.ready.set_weight(namespace, weight);
                 Ok(Outcome::Done)
             }
+            Command::CreateToken { token, bootstrap } => self.create_token(token, *bootstrap),
+            Command::RevokeToken { id } => self.revoke_token(id),
             Command::SetLeaseSettings {
                 lease_ttl_ms,
                 heartbeat_interval_ms,

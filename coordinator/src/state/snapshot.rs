@@ -5,14 +5,19 @@
 //! are rebuilt on restore. A binary refuses a version it does not know with
 //! a clear error instead of guessing.
 
+use super::security::Security;
 use super::{Core, StateMachine};
 
 /// Identifies a Drover state snapshot.
 pub const MAGIC: &[u8; 8] = b"DROVERSM";
 
-/// The format this build writes and reads. Version 2: jobs and schedules
-/// keep their `traceparent`, templates their open time.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this build writes. Version 2: jobs and schedules keep their
+/// `traceparent`, templates their open time. Version 3: API tokens, as the
+/// last field of [`Core`].
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format this build still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 2;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +27,7 @@ pub enum SnapshotError {
     BadMagic,
     /// Written by a newer or older binary.
     #[error(
-        "snapshot format version {found} is not supported by this binary (it reads version {FORMAT_VERSION})"
+        "snapshot format version {found} is not supported by this binary (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
     )]
     UnsupportedVersion {
         /// The version in the snapshot.
@@ -51,11 +56,21 @@ impl StateMachine {
             return Err(SnapshotError::BadMagic);
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != FORMAT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion { found: version });
-        }
-        let core: Core = postcard::from_bytes(&bytes[12..])
-            .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        let body = match version {
+            FORMAT_VERSION => std::borrow::Cow::Borrowed(&bytes[12..]),
+            // Version 3 only added a last field to `Core`, and postcard
+            // writes fields one after another: a version 2 body followed by
+            // an empty field's bytes is the version 3 encoding of the same
+            // state with no tokens.
+            2 => {
+                let mut body = bytes[12..].to_vec();
+                body.extend(postcard::to_stdvec(&Security::default()).unwrap_or_default());
+                std::borrow::Cow::Owned(body)
+            }
+            found => return Err(SnapshotError::UnsupportedVersion { found }),
+        };
+        let core: Core =
+            postcard::from_bytes(&body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         Ok(StateMachine::from_core(core))
     }
 }
@@ -74,7 +89,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "snapshot format version {} is not supported by this binary (it reads version {FORMAT_VERSION})",
+                "snapshot format version {} is not supported by this binary (it reads versions 2 to {FORMAT_VERSION})",
                 FORMAT_VERSION + 1
             )
         );
@@ -87,6 +102,31 @@ mod tests {
         assert!(matches!(
             StateMachine::restore(&truncated),
             Err(SnapshotError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_version_2_snapshot_restores_with_no_tokens() {
+        // A version 2 body is a version 3 body without its last field.
+        let mut sm = StateMachine::new(Config::default());
+        sm.apply(&crate::state::LogEntry {
+            now_ms: 5,
+            commands: vec![crate::state::Command::SetNamespaceWeight {
+                namespace: "a".into(),
+                weight: 3,
+            }],
+        });
+        let v3 = sm.snapshot();
+        let empty = postcard::to_stdvec(&Security::default()).unwrap();
+        let mut v2 = v3[..v3.len() - empty.len()].to_vec();
+        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let restored = StateMachine::restore(&v2).expect("a version 2 snapshot restores");
+        assert_eq!(restored.snapshot(), v3);
+        let mut v1 = v2;
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            StateMachine::restore(&v1),
+            Err(SnapshotError::UnsupportedVersion { found: 1 })
         ));
     }
 }

@@ -21,7 +21,8 @@ use crate::state::{
 ///
 /// Version 2: jobs keep their `traceparent`, templates their open time.
 /// Version 3: task records, outputs and events are stored in chunks.
-pub const STORAGE_FORMAT_VERSION: u32 = 3;
+/// Version 4: API tokens, in `meta/security`.
+pub const STORAGE_FORMAT_VERSION: u32 = 4;
 
 /// Task records, outputs or events per stored value. One sled value per
 /// chunk rather than per record: sled's per-insert cost dominated the
@@ -260,6 +261,9 @@ impl StateStore {
             }),
         );
         meta.insert("applied_index", &applied_index.to_be_bytes());
+        if changes.security {
+            meta.insert("security", encode(&core.security));
+        }
 
         for id in &changes.jobs {
             match core.jobs.get(id) {
@@ -506,7 +510,12 @@ impl StateStore {
             let entry = keys::parse_idempotency(&key).ok_or_else(|| corrupt_key("idempotency"))?;
             idempotency.insert(entry, decode::<(Submitted, String)>("idempotency", &value)?);
         }
+        let security = match self.meta.get("security")? {
+            Some(bytes) => decode("meta/security", &bytes)?,
+            None => Default::default(),
+        };
         let core = Core {
+            security,
             config: meta.config,
             now_ms: meta.now_ms,
             next_job: meta.next_job,

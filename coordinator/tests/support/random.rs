@@ -36,6 +36,8 @@ pub enum Op {
     Retry(u8),
     Deregister(u8),
     Register(u8),
+    CreateToken(u8, bool),
+    RevokeToken(u8),
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +54,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Retry),
         1 => (0u8..3).prop_map(Op::Deregister),
         1 => (0u8..3).prop_map(Op::Register),
+        1 => (0u8..4, any::<bool>()).prop_map(|(i, b)| Op::CreateToken(i, b)),
+        1 => (0u8..4).prop_map(Op::RevokeToken),
     ]
 }
 
@@ -227,6 +231,34 @@ impl Run {
             Op::Deregister(w) => {
                 self.apply(Command::DeregisterWorker {
                     worker: Self::worker(*w),
+                })?;
+            }
+            Op::CreateToken(i, bootstrap) => {
+                // A few ids, so creates collide with existing tokens and
+                // revokes find them.
+                use drover_coordinator::state::security::{Role, Token};
+                let role = [Role::Submitter, Role::Operator, Role::Worker][*i as usize % 3];
+                self.apply(Command::CreateToken {
+                    token: Token {
+                        id: format!("{:012x}", i),
+                        name: format!("t{i}"),
+                        role,
+                        namespaces: if role == Role::Submitter {
+                            vec!["a".into(), "c".into()]
+                        } else {
+                            Vec::new()
+                        },
+                        secret_sha256: [*i; 32],
+                        created_by: "prop".into(),
+                        created_ms: 0,
+                        expires_ms: (*i % 2 == 0).then_some(T0 + 3_600_000),
+                    },
+                    bootstrap: *bootstrap,
+                })?;
+            }
+            Op::RevokeToken(i) => {
+                self.apply(Command::RevokeToken {
+                    id: format!("{:012x}", i),
                 })?;
             }
         }

@@ -52,19 +52,62 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+// On a cluster that requires credentials the page asks for a token once
+// per tab and keeps it in sessionStorage (gone when the tab closes); the
+// console forwards it to the cluster, which checks it as it would the
+// CLI's. A header, unlike a cookie, is never sent by another site's forms.
+const TOKEN_KEY = "drover-token";
+
+class NeedsToken extends Error {}
+
 async function api(path, body) {
-  const init = body === undefined ? {} : {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.authorization = `Bearer ${token}`;
+  const init = body === undefined ? { headers } : {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { ...headers, "content-type": "application/json" },
     body: JSON.stringify(body),
   };
   const response = await fetch("/api/v1/" + path, init);
   let data = null;
   try { data = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
-    throw new Error((data && data.error) || `${response.status} ${response.statusText}`);
+    const message = (data && data.error) || `${response.status} ${response.statusText}`;
+    if (response.status === 401) throw new NeedsToken(message);
+    throw new Error(message);
   }
   return data;
+}
+
+// The sign-in form, shown when the cluster refuses the page's requests.
+function showLogin(message) {
+  const form = document.getElementById("login");
+  form.hidden = false;
+  document.getElementById("login-why").textContent = message;
+}
+
+function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById("login-token");
+  const token = input.value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  input.value = "";
+  document.getElementById("login").hidden = true;
+  signOutLink();
+  refresh();
+}
+
+function signOut(event) {
+  event.preventDefault();
+  sessionStorage.removeItem(TOKEN_KEY);
+  signOutLink();
+  refresh();
+}
+
+function signOutLink() {
+  document.getElementById("sign-out").hidden = !sessionStorage.getItem(TOKEN_KEY);
 }
 
 function showError(message) {
@@ -218,6 +261,7 @@ async function refresh() {
     await Promise.all([page.draw(), banner()]);
     if (page === current) showError("");
   } catch (err) {
+    if (err instanceof NeedsToken) showLogin(err.message);
     if (page === current) showError(err.message);
   } finally {
     drawing = false;
@@ -228,7 +272,12 @@ async function refresh() {
 
 document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", route);
+window.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("login").addEventListener("submit", signIn);
+  document.getElementById("sign-out").addEventListener("click", signOut);
+  signOutLink();
+  route();
+});
 
 // The node that served the page, and whether what it shows is forwarded.
 async function banner() {

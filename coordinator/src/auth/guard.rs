@@ -1,0 +1,317 @@
+//! The guard in front of every gRPC service: identifies the caller, refuses
+//! what its role does not open, hands the services a [`Caller`], and audits.
+//!
+//! It is a tower layer on the whole server, so it sees the method path
+//! (tonic's interceptors do not) and no service can be added without it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use drover_net::PeerIdentity;
+use tonic::Status;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service as TowerService};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use super::audit::{AuditLog, AuditRecord, now_rfc3339};
+use super::policy::{Caller, Grant, Service};
+use super::secret::Presented;
+use crate::raft::node::NodeHandle;
+use crate::service::node_status;
+use crate::state::security::Token;
+
+/// How long a token looked up stays cached. A revocation takes at most this
+/// long (after it applies on the answering node) to refuse requests.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Token ids cached at most; the cache is emptied when full, so ids made up
+/// by an attacker cannot grow it.
+const TOKEN_CACHE_MAX: usize = 4096;
+
+/// Longest `authorization` header read.
+const AUTHORIZATION_MAX: usize = 256;
+
+/// How the guard behaves.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Whether requests need credentials. Off, every caller may do
+    /// everything, as in the plaintext quick start.
+    pub required: bool,
+    /// This coordinator, for audit records.
+    pub node_id: u64,
+    /// Where audit records go; `None` keeps none.
+    pub audit: Option<AuditLog>,
+}
+
+/// The layer; add it with `Server::builder().layer(...)`.
+#[derive(Debug, Clone)]
+pub struct GuardLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    settings: AuthSettings,
+    book: TokenBook,
+}
+
+impl GuardLayer {
+    /// A guard reading tokens from `node`'s state.
+    pub fn new(settings: AuthSettings, node: NodeHandle) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                settings,
+                book: TokenBook {
+                    node,
+                    cache: Mutex::new(HashMap::new()),
+                },
+            }),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The guarded service.
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B, R> TowerService<http::Request<B>> for Guard<S>
+where
+    S: TowerService<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let method = request.uri().path().trim_start_matches('/').to_owned();
+            let service = Service::of_path(&method);
+            if service == Service::Raft {
+                return inner.call(request).await;
+            }
+            let (certificate, peer) = peer_of(request.extensions());
+            let caller = match shared
+                .identify(request.headers(), service, certificate)
+                .await
+            {
+                Ok(caller) => caller,
+                Err(status) => {
+                    shared.audit(&method, None, &peer, &status);
+                    return Ok(status.into_http());
+                }
+            };
+            if !service.admits(&caller.grant) {
+                let status = Status::permission_denied(format!(
+                    "{} is a {} and may not call {}, which is open to {}",
+                    caller.identity,
+                    caller.role_name(),
+                    method.trim_start_matches("drover.v1."),
+                    service.who_may()
+                ));
+                shared.audit(&method, Some(&caller), &peer, &status);
+                return Ok(status.into_http());
+            }
+            request.extensions_mut().insert(caller.clone());
+            let response = inner.call(request).await?;
+            let status = Status::from_header_map(response.headers());
+            let refused = status.as_ref().is_some_and(|s| {
+                matches!(
+                    s.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                )
+            });
+            if refused || audited(service, &method) {
+                let status = status.unwrap_or_else(|| Status::ok(""));
+                shared.audit(&method, Some(&caller), &peer, &status);
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl Shared {
+    /// Who is calling: the token in `authorization` if there is one (a bad
+    /// one is refused, never ignored), else a worker certificate.
+    async fn identify(
+        &self,
+        headers: &http::HeaderMap,
+        service: Service,
+        certificate: Option<PeerIdentity>,
+    ) -> Result<Caller, Status> {
+        if !self.settings.required {
+            return Ok(Caller::anonymous(certificate));
+        }
+        if let Some(value) = headers.get(drover_net::credentials::AUTHORIZATION) {
+            let token = self.token_of(value).await?;
+            return Ok(Caller::with_token(&token, certificate));
+        }
+        match certificate {
+            Some(PeerIdentity::Worker(name)) => Ok(Caller::worker_certificate(&name)),
+            _ if !service.needs_credentials() => Ok(Caller {
+                identity: "unauthenticated".to_owned(),
+                token_id: None,
+                certificate,
+                grant: Grant::Nothing,
+            }),
+            _ => Err(Status::unauthenticated(
+                "this cluster requires a token: give --auth-token (or set DROVER_TOKEN); \
+                 an operator creates one with `drover token create`",
+            )),
+        }
+    }
+
+    /// The live token a `Bearer drv_...` header names.
+    async fn token_of(&self, value: &http::HeaderValue) -> Result<Token, Status> {
+        let malformed = || {
+            Status::unauthenticated(
+                "the authorization header is not `Bearer drv_<id>_<secret>`; check --auth-token",
+            )
+        };
+        if value.len() > AUTHORIZATION_MAX {
+            return Err(malformed());
+        }
+        let text = value.to_str().map_err(|_| malformed())?;
+        let presented = text
+            .strip_prefix("Bearer ")
+            .and_then(|t| Presented::parse(t.trim()))
+            .ok_or_else(malformed)?;
+        let Some(token) = self.book.get(presented.id).await? else {
+            return Err(Status::unauthenticated(format!(
+                "token {} is unknown or was revoked",
+                presented.id
+            )));
+        };
+        if !presented.matches(&token.secret_sha256) {
+            return Err(Status::unauthenticated(format!(
+                "token {} does not match its secret",
+                presented.id
+            )));
+        }
+        if let Some(expires) = token.expires_ms
+            && expires <= now_ms()
+        {
+            return Err(Status::unauthenticated(format!(
+                "token {} expired at {}",
+                token.id,
+                chrono::DateTime::from_timestamp_millis(expires)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(token)
+    }
+
+    fn audit(&self, method: &str, caller: Option<&Caller>, peer: &str, status: &Status) {
+        let Some(log) = &self.settings.audit else {
+            return;
+        };
+        log.record(AuditRecord {
+            time: now_rfc3339(),
+            node: self.settings.node_id,
+            method: method.trim_start_matches("drover.v1.").to_owned(),
+            caller: caller.map_or("unauthenticated".to_owned(), |c| c.identity.clone()),
+            role: caller.map_or("none", |c| c.role_name()).to_owned(),
+            peer: peer.to_owned(),
+            outcome: if status.code() == tonic::Code::Ok {
+                "OK".to_owned()
+            } else {
+                format!("{:?}", status.code())
+            },
+            message: status.message().to_owned(),
+        });
+    }
+}
+
+/// The rpcs recorded even when they succeed: everything that changes the
+/// cluster, its members, settings or tokens, or reads all of it (backups).
+fn audited(service: Service, method: &str) -> bool {
+    let name = method.rsplit('/').next().unwrap_or_default();
+    match service {
+        Service::Admin => !matches!(
+            name,
+            "ClusterStatus" | "ListWorkers" | "StateDigest" | "ListTokens"
+        ),
+        Service::Bootstrap => true,
+        Service::Job => matches!(name, "SubmitJob" | "CancelJob" | "RetryJob"),
+        _ => false,
+    }
+}
+
+/// The TLS peer's identity and the remote address, from what tonic put in
+/// the request's extensions.
+fn peer_of(extensions: &http::Extensions) -> (Option<PeerIdentity>, String) {
+    if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let certificate = tls
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(PeerIdentity::from_certificate));
+        let peer = tls.get_ref().remote_addr();
+        return (certificate, peer.map(|p| p.to_string()).unwrap_or_default());
+    }
+    let peer = extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|c| c.remote_addr());
+    (None, peer.map(|p| p.to_string()).unwrap_or_default())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Tokens as this node's state holds them, cached briefly: a lookup is a
+/// round trip to the Raft thread, and workers call many times a second.
+#[derive(Debug)]
+struct TokenBook {
+    node: NodeHandle,
+    cache: Mutex<HashMap<String, (Instant, Option<Token>)>>,
+}
+
+impl TokenBook {
+    async fn get(&self, id: &str) -> Result<Option<Token>, Status> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, token)) = cache.get(id)
+            && at.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(token.clone());
+        }
+        let wanted = id.to_owned();
+        let token = self
+            .node
+            .read_local(move |sm| sm.core().security.tokens.get(&wanted).cloned())
+            .await
+            .map_err(node_status)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= TOKEN_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id.to_owned(), (Instant::now(), token.clone()));
+        }
+        Ok(token)
+    }
+}

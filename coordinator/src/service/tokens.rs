@@ -1,0 +1,196 @@
+//! The token rpcs of `AdminService`: create, list, revoke, bootstrap and
+//! WhoAmI.
+//!
+//! Secrets are drawn and hashed here, before proposing, so neither the log
+//! nor the state ever holds one; the response is the only place a secret
+//! appears.
+
+use std::time::Duration;
+
+use drover_proto::v1::{
+    BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensResponse,
+    RevokeTokenRequest, TokenInfo, TokenRole, WhoAmIResponse,
+};
+use tonic::Status;
+
+use super::admin::unix_ms_now;
+use super::{node_status, rejection_status};
+use crate::auth::Caller;
+use crate::auth::secret;
+use crate::raft::node::NodeHandle;
+use crate::state::Command;
+use crate::state::security::{Role, Token};
+
+/// How long token reads and writes may take.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest ttl a token may be given: ten years.
+const TTL_MAX_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
+
+/// The token rpcs for one node.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    node: NodeHandle,
+    auth_required: bool,
+}
+
+impl Tokens {
+    /// Token rpcs on `node`; `auth_required` is reported by WhoAmI.
+    pub fn new(node: NodeHandle, auth_required: bool) -> Self {
+        Self {
+            node,
+            auth_required,
+        }
+    }
+
+    /// CreateToken, by `caller` (an operator; the guard saw to that).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        request: CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, Status> {
+        let role = match TokenRole::try_from(request.role) {
+            Ok(TokenRole::Submitter) => Role::Submitter,
+            Ok(TokenRole::Operator) => Role::Operator,
+            Ok(TokenRole::Worker) => Role::Worker,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a token needs a role: submitter, operator or worker",
+                ));
+            }
+        };
+        if !(0..=TTL_MAX_MS).contains(&request.ttl_ms) {
+            return Err(Status::invalid_argument(
+                "a token's ttl is 0 (no expiry) up to ten years",
+            ));
+        }
+        let expires_ms = (request.ttl_ms > 0).then(|| unix_ms_now() + request.ttl_ms);
+        self.mint(
+            Token {
+                id: String::new(),
+                name: request.name,
+                role,
+                namespaces: request.namespaces,
+                secret_sha256: [0; 32],
+                created_by: caller.identity.clone(),
+                created_ms: 0,
+                expires_ms,
+            },
+            false,
+        )
+        .await
+    }
+
+    /// BootstrapToken: an operator token, only while there is none.
+    pub async fn bootstrap(
+        &self,
+        request: BootstrapTokenRequest,
+    ) -> Result<CreateTokenResponse, Status> {
+        let name = match request.name.as_str() {
+            "" => "bootstrap".to_owned(),
+            name => name.to_owned(),
+        };
+        self.mint(
+            Token {
+                id: String::new(),
+                name,
+                role: Role::Operator,
+                namespaces: Vec::new(),
+                secret_sha256: [0; 32],
+                created_by: "bootstrap".to_owned(),
+                created_ms: 0,
+                expires_ms: None,
+            },
+            true,
+        )
+        .await
+    }
+
+    /// Draws the secret, proposes the token, and answers with both.
+    async fn mint(&self, mut token: Token, bootstrap: bool) -> Result<CreateTokenResponse, Status> {
+        let fresh = secret::generate().map_err(|e| Status::unavailable(e.to_string()))?;
+        token.id = fresh.id.clone();
+        token.secret_sha256 = fresh.secret_sha256;
+        let applied = self
+            .node
+            .propose(vec![Command::CreateToken { token, bootstrap }])
+            .await
+            .map_err(node_status)?;
+        match applied.into_iter().next() {
+            Some(Ok(_)) => {}
+            Some(Err(rejection)) => return Err(rejection_status(rejection)),
+            None => return Err(Status::internal("the state machine returned no outcome")),
+        }
+        let id = fresh.id.clone();
+        let stored = self
+            .node
+            .read_local(move |sm| sm.core().security.tokens.get(&id).cloned())
+            .await
+            .map_err(node_status)?
+            .ok_or_else(|| Status::internal("the created token is not in the state"))?;
+        tracing::info!(token = %stored.id, name = %stored.name, role = stored.role.as_str(), "token created");
+        Ok(CreateTokenResponse {
+            token: Some(info(&stored)),
+            secret: fresh.token,
+        })
+    }
+
+    /// ListTokens, linearizable.
+    pub async fn list(&self) -> Result<ListTokensResponse, Status> {
+        let tokens = self
+            .node
+            .read(TOKEN_TIMEOUT, |sm| {
+                sm.core().security.tokens.values().map(info).collect()
+            })
+            .await
+            .map_err(node_status)?;
+        Ok(ListTokensResponse { tokens })
+    }
+
+    /// RevokeToken.
+    pub async fn revoke(&self, request: RevokeTokenRequest) -> Result<(), Status> {
+        let applied = self
+            .node
+            .propose(vec![Command::RevokeToken { id: request.id }])
+            .await
+            .map_err(node_status)?;
+        match applied.into_iter().next() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(rejection)) => Err(rejection_status(rejection)),
+            None => Err(Status::internal("the state machine returned no outcome")),
+        }
+    }
+
+    /// WhoAmI: the guard's view of the caller.
+    pub fn who_am_i(&self, caller: &Caller) -> WhoAmIResponse {
+        WhoAmIResponse {
+            identity: caller.identity.clone(),
+            role: caller.role_name().to_owned(),
+            namespaces: caller.namespaces().map(<[_]>::to_vec).unwrap_or_default(),
+            all_namespaces: caller.namespaces().is_none(),
+            auth_required: self.auth_required,
+            certificate: caller
+                .certificate
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A token as the wire shows it: never its hash.
+fn info(token: &Token) -> TokenInfo {
+    TokenInfo {
+        id: token.id.clone(),
+        name: token.name.clone(),
+        role: match token.role {
+            Role::Submitter => TokenRole::Submitter,
+            Role::Operator => TokenRole::Operator,
+            Role::Worker => TokenRole::Worker,
+        } as i32,
+        namespaces: token.namespaces.clone(),
+        created_by: token.created_by.clone(),
+        created_unix_ms: token.created_ms,
+        expires_unix_ms: token.expires_ms.unwrap_or(0),
+    }
+}

@@ -1,0 +1,356 @@
+//! API tokens: who may call the cluster, in which role, over which
+//! namespaces.
+//!
+//! Tokens are replicated like jobs, so every coordinator checks the same
+//! set and a revocation reaches all of them through the log. Only a
+//! SHA-256 of each token's secret is kept: a stolen data directory, backup
+//! or snapshot does not hold a usable credential. The secret is drawn and
+//! hashed by the service before proposing; the state machine never sees it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{Outcome, Rejection};
+use super::{Applied, StateMachine};
+
+/// Most tokens a cluster holds; creating more is refused until some are
+/// revoked.
+pub const TOKENS_MAX: usize = 10_000;
+
+/// Most namespaces one submitter token names.
+pub const TOKEN_NAMESPACES_MAX: usize = 64;
+
+/// Length of a token id: 12 lowercase hex digits (48 random bits, so ids
+/// drawn independently practically never collide, and one that does is
+/// refused rather than overwriting).
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Submit, read and control jobs in its namespaces, and nothing else.
+    Submitter,
+    /// Everything: jobs in every namespace, cluster membership, workers,
+    /// settings, backups and tokens.
+    Operator,
+    /// Lease, heartbeat, complete, fail and release tasks: the worker
+    /// service only.
+    Worker,
+}
+
+impl Role {
+    /// The lowercase name users type (`--role submitter`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Operator => "operator",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "submitter" => Some(Role::Submitter),
+            "operator" => Some(Role::Operator),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// One API token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// Public id, the first part of the token string; names the token in
+    /// listings, revocations and the audit log.
+    pub id: String,
+    /// What it is for (`ci-team-a`), for people.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// For a submitter, the namespaces it may touch (sorted, distinct);
+    /// empty for other roles.
+    pub namespaces: Vec<String>,
+    /// SHA-256 of the secret part.
+    pub secret_sha256: [u8; 32],
+    /// Who created it (a token id and name, or `bootstrap`).
+    pub created_by: String,
+    /// Replicated time of creation.
+    pub created_ms: i64,
+    /// When it stops working; `None` never.
+    pub expires_ms: Option<i64>,
+}
+
+impl Token {
+    /// Whether it may touch jobs in `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::Submitter => self.namespaces.iter().any(|n| n == namespace),
+            Role::Worker => false,
+        }
+    }
+}
+
+/// The replicated security settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Security {
+    /// Tokens by id.
+    pub tokens: BTreeMap<String, Token>,
+}
+
+impl StateMachine {
+    /// Adds a token. With `bootstrap`, only while the cluster has none: the
+    /// first operator token needs no credentials, so this is what keeps a
+    /// second caller from minting another.
+    pub(super) fn create_token(&mut self, token: &Token, bootstrap: bool) -> Applied {
+        let tokens = &self.core.security.tokens;
+        if bootstrap && !tokens.is_empty() {
+            return Err(Rejection::AlreadyBootstrapped);
+        }
+        if tokens.len() >= TOKENS_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a cluster holds at most {TOKENS_MAX} tokens; revoke unused ones first"
+            )));
+        }
+        check_token(token)?;
+        if tokens.contains_key(&token.id) {
+            return Err(Rejection::InvalidToken(format!(
+                "token id {} is taken; create it again",
+                token.id
+            )));
+        }
+        let mut token = token.clone();
+        token.created_ms = self.core.now_ms;
+        token.namespaces.sort();
+        token.namespaces.dedup();
+        self.core.security.tokens.insert(token.id.clone(), token);
+        self.changes.security = true;
+        Ok(Outcome::Done)
+    }
+
+    /// Removes a token; requests carrying it are refused from then on.
+    pub(super) fn revoke_token(&mut self, id: &str) -> Applied {
+        if self.core.security.tokens.remove(id).is_none() {
+            return Err(Rejection::UnknownToken(bounded(id)));
+        }
+        self.changes.security = true;
+        Ok(Outcome::Done)
+    }
+}
+
+/// Checks a token's fields; every replica refuses the same ones.
+fn check_token(token: &Token) -> Result<(), Rejection> {
+    let invalid = |m: String| Err(Rejection::InvalidToken(m));
+    if token.id.len() != TOKEN_ID_LEN
+        || !token
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return invalid(format!("a token id is {TOKEN_ID_LEN} lowercase hex digits"));
+    }
+    if !drover_net::identity::valid_name(&token.name) {
+        return invalid(format!(
+            "token name `{}` must be 1 to 63 lowercase letters, digits and '-', not starting with '-'",
+            bounded(&token.name)
+        ));
+    }
+    if token.created_by.len() > 128 {
+        return invalid("a token's creator is at most 128 bytes".to_owned());
+    }
+    match token.role {
+        Role::Submitter if token.namespaces.is_empty() => {
+            return invalid(
+                "a submitter token needs at least one namespace (--namespace NAME)".to_owned(),
+            );
+        }
+        Role::Operator | Role::Worker if !token.namespaces.is_empty() => {
+            return invalid(format!(
+                "only submitter tokens are scoped to namespaces; an {} token covers {}",
+                token.role.as_str(),
+                if token.role == Role::Operator {
+                    "every namespace"
+                } else {
+                    "no jobs, only the worker service"
+                }
+            ));
+        }
+        _ => {}
+    }
+    if token.namespaces.len() > TOKEN_NAMESPACES_MAX {
+        return invalid(format!(
+            "a token names at most {TOKEN_NAMESPACES_MAX} namespaces"
+        ));
+    }
+    if let Some(bad) = token
+        .namespaces
+        .iter()
+        .find(|n| !drover_net::identity::valid_name(n))
+    {
+        return invalid(format!(
+            "namespace `{}` must be 1 to 63 lowercase letters, digits and '-'",
+            bounded(bad)
+        ));
+    }
+    Ok(())
+}
+
+/// A caller-supplied string cut to a length fit for an error message.
+fn bounded(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Command, Config, LogEntry};
+
+    fn token(id: &str, role: Role, namespaces: &[&str]) -> Token {
+        Token {
+            id: id.to_owned(),
+            name: "ci".to_owned(),
+            role,
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            secret_sha256: [7; 32],
+            created_by: "test".to_owned(),
+            created_ms: 0,
+            expires_ms: None,
+        }
+    }
+
+    fn apply(sm: &mut StateMachine, command: Command) -> Applied {
+        sm.apply(&LogEntry {
+            now_ms: 1_000,
+            commands: vec![command],
+        })
+        .remove(0)
+    }
+
+    #[test]
+    fn bootstrap_works_once_and_only_on_an_empty_cluster() {
+        let mut sm = StateMachine::new(Config::default());
+        let first = token("000000000001", Role::Operator, &[]);
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::CreateToken {
+                    token: first,
+                    bootstrap: true
+                }
+            ),
+            Ok(Outcome::Done)
+        );
+        assert_eq!(sm.core().security.tokens["000000000001"].created_ms, 1_000);
+        let second = token("000000000002", Role::Operator, &[]);
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::CreateToken {
+                    token: second.clone(),
+                    bootstrap: true
+                }
+            ),
+            Err(Rejection::AlreadyBootstrapped)
+        );
+        // An operator creating one is not a bootstrap.
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::CreateToken {
+                    token: second,
+                    bootstrap: false
+                }
+            ),
+            Ok(Outcome::Done)
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_and_taken_ids_are_refused() {
+        let mut sm = StateMachine::new(Config::default());
+        let create = |t: Token| Command::CreateToken {
+            token: t,
+            bootstrap: false,
+        };
+        for bad in [
+            token("xyz", Role::Operator, &[]),
+            token("ABCDEF012345", Role::Operator, &[]),
+            token("000000000001", Role::Submitter, &[]),
+            token("000000000001", Role::Operator, &["team-a"]),
+            token("000000000001", Role::Worker, &["team-a"]),
+            token("000000000001", Role::Submitter, &["Team A"]),
+            Token {
+                name: "Bad Name".into(),
+                ..token("000000000001", Role::Operator, &[])
+            },
+        ] {
+            assert!(
+                matches!(
+                    apply(&mut sm, create(bad.clone())),
+                    Err(Rejection::InvalidToken(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(sm.core().security.tokens.is_empty());
+        let good = token("00000000000a", Role::Submitter, &["b", "a", "b"]);
+        assert_eq!(apply(&mut sm, create(good.clone())), Ok(Outcome::Done));
+        assert_eq!(
+            sm.core().security.tokens["00000000000a"].namespaces,
+            ["a", "b"]
+        );
+        assert!(matches!(
+            apply(&mut sm, create(good)),
+            Err(Rejection::InvalidToken(m)) if m.contains("taken")
+        ));
+    }
+
+    #[test]
+    fn revoking_removes_the_token_and_an_unknown_id_is_named() {
+        let mut sm = StateMachine::new(Config::default());
+        let t = token("00000000000b", Role::Worker, &[]);
+        apply(
+            &mut sm,
+            Command::CreateToken {
+                token: t,
+                bootstrap: false,
+            },
+        )
+        .unwrap();
+        let _ = sm.take_changes();
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::RevokeToken {
+                    id: "00000000000b".into()
+                }
+            ),
+            Ok(Outcome::Done)
+        );
+        assert!(sm.take_changes().security);
+        assert!(sm.core().security.tokens.is_empty());
+        let long = "x".repeat(10_000);
+        let err = apply(&mut sm, Command::RevokeToken { id: long }).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn a_submitter_covers_only_its_namespaces_and_an_operator_all() {
+        let s = token("00000000000c", Role::Submitter, &["team-a"]);
+        assert!(s.covers("team-a"));
+        assert!(!s.covers("team-b"));
+        assert!(token("00000000000d", Role::Operator, &[]).covers("team-b"));
+        assert!(!token("00000000000e", Role::Worker, &[]).covers("team-a"));
+    }
+}
