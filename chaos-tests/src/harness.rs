@@ -359,6 +359,9 @@ impl Cluster {
             .arg(self.node_dir(id))
             .args(["--peers", &peers.join(",")])
             .args(["--route", &routes.join(",")])
+            // The checker's clients and workers retry hard through faults
+            // on shared connections; per-client limits are not under test.
+            .args(["--rate-limit", "0", "--worker-rate-limit", "0"])
             .env("DROVER_PLANTED_BUGS", &self.spec.planted_bugs)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -64,6 +64,15 @@ pub struct CoordinatorArgs {
     /// or tokens cross the network in the clear.
     #[arg(long, env = "DROVER_AUTH")]
     auth: bool,
+    /// Requests a second each client may make of the job and admin
+    /// services (per token or certificate; per connection without them),
+    /// with bursts of twice that. 0 turns the limit off.
+    #[arg(long, default_value_t = server::CLIENT_RATE_LIMIT_DEFAULT, value_name = "N")]
+    rate_limit: u32,
+    /// Requests a second each worker connection may make of the worker
+    /// service, with bursts of twice that. 0 turns the limit off.
+    #[arg(long, default_value_t = server::WORKER_RATE_LIMIT_DEFAULT, value_name = "N")]
+    worker_rate_limit: u32,
 }
 
 /// Parses `ID=ADDR` entries of the flag `flag`.
@@ -129,6 +138,8 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
         .transpose()?;
     config.tls = security.tls_files()?;
     config.auth_required = args.auth;
+    config.client_rate_limit = args.rate_limit;
+    config.worker_rate_limit = args.worker_rate_limit;
     // The console dials its own node as the node does its peers.
     let console_dialer = match &config.tls {
         Some(files) => Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files.clone())?)),

@@ -149,6 +149,31 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     let out = as_submitter(&["job", "status", &job]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
+    // The console acts for the person at the browser: without a token it
+    // answers 401 (the page then asks for one), and with the submitter's
+    // it shows that submitter's namespaces only.
+    let (code, body) = support::http_get(&cluster.http[0], "/api/v1/jobs");
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = support::http_get_as(&cluster.http[0], "/api/v1/jobs", &submitter);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(support::json_body(&body)["jobs"], serde_json::json!([]));
+    let operator = std::fs::read_to_string(
+        &cluster
+            .env
+            .iter()
+            .find(|(k, _)| k == "DROVER_TOKEN_FILE")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let (code, body) = support::http_get_as(&cluster.http[0], "/api/v1/jobs", operator.trim());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        support::json_body(&body)["jobs"][0]["id"],
+        job.as_str(),
+        "{body}"
+    );
+
     // Plaintext is refused, and the CLI says what is missing.
     let out = support::drover()
         .args(["--coordinators", &cluster.addresses(), "job", "list"])

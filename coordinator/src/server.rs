@@ -14,7 +14,7 @@ use drover_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::{AuditLog, AuthSettings, GuardLayer};
+use crate::auth::{AuditLog, AuthSettings, GuardLayer, Rate};
 use crate::metrics::Metrics;
 use crate::raft::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::raft::service::RaftServer;
@@ -27,6 +27,15 @@ use crate::task_logs::TaskLogStore;
 
 /// Largest gRPC message a coordinator accepts or sends.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Default per-client limit on the job and admin services: far above what
+/// a person, a CI pipeline or the console polling does, low enough that a
+/// runaway loop cannot crowd out everyone else.
+pub const CLIENT_RATE_LIMIT_DEFAULT: u32 = 100;
+
+/// Default per-connection limit on the worker service: a worker makes a
+/// few calls a second (lease, heartbeat, completions, all batched).
+pub const WORKER_RATE_LIMIT_DEFAULT: u32 = 1000;
 
 /// What a coordinator needs to start.
 #[derive(Debug, Clone)]
@@ -63,6 +72,13 @@ pub struct ServerConfig {
     /// Require credentials (a bearer token, or a worker certificate for the
     /// worker service) on every service but Raft; see [`crate::auth`].
     pub auth_required: bool,
+    /// Requests a second each client may make of the job and admin
+    /// services (a token, a certificate, or else a connection), with
+    /// bursts of twice that; 0 for no limit.
+    pub client_rate_limit: u32,
+    /// Requests a second each worker connection may make of the worker
+    /// service, with bursts of twice that; 0 for no limit.
+    pub worker_rate_limit: u32,
     /// Bugs planted for the chaos suite's proofs.
     #[cfg(feature = "planted-bugs")]
     pub planted: crate::planted::PlantedBugs,
@@ -83,6 +99,8 @@ impl ServerConfig {
             task_logs: None,
             tls: None,
             auth_required: false,
+            client_rate_limit: CLIENT_RATE_LIMIT_DEFAULT,
+            worker_rate_limit: WORKER_RATE_LIMIT_DEFAULT,
             // A build with planted bugs takes them from the environment, so
             // the chaos suite can switch them on in a `drover` process.
             #[cfg(feature = "planted-bugs")]
@@ -196,6 +214,8 @@ pub fn start(
             required: config.auth_required,
             node_id: config.node_id,
             audit: Some(AuditLog::open(&config.data_dir).map_err(ServerError::Audit)?),
+            client_rate: Rate::per_second(config.client_rate_limit),
+            worker_rate: Rate::per_second(config.worker_rate_limit),
         },
         node.clone(),
     );

@@ -129,12 +129,25 @@ async fn serve(
     tokio::task::JoinHandle<()>,
     std::net::SocketAddr,
 ) {
+    serve_with(dir, |_| {}).await
+}
+
+async fn serve_with(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> (
+    Started,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+    std::net::SocketAddr,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let mut config = ServerConfig::new(1, dir);
     config.tick_ms = 20;
     config.peers.insert(1, address.to_string());
     config.auth_required = true;
+    adjust(&mut config);
     let (stop, stopped) = oneshot::channel::<()>();
     let (started, serve) = server::start(config, listener, async {
         let _ = stopped.await;
@@ -606,4 +619,71 @@ async fn tokens_survive_a_restart_and_the_audit_log_records_who_did_what() {
     );
     // No secret ever reaches the audit log.
     assert!(!audit.contains(&operator[17..]), "a secret in {audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_slowed_down_without_slowing_others() {
+    let dir = tempfile::tempdir().unwrap();
+    // One request a second with bursts of two: twenty calls in a row
+    // would need twenty seconds to all pass.
+    let (started, stop, serving, address) = serve_with(dir.path(), |config| {
+        config.client_rate_limit = 1;
+    })
+    .await;
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = AdminServiceClient::new(channel);
+    let operator = admin
+        .bootstrap_token(BootstrapTokenRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let other = admin
+        .create_token(with_token(
+            CreateTokenRequest {
+                name: "other".into(),
+                role: TokenRole::Operator as i32,
+                ..Default::default()
+            },
+            Some(&operator),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        let answer = admin
+            .who_am_i(with_token(WhoAmIRequest {}, Some(&operator)))
+            .await;
+        codes.push(answer.map_or_else(
+            |s| (s.code(), s.message().to_owned()),
+            |_| (Code::Ok, String::new()),
+        ));
+    }
+    let limited: Vec<_> = codes
+        .iter()
+        .filter(|(c, _)| *c == Code::ResourceExhausted)
+        .collect();
+    assert!(!limited.is_empty(), "{codes:?}");
+    assert!(limited[0].1.contains("retry in"), "{}", limited[0].1);
+    assert!(
+        codes
+            .iter()
+            .all(|(c, _)| matches!(c, Code::Ok | Code::ResourceExhausted))
+    );
+    // Another token has its own bucket, even on the same connection.
+    let me = admin
+        .who_am_i(with_token(WhoAmIRequest {}, Some(&other)))
+        .await
+        .expect("another client is not held up")
+        .into_inner();
+    assert!(me.identity.contains("(other)"), "{}", me.identity);
+    let _ = stop.send(());
+    let _ = serving.await;
+    started.stop().await;
 }

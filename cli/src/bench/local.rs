@@ -100,6 +100,9 @@ impl LocalCluster {
             .args(["--peers", &peers])
             .arg("--data-dir")
             .arg(root.join(format!("node-{id}")))
+            // Simulated workers share a few connections and run flat out:
+            // the bench measures the scheduler, not the per-client limits.
+            .args(["--rate-limit", "0", "--worker-rate-limit", "0"])
             .env("DROVER_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

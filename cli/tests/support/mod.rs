@@ -493,6 +493,29 @@ pub fn http_request(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> (u16, String) {
+    http_request_with(addr, method, path, body, "")
+}
+
+/// A GET sending `authorization: Bearer TOKEN`, as the console page does
+/// once signed in.
+pub fn http_get_as(addr: &str, path: &str, token: &str) -> (u16, String) {
+    http_request_with(
+        addr,
+        "GET",
+        path,
+        None,
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+}
+
+/// [`http_request`] with extra header lines (each ending in CRLF).
+fn http_request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    headers: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, String::new());
@@ -501,13 +524,13 @@ pub fn http_request(
     let _ = match body {
         Some((content_type, body)) => write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\
              Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ),
         None => write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
         ),
     };
     let mut response = String::new();

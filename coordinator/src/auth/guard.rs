@@ -17,6 +17,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::audit::{AuditLog, AuditRecord, now_rfc3339};
 use super::policy::{Caller, Grant, Service};
+use super::rate::{Limiter, Rate};
 use super::secret::Presented;
 use crate::raft::node::NodeHandle;
 use crate::service::node_status;
@@ -43,6 +44,10 @@ pub struct AuthSettings {
     pub node_id: u64,
     /// Where audit records go; `None` keeps none.
     pub audit: Option<AuditLog>,
+    /// Per-caller limit on the job and admin services; `None` for none.
+    pub client_rate: Option<Rate>,
+    /// Per-connection limit on the worker service; `None` for none.
+    pub worker_rate: Option<Rate>,
 }
 
 /// The layer; add it with `Server::builder().layer(...)`.
@@ -55,6 +60,8 @@ pub struct GuardLayer {
 struct Shared {
     settings: AuthSettings,
     book: TokenBook,
+    client_limit: Option<Limiter>,
+    worker_limit: Option<Limiter>,
 }
 
 impl GuardLayer {
@@ -62,6 +69,8 @@ impl GuardLayer {
     pub fn new(settings: AuthSettings, node: NodeHandle) -> Self {
         Self {
             shared: Arc::new(Shared {
+                client_limit: settings.client_rate.map(Limiter::new),
+                worker_limit: settings.worker_rate.map(Limiter::new),
                 settings,
                 book: TokenBook {
                     node,
@@ -136,6 +145,9 @@ where
                     service.who_may()
                 ));
                 shared.audit(&method, Some(&caller), &peer, &status);
+                return Ok(status.into_http());
+            }
+            if let Err(status) = shared.limit(service, &caller, &peer) {
                 return Ok(status.into_http());
             }
             request.extensions_mut().insert(caller.clone());
@@ -226,6 +238,41 @@ impl Shared {
             )));
         }
         Ok(token)
+    }
+
+    /// Takes the request from its caller's bucket: `RESOURCE_EXHAUSTED`
+    /// with the wait when it is empty.
+    fn limit(&self, service: Service, caller: &Caller, peer: &str) -> Result<(), Status> {
+        let (limiter, key) = match service {
+            // Per connection: a fleet shares one worker identity.
+            Service::Worker => (&self.worker_limit, peer),
+            Service::Job | Service::Admin | Service::WhoAmI | Service::Bootstrap => {
+                let key = match (&caller.token_id, &caller.certificate) {
+                    (Some(id), _) => id.as_str(),
+                    (None, Some(_)) => caller.identity.as_str(),
+                    // Nothing to go by but the connection.
+                    (None, None) => peer,
+                };
+                (&self.client_limit, key)
+            }
+            Service::Raft | Service::Open => return Ok(()),
+        };
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check(key, Instant::now()).map_err(|wait| {
+            Status::resource_exhausted(format!(
+                "rate limit: {} requests a second per {} (bursts of {}); retry in {} ms",
+                limiter.rate().per_second,
+                if service == Service::Worker {
+                    "worker connection"
+                } else {
+                    "client"
+                },
+                limiter.rate().burst,
+                wait.as_millis().max(1)
+            ))
+        })
     }
 
     fn audit(&self, method: &str, caller: Option<&Caller>, peer: &str, status: &Status) {

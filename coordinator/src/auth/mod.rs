@@ -18,13 +18,16 @@
 //! - [`secret`]: the token string, `drv_<id>_<secret>`, and its hash.
 //! - [`policy`]: [`Caller`], and which services each role opens.
 //! - [`guard`]: the tower layer that applies them to every request.
+//! - [`rate`]: per-client token buckets.
 //! - [`audit`]: the append-only, fsync'd audit log.
 
 pub mod audit;
 pub mod guard;
 pub mod policy;
+pub mod rate;
 pub mod secret;
 
 pub use audit::AuditLog;
 pub use guard::{AuthSettings, GuardLayer};
 pub use policy::{Caller, Grant};
+pub use rate::Rate;
