@@ -687,3 +687,76 @@ async fn a_client_over_its_rate_is_slowed_down_without_slowing_others() {
     let _ = serving.await;
     started.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_short_errors_and_the_cluster_keeps_serving() {
+    let cluster = Cluster::start().await;
+    let op = Some(cluster.operator.as_str());
+    // A huge id is quoted cut short.
+    let huge = "x".repeat(100_000);
+    for result in [
+        cluster
+            .jobs()
+            .get_job(with_token(
+                GetJobRequest {
+                    job_id: huge.clone(),
+                    ..Default::default()
+                },
+                op,
+            ))
+            .await
+            .map(|_| ()),
+        cluster
+            .jobs()
+            .explain_task(with_token(
+                ExplainTaskRequest {
+                    task_id: huge.clone(),
+                },
+                op,
+            ))
+            .await
+            .map(|_| ()),
+        AdminServiceClient::new(cluster.channel.clone())
+            .revoke_token(with_token(RevokeTokenRequest { id: huge.clone() }, op))
+            .await
+            .map(|_| ()),
+    ] {
+        let status = result.unwrap_err();
+        assert!(
+            matches!(status.code(), Code::InvalidArgument | Code::NotFound),
+            "{status:?}"
+        );
+        assert!(status.message().len() < 200, "{}", status.message().len());
+    }
+    // Removing the last voter is a precondition failure, as admin.proto
+    // says, and changes nothing.
+    let last = AdminServiceClient::new(cluster.channel.clone())
+        .remove_node(with_token(
+            drover_proto::v1::RemoveNodeRequest { node_id: 1 },
+            op,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), Code::FailedPrecondition, "{last:?}");
+    // A request over the 8 MiB limit is refused whole.
+    let oversized = cluster
+        .jobs()
+        .submit_job(with_token(
+            SubmitJobRequest {
+                source_name: "big.yaml".into(),
+                spec_yaml: "#".repeat(9 * 1024 * 1024),
+                ..Default::default()
+            },
+            op,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(oversized.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{oversized:?}"
+    );
+    // The cluster still serves, and still has one voter.
+    let jobs = submit(&cluster, "team-a", &cluster.submitter).await;
+    assert!(jobs.is_ok(), "{jobs:?}");
+    cluster.stop().await;
+}

@@ -246,8 +246,16 @@ impl AdminService for AdminServer {
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         let id = request.into_inner().node_id;
-        if !self.node.status().members.iter().any(|m| m.id == id) {
+        let members = self.node.status().members;
+        if !members.iter().any(|m| m.id == id) {
             return Err(Status::not_found(format!("node {id} is not a member")));
+        }
+        // admin.proto promises FAILED_PRECONDITION here; raft-rs would only
+        // say "invalid configuration".
+        if members.iter().filter(|m| m.voter).all(|m| m.id == id) {
+            return Err(Status::failed_precondition(format!(
+                "removing node {id} would leave the cluster without a voter"
+            )));
         }
         super::require_leader(&self.node)?;
         tokio::time::timeout(ADMIN_TIMEOUT, self.node.remove_node(id))
@@ -441,9 +449,10 @@ impl AdminService for AdminServer {
                     .map_err(node_status)?;
                 Ok(Response::new(DrainWorkerResponse { worker: info }))
             }
-            Some(Err(Rejection::UnknownWorker(id))) => {
-                Err(Status::not_found(format!("unknown worker `{id}`")))
-            }
+            Some(Err(Rejection::UnknownWorker(id))) => Err(Status::not_found(format!(
+                "unknown worker `{}`",
+                crate::state::types::shown(&id)
+            ))),
             Some(Err(e)) => Err(Status::failed_precondition(e.to_string())),
             None => Err(Status::internal("no outcome")),
         }

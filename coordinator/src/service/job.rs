@@ -865,7 +865,10 @@ mod convert {
                 .parse()
                 .map(|n| JobRef::Schedule(ScheduleId(n)))
                 .map_err(|_| {
-                    Status::invalid_argument(format!("`{id}` is not a job id (like j42 or s7)"))
+                    Status::invalid_argument(format!(
+                        "`{}` is not a job id (like j42 or s7)",
+                        crate::state::types::shown(id)
+                    ))
                 });
         }
         id.parse::<JobId>()
@@ -2157,8 +2160,9 @@ impl JobService for JobServer {
                     .find(|n| !job.templates.iter().any(|t| t.def.id == **n))
                 {
                     return Err(Status::invalid_argument(format!(
-                        "job {} has no template `{unknown}`",
-                        job.id
+                        "job {} has no template `{}`",
+                        job.id,
+                        crate::state::types::shown(unknown)
                     )));
                 }
                 let left_out: Vec<&str> = job
@@ -2279,7 +2283,8 @@ impl JobService for JobServer {
                     order.retain(|t| job.templates[*t as usize].def.id == template_filter);
                     if order.is_empty() {
                         return Err(Status::invalid_argument(format!(
-                            "job {id} has no template `{template_filter}`"
+                            "job {id} has no template `{}`",
+                            crate::state::types::shown(&template_filter)
                         )));
                     }
                 }

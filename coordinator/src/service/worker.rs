@@ -296,9 +296,10 @@ fn complete_answer(out: Applied) -> Result<CompleteResponse, Status> {
 
 fn rejection(r: Rejection) -> Status {
     match r {
-        Rejection::UnknownWorker(id) => {
-            Status::not_found(format!("unknown worker `{id}`: register again"))
-        }
+        Rejection::UnknownWorker(id) => Status::not_found(format!(
+            "unknown worker `{}`: register again",
+            crate::state::types::shown(&id)
+        )),
         Rejection::UnknownJob(id) => Status::not_found(format!("unknown job {id}")),
         Rejection::UnknownTask(id) => Status::not_found(format!("unknown task {id}")),
         Rejection::StaleToken { .. } => Status::failed_precondition(r.to_string()),

@@ -329,7 +329,7 @@ pub enum Rejection {
     #[error("unknown task {0}")]
     UnknownTask(TaskKey),
     /// The worker is not registered (or was forgotten): register again.
-    #[error("unknown worker `{0}`: register again")]
+    #[error("unknown worker `{}`: register again", super::types::shown(.0))]
     UnknownWorker(WorkerId),
     /// The token is not the task's current one: a newer lease exists or the
     /// lease ended. Recorded as an event.

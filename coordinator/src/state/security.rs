@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::command::{Outcome, Rejection};
+use super::types::shown;
 use super::{Applied, StateMachine};
 
 /// Most tokens a cluster holds; creating more is refused until some are
@@ -134,7 +135,7 @@ impl StateMachine {
     /// Removes a token; requests carrying it are refused from then on.
     pub(super) fn revoke_token(&mut self, id: &str) -> Applied {
         if self.core.security.tokens.remove(id).is_none() {
-            return Err(Rejection::UnknownToken(bounded(id)));
+            return Err(Rejection::UnknownToken(shown(id)));
         }
         self.changes.security = true;
         Ok(Outcome::Done)
@@ -155,7 +156,7 @@ fn check_token(token: &Token) -> Result<(), Rejection> {
     if !drover_net::identity::valid_name(&token.name) {
         return invalid(format!(
             "token name `{}` must be 1 to 63 lowercase letters, digits and '-', not starting with '-'",
-            bounded(&token.name)
+            shown(&token.name)
         ));
     }
     if token.created_by.len() > 128 {
@@ -192,23 +193,10 @@ fn check_token(token: &Token) -> Result<(), Rejection> {
     {
         return invalid(format!(
             "namespace `{}` must be 1 to 63 lowercase letters, digits and '-'",
-            bounded(bad)
+            shown(bad)
         ));
     }
     Ok(())
-}
-
-/// A caller-supplied string cut to a length fit for an error message.
-fn bounded(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

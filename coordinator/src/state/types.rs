@@ -15,13 +15,27 @@ impl fmt::Display for JobId {
     }
 }
 
+/// A caller-supplied string as an error message quotes it: cut to 64 bytes,
+/// so a huge id cannot make a huge answer (or log line).
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 impl std::str::FromStr for JobId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.strip_prefix('j')
             .and_then(|n| n.parse().ok())
             .map(JobId)
-            .ok_or_else(|| IdError(format!("`{s}` is not a job id (like j42)")))
+            .ok_or_else(|| IdError(format!("`{}` is not a job id (like j42)", shown(s))))
     }
 }
 
@@ -57,7 +71,7 @@ impl fmt::Display for TaskKey {
 impl std::str::FromStr for TaskKey {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IdError(format!("`{s}` is not a task id (like j42/0/17)"));
+        let err = || IdError(format!("`{}` is not a task id (like j42/0/17)", shown(s)));
         let mut parts = s.split('/');
         let job = parts.next().ok_or_else(err)?.parse().map_err(|_| err())?;
         let template = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
