@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use std::sync::Arc;
-
 use crate::console::Console;
 use crate::security::SecurityArgs;
 use anyhow::{Context, Result, anyhow, bail};
@@ -19,7 +17,7 @@ use clap::Args;
 use drover_coordinator::metrics::{self, Metrics};
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
-use drover_net::{ClientTls, Dialer};
+use drover_net::Dialer;
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
@@ -142,7 +140,7 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
     config.worker_rate_limit = args.worker_rate_limit;
     // The console dials its own node as the node does its peers.
     let console_dialer = match &config.tls {
-        Some(files) => Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files.clone())?)),
+        Some(files) => Dialer::tls(files.clone())?,
         None => Dialer::plaintext(),
     };
     let (started, serve) = server::start(config, listener, shutdown_signal()).map_err(|e| {

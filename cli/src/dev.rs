@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
@@ -15,7 +14,7 @@ use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
 use drover_coordinator::service::trace;
 use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
-use drover_net::{ClientTls, Dialer, PeerIdentity, TlsFiles};
+use drover_net::{Dialer, PeerIdentity, TlsFiles};
 use drover_worker::runner::{self, WorkerConfig};
 
 #[derive(Debug, Args)]
@@ -107,8 +106,8 @@ fn dev_security(args: &DevArgs) -> Result<DevSecurity> {
     );
     let node_files = files(&node);
     Ok(DevSecurity {
-        workers: Dialer::plaintext().with_tls(Arc::new(ClientTls::load(files(&worker))?)),
-        console: Dialer::plaintext().with_tls(Arc::new(ClientTls::load(node_files.clone())?)),
+        workers: Dialer::tls(files(&worker))?,
+        console: Dialer::tls(node_files.clone())?,
         node: Some(node_files),
     })
 }

@@ -4,11 +4,10 @@
 //! with the same TLS files it dials its peers with.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use drover_net::{Bearer, ClientTls, Dialer, TlsFiles};
+use drover_net::{Bearer, Dialer, TlsFiles};
 
 /// TLS files and a token.
 #[derive(Debug, Clone, Default, Args)]
@@ -91,10 +90,10 @@ impl SecurityArgs {
 
     /// How to dial coordinators.
     pub fn dialer(&self) -> Result<Dialer> {
-        let mut dialer = Dialer::plaintext().with_bearer(self.bearer()?);
-        if let Some(files) = self.tls_files()? {
-            dialer = dialer.with_tls(Arc::new(ClientTls::load(files)?));
-        }
-        Ok(dialer)
+        let dialer = match self.tls_files()? {
+            Some(files) => Dialer::tls(files)?,
+            None => Dialer::plaintext(),
+        };
+        Ok(dialer.with_bearer(self.bearer()?))
     }
 }

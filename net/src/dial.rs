@@ -45,6 +45,11 @@ impl Dialer {
         Self::default()
     }
 
+    /// Mutual TLS from `files` (reloaded when they change), no token.
+    pub fn tls(files: crate::TlsFiles) -> Result<Self, crate::TlsError> {
+        Ok(Self::plaintext().with_tls(Arc::new(ClientTls::load(files)?)))
+    }
+
     /// Dials with mutual TLS.
     pub fn with_tls(mut self, tls: Arc<ClientTls>) -> Self {
         self.tls = Some(tls);
