@@ -20,6 +20,7 @@
 //! - [`schedule`]: cron in a timezone, DST-correct fire times.
 //! - [`plan`]: expansion into the template graph, and `drover job plan`.
 //! - [`schema`]: the JSON Schema of the format, for editors.
+//! - [`secrets`]: the credentials a spec must never carry.
 //! - [`limits`]: the bound on every dimension of a spec.
 //! - [`model`]: the typed spec.
 
@@ -34,6 +35,7 @@ pub mod partitions;
 pub mod plan;
 pub mod schedule;
 pub mod schema;
+pub mod secrets;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};

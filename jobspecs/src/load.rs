@@ -22,6 +22,7 @@ use crate::model::{
 };
 use crate::partitions::{self, PartitionSet};
 use crate::schedule;
+use crate::secrets;
 use crate::yaml::{self, Node, NodeKind};
 
 /// The only `apiVersion` this build understands.
@@ -119,6 +120,8 @@ pub fn load(d: &mut Diagnostics, source: &str, opts: &LoadOptions) -> Option<Loa
     };
     let params = resolve_params(d, &mut tree, &opts.params, &run);
     substitute_all(d, &mut tree, &params, &run);
+    secrets::check_tree(d, &tree, "");
+    secrets::check_params(d, &opts.params, &tree);
 
     // Keys were checked above; substitution only changed values.
     let top = Fields::checked_before(&tree, "")?;

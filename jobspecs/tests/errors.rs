@@ -528,3 +528,52 @@ fn rendered_diagnostics_show_the_line_and_a_caret() {
     assert!(text.contains("  |       ^^^^^^^^\n"), "{text}");
     assert!(text.contains("hint: did you mean `dependsOn`?"), "{text}");
 }
+
+#[test]
+fn secrets_written_into_a_spec_are_refused_where_they_are() {
+    let token = format!("drv_0123456789ab_{}", "0".repeat(64));
+    // In a label, at the value.
+    let src = format!(
+        "apiVersion: drover/v1\nkind: Job\nmetadata:\n  name: t\n  labels: {{auth: \"{token}\"}}\nspec:\n  tasks:\n    - {{name: a, kind: noop}}\n"
+    );
+    let e = one_error(&src, 5, 18, "looks like a Drover API token");
+    assert!(hint(&e).contains("keyEnv"), "{e:#?}");
+    assert!(
+        !e.message.contains(&token),
+        "the error must not echo the secret"
+    );
+    // In a command's environment, by the variable's name.
+    let src = with_tasks(
+        "    - {name: c, kind: command, config: {argv: [\"true\"], env: {AWS_SECRET_ACCESS_KEY: abc, MAX_TOKENS: \"5\"}}}\n",
+    );
+    let e = one_error(&src, 7, 63, "`AWS_SECRET_ACCESS_KEY` holds a secret");
+    assert!(hint(&e).contains("inherits the worker's environment"));
+    // In an s3 URL's authority, or as a presigned query.
+    let src = with_tasks(
+        "    - {name: d, kind: dedup, config: {input: \"s3://AKID:SECRET@bucket/in\", output: \"s3://bucket/out?X-Amz-Signature=ab\"}}\n",
+    );
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].message.contains("must not carry credentials"));
+    assert!(errs[1].message.contains("has a query or fragment"));
+    // Through a param, where it is used and where it is passed.
+    let src = "apiVersion: drover/v1\nkind: Job\nmetadata: {name: t}\nspec:\n  params: {key: none}\n  tasks:\n    - {name: c, kind: command, config: {argv: [echo, \"${params.key}\"]}}\n";
+    let errs = errors_with(
+        src,
+        LoadOptions {
+            params: vec![("key".into(), "AKIAIOSFODNN7EXAMPLE".into())],
+            ..opts()
+        },
+    );
+    assert!(
+        errs.iter().any(|e| e
+            .message
+            .contains("param `key` looks like an AWS access key id")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "spec.tasks[0].config.argv[1]"),
+        "{errs:#?}"
+    );
+}

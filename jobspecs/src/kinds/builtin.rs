@@ -100,7 +100,8 @@ pub fn decode_command(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Co
         });
     let env = match f.get("env") {
         None => Some(BTreeMap::new()),
-        Some(n) => decode::string_map(d, n, &f.path("env"), 256, 256, 32 * 1024),
+        Some(n) => decode::string_map(d, n, &f.path("env"), 256, 256, 32 * 1024)
+            .filter(|_| no_inline_secrets(d, n, &f.path("env"))),
     };
     let working_dir = match f.get("workingDir") {
         None => Some(None),
@@ -111,4 +112,28 @@ pub fn decode_command(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Co
         env: env?,
         working_dir: working_dir?,
     })
+}
+
+/// Refuses a literal value for a variable that holds a secret by name
+/// (`AWS_SECRET_ACCESS_KEY: ...`): the program inherits the worker's
+/// environment, which is where such a value belongs. True when there is
+/// none.
+fn no_inline_secrets(d: &mut Diagnostics, env: &Node, path: &str) -> bool {
+    let mut clean = true;
+    for entry in env.as_map().unwrap_or_default() {
+        let has_value = matches!(&entry.value.kind, NodeKind::Scalar(s) if !s.text.is_empty());
+        if has_value && crate::secrets::is_secret_env_name(&entry.key) {
+            d.error_hint(
+                entry.key_span,
+                &decode::join(path, &entry.key),
+                format!(
+                    "`{}` holds a secret; secrets must not be written in a spec",
+                    decode::truncate(&entry.key, 60)
+                ),
+                "the program inherits the worker's environment: set the variable there, and leave it out of `env`",
+            );
+            clean = false;
+        }
+    }
+    clean
 }

@@ -8,7 +8,7 @@ pub mod annotation_export;
 pub mod builtin;
 pub mod dedup;
 pub mod sensor;
-mod urls;
+pub mod urls;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,23 @@ impl KindConfig {
                 partitions: partitions.clone(),
                 also_reads: &[],
             }],
+        }
+    }
+
+    /// The dataset URLs the task reads and writes, with the config field
+    /// each is in (`input`, `output`). They may hold `${partition.*}`
+    /// references, resolved only when a task is leased.
+    pub fn dataset_urls(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            KindConfig::AnnotationExport(c) => vec![("input", &c.input), ("output", &c.output)],
+            KindConfig::Dedup(c) => vec![("input", &c.input), ("output", &c.output)],
+            KindConfig::SensorFeatureBackfill(c) => {
+                vec![("input", &c.input), ("output", &c.output)]
+            }
+            KindConfig::Noop
+            | KindConfig::Sleep(_)
+            | KindConfig::Command(_)
+            | KindConfig::Probe(_) => Vec::new(),
         }
     }
 
