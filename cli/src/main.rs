@@ -14,6 +14,7 @@ mod datagen;
 mod deploy_check;
 mod dev;
 mod job;
+mod policies;
 mod security;
 mod task_logs;
 mod tokens;
@@ -94,6 +95,10 @@ enum Command {
     /// API tokens: bootstrap, create, list, revoke, whoami.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Namespace policies: the dataset URLs (and whether `command`) each
+    /// namespace's specs may use.
+    #[command(subcommand)]
+    Policy(policies::PolicyCommand),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -162,6 +167,9 @@ fn main() -> ExitCode {
         Command::Certs(cmd) => certs::run(cmd),
         Command::Token(cmd) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(tokens::run(cmd, &coordinators)))
+        }),
+        Command::Policy(cmd) => cluster().and_then(|coordinators| {
+            runtime().and_then(|rt| rt.block_on(policies::run(cmd, &coordinators)))
         }),
     };
     match result {

@@ -297,7 +297,8 @@ fn expiry_text(unix_ms: i64) -> String {
     }
 }
 
-fn rfc3339(unix_ms: i64) -> String {
+/// Unix milliseconds as an RFC 3339 UTC time to the second.
+pub(crate) fn rfc3339(unix_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(unix_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()

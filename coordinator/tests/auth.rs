@@ -14,9 +14,10 @@ use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     BootstrapTokenRequest, CancelJobRequest, CreateTokenRequest, ExplainTaskRequest, GetJobRequest,
-    GetTaskLogRequest, GetTaskOutputRequest, JobEventsRequest, ListJobsRequest, ListTasksRequest,
-    ListTokensRequest, RetryJobRequest, RevokeTokenRequest, SubmitJobRequest, TokenRole,
-    WatchJobRequest, WhoAmIRequest,
+    GetTaskLogRequest, GetTaskOutputRequest, JobEventsRequest, ListJobsRequest,
+    ListNamespacePoliciesRequest, ListTasksRequest, ListTokensRequest, RetryJobRequest,
+    RevokeTokenRequest, SetNamespacePolicyRequest, SubmitJobRequest, TokenRole, WatchJobRequest,
+    WhoAmIRequest,
 };
 use prost::Message;
 use tokio::net::TcpListener;
@@ -619,6 +620,123 @@ async fn tokens_survive_a_restart_and_the_audit_log_records_who_did_what() {
     );
     // No secret ever reaches the audit log.
     assert!(!audit.contains(&operator[17..]), "a secret in {audit}");
+}
+
+/// Submits a dedup spec in `team-a` reading `input` and writing `output`.
+async fn submit_dedup(
+    channel: &Channel,
+    token: &str,
+    input: &str,
+    output: &str,
+) -> Result<String, Status> {
+    let spec = format!(
+        "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: d, namespace: team-a}}\nspec:\n  tasks:\n    - {{name: d, kind: dedup, config: {{input: \"{input}\", output: \"{output}\", shards: 2}}}}\n"
+    );
+    let submitted = JobServiceClient::new(channel.clone())
+        .submit_job(with_token(
+            SubmitJobRequest {
+                source_name: "d.yaml".into(),
+                spec_yaml: spec,
+                ..SubmitJobRequest::default()
+            },
+            Some(token),
+        ))
+        .await?;
+    Ok(submitted.into_inner().job_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_policy_confines_its_specs_across_a_restart() {
+    let cluster = Cluster::start().await;
+    let (operator, submitter) = (cluster.operator.clone(), cluster.submitter.clone());
+    let set = |token: &str, urls: &[&str]| {
+        let request = with_token(
+            SetNamespacePolicyRequest {
+                namespace: "team-a".into(),
+                allowed_urls: urls.iter().map(|u| u.to_string()).collect(),
+                ..Default::default()
+            },
+            Some(token),
+        );
+        let mut admin = AdminServiceClient::new(cluster.channel.clone());
+        async move { admin.set_namespace_policy(request).await }
+    };
+    // A submitter may not widen its own namespace.
+    let refused = set(&submitter, &["s3://"]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let stored = set(&operator, &["s3://lake/team-a/"])
+        .await
+        .expect("an operator sets a policy")
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!(stored.allowed_urls, ["s3://lake/team-a"]);
+    assert!(stored.updated_by.contains("first"), "{stored:?}");
+
+    submit_dedup(
+        &cluster.channel,
+        &submitter,
+        "s3://lake/team-a/in",
+        "s3://lake/team-a/out",
+    )
+    .await
+    .expect("a spec inside the policy is admitted");
+    let denied = submit_dedup(
+        &cluster.channel,
+        &submitter,
+        "s3://lake/team-a/in",
+        "s3://lake/team-ab/out",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(
+        denied.message(),
+        "task `d` writes `s3://lake/team-ab/out`, outside what namespace `team-a`'s policy allows: s3://lake/team-a"
+    );
+    // A bad prefix is refused by name and changes nothing.
+    let bad = set(&operator, &["s3://lake/../x"]).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("climbs out"), "{}", bad.message());
+    let dir = cluster.stop().await;
+
+    let (started, stop, serving, address) = serve(dir.path()).await;
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let policies = AdminServiceClient::new(channel.clone())
+        .list_namespace_policies(with_token(ListNamespacePoliciesRequest {}, Some(&operator)))
+        .await
+        .unwrap()
+        .into_inner()
+        .policies;
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].namespace, "team-a");
+    assert_eq!(policies[0].allowed_urls, ["s3://lake/team-a"]);
+    let denied = submit_dedup(
+        &channel,
+        &submitter,
+        "s3://lake/team-b/in",
+        "s3://lake/team-a/out",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let _ = stop.send(());
+    let _ = serving.await;
+    started.stop().await;
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("AdminService/SetNamespacePolicy")
+                && l.contains("\"outcome\":\"OK\"")
+                && l.contains("operator")),
+        "{audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

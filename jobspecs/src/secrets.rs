@@ -95,7 +95,7 @@ pub fn check_params(d: &mut Diagnostics, params: &[(String, String)], at: &Node)
 /// `drv_` + 12 hex + `_` + 64 hex, the format `drover token create` prints.
 fn has_drover_token(text: &str) -> bool {
     text.match_indices("drv_").any(|(at, _)| {
-        let rest = text[at + 4..].as_bytes();
+        let rest = &text.as_bytes()[at + 4..];
         rest.len() >= 77
             && rest[..12].iter().all(u8::is_ascii_hexdigit)
             && rest[12] == b'_'

@@ -303,7 +303,11 @@ fn audited(service: Service, method: &str) -> bool {
     match service {
         Service::Admin => !matches!(
             name,
-            "ClusterStatus" | "ListWorkers" | "StateDigest" | "ListTokens"
+            "ClusterStatus"
+                | "ListWorkers"
+                | "StateDigest"
+                | "ListTokens"
+                | "ListNamespacePolicies"
         ),
         Service::Bootstrap => true,
         Service::Job => matches!(name, "SubmitJob" | "CancelJob" | "RetryJob"),

@@ -15,9 +15,14 @@ use drover_proto::v1::{
     BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensRequest,
     ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse, WhoAmIRequest, WhoAmIResponse,
 };
+use drover_proto::v1::{
+    ListNamespacePoliciesRequest, ListNamespacePoliciesResponse, SetNamespacePolicyRequest,
+    SetNamespacePolicyResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::node_status;
+use super::policies::Policies;
 use super::tokens::Tokens;
 use crate::auth::Caller;
 use crate::backup;
@@ -49,6 +54,7 @@ pub(crate) fn unix_ms_now() -> i64 {
 pub struct AdminServer {
     node: NodeHandle,
     tokens: Tokens,
+    policies: Policies,
 }
 
 impl AdminServer {
@@ -56,6 +62,7 @@ impl AdminServer {
     pub fn new(node: NodeHandle) -> Self {
         Self {
             tokens: Tokens::new(node.clone(), false),
+            policies: Policies::new(node.clone()),
             node,
         }
     }
@@ -511,5 +518,21 @@ impl AdminService for AdminServer {
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
         Ok(Response::new(self.tokens.who_am_i(&Caller::of(&request))))
+    }
+
+    async fn set_namespace_policy(
+        &self,
+        request: Request<SetNamespacePolicyRequest>,
+    ) -> Result<Response<SetNamespacePolicyResponse>, Status> {
+        let caller = Caller::of(&request);
+        let set = self.policies.set(&caller, request.into_inner()).await?;
+        Ok(Response::new(set))
+    }
+
+    async fn list_namespace_policies(
+        &self,
+        _request: Request<ListNamespacePoliciesRequest>,
+    ) -> Result<Response<ListNamespacePoliciesResponse>, Status> {
+        Ok(Response::new(self.policies.list().await?))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod job;
+pub mod policies;
 pub mod task_log;
 pub mod tokens;
 pub mod trace;
@@ -71,9 +72,11 @@ pub fn rejection_status(rejection: Rejection) -> Status {
         | Rejection::JobFinished { .. }
         | Rejection::AlreadyBootstrapped => Status::failed_precondition(message),
         Rejection::IdempotencyConflict { .. } => Status::already_exists(message),
-        Rejection::InvalidSpec(_) | Rejection::InvalidSettings(_) | Rejection::InvalidToken(_) => {
-            Status::invalid_argument(message)
-        }
+        Rejection::InvalidSpec(_)
+        | Rejection::InvalidSettings(_)
+        | Rejection::InvalidToken(_)
+        | Rejection::InvalidPolicy(_) => Status::invalid_argument(message),
+        Rejection::PolicyDenied(_) => Status::permission_denied(message),
         Rejection::TooLarge(_) => Status::resource_exhausted(message),
     }
 }

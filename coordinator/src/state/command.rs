@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use drover_jobspecs::Diagnostic;
 use serde::{Deserialize, Serialize};
 
+use super::policy::NamespacePolicy;
 use super::security::Token;
 use super::types::{JobId, Manifest, ScheduleId, TaskKey, WorkerId};
 
@@ -145,11 +146,18 @@ pub enum Command {
         /// The credential-less first token.
         bootstrap: bool,
     },
-    /// Remove an API token. (Last: variants are encoded by position, so new
-    /// ones go at the end.)
+    /// Remove an API token.
     RevokeToken {
         /// Its id.
         id: String,
+    },
+    /// Set or clear what a namespace's specs may touch. (Last: variants are
+    /// encoded by position, so new ones go at the end.)
+    SetNamespacePolicy {
+        /// The namespace, or `*` for those without their own policy.
+        namespace: String,
+        /// The policy; `None` removes it.
+        policy: Option<NamespacePolicy>,
     },
 }
 
@@ -384,4 +392,10 @@ pub enum Rejection {
     /// Bootstrap asked of a cluster that already has tokens.
     #[error("the cluster already has tokens; ask an operator to create one (drover token create)")]
     AlreadyBootstrapped,
+    /// A spec reaches outside its namespace's policy.
+    #[error("{0}")]
+    PolicyDenied(String),
+    /// A namespace policy that cannot be set as asked.
+    #[error("{0}")]
+    InvalidPolicy(String),
 }

@@ -26,6 +26,10 @@ impl StateMachine {
         };
         let plan = drover_jobspecs::plan(&submit.file, &submit.spec_yaml, &opts)
             .map_err(Rejection::InvalidSpec)?;
+        self.core
+            .security
+            .admit(&plan)
+            .map_err(Rejection::PolicyDenied)?;
         let namespace = plan.spec.namespace.clone();
         if submit
             .trace_parent

@@ -22,6 +22,8 @@
 //! - `tick`: the passage of time.
 //! - [`explain`]: why a task is pending.
 //! - [`security`]: API tokens (hashed), their roles and namespaces.
+//! - [`policy`]: namespace policies: the dataset URLs and kinds a
+//!   namespace's specs may use, checked at submit and at each scheduled run.
 //! - [`snapshot`]: the versioned byte format of the whole state.
 //! - [`restore`]: making a backed-up state safe to seed a new cluster.
 //! - [`stats`]: read-only summaries for metrics (tasks per namespace and
@@ -36,6 +38,7 @@ pub mod events;
 pub mod explain;
 mod invariants;
 pub mod job;
+pub mod policy;
 pub mod ready;
 pub mod restore;
 pub mod schedule;
@@ -299,6 +302,9 @@ impl StateMachine {
             }
             Command::CreateToken { token, bootstrap } => self.create_token(token, *bootstrap),
             Command::RevokeToken { id } => self.revoke_token(id),
+            Command::SetNamespacePolicy { namespace, policy } => {
+                self.set_namespace_policy(namespace, policy.as_ref())
+            }
             Command::SetLeaseSettings {
                 lease_ttl_ms,
                 heartbeat_interval_ms,

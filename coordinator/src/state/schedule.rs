@@ -246,7 +246,19 @@ impl StateMachine {
                 params: params.clone(),
                 logical_time: to_utc(at),
             };
-            match drover_jobspecs::plan(&file, &yaml, &opts) {
+            let planned = drover_jobspecs::plan(&file, &yaml, &opts);
+            // The policy may have changed since the schedule was created:
+            // each run is admitted as a fresh submit would be.
+            if let Ok(plan) = &planned
+                && let Err(denied) = self.core.security.admit(plan)
+            {
+                notes.push(format!(
+                    "run at {} skipped: {denied}",
+                    to_utc(at).to_rfc3339()
+                ));
+                continue;
+            }
+            match planned {
                 Ok(plan) => {
                     let job = self.create_job(&plan, None, Some((id, at)), trace_parent.clone());
                     if let Some(s) = self.core.schedules.get_mut(&id) {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::command::{Outcome, Rejection};
+use super::policy::NamespacePolicy;
 use super::types::shown;
 use super::{Applied, StateMachine};
 
@@ -100,6 +101,10 @@ impl Token {
 pub struct Security {
     /// Tokens by id.
     pub tokens: BTreeMap<String, Token>,
+    /// What each namespace's specs may touch, by namespace;
+    /// [`super::policy::DEFAULT_POLICY`] holds the one for namespaces without their own.
+    /// (Last: added in snapshot format 4.)
+    pub policies: BTreeMap<String, NamespacePolicy>,
 }
 
 impl StateMachine {

@@ -5,6 +5,7 @@
 //! are rebuilt on restore. A binary refuses a version it does not know with
 //! a clear error instead of guessing.
 
+use super::policy::NamespacePolicy;
 use super::security::Security;
 use super::{Core, StateMachine};
 
@@ -13,8 +14,9 @@ pub const MAGIC: &[u8; 8] = b"DROVERSM";
 
 /// The format this build writes. Version 2: jobs and schedules keep their
 /// `traceparent`, templates their open time. Version 3: API tokens, as the
-/// last field of [`Core`].
-pub const FORMAT_VERSION: u32 = 3;
+/// last field of [`Core`]. Version 4: namespace policies, as the last field
+/// of that last field.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 2;
@@ -58,13 +60,18 @@ impl StateMachine {
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         let body = match version {
             FORMAT_VERSION => std::borrow::Cow::Borrowed(&bytes[12..]),
-            // Version 3 only added a last field to `Core`, and postcard
-            // writes fields one after another: a version 2 body followed by
-            // an empty field's bytes is the version 3 encoding of the same
-            // state with no tokens.
+            // Versions 3 and 4 each only added a last field at the very end
+            // of `Core`, and postcard writes fields one after another: an
+            // older body followed by the missing fields' empty bytes is the
+            // current encoding of the same state.
             2 => {
                 let mut body = bytes[12..].to_vec();
                 body.extend(postcard::to_stdvec(&Security::default()).unwrap_or_default());
+                std::borrow::Cow::Owned(body)
+            }
+            3 => {
+                let mut body = bytes[12..].to_vec();
+                body.extend(postcard::to_stdvec(&no_policies()).unwrap_or_default());
                 std::borrow::Cow::Owned(body)
             }
             found => return Err(SnapshotError::UnsupportedVersion { found }),
@@ -73,6 +80,11 @@ impl StateMachine {
             postcard::from_bytes(&body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         Ok(StateMachine::from_core(core))
     }
+}
+
+/// What a version 3 snapshot lacks: no namespace policies.
+fn no_policies() -> std::collections::BTreeMap<String, NamespacePolicy> {
+    Default::default()
 }
 
 #[cfg(test)]
@@ -103,6 +115,25 @@ mod tests {
             StateMachine::restore(&truncated),
             Err(SnapshotError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_version_3_snapshot_restores_with_no_policies() {
+        // A version 3 body is a version 4 body without the policies.
+        let mut sm = StateMachine::new(Config::default());
+        sm.apply(&crate::state::LogEntry {
+            now_ms: 5,
+            commands: vec![crate::state::Command::SetNamespaceWeight {
+                namespace: "a".into(),
+                weight: 3,
+            }],
+        });
+        let v4 = sm.snapshot();
+        let empty = postcard::to_stdvec(&no_policies()).unwrap();
+        let mut v3 = v4[..v4.len() - empty.len()].to_vec();
+        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let restored = StateMachine::restore(&v3).expect("a version 3 snapshot restores");
+        assert_eq!(restored.snapshot(), v4);
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::state::{
 /// Version 2: jobs keep their `traceparent`, templates their open time.
 /// Version 3: task records, outputs and events are stored in chunks.
 /// Version 4: API tokens, in `meta/security`.
-pub const STORAGE_FORMAT_VERSION: u32 = 4;
+/// Version 5: namespace policies, also in `meta/security`.
+pub const STORAGE_FORMAT_VERSION: u32 = 5;
 
 /// Task records, outputs or events per stored value. One sled value per
 /// chunk rather than per record: sled's per-insert cost dominated the

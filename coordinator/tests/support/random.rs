@@ -38,6 +38,7 @@ pub enum Op {
     Register(u8),
     CreateToken(u8, bool),
     RevokeToken(u8),
+    SetPolicy(u8),
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
@@ -56,6 +57,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(Op::Register),
         1 => (0u8..4, any::<bool>()).prop_map(|(i, b)| Op::CreateToken(i, b)),
         1 => (0u8..4).prop_map(Op::RevokeToken),
+        1 => (0u8..5).prop_map(Op::SetPolicy),
     ]
 }
 
@@ -259,6 +261,29 @@ impl Run {
             Op::RevokeToken(i) => {
                 self.apply(Command::RevokeToken {
                     id: format!("{:012x}", i),
+                })?;
+            }
+            Op::SetPolicy(i) => {
+                // Policies that admit the dedup spec, refuse it, restrict
+                // every namespace (the noop specs touch no dataset, so they
+                // still pass), and clear them again.
+                use drover_coordinator::state::policy::NamespacePolicy;
+                let policy = |urls: &[&str]| NamespacePolicy {
+                    allowed_urls: urls.iter().map(|u| u.to_string()).collect(),
+                    allow_command: false,
+                    updated_by: "prop".into(),
+                    updated_ms: 0,
+                };
+                let (namespace, policy) = match i {
+                    0 => ("c", Some(policy(&["file://i", "file://o"]))),
+                    1 => ("c", Some(policy(&[]))),
+                    2 => ("*", Some(policy(&["s3://elsewhere"]))),
+                    3 => ("c", None),
+                    _ => ("*", None),
+                };
+                self.apply(Command::SetNamespacePolicy {
+                    namespace: namespace.into(),
+                    policy,
                 })?;
             }
         }
