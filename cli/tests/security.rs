@@ -149,6 +149,39 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     let out = as_submitter(&["job", "status", &job]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
+    // An operator confines team-a to its own directory; a team-a spec
+    // writing elsewhere is refused with the task, the URL and what is
+    // allowed. (Admission inside a policy: coordinator/tests/auth.rs.)
+    let out = cluster.cli(&[
+        "policy",
+        "set",
+        "team-a",
+        "--allow-url",
+        "file:///srv/team-a/",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let policies = cluster.json(&["policy", "list", "--json"]);
+    assert_eq!(
+        policies[0]["allowedUrls"],
+        serde_json::json!(["file:///srv/team-a"])
+    );
+    let dedup = |output: &str| {
+        spec_file(
+            dir.path(),
+            "outside.yaml",
+            &format!(
+                "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: d, namespace: team-a}}\nspec:\n  tasks:\n    - {{name: d, kind: dedup, config: {{input: \"file:///srv/team-a/in\", output: \"{output}\", shards: 2}}}}\n"
+            ),
+        )
+    };
+    let out = as_submitter(&["job", "submit", &dedup("file:///srv/team-b/out")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("task `d` writes `file:///srv/team-b/out`, outside what namespace `team-a`'s policy allows: file:///srv/team-a"),
+        "{}",
+        stderr(&out)
+    );
+
     // The console acts for the person at the browser: without a token it
     // answers 401 (the page then asks for one), and with the submitter's
     // it shows that submitter's namespaces only.
