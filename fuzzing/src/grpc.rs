@@ -18,7 +18,8 @@
 //!
 //! Each input gets a new coordinator in a new data directory, so it is a
 //! whole coordinator life: the same bytes give the same job ids, fencing
-//! tokens and answers on every run (only clock readings differ), what an
+//! tokens and answers on every run (only clock readings and API token
+//! secrets, drawn from the OS, differ), what an
 //! input covers does not depend on what ran before it, a crash reproduces
 //! from its input alone, and the seeds' ids (`j1`, token 1) mean something. It also lets
 //! the check restart the node from its directory and compare the state. The
@@ -57,6 +58,10 @@ use drover_proto::v1::{
     ListJobsRequest, ListTasksRequest, ListWorkersRequest, PlanJobRequest, RegisterRequest,
     ReleaseRequest, RemoveNodeRequest, RetryJobRequest, StateDigestRequest, SubmitJobRequest,
     TransferLeaderRequest, UpdateSettingsRequest, WatchJobRequest,
+};
+use drover_proto::v1::{
+    BootstrapTokenRequest, CreateTokenRequest, ListNamespacePoliciesRequest, ListTokensRequest,
+    RevokeTokenRequest, SetNamespacePolicyRequest, WhoAmIRequest,
 };
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -142,11 +147,26 @@ pub enum Rpc {
     StateDigest,
     /// `AdminService.Backup` (the whole stream is read and verified).
     Backup,
+    /// `AdminService.CreateToken`.
+    CreateToken,
+    /// `AdminService.ListTokens`.
+    ListTokens,
+    /// `AdminService.RevokeToken`.
+    RevokeToken,
+    /// `AdminService.BootstrapToken`.
+    BootstrapToken,
+    /// `AdminService.WhoAmI`.
+    WhoAmI,
+    /// `AdminService.SetNamespacePolicy`.
+    SetNamespacePolicy,
+    /// `AdminService.ListNamespacePolicies`.
+    ListNamespacePolicies,
 }
 
 impl Rpc {
-    /// Every rpc, indexed by the selector byte's low bits.
-    pub const ALL: [Rpc; 28] = [
+    /// Every rpc, indexed by the selector byte's low bits. New rpcs go at
+    /// the end, so the corpus's selectors keep their meaning.
+    pub const ALL: [Rpc; 35] = [
         Rpc::SubmitJob,
         Rpc::PlanJob,
         Rpc::GetJob,
@@ -175,6 +195,13 @@ impl Rpc {
         Rpc::UpdateSettings,
         Rpc::StateDigest,
         Rpc::Backup,
+        Rpc::CreateToken,
+        Rpc::ListTokens,
+        Rpc::RevokeToken,
+        Rpc::BootstrapToken,
+        Rpc::WhoAmI,
+        Rpc::SetNamespacePolicy,
+        Rpc::ListNamespacePolicies,
     ];
 
     fn from_selector(selector: u8) -> Rpc {
@@ -617,6 +644,37 @@ impl Node {
                 }
                 Err(status) => Err(status),
             },
+            Rpc::CreateToken => self
+                .admin
+                .create_token(request!(CreateTokenRequest))
+                .await
+                .map(drop),
+            Rpc::ListTokens => self
+                .admin
+                .list_tokens(request!(ListTokensRequest))
+                .await
+                .map(drop),
+            Rpc::RevokeToken => self
+                .admin
+                .revoke_token(request!(RevokeTokenRequest))
+                .await
+                .map(drop),
+            Rpc::BootstrapToken => self
+                .admin
+                .bootstrap_token(request!(BootstrapTokenRequest))
+                .await
+                .map(drop),
+            Rpc::WhoAmI => self.admin.who_am_i(request!(WhoAmIRequest)).await.map(drop),
+            Rpc::SetNamespacePolicy => self
+                .admin
+                .set_namespace_policy(request!(SetNamespacePolicyRequest))
+                .await
+                .map(drop),
+            Rpc::ListNamespacePolicies => self
+                .admin
+                .list_namespace_policies(request!(ListNamespacePoliciesRequest))
+                .await
+                .map(drop),
         };
         let (code, message) = match &result {
             Ok(()) => (Code::Ok, ""),

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use drover_coordinator::state::policy::NamespacePolicy;
 use drover_coordinator::state::{Command, LogEntry, Manifest, SubmitJob, TaskKey, TaskProgress};
 use drover_fuzzing::{Call, Rpc};
 use drover_proto::v1 as wire;
@@ -228,6 +229,34 @@ fn entry_runs() -> Vec<(&'static str, Vec<LogEntry>)> {
                 at(0, vec![submit(SPECS[5].1)]),
                 at(86_400_000, vec![Command::Tick]),
                 at(2 * 86_400_000, vec![Command::Tick]),
+            ],
+        ),
+        (
+            // A default policy that allows no dataset: the schedule's
+            // noop runs still start, the dedup example is refused.
+            "policy.bin",
+            vec![
+                at(
+                    0,
+                    vec![Command::SetNamespacePolicy {
+                        namespace: "*".to_owned(),
+                        policy: Some(NamespacePolicy {
+                            allowed_urls: Vec::new(),
+                            allow_command: false,
+                            updated_by: "seed".to_owned(),
+                            updated_ms: 0,
+                        }),
+                    }],
+                ),
+                at(1000, vec![submit(SPECS[5].1), submit(EXAMPLES[2].1)]),
+                at(86_400_000, vec![Command::Tick]),
+                at(
+                    86_401_000,
+                    vec![Command::SetNamespacePolicy {
+                        namespace: "*".to_owned(),
+                        policy: None,
+                    }],
+                ),
             ],
         ),
     ]
@@ -617,6 +646,84 @@ fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
                     },
                 ),
                 Call::new(Rpc::Backup, &wire::BackupRequest::default()),
+            ],
+        ),
+        (
+            "tokens-and-policies.bin",
+            vec![
+                Call::new(
+                    Rpc::BootstrapToken,
+                    &wire::BootstrapTokenRequest {
+                        name: "first".to_owned(),
+                    },
+                ),
+                Call::new(Rpc::BootstrapToken, &wire::BootstrapTokenRequest::default()),
+                Call::new(
+                    Rpc::CreateToken,
+                    &wire::CreateTokenRequest {
+                        name: "ci".to_owned(),
+                        role: wire::TokenRole::Submitter as i32,
+                        namespaces: vec!["team-a".to_owned()],
+                        ttl_ms: 3_600_000,
+                    },
+                ),
+                Call::new(
+                    Rpc::CreateToken,
+                    &wire::CreateTokenRequest {
+                        name: "pool".to_owned(),
+                        role: wire::TokenRole::Worker as i32,
+                        namespaces: vec!["team-a".to_owned()],
+                        ttl_ms: -1,
+                    },
+                ),
+                Call::new(Rpc::ListTokens, &wire::ListTokensRequest::default()),
+                Call::new(Rpc::WhoAmI, &wire::WhoAmIRequest::default()),
+                Call::new(
+                    Rpc::RevokeToken,
+                    &wire::RevokeTokenRequest {
+                        id: "000000000000".to_owned(),
+                    },
+                ),
+                Call::new(
+                    Rpc::SetNamespacePolicy,
+                    &wire::SetNamespacePolicyRequest {
+                        namespace: "team-a".to_owned(),
+                        allowed_urls: vec![
+                            "s3://lake/team-a/".to_owned(),
+                            "file:///data".to_owned(),
+                        ],
+                        allow_command: false,
+                        clear: false,
+                    },
+                ),
+                Call::new(
+                    Rpc::SetNamespacePolicy,
+                    &wire::SetNamespacePolicyRequest {
+                        namespace: "*".to_owned(),
+                        allowed_urls: vec!["s3://lake/../x".to_owned()],
+                        ..Default::default()
+                    },
+                ),
+                submit_call(
+                    "apiVersion: drover/v1\nkind: Job\nmetadata: {name: d, namespace: team-a}\nspec:\n  tasks:\n    - {name: d, kind: dedup, config: {input: \"s3://lake/team-a/in\", output: \"s3://lake/team-b/out\", shards: 2}}\n",
+                    "outside",
+                ),
+                submit_call(
+                    "apiVersion: drover/v1\nkind: Job\nmetadata: {name: d, namespace: team-a}\nspec:\n  tasks:\n    - {name: d, kind: dedup, config: {input: \"s3://lake/team-a/in\", output: \"s3://lake/team-a/out/${run.date}\", shards: 2}}\n",
+                    "inside",
+                ),
+                Call::new(
+                    Rpc::ListNamespacePolicies,
+                    &wire::ListNamespacePoliciesRequest::default(),
+                ),
+                Call::new(
+                    Rpc::SetNamespacePolicy,
+                    &wire::SetNamespacePolicyRequest {
+                        namespace: "team-a".to_owned(),
+                        clear: true,
+                        ..Default::default()
+                    },
+                ),
             ],
         ),
     ]
