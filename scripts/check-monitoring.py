@@ -99,6 +99,15 @@ def wait_state(cli, job, state, limit=90):
     sys.exit(f"job {job} did not reach {state} within {limit} s")
 
 
+OUTSIDE_SPEC = """apiVersion: drover/v1
+kind: Job
+metadata: {name: outside, namespace: team-x}
+spec:
+  tasks:
+    - {name: d, kind: dedup, config: {input: "s3://team-y/in", output: "s3://team-x/out"}}
+"""
+
+
 def scrape(drover, work):
     """A coordinator and a worker that have run a job with a retried
     failure, so failure and retry series exist too."""
@@ -140,6 +149,14 @@ def scrape(drover, work):
         time.sleep(5)
         worker.send_signal(signal.SIGCONT)
         wait_state(cli, job, "succeeded")
+        # A spec outside its namespace's policy, so the refusal series
+        # exists too.
+        run(*cli, "policy", "set", "team-x", "--allow-url", "s3://team-x")
+        outside = work / "outside.yaml"
+        outside.write_text(OUTSIDE_SPEC)
+        refused = subprocess.run([*cli, "job", "submit", outside], capture_output=True, text=True)
+        if refused.returncode != 2 or "outside what namespace" not in refused.stderr:
+            sys.exit(f"a spec outside its policy was not refused: {refused.stderr}")
         return get(f"http://{chttp}/metrics"), get(f"http://{whttp}/metrics")
     finally:
         for p in procs:

@@ -121,6 +121,34 @@ struct RpcLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    service: &'static str,
+    reason: &'static str,
+}
+
+/// Why a request was refused, for `drover_requests_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials, or a bad, revoked or expired token.
+    Unauthenticated,
+    /// The caller's role or namespaces, or the namespace's policy, do not
+    /// allow it.
+    PermissionDenied,
+    /// Over the caller's rate limit.
+    RateLimited,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::PermissionDenied => "permission_denied",
+            Refusal::RateLimited => "rate_limited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct MethodLabels {
     method: &'static str,
 }
@@ -250,6 +278,7 @@ struct Inner {
     raft: RaftGauges,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: Family<MethodLabels, Histogram>,
+    refused: Family<RefusalLabels, Counter>,
     lease_granted: Histogram,
     log_fsync: Histogram,
     entry_commands: Histogram,
@@ -274,6 +303,7 @@ impl Metrics {
         let state = StateGauges::default();
         let raft = RaftGauges::default();
         let rpc_requests = Family::<RpcLabels, Counter>::default();
+        let refused = Family::<RefusalLabels, Counter>::default();
         let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(rpc_buckets())) as fn() -> Histogram,
         );
@@ -386,6 +416,11 @@ impl Metrics {
             rpc_duration.clone(),
         );
         registry.register(
+            "requests_refused",
+            "gRPC requests refused, by service (job, worker, admin, ...) and reason (unauthenticated, permission_denied: a role, namespace or namespace policy, rate_limited)",
+            refused.clone(),
+        );
+        registry.register(
             "lease_granted_tasks",
             "Tasks granted by one successful lease call",
             lease_granted.clone(),
@@ -398,6 +433,7 @@ impl Metrics {
                 raft,
                 rpc_requests,
                 rpc_duration,
+                refused,
                 lease_granted,
                 log_fsync,
                 entry_commands,
@@ -419,6 +455,17 @@ impl Metrics {
             .rpc_duration
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one refused request to `service` (a label such as `job`).
+    pub fn observe_refusal(&self, service: &'static str, reason: Refusal) {
+        self.inner
+            .refused
+            .get_or_create(&RefusalLabels {
+                service,
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// Records how many tasks one lease call granted.

@@ -216,6 +216,7 @@ pub fn start(
             audit: Some(AuditLog::open(&config.data_dir).map_err(ServerError::Audit)?),
             client_rate: Rate::per_second(config.client_rate_limit),
             worker_rate: Rate::per_second(config.worker_rate_limit),
+            metrics: Some(metrics.clone()),
         },
         node.clone(),
     );

@@ -724,6 +724,13 @@ async fn a_namespace_policy_confines_its_specs_across_a_restart() {
     .await
     .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(
+        started.metrics.encode().contains(
+            "drover_requests_refused_total{service=\"job\",reason=\"permission_denied\"} 1"
+        ),
+        "{}",
+        started.metrics.encode()
+    );
     let _ = stop.send(());
     let _ = serving.await;
     started.stop().await;
@@ -801,6 +808,13 @@ async fn a_client_over_its_rate_is_slowed_down_without_slowing_others() {
         .expect("another client is not held up")
         .into_inner();
     assert!(me.identity.contains("(other)"), "{}", me.identity);
+    // SREs see the refusals.
+    let metrics = started.metrics.encode();
+    let line = format!(
+        "drover_requests_refused_total{{service=\"whoami\",reason=\"rate_limited\"}} {}",
+        limited.len()
+    );
+    assert!(metrics.contains(&line), "no `{line}` in\n{metrics}");
     let _ = stop.send(());
     let _ = serving.await;
     started.stop().await;

@@ -19,6 +19,7 @@ use super::audit::{AuditLog, AuditRecord, now_rfc3339};
 use super::policy::{Caller, Grant, Service};
 use super::rate::{Limiter, Rate};
 use super::secret::Presented;
+use crate::metrics::{Metrics, Refusal};
 use crate::raft::node::NodeHandle;
 use crate::service::node_status;
 use crate::state::security::Token;
@@ -48,6 +49,8 @@ pub struct AuthSettings {
     pub client_rate: Option<Rate>,
     /// Per-connection limit on the worker service; `None` for none.
     pub worker_rate: Option<Rate>,
+    /// Where refusals are counted; `None` counts none.
+    pub metrics: Option<Metrics>,
 }
 
 /// The layer; add it with `Server::builder().layer(...)`.
@@ -133,6 +136,7 @@ where
                 Ok(caller) => caller,
                 Err(status) => {
                     shared.audit(&method, None, &peer, &status);
+                    shared.count(service, Refusal::Unauthenticated);
                     return Ok(status.into_http());
                 }
             };
@@ -145,20 +149,25 @@ where
                     service.who_may()
                 ));
                 shared.audit(&method, Some(&caller), &peer, &status);
+                shared.count(service, Refusal::PermissionDenied);
                 return Ok(status.into_http());
             }
             if let Err(status) = shared.limit(service, &caller, &peer) {
+                shared.count(service, Refusal::RateLimited);
                 return Ok(status.into_http());
             }
             request.extensions_mut().insert(caller.clone());
             let response = inner.call(request).await?;
             let status = Status::from_header_map(response.headers());
-            let refused = status.as_ref().is_some_and(|s| {
-                matches!(
-                    s.code(),
-                    tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
-                )
-            });
+            let refused = match status.as_ref().map(Status::code) {
+                Some(tonic::Code::PermissionDenied) => Some(Refusal::PermissionDenied),
+                Some(tonic::Code::Unauthenticated) => Some(Refusal::Unauthenticated),
+                _ => None,
+            };
+            if let Some(reason) = refused {
+                shared.count(service, reason);
+            }
+            let refused = refused.is_some();
             if refused || audited(service, &method) {
                 let status = status.unwrap_or_else(|| Status::ok(""));
                 shared.audit(&method, Some(&caller), &peer, &status);
@@ -273,6 +282,12 @@ impl Shared {
                 wait.as_millis().max(1)
             ))
         })
+    }
+
+    fn count(&self, service: Service, reason: Refusal) {
+        if let Some(metrics) = &self.settings.metrics {
+            metrics.observe_refusal(service.label(), reason);
+        }
     }
 
     fn audit(&self, method: &str, caller: Option<&Caller>, peer: &str, status: &Status) {

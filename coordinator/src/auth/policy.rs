@@ -144,6 +144,19 @@ pub enum Service {
 }
 
 impl Service {
+    /// The service's name as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Service::Raft => "raft",
+            Service::Job => "job",
+            Service::Worker => "worker",
+            Service::Admin => "admin",
+            Service::Bootstrap => "bootstrap",
+            Service::WhoAmI => "whoami",
+            Service::Open => "other",
+        }
+    }
+
     /// Classifies `/package.Service/Method`.
     pub fn of_path(path: &str) -> Self {
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
