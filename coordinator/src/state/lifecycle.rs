@@ -26,10 +26,6 @@ impl StateMachine {
         };
         let plan = drover_jobspecs::plan(&submit.file, &submit.spec_yaml, &opts)
             .map_err(Rejection::InvalidSpec)?;
-        self.core
-            .security
-            .admit(&plan)
-            .map_err(Rejection::PolicyDenied)?;
         let namespace = plan.spec.namespace.clone();
         if submit
             .trace_parent
@@ -61,6 +57,12 @@ impl StateMachine {
                 });
             }
         }
+        // After the idempotency check: a retried submit of a job already
+        // admitted gets that job, even if the policy has changed since.
+        self.core
+            .security
+            .admit(&plan)
+            .map_err(Rejection::PolicyDenied)?;
         let id = if plan.spec.schedule.is_some() && !once {
             Submitted::Schedule(self.create_schedule(submit, &plan))
         } else {

@@ -265,6 +265,35 @@ mod tests {
         assert!(submit(&mut sm, EXPORT).is_ok());
         assert_eq!(sm.core().jobs.len(), jobs_before + 1);
 
+        // A retried submit of an admitted job still gets that job after the
+        // policy tightens; a new key does not.
+        let keyed = |key: &str| {
+            Command::SubmitJob(SubmitJob {
+                file: "e.yaml".into(),
+                spec_yaml: EXPORT.into(),
+                params: Vec::new(),
+                idempotency_key: Some(key.into()),
+                trace_parent: None,
+            })
+        };
+        let first = at(&mut sm, 2_000, keyed("k1")).unwrap();
+        set(
+            &mut sm,
+            "team-a",
+            Some(policy(&["s3://lake/team-b"], false)),
+        )
+        .unwrap();
+        match at(&mut sm, 3_000, keyed("k1")) {
+            Ok(Outcome::Submitted { id, created: false }) => {
+                assert_eq!(
+                    Ok(Outcome::Submitted { id, created: true }),
+                    Ok::<_, Rejection>(first)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        denied(at(&mut sm, 3_000, keyed("k2")));
+
         // A sibling whose name starts the same is not inside.
         set(&mut sm, "team-a", Some(policy(&["s3://lake/team"], false))).unwrap();
         assert!(denied(submit(&mut sm, EXPORT)).contains("reads `s3://lake/team-a/in`"));
