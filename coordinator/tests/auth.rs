@@ -283,12 +283,22 @@ fn spec(namespace: &str) -> String {
 }
 
 async fn submit(cluster: &Cluster, namespace: &str, token: &str) -> Result<String, Status> {
-    let submitted = cluster
-        .jobs()
+    let name = format!("{namespace}.yaml");
+    submit_yaml(&cluster.channel, token, &name, spec(namespace)).await
+}
+
+/// Submits `yaml` as `token`; the job's id.
+async fn submit_yaml(
+    channel: &Channel,
+    token: &str,
+    name: &str,
+    yaml: String,
+) -> Result<String, Status> {
+    let submitted = JobServiceClient::new(channel.clone())
         .submit_job(with_token(
             SubmitJobRequest {
-                source_name: format!("{namespace}.yaml"),
-                spec_yaml: spec(namespace),
+                source_name: name.to_owned(),
+                spec_yaml: yaml,
                 ..SubmitJobRequest::default()
             },
             Some(token),
@@ -632,17 +642,7 @@ async fn submit_dedup(
     let spec = format!(
         "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: d, namespace: team-a}}\nspec:\n  tasks:\n    - {{name: d, kind: dedup, config: {{input: \"{input}\", output: \"{output}\", shards: 2}}}}\n"
     );
-    let submitted = JobServiceClient::new(channel.clone())
-        .submit_job(with_token(
-            SubmitJobRequest {
-                source_name: "d.yaml".into(),
-                spec_yaml: spec,
-                ..SubmitJobRequest::default()
-            },
-            Some(token),
-        ))
-        .await?;
-    Ok(submitted.into_inner().job_id)
+    submit_yaml(channel, token, "d.yaml", spec).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 //! The client-facing gRPC services. Wire types are converted to domain types
 //! in each service's `convert` functions; the state machine never sees prost
 //! types. [`trace`] reads (or starts) the W3C trace context of requests;
-//! [`task_log`] answers GetTaskLog for [`job`]; [`tokens`] holds
-//! AdminService's token rpcs.
+//! [`task_log`] answers GetTaskLog for [`job`]; [`tokens`] and
+//! [`policies`] hold AdminService's token and namespace policy rpcs.
 
 pub mod admin;
 pub mod job;
@@ -28,6 +28,25 @@ pub fn require_leader(node: &crate::raft::node::NodeHandle) -> Result<(), Status
         Err(node_status(NodeError::NotLeader {
             leader: node.leader(),
         }))
+    }
+}
+
+/// Proposes one command and maps a rejection to its status: for the rpcs
+/// that only need to know it applied.
+pub async fn propose_one(
+    node: &crate::raft::node::NodeHandle,
+    command: crate::state::Command,
+) -> Result<crate::state::Outcome, Status> {
+    match node
+        .propose(vec![command])
+        .await
+        .map_err(node_status)?
+        .into_iter()
+        .next()
+    {
+        Some(Ok(outcome)) => Ok(outcome),
+        Some(Err(rejection)) => Err(rejection_status(rejection)),
+        None => Err(Status::internal("the state machine returned no outcome")),
     }
 }
 

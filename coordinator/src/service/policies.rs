@@ -10,7 +10,7 @@ use drover_proto::v1::{
 };
 use tonic::Status;
 
-use super::{node_status, rejection_status};
+use super::{node_status, propose_one};
 use crate::auth::Caller;
 use crate::raft::node::NodeHandle;
 use crate::state::Command;
@@ -45,19 +45,14 @@ impl Policies {
             updated_ms: 0,
         });
         let namespace = request.namespace;
-        let applied = self
-            .node
-            .propose(vec![Command::SetNamespacePolicy {
+        propose_one(
+            &self.node,
+            Command::SetNamespacePolicy {
                 namespace: namespace.clone(),
                 policy,
-            }])
-            .await
-            .map_err(node_status)?;
-        match applied.into_iter().next() {
-            Some(Ok(_)) => {}
-            Some(Err(rejection)) => return Err(rejection_status(rejection)),
-            None => return Err(Status::internal("the state machine returned no outcome")),
-        }
+            },
+        )
+        .await?;
         let stored = self
             .node
             .read_local(move |sm| {

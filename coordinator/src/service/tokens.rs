@@ -14,7 +14,7 @@ use drover_proto::v1::{
 use tonic::Status;
 
 use super::admin::unix_ms_now;
-use super::{node_status, rejection_status};
+use super::{node_status, propose_one};
 use crate::auth::Caller;
 use crate::auth::secret;
 use crate::raft::node::NodeHandle;
@@ -111,16 +111,7 @@ impl Tokens {
         let fresh = secret::generate().map_err(|e| Status::unavailable(e.to_string()))?;
         token.id = fresh.id.clone();
         token.secret_sha256 = fresh.secret_sha256;
-        let applied = self
-            .node
-            .propose(vec![Command::CreateToken { token, bootstrap }])
-            .await
-            .map_err(node_status)?;
-        match applied.into_iter().next() {
-            Some(Ok(_)) => {}
-            Some(Err(rejection)) => return Err(rejection_status(rejection)),
-            None => return Err(Status::internal("the state machine returned no outcome")),
-        }
+        propose_one(&self.node, Command::CreateToken { token, bootstrap }).await?;
         let id = fresh.id.clone();
         let stored = self
             .node
@@ -149,16 +140,9 @@ impl Tokens {
 
     /// RevokeToken.
     pub async fn revoke(&self, request: RevokeTokenRequest) -> Result<(), Status> {
-        let applied = self
-            .node
-            .propose(vec![Command::RevokeToken { id: request.id }])
+        propose_one(&self.node, Command::RevokeToken { id: request.id })
             .await
-            .map_err(node_status)?;
-        match applied.into_iter().next() {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(rejection)) => Err(rejection_status(rejection)),
-            None => Err(Status::internal("the state machine returned no outcome")),
-        }
+            .map(drop)
     }
 
     /// WhoAmI: the guard's view of the caller.

@@ -117,9 +117,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_version_3_snapshot_restores_with_no_policies() {
-        // A version 3 body is a version 4 body without the policies.
+    /// A state with something in it, and its current snapshot.
+    fn current() -> Vec<u8> {
         let mut sm = StateMachine::new(Config::default());
         sm.apply(&crate::state::LogEntry {
             now_ms: 5,
@@ -128,31 +127,33 @@ mod tests {
                 weight: 3,
             }],
         });
-        let v4 = sm.snapshot();
-        let empty = postcard::to_stdvec(&no_policies()).unwrap();
-        let mut v3 = v4[..v4.len() - empty.len()].to_vec();
-        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        sm.snapshot()
+    }
+
+    /// `current` as an older `version` wrote it: without the `missing`
+    /// trailing bytes of the fields that version lacked.
+    fn older(current: &[u8], missing: &[u8], version: u32) -> Vec<u8> {
+        let mut old = current[..current.len() - missing.len()].to_vec();
+        old[8..12].copy_from_slice(&version.to_le_bytes());
+        old
+    }
+
+    #[test]
+    fn a_version_3_snapshot_restores_with_no_policies() {
+        let v4 = current();
+        let v3 = older(&v4, &postcard::to_stdvec(&no_policies()).unwrap(), 3);
         let restored = StateMachine::restore(&v3).expect("a version 3 snapshot restores");
         assert_eq!(restored.snapshot(), v4);
     }
 
     #[test]
     fn a_version_2_snapshot_restores_with_no_tokens() {
-        // A version 2 body is a version 3 body without its last field.
-        let mut sm = StateMachine::new(Config::default());
-        sm.apply(&crate::state::LogEntry {
-            now_ms: 5,
-            commands: vec![crate::state::Command::SetNamespaceWeight {
-                namespace: "a".into(),
-                weight: 3,
-            }],
-        });
-        let v3 = sm.snapshot();
-        let empty = postcard::to_stdvec(&Security::default()).unwrap();
-        let mut v2 = v3[..v3.len() - empty.len()].to_vec();
-        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // A version 2 body lacks the whole of `Security`, tokens and
+        // policies.
+        let v4 = current();
+        let v2 = older(&v4, &postcard::to_stdvec(&Security::default()).unwrap(), 2);
         let restored = StateMachine::restore(&v2).expect("a version 2 snapshot restores");
-        assert_eq!(restored.snapshot(), v3);
+        assert_eq!(restored.snapshot(), v4);
         let mut v1 = v2;
         v1[8..12].copy_from_slice(&1u32.to_le_bytes());
         assert!(matches!(
