@@ -92,7 +92,8 @@ enum Command {
     /// Create the CA and certificates of a mutual-TLS cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// API tokens: bootstrap, create, list, revoke, whoami.
+    /// API tokens (bootstrap, create, list, revoke, whoami) and roles for
+    /// client certificates (bind, unbind, bindings).
     #[command(subcommand)]
     Token(tokens::TokenCommand),
     /// Namespace policies: the dataset URLs (and whether `command`) each

@@ -1,5 +1,5 @@
-//! `drover token ...`: API tokens for a cluster that requires credentials
-//! (`drover coordinator --auth`).
+//! `drover token ...`: API tokens, and roles for client certificates, for
+//! a cluster that requires credentials (`drover coordinator --auth`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
 use drover_proto::v1::admin_service_client::AdminServiceClient;
+use drover_proto::v1::{
+    BindCertificateRequest, CertificateBinding, ListCertificateBindingsRequest,
+};
 use drover_proto::v1::{
     BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensRequest,
     RevokeTokenRequest, TokenInfo, TokenRole, WhoAmIRequest,
@@ -64,6 +67,31 @@ pub enum TokenCommand {
         /// The token's id (the 12 hex digits after `drv_`).
         id: String,
     },
+    /// Give a client certificate a role: a caller presenting it (over
+    /// mutual TLS) with no token gets that role, as with a token.
+    Bind {
+        /// The certificate's identity, `client/NAME` (from `drover certs
+        /// issue --client NAME`).
+        identity: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A namespace a submitter may use; repeat or separate with commas.
+        #[arg(long = "namespace", value_delimiter = ',')]
+        namespaces: Vec<String>,
+    },
+    /// Remove a client certificate's role; its holder needs a token again
+    /// within a second.
+    Unbind {
+        /// `client/NAME`.
+        identity: String,
+    },
+    /// List client certificates bound to roles.
+    Bindings {
+        /// Stable JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Who the cluster takes you for, and what you may do.
     Whoami {
         /// Stable JSON on standard output.
@@ -114,11 +142,7 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
             };
             let request = CreateTokenRequest {
                 name,
-                role: match role {
-                    RoleArg::Submitter => TokenRole::Submitter,
-                    RoleArg::Operator => TokenRole::Operator,
-                    RoleArg::Worker => TokenRole::Worker,
-                } as i32,
+                role: wire_role(role),
                 namespaces,
                 ttl_ms,
             };
@@ -181,6 +205,82 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 .await?;
             println!("revoked token {id}");
         }
+        TokenCommand::Bind {
+            identity,
+            role,
+            namespaces,
+        } => {
+            let request = BindCertificateRequest {
+                identity,
+                role: wire_role(role),
+                namespaces,
+                unbind: false,
+            };
+            let bound = bind(coordinators, request).await?.unwrap_or_default();
+            println!(
+                "bound certificate {} to the {} role{}",
+                bound.identity,
+                role_name(bound.role),
+                match bound.namespaces.join(",").as_str() {
+                    "" => String::new(),
+                    ns => format!(" for namespaces {ns}"),
+                }
+            );
+        }
+        TokenCommand::Unbind { identity } => {
+            let request = BindCertificateRequest {
+                identity: identity.clone(),
+                unbind: true,
+                ..Default::default()
+            };
+            bind(coordinators, request).await?;
+            println!("certificate {identity} has no role now");
+        }
+        TokenCommand::Bindings { json } => {
+            let bindings = coordinators
+                .call(|ch| async move {
+                    AdminServiceClient::new(ch)
+                        .list_certificate_bindings(ListCertificateBindingsRequest {})
+                        .await
+                        .map(|r| r.into_inner().bindings)
+                })
+                .await?;
+            if json {
+                let list: Vec<_> = bindings
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "identity": b.identity,
+                            "role": role_name(b.role),
+                            "namespaces": b.namespaces,
+                            "createdBy": b.created_by,
+                            "createdAt": rfc3339(b.created_unix_ms),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if bindings.is_empty() {
+                println!("no certificate bindings");
+            } else {
+                println!(
+                    "{:<28}  {:<9}  {:<24}  CREATED BY",
+                    "CERTIFICATE", "ROLE", "NAMESPACES"
+                );
+                for b in &bindings {
+                    println!(
+                        "{:<28}  {:<9}  {:<24}  {}",
+                        b.identity,
+                        role_name(b.role),
+                        if b.namespaces.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            b.namespaces.join(",")
+                        },
+                        b.created_by
+                    );
+                }
+            }
+        }
         TokenCommand::Whoami { json } => {
             let me = coordinators
                 .call(|ch| async move {
@@ -221,6 +321,32 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bind(
+    coordinators: &Coordinators,
+    request: BindCertificateRequest,
+) -> Result<Option<CertificateBinding>> {
+    coordinators
+        .call(|ch| {
+            let request = request.clone();
+            async move {
+                AdminServiceClient::new(ch)
+                    .bind_certificate(request)
+                    .await
+                    .map(|r| r.into_inner().binding)
+            }
+        })
+        .await
+}
+
+fn wire_role(role: RoleArg) -> i32 {
+    let wire = match role {
+        RoleArg::Submitter => TokenRole::Submitter,
+        RoleArg::Operator => TokenRole::Operator,
+        RoleArg::Worker => TokenRole::Worker,
+    };
+    wire as i32
 }
 
 /// Shows a new token once: to a file, as JSON, or alone on standard output

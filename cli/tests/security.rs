@@ -97,6 +97,51 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
         "{}",
         stderr(&out)
     );
+    // Bound to a role by an operator, the certificate alone is enough; the
+    // binding reaches the guard within its one-second cache.
+    let as_certificate = |args: &[&str]| {
+        support::drover()
+            .args(["--coordinators", &cluster.addresses()])
+            .args(args)
+            .envs(no_token.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let until = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let out = cluster.cli(&[
+        "token",
+        "bind",
+        "client/operator",
+        "--role",
+        "submitter",
+        "--namespace",
+        "team-a",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    until("the bound certificate is let in", &|| {
+        as_certificate(&["job", "list"]).status.success()
+    });
+    let out = as_certificate(&["token", "whoami", "--json"]);
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(me["role"], "submitter", "{me}");
+    assert_eq!(me["identity"], "certificate client/operator", "{me}");
+    assert_eq!(me["namespaces"], serde_json::json!(["team-a"]), "{me}");
+    let bindings = cluster.json(&["token", "bindings", "--json"]);
+    assert_eq!(bindings[0]["identity"], "client/operator", "{bindings}");
+    let out = as_certificate(&["job", "status", &job]);
+    assert_eq!(out.status.code(), Some(2), "the job is in `default`");
+    let out = cluster.cli(&["token", "unbind", "client/operator"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    until("the unbound certificate is refused again", &|| {
+        let out = as_certificate(&["job", "list"]);
+        out.status.code() == Some(2) && stderr(&out).contains("has no role")
+    });
     // A worker's certificate opens the worker service only.
     let worker_env: Vec<(String, String)> = tls_env(&tls, "worker-worker");
     let out = support::drover()

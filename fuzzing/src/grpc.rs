@@ -59,6 +59,7 @@ use drover_proto::v1::{
     ReleaseRequest, RemoveNodeRequest, RetryJobRequest, StateDigestRequest, SubmitJobRequest,
     TransferLeaderRequest, UpdateSettingsRequest, WatchJobRequest,
 };
+use drover_proto::v1::{BindCertificateRequest, ListCertificateBindingsRequest};
 use drover_proto::v1::{
     BootstrapTokenRequest, CreateTokenRequest, ListNamespacePoliciesRequest, ListTokensRequest,
     RevokeTokenRequest, SetNamespacePolicyRequest, WhoAmIRequest,
@@ -161,12 +162,16 @@ pub enum Rpc {
     SetNamespacePolicy,
     /// `AdminService.ListNamespacePolicies`.
     ListNamespacePolicies,
+    /// `AdminService.BindCertificate`.
+    BindCertificate,
+    /// `AdminService.ListCertificateBindings`.
+    ListCertificateBindings,
 }
 
 impl Rpc {
     /// Every rpc, indexed by the selector byte's low bits. New rpcs go at
     /// the end, so the corpus's selectors keep their meaning.
-    pub const ALL: [Rpc; 35] = [
+    pub const ALL: [Rpc; 37] = [
         Rpc::SubmitJob,
         Rpc::PlanJob,
         Rpc::GetJob,
@@ -202,6 +207,8 @@ impl Rpc {
         Rpc::WhoAmI,
         Rpc::SetNamespacePolicy,
         Rpc::ListNamespacePolicies,
+        Rpc::BindCertificate,
+        Rpc::ListCertificateBindings,
     ];
 
     fn from_selector(selector: u8) -> Rpc {
@@ -673,6 +680,16 @@ impl Node {
             Rpc::ListNamespacePolicies => self
                 .admin
                 .list_namespace_policies(request!(ListNamespacePoliciesRequest))
+                .await
+                .map(drop),
+            Rpc::BindCertificate => self
+                .admin
+                .bind_certificate(request!(BindCertificateRequest))
+                .await
+                .map(drop),
+            Rpc::ListCertificateBindings => self
+                .admin
+                .list_certificate_bindings(request!(ListCertificateBindingsRequest))
                 .await
                 .map(drop),
         };

@@ -717,6 +717,35 @@ fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
                     &wire::ListNamespacePoliciesRequest::default(),
                 ),
                 Call::new(
+                    Rpc::BindCertificate,
+                    &wire::BindCertificateRequest {
+                        identity: "client/ci".to_owned(),
+                        role: wire::TokenRole::Submitter as i32,
+                        namespaces: vec!["team-a".to_owned()],
+                        unbind: false,
+                    },
+                ),
+                Call::new(
+                    Rpc::BindCertificate,
+                    &wire::BindCertificateRequest {
+                        identity: "worker/pool".to_owned(),
+                        role: wire::TokenRole::Operator as i32,
+                        ..Default::default()
+                    },
+                ),
+                Call::new(
+                    Rpc::ListCertificateBindings,
+                    &wire::ListCertificateBindingsRequest::default(),
+                ),
+                Call::new(
+                    Rpc::BindCertificate,
+                    &wire::BindCertificateRequest {
+                        identity: "client/ci".to_owned(),
+                        unbind: true,
+                        ..Default::default()
+                    },
+                ),
+                Call::new(
                     Rpc::SetNamespacePolicy,
                     &wire::SetNamespacePolicyRequest {
                         namespace: "team-a".to_owned(),

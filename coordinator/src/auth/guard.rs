@@ -22,7 +22,8 @@ use super::secret::Presented;
 use crate::metrics::{Metrics, Refusal};
 use crate::raft::node::NodeHandle;
 use crate::service::node_status;
-use crate::state::security::Token;
+use crate::state::StateMachine;
+use crate::state::security::{CertificateBinding, Token};
 
 /// How long a token looked up stays cached. A revocation takes at most this
 /// long (after it applies on the answering node) to refuse requests.
@@ -77,7 +78,8 @@ impl GuardLayer {
                 settings,
                 book: TokenBook {
                     node,
-                    cache: Mutex::new(HashMap::new()),
+                    tokens: Mutex::new(HashMap::new()),
+                    certificates: Mutex::new(HashMap::new()),
                 },
             }),
         }
@@ -195,6 +197,23 @@ impl Shared {
         }
         match certificate {
             Some(PeerIdentity::Worker(name)) => Ok(Caller::worker_certificate(&name)),
+            Some(PeerIdentity::Client(name)) => {
+                let certificate = PeerIdentity::Client(name);
+                match self.book.binding(&certificate.to_string()).await? {
+                    Some(binding) => Ok(Caller::bound_certificate(certificate, &binding)),
+                    None if !service.needs_credentials() => Ok(Caller {
+                        identity: "unauthenticated".to_owned(),
+                        token_id: None,
+                        certificate: Some(certificate),
+                        grant: Grant::Nothing,
+                    }),
+                    None => Err(Status::unauthenticated(format!(
+                        "this cluster requires a token, and certificate {certificate} has no role: \
+                         give --auth-token (or set DROVER_TOKEN), or have an operator bind the \
+                         certificate with `drover token bind {certificate} --role ...`"
+                    ))),
+                }
+            }
             _ if !service.needs_credentials() => Ok(Caller {
                 identity: "unauthenticated".to_owned(),
                 token_id: None,
@@ -323,6 +342,7 @@ fn audited(service: Service, method: &str) -> bool {
                 | "StateDigest"
                 | "ListTokens"
                 | "ListNamespacePolicies"
+                | "ListCertificateBindings"
         ),
         Service::Bootstrap => true,
         Service::Job => matches!(name, "SubmitJob" | "CancelJob" | "RetryJob"),
@@ -350,34 +370,59 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Tokens as this node's state holds them, cached briefly: a lookup is a
-/// round trip to the Raft thread, and workers call many times a second.
+/// One cache of the book: entries by key, each with when it was read.
+type Cache<T> = Mutex<HashMap<String, (Instant, Option<T>)>>;
+
+/// Tokens and certificate bindings as this node's state holds them, cached
+/// briefly: a lookup is a round trip to the Raft thread, and workers call
+/// many times a second.
 #[derive(Debug)]
 struct TokenBook {
     node: NodeHandle,
-    cache: Mutex<HashMap<String, (Instant, Option<Token>)>>,
+    tokens: Cache<Token>,
+    certificates: Cache<CertificateBinding>,
 }
 
 impl TokenBook {
     async fn get(&self, id: &str) -> Result<Option<Token>, Status> {
-        if let Ok(cache) = self.cache.lock()
-            && let Some((at, token)) = cache.get(id)
+        self.cached(&self.tokens, id, |sm, id| {
+            sm.core().security.tokens.get(id).cloned()
+        })
+        .await
+    }
+
+    /// The role bound to client certificate `identity` (`client/NAME`).
+    async fn binding(&self, identity: &str) -> Result<Option<CertificateBinding>, Status> {
+        self.cached(&self.certificates, identity, |sm, identity| {
+            sm.core().security.certificates.get(identity).cloned()
+        })
+        .await
+    }
+
+    async fn cached<T: Clone + Send + 'static>(
+        &self,
+        cache: &Cache<T>,
+        key: &str,
+        read: fn(&StateMachine, &str) -> Option<T>,
+    ) -> Result<Option<T>, Status> {
+        if let Ok(cache) = cache.lock()
+            && let Some((at, value)) = cache.get(key)
             && at.elapsed() < TOKEN_CACHE_TTL
         {
-            return Ok(token.clone());
+            return Ok(value.clone());
         }
-        let wanted = id.to_owned();
-        let token = self
+        let wanted = key.to_owned();
+        let value = self
             .node
-            .read_local(move |sm| sm.core().security.tokens.get(&wanted).cloned())
+            .read_local(move |sm| read(sm, &wanted))
             .await
             .map_err(node_status)?;
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = cache.lock() {
             if cache.len() >= TOKEN_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(id.to_owned(), (Instant::now(), token.clone()));
+            cache.insert(key.to_owned(), (Instant::now(), value.clone()));
         }
-        Ok(token)
+        Ok(value)
     }
 }

@@ -7,14 +7,15 @@
 use drover_net::PeerIdentity;
 use tonic::Status;
 
-use crate::state::security::{Role, Token};
+use crate::state::security::{CertificateBinding, Role, Token};
 
 /// What a request's credentials grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     /// Authentication is off: every service, every namespace.
     Everything,
-    /// A token's role (and, for a submitter, its namespaces).
+    /// A token's role (and, for a submitter, its namespaces), or a client
+    /// certificate's bound role.
     Token(Role, Vec<String>),
     /// A worker certificate without a token: the worker service.
     WorkerCertificate,
@@ -59,6 +60,17 @@ impl Caller {
             token_id: Some(token.id.clone()),
             certificate,
             grant: Grant::Token(token.role, token.namespaces.clone()),
+        }
+    }
+
+    /// A client that presented only its certificate, which an operator
+    /// bound to a role.
+    pub fn bound_certificate(certificate: PeerIdentity, binding: &CertificateBinding) -> Self {
+        Self {
+            identity: format!("certificate {certificate}"),
+            token_id: None,
+            certificate: Some(certificate),
+            grant: Grant::Token(binding.role, binding.namespaces.clone()),
         }
     }
 

@@ -12,12 +12,13 @@ use drover_proto::v1::{
     WorkerInfo, WorkerState as WireWorkerState,
 };
 use drover_proto::v1::{
-    BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensRequest,
-    ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse, WhoAmIRequest, WhoAmIResponse,
+    BindCertificateRequest, BindCertificateResponse, ListCertificateBindingsRequest,
+    ListCertificateBindingsResponse, ListNamespacePoliciesRequest, ListNamespacePoliciesResponse,
+    SetNamespacePolicyRequest, SetNamespacePolicyResponse,
 };
 use drover_proto::v1::{
-    ListNamespacePoliciesRequest, ListNamespacePoliciesResponse, SetNamespacePolicyRequest,
-    SetNamespacePolicyResponse,
+    BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensRequest,
+    ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse, WhoAmIRequest, WhoAmIResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -527,6 +528,22 @@ impl AdminService for AdminServer {
         let caller = Caller::of(&request);
         let set = self.policies.set(&caller, request.into_inner()).await?;
         Ok(Response::new(set))
+    }
+
+    async fn bind_certificate(
+        &self,
+        request: Request<BindCertificateRequest>,
+    ) -> Result<Response<BindCertificateResponse>, Status> {
+        let caller = Caller::of(&request);
+        let bound = self.tokens.bind(&caller, request.into_inner()).await?;
+        Ok(Response::new(bound))
+    }
+
+    async fn list_certificate_bindings(
+        &self,
+        _request: Request<ListCertificateBindingsRequest>,
+    ) -> Result<Response<ListCertificateBindingsResponse>, Status> {
+        Ok(Response::new(self.tokens.bindings().await?))
     }
 
     async fn list_namespace_policies(

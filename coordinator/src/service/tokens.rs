@@ -1,5 +1,5 @@
-//! The token rpcs of `AdminService`: create, list, revoke, bootstrap and
-//! WhoAmI.
+//! The credential rpcs of `AdminService`: tokens (create, list, revoke,
+//! bootstrap), client certificate bindings (bind, list) and WhoAmI.
 //!
 //! Secrets are drawn and hashed here, before proposing, so neither the log
 //! nor the state ever holds one; the response is the only place a secret
@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+use drover_proto::v1::{
+    BindCertificateRequest, BindCertificateResponse, CertificateBinding as WireBinding,
+    ListCertificateBindingsResponse,
+};
 use drover_proto::v1::{
     BootstrapTokenRequest, CreateTokenRequest, CreateTokenResponse, ListTokensResponse,
     RevokeTokenRequest, TokenInfo, TokenRole, WhoAmIResponse,
@@ -19,7 +23,7 @@ use crate::auth::Caller;
 use crate::auth::secret;
 use crate::raft::node::NodeHandle;
 use crate::state::Command;
-use crate::state::security::{Role, Token};
+use crate::state::security::{CertificateBinding, Role, Token};
 
 /// How long token reads and writes may take.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,16 +53,7 @@ impl Tokens {
         caller: &Caller,
         request: CreateTokenRequest,
     ) -> Result<CreateTokenResponse, Status> {
-        let role = match TokenRole::try_from(request.role) {
-            Ok(TokenRole::Submitter) => Role::Submitter,
-            Ok(TokenRole::Operator) => Role::Operator,
-            Ok(TokenRole::Worker) => Role::Worker,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "a token needs a role: submitter, operator or worker",
-                ));
-            }
-        };
+        let role = role_of(request.role)?;
         if !(0..=TTL_MAX_MS).contains(&request.ttl_ms) {
             return Err(Status::invalid_argument(
                 "a token's ttl is 0 (no expiry) up to ten years",
@@ -145,6 +140,62 @@ impl Tokens {
             .map(drop)
     }
 
+    /// BindCertificate, by `caller` (an operator; the guard saw to that).
+    pub async fn bind(
+        &self,
+        caller: &Caller,
+        request: BindCertificateRequest,
+    ) -> Result<BindCertificateResponse, Status> {
+        let binding = if request.unbind {
+            None
+        } else {
+            Some(CertificateBinding {
+                role: role_of(request.role)?,
+                namespaces: request.namespaces,
+                created_by: caller.identity.clone(),
+                created_ms: 0,
+            })
+        };
+        let identity = request.identity;
+        propose_one(
+            &self.node,
+            Command::BindCertificate {
+                identity: identity.clone(),
+                binding,
+            },
+        )
+        .await?;
+        let stored = self
+            .node
+            .read_local(move |sm| {
+                sm.core()
+                    .security
+                    .certificates
+                    .get_key_value(&identity)
+                    .map(|(i, b)| binding_info(i, b))
+            })
+            .await
+            .map_err(node_status)?;
+        Ok(BindCertificateResponse { binding: stored })
+    }
+
+    /// ListCertificateBindings, linearizable.
+    pub async fn bindings(&self) -> Result<ListCertificateBindingsResponse, Status> {
+        let bindings = self
+            .node
+            .read(TOKEN_TIMEOUT, |sm| {
+                sm.core()
+                    .security
+                    .certificates
+                    .iter()
+                    .map(|(i, b)| binding_info(i, b))
+                    .collect()
+            })
+            .await
+            .map_err(node_status)?;
+        Ok(ListCertificateBindingsResponse { bindings })
+    }
+
     /// WhoAmI: the guard's view of the caller.
     pub fn who_am_i(&self, caller: &Caller) -> WhoAmIResponse {
         WhoAmIResponse {
@@ -162,16 +213,45 @@ impl Tokens {
     }
 }
 
+/// A role from the wire.
+fn role_of(wire: i32) -> Result<Role, Status> {
+    match TokenRole::try_from(wire) {
+        Ok(TokenRole::Submitter) => Ok(Role::Submitter),
+        Ok(TokenRole::Operator) => Ok(Role::Operator),
+        Ok(TokenRole::Worker) => Ok(Role::Worker),
+        _ => Err(Status::invalid_argument(
+            "a role is needed: submitter, operator or worker",
+        )),
+    }
+}
+
+/// A role for the wire.
+fn wire_role(role: Role) -> i32 {
+    let wire = match role {
+        Role::Submitter => TokenRole::Submitter,
+        Role::Operator => TokenRole::Operator,
+        Role::Worker => TokenRole::Worker,
+    };
+    wire as i32
+}
+
+/// A certificate binding as the wire shows it.
+fn binding_info(identity: &str, binding: &CertificateBinding) -> WireBinding {
+    WireBinding {
+        identity: identity.to_owned(),
+        role: wire_role(binding.role),
+        namespaces: binding.namespaces.clone(),
+        created_by: binding.created_by.clone(),
+        created_unix_ms: binding.created_ms,
+    }
+}
+
 /// A token as the wire shows it: never its hash.
 fn info(token: &Token) -> TokenInfo {
     TokenInfo {
         id: token.id.clone(),
         name: token.name.clone(),
-        role: match token.role {
-            Role::Submitter => TokenRole::Submitter,
-            Role::Operator => TokenRole::Operator,
-            Role::Worker => TokenRole::Worker,
-        } as i32,
+        role: wire_role(token.role),
         namespaces: token.namespaces.clone(),
         created_by: token.created_by.clone(),
         created_unix_ms: token.created_ms,

@@ -9,7 +9,7 @@ use drover_jobspecs::Diagnostic;
 use serde::{Deserialize, Serialize};
 
 use super::policy::NamespacePolicy;
-use super::security::Token;
+use super::security::{CertificateBinding, Token};
 use super::types::{JobId, Manifest, ScheduleId, TaskKey, WorkerId};
 
 /// One Raft entry's payload.
@@ -151,13 +151,20 @@ pub enum Command {
         /// Its id.
         id: String,
     },
-    /// Set or clear what a namespace's specs may touch. (Last: variants are
-    /// encoded by position, so new ones go at the end.)
+    /// Set or clear what a namespace's specs may touch.
     SetNamespacePolicy {
         /// The namespace, or `*` for those without their own policy.
         namespace: String,
         /// The policy; `None` removes it.
         policy: Option<NamespacePolicy>,
+    },
+    /// Bind a client certificate to a role, or unbind it. (Last: variants
+    /// are encoded by position, so new ones go at the end.)
+    BindCertificate {
+        /// `client/NAME`.
+        identity: String,
+        /// The role; `None` removes the binding.
+        binding: Option<CertificateBinding>,
     },
 }
 

@@ -305,6 +305,9 @@ impl StateMachine {
             Command::SetNamespacePolicy { namespace, policy } => {
                 self.set_namespace_policy(namespace, policy.as_ref())
             }
+            Command::BindCertificate { identity, binding } => {
+                self.bind_certificate(identity, binding.as_ref())
+            }
             Command::SetLeaseSettings {
                 lease_ttl_ms,
                 heartbeat_interval_ms,

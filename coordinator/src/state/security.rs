@@ -103,8 +103,29 @@ pub struct Security {
     pub tokens: BTreeMap<String, Token>,
     /// What each namespace's specs may touch, by namespace;
     /// [`super::policy::DEFAULT_POLICY`] holds the one for namespaces without their own.
-    /// (Last: added in snapshot format 4.)
     pub policies: BTreeMap<String, NamespacePolicy>,
+    /// Roles of client certificates, by identity (`client/ci`), for
+    /// callers that present a certificate and no token. (Last, with
+    /// `policies`: both added in snapshot format 4.)
+    pub certificates: BTreeMap<String, CertificateBinding>,
+}
+
+/// Most client certificates a cluster binds to roles.
+pub const BINDINGS_MAX: usize = 10_000;
+
+/// A client certificate's role: what its holder may do when it presents
+/// the certificate and no token. Like a token without a secret, since the
+/// TLS handshake already proved the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateBinding {
+    /// What it may do.
+    pub role: Role,
+    /// For a submitter, its namespaces (sorted, distinct); empty otherwise.
+    pub namespaces: Vec<String>,
+    /// Who bound it (a token id and name).
+    pub created_by: String,
+    /// Replicated time it was bound.
+    pub created_ms: i64,
 }
 
 impl StateMachine {
@@ -122,6 +143,7 @@ impl StateMachine {
             )));
         }
         check_token(token)?;
+        check_grant(token.role, &token.namespaces).map_err(Rejection::InvalidToken)?;
         if tokens.contains_key(&token.id) {
             return Err(Rejection::InvalidToken(format!(
                 "token id {} is taken; create it again",
@@ -137,6 +159,49 @@ impl StateMachine {
         Ok(Outcome::Done)
     }
 
+    /// Binds client certificate `identity` (`client/NAME`) to a role, or
+    /// with `None` removes its binding (idempotently).
+    pub(super) fn bind_certificate(
+        &mut self,
+        identity: &str,
+        binding: Option<&CertificateBinding>,
+    ) -> Applied {
+        let invalid = |m: String| Err(Rejection::InvalidToken(m));
+        let name = identity.strip_prefix("client/").unwrap_or_default();
+        if !drover_net::identity::valid_name(name) {
+            return invalid(format!(
+                "`{}` is not a client certificate identity: write client/NAME, as `drover certs issue --client NAME` makes (worker certificates already have the worker role)",
+                shown(identity)
+            ));
+        }
+        let Some(binding) = binding else {
+            if self.core.security.certificates.remove(identity).is_some() {
+                self.changes.security = true;
+            }
+            return Ok(Outcome::Done);
+        };
+        let bound = &self.core.security.certificates;
+        if !bound.contains_key(identity) && bound.len() >= BINDINGS_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a cluster binds at most {BINDINGS_MAX} client certificates"
+            )));
+        }
+        check_grant(binding.role, &binding.namespaces).map_err(Rejection::InvalidToken)?;
+        if binding.created_by.len() > 128 {
+            return invalid("a binding's creator is at most 128 bytes".to_owned());
+        }
+        let mut binding = binding.clone();
+        binding.created_ms = self.core.now_ms;
+        binding.namespaces.sort();
+        binding.namespaces.dedup();
+        self.core
+            .security
+            .certificates
+            .insert(identity.to_owned(), binding);
+        self.changes.security = true;
+        Ok(Outcome::Done)
+    }
+
     /// Removes a token; requests carrying it are refused from then on.
     pub(super) fn revoke_token(&mut self, id: &str) -> Applied {
         if self.core.security.tokens.remove(id).is_none() {
@@ -145,6 +210,42 @@ impl StateMachine {
         self.changes.security = true;
         Ok(Outcome::Done)
     }
+}
+
+/// Checks a role and its namespaces, of a token or a certificate binding.
+fn check_grant(role: Role, namespaces: &[String]) -> Result<(), String> {
+    match role {
+        Role::Submitter if namespaces.is_empty() => {
+            return Err("a submitter needs at least one namespace (--namespace NAME)".to_owned());
+        }
+        Role::Operator | Role::Worker if !namespaces.is_empty() => {
+            return Err(format!(
+                "only submitters are scoped to namespaces; the {} role covers {}",
+                role.as_str(),
+                if role == Role::Operator {
+                    "every namespace"
+                } else {
+                    "no jobs, only the worker service"
+                }
+            ));
+        }
+        _ => {}
+    }
+    if namespaces.len() > TOKEN_NAMESPACES_MAX {
+        return Err(format!(
+            "a token or certificate names at most {TOKEN_NAMESPACES_MAX} namespaces"
+        ));
+    }
+    if let Some(bad) = namespaces
+        .iter()
+        .find(|n| !drover_net::identity::valid_name(n))
+    {
+        return Err(format!(
+            "namespace `{}` must be 1 to 63 lowercase letters, digits and '-'",
+            shown(bad)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a token's fields; every replica refuses the same ones.
@@ -166,40 +267,6 @@ fn check_token(token: &Token) -> Result<(), Rejection> {
     }
     if token.created_by.len() > 128 {
         return invalid("a token's creator is at most 128 bytes".to_owned());
-    }
-    match token.role {
-        Role::Submitter if token.namespaces.is_empty() => {
-            return invalid(
-                "a submitter token needs at least one namespace (--namespace NAME)".to_owned(),
-            );
-        }
-        Role::Operator | Role::Worker if !token.namespaces.is_empty() => {
-            return invalid(format!(
-                "only submitter tokens are scoped to namespaces; an {} token covers {}",
-                token.role.as_str(),
-                if token.role == Role::Operator {
-                    "every namespace"
-                } else {
-                    "no jobs, only the worker service"
-                }
-            ));
-        }
-        _ => {}
-    }
-    if token.namespaces.len() > TOKEN_NAMESPACES_MAX {
-        return invalid(format!(
-            "a token names at most {TOKEN_NAMESPACES_MAX} namespaces"
-        ));
-    }
-    if let Some(bad) = token
-        .namespaces
-        .iter()
-        .find(|n| !drover_net::identity::valid_name(n))
-    {
-        return invalid(format!(
-            "namespace `{}` must be 1 to 63 lowercase letters, digits and '-'",
-            shown(bad)
-        ));
     }
     Ok(())
 }
@@ -345,5 +412,78 @@ mod tests {
         assert!(!s.covers("team-b"));
         assert!(token("00000000000d", Role::Operator, &[]).covers("team-b"));
         assert!(!token("00000000000e", Role::Worker, &[]).covers("team-a"));
+    }
+
+    #[test]
+    fn client_certificates_are_bound_to_roles_checked_like_tokens() {
+        let mut sm = StateMachine::new(Config::default());
+        let binding = |role: Role, namespaces: &[&str]| CertificateBinding {
+            role,
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            created_by: "test".to_owned(),
+            created_ms: 0,
+        };
+        let bind = |sm: &mut StateMachine, identity: &str, b: Option<CertificateBinding>| {
+            apply(
+                sm,
+                Command::BindCertificate {
+                    identity: identity.to_owned(),
+                    binding: b,
+                },
+            )
+        };
+        assert_eq!(
+            bind(
+                &mut sm,
+                "client/ci",
+                Some(binding(Role::Submitter, &["b", "a", "a"]))
+            ),
+            Ok(Outcome::Done)
+        );
+        let stored = &sm.core().security.certificates["client/ci"];
+        assert_eq!(stored.namespaces, ["a", "b"]);
+        assert_eq!(stored.created_ms, 1_000);
+        for (identity, b, wanted) in [
+            (
+                "worker/pool",
+                binding(Role::Operator, &[]),
+                "not a client certificate identity",
+            ),
+            (
+                "node/2",
+                binding(Role::Operator, &[]),
+                "not a client certificate identity",
+            ),
+            (
+                "client/",
+                binding(Role::Operator, &[]),
+                "not a client certificate identity",
+            ),
+            (
+                "client/ops",
+                binding(Role::Submitter, &[]),
+                "needs at least one namespace",
+            ),
+            (
+                "client/ops",
+                binding(Role::Operator, &["a"]),
+                "only submitters are scoped",
+            ),
+            (
+                "client/ops",
+                binding(Role::Submitter, &["Bad_NS"]),
+                "must be 1 to 63",
+            ),
+        ] {
+            match bind(&mut sm, identity, Some(b)) {
+                Err(Rejection::InvalidToken(m)) => assert!(m.contains(wanted), "{identity}: {m}"),
+                other => panic!("{identity}: {other:?}"),
+            }
+        }
+        assert_eq!(sm.core().security.certificates.len(), 1);
+        // Unbinding is idempotent.
+        assert_eq!(bind(&mut sm, "client/ci", None), Ok(Outcome::Done));
+        assert_eq!(bind(&mut sm, "client/ci", None), Ok(Outcome::Done));
+        assert!(sm.core().security.certificates.is_empty());
     }
 }

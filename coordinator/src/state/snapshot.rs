@@ -5,8 +5,10 @@
 //! are rebuilt on restore. A binary refuses a version it does not know with
 //! a clear error instead of guessing.
 
+use std::collections::BTreeMap;
+
 use super::policy::NamespacePolicy;
-use super::security::Security;
+use super::security::{CertificateBinding, Security};
 use super::{Core, StateMachine};
 
 /// Identifies a Drover state snapshot.
@@ -14,8 +16,8 @@ pub const MAGIC: &[u8; 8] = b"DROVERSM";
 
 /// The format this build writes. Version 2: jobs and schedules keep their
 /// `traceparent`, templates their open time. Version 3: API tokens, as the
-/// last field of [`Core`]. Version 4: namespace policies, as the last field
-/// of that last field.
+/// last field of [`Core`]. Version 4: namespace policies and client
+/// certificate bindings, as the last two fields of that last field.
 pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format this build still reads.
@@ -71,7 +73,7 @@ impl StateMachine {
             }
             3 => {
                 let mut body = bytes[12..].to_vec();
-                body.extend(postcard::to_stdvec(&no_policies()).unwrap_or_default());
+                body.extend(postcard::to_stdvec(&added_in_4()).unwrap_or_default());
                 std::borrow::Cow::Owned(body)
             }
             found => return Err(SnapshotError::UnsupportedVersion { found }),
@@ -82,8 +84,12 @@ impl StateMachine {
     }
 }
 
-/// What a version 3 snapshot lacks: no namespace policies.
-fn no_policies() -> std::collections::BTreeMap<String, NamespacePolicy> {
+/// What a version 3 snapshot lacks: no namespace policies and no
+/// certificate bindings (postcard writes a tuple as its fields in turn).
+fn added_in_4() -> (
+    BTreeMap<String, NamespacePolicy>,
+    BTreeMap<String, CertificateBinding>,
+) {
     Default::default()
 }
 
@@ -139,9 +145,9 @@ mod tests {
     }
 
     #[test]
-    fn a_version_3_snapshot_restores_with_no_policies() {
+    fn a_version_3_snapshot_restores_with_no_policies_or_bindings() {
         let v4 = current();
-        let v3 = older(&v4, &postcard::to_stdvec(&no_policies()).unwrap(), 3);
+        let v3 = older(&v4, &postcard::to_stdvec(&added_in_4()).unwrap(), 3);
         let restored = StateMachine::restore(&v3).expect("a version 3 snapshot restores");
         assert_eq!(restored.snapshot(), v4);
     }

@@ -39,6 +39,7 @@ pub enum Op {
     CreateToken(u8, bool),
     RevokeToken(u8),
     SetPolicy(u8),
+    BindCertificate(u8),
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
@@ -58,6 +59,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4, any::<bool>()).prop_map(|(i, b)| Op::CreateToken(i, b)),
         1 => (0u8..4).prop_map(Op::RevokeToken),
         1 => (0u8..5).prop_map(Op::SetPolicy),
+        1 => (0u8..4).prop_map(Op::BindCertificate),
     ]
 }
 
@@ -284,6 +286,23 @@ impl Run {
                 self.apply(Command::SetNamespacePolicy {
                     namespace: namespace.into(),
                     policy,
+                })?;
+            }
+            Op::BindCertificate(i) => {
+                use drover_coordinator::state::security::{CertificateBinding, Role};
+                let binding = (*i < 3).then(|| CertificateBinding {
+                    role: [Role::Submitter, Role::Operator, Role::Worker][*i as usize],
+                    namespaces: if *i == 0 {
+                        vec!["a".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    created_by: "prop".into(),
+                    created_ms: 0,
+                });
+                self.apply(Command::BindCertificate {
+                    identity: "client/ci".into(),
+                    binding,
                 })?;
             }
         }
