@@ -2,6 +2,7 @@
 //! health and metrics on `--http`).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -9,14 +10,16 @@ use crate::console::Console;
 use crate::security::SecurityArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Args;
 use drover_coordinator::metrics::{self, Metrics};
 use drover_coordinator::raft::node::NodeHandle;
+use drover_coordinator::scaling::{Scaling, emf_line};
 use drover_coordinator::server::{self, ServerConfig};
+use drover_coordinator::state::scaling::parse_pool;
 use drover_net::Dialer;
 
 #[derive(Debug, Args)]
@@ -71,6 +74,21 @@ pub struct CoordinatorArgs {
     /// service, with bursts of twice that. 0 turns the limit off.
     #[arg(long, default_value_t = server::WORKER_RATE_LIMIT_DEFAULT, value_name = "N")]
     worker_rate_limit: u32,
+    /// Slots per worker the scaling signal assumes for a pool with no live
+    /// worker yet (set it to your workers' `--slots`).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    scaling_default_slots: u32,
+    /// Print the scaling signal as CloudWatch Embedded Metric Format lines
+    /// on stdout, one per pool, while this node leads; the CloudWatch agent
+    /// turns them into metrics for a target-tracking policy.
+    #[arg(long, env = "DROVER_EMF")]
+    emf: bool,
+    /// How often the EMF lines are printed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    emf_interval: std::time::Duration,
+    /// The CloudWatch namespace of the EMF metrics.
+    #[arg(long, default_value = drover_coordinator::scaling::EMF_NAMESPACE, value_name = "NAME")]
+    emf_namespace: String,
 }
 
 /// Parses `ID=ADDR` entries of the flag `flag`.
@@ -151,6 +169,18 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
         )
     })?;
     tracing::info!(node = args.node_id, grpc = %args.listen, http = %args.http, data = %data_dir.display(), "coordinator started");
+    started
+        .metrics
+        .scaling()
+        .set_default_slots(args.scaling_default_slots);
+    let emf_task = args.emf.then(|| {
+        tokio::spawn(print_emf(
+            started.node.clone(),
+            started.metrics.scaling().clone(),
+            args.emf_interval.max(std::time::Duration::from_secs(1)),
+            args.emf_namespace.clone(),
+        ))
+    });
     let console = Console::new(
         started.node.clone(),
         dial_address(args.listen),
@@ -164,6 +194,9 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
     ));
     let result = serve.await;
     http_task.abort();
+    if let Some(task) = emf_task {
+        task.abort();
+    }
     started.stop().await;
     tracing::info!(node = args.node_id, "coordinator stopped");
     result.map_err(|e| anyhow!("{e}"))
@@ -190,6 +223,7 @@ pub async fn serve_http(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/scaling", get(scaling))
         .with_state(Http { node, metrics })
         .merge(crate::console::routes(console));
     axum::serve(listener, routes).await
@@ -204,6 +238,80 @@ pub fn dial_address(listen: SocketAddr) -> String {
         ip => ip,
     };
     SocketAddr::new(ip, listen.port()).to_string()
+}
+
+/// `GET /v1/scaling[?pool=NAME]`: desired workers per pool, with the
+/// counts behind them and the reasons in words.
+async fn scaling(
+    State(http): State<Http>,
+    Query(query): Query<ScalingQuery>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let wanted = match query.pool.as_deref().map(parse_pool) {
+        None => None,
+        Some(Some(labels)) => Some(labels),
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "error": "`pool` is `default` or labels as key=value,key=value"
+                })),
+            );
+        }
+    };
+    match http
+        .metrics
+        .scaling()
+        .read(&http.node, wanted.clone())
+        .await
+    {
+        Ok(mut report) => {
+            if let Some(labels) = &wanted {
+                report.pools.retain(|p| &p.labels == labels);
+            }
+            (
+                StatusCode::OK,
+                Json(serde_json::to_value(&report).unwrap_or_default()),
+            )
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ScalingQuery {
+    pool: Option<String>,
+}
+
+/// Prints the scaling signal as EMF lines every `interval` while this node
+/// leads (followers stay quiet, so each pool gets one line per interval).
+async fn print_emf(
+    node: NodeHandle,
+    scaling: Scaling,
+    interval: std::time::Duration,
+    namespace: String,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !node.status().is_leader {
+            continue;
+        }
+        match scaling.read(&node, None).await {
+            Ok(report) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut out = std::io::stdout().lock();
+                for pool in &report.pools {
+                    let _ = writeln!(out, "{}", emf_line(&namespace, now, pool));
+                }
+                let _ = out.flush();
+            }
+            Err(e) => tracing::warn!(error = %e, "EMF: the scaling signal could not be read"),
+        }
+    }
 }
 
 /// The Prometheus scrape: OpenMetrics text.

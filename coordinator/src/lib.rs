@@ -15,6 +15,8 @@
 //!   audit log.
 //! - [`server`]: one coordinator process: a node plus its services.
 //! - [`metrics`]: the Prometheus metrics and their OpenMetrics text.
+//! - [`scaling`]: the scaling signal as served (`/v1/scaling`, gauges,
+//!   CloudWatch EMF lines).
 //! - [`data_dir`]: the data directory's format marker.
 //! - [`durable`]: writing a whole file so that it survives a crash.
 //! - [`backup`]: the backup file format, and seeding a new cluster's data
@@ -32,6 +34,7 @@ pub mod metrics;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;
 pub mod raft;
+pub mod scaling;
 pub mod server;
 pub mod service;
 pub mod state;

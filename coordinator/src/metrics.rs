@@ -27,7 +27,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::raft::node::{NodeHandle, NodeStatus};
+use crate::scaling::Scaling;
 use crate::state::Stats;
+use crate::state::scaling::PoolSignal;
 use crate::state::tally::Tally;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
@@ -242,6 +244,23 @@ impl TallyCounters {
     }
 }
 
+/// The scaling signal per pool, set at each scrape.
+#[derive(Debug, Default)]
+struct ScalingGauges {
+    desired_workers: Family<PoolLabels, Gauge>,
+    load_per_worker: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+    ready_tasks: Family<PoolLabels, Gauge>,
+    held_back_tasks: Family<PoolLabels, Gauge>,
+    running_tasks: Family<PoolLabels, Gauge>,
+    alive_workers: Family<PoolLabels, Gauge>,
+    oldest_ready_age: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+}
+
 /// Gauges set from the state machine at each scrape.
 #[derive(Debug, Default)]
 struct StateGauges {
@@ -276,6 +295,8 @@ struct Inner {
     scrape: tokio::sync::Mutex<()>,
     state: StateGauges,
     raft: RaftGauges,
+    pools: ScalingGauges,
+    scaling: Scaling,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_duration: Family<MethodLabels, Histogram>,
     refused: Family<RefusalLabels, Counter>,
@@ -302,6 +323,47 @@ impl Metrics {
         let mut registry = Registry::with_prefix("drover");
         let state = StateGauges::default();
         let raft = RaftGauges::default();
+        let pools = ScalingGauges::default();
+        for (name, help, family) in [
+            (
+                "scaling_desired_workers",
+                "Workers each pool should have: ceil((ready tasks that can run now + running tasks) / slots per worker); see GET /v1/scaling for the reasons",
+                &pools.desired_workers,
+            ),
+            (
+                "scaling_ready_tasks",
+                "Ready tasks per pool that a free slot would lease now (not those held back by maxParallel)",
+                &pools.ready_tasks,
+            ),
+            (
+                "scaling_held_back_tasks",
+                "Ready tasks per pool held back by a job's or template's maxParallel; they ask for no workers",
+                &pools.held_back_tasks,
+            ),
+            (
+                "scaling_running_tasks",
+                "Leased tasks per pool",
+                &pools.running_tasks,
+            ),
+            (
+                "scaling_alive_workers",
+                "Live workers whose labels include the pool's",
+                &pools.alive_workers,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "scaling_load_per_worker",
+            "(ready + running tasks) / (slots per worker x live workers, at least one) per pool: the metric for a target-tracking policy, target 1",
+            pools.load_per_worker.clone(),
+        );
+        registry.register_with_unit(
+            "scaling_oldest_ready_task_age",
+            "How long each pool's oldest leasable ready task has waited",
+            Unit::Seconds,
+            pools.oldest_ready_age.clone(),
+        );
         let rpc_requests = Family::<RpcLabels, Counter>::default();
         let refused = Family::<RefusalLabels, Counter>::default();
         let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(
@@ -431,6 +493,8 @@ impl Metrics {
                 scrape: tokio::sync::Mutex::new(()),
                 state,
                 raft,
+                pools,
+                scaling: Scaling::default(),
                 rpc_requests,
                 rpc_duration,
                 refused,
@@ -560,7 +624,48 @@ impl Metrics {
             }
         };
         self.update(&status, stats.as_ref());
+        match self.inner.scaling.read(node, None).await {
+            Ok(report) => self.update_scaling(&report.pools),
+            Err(e) => tracing::warn!(error = %e, "metrics: the scaling signal could not be read"),
+        }
         self.encode()
+    }
+
+    /// The scaling signal these metrics report (and `GET /v1/scaling`
+    /// serves), sharing the pools seen.
+    pub fn scaling(&self) -> &Scaling {
+        &self.inner.scaling
+    }
+
+    /// Sets the per-pool gauges.
+    pub fn update_scaling(&self, pools: &[PoolSignal]) {
+        let g = &self.inner.pools;
+        for pool in pools {
+            let labels = PoolLabels {
+                pool: pool.pool.clone(),
+            };
+            g.desired_workers
+                .get_or_create(&labels)
+                .set(gauge_value(pool.desired_workers));
+            g.ready_tasks
+                .get_or_create(&labels)
+                .set(gauge_value(pool.ready_tasks));
+            g.held_back_tasks
+                .get_or_create(&labels)
+                .set(gauge_value(pool.held_back_tasks));
+            g.running_tasks
+                .get_or_create(&labels)
+                .set(gauge_value(pool.running_tasks));
+            g.alive_workers
+                .get_or_create(&labels)
+                .set(gauge_value(pool.alive_workers));
+            g.load_per_worker
+                .get_or_create(&labels)
+                .set(pool.load_per_worker);
+            g.oldest_ready_age
+                .get_or_create(&labels)
+                .set(pool.oldest_ready_age_ms as f64 / 1000.0);
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //!   namespace's specs may use, checked at submit and at each scheduled run.
 //! - [`snapshot`]: the versioned byte format of the whole state.
 //! - [`restore`]: making a backed-up state safe to seed a new cluster.
+//! - [`scaling`]: the scaling signal: desired workers per pool, and why.
 //! - [`stats`]: read-only summaries for metrics (tasks per namespace and
 //!   state, the ready backlog and its oldest task's wait, workers).
 //!
@@ -41,6 +42,7 @@ pub mod job;
 pub mod policy;
 pub mod ready;
 pub mod restore;
+pub mod scaling;
 pub mod schedule;
 pub mod security;
 pub mod snapshot;
