@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Args;
+use drover_worker::imds::Imds;
 use drover_worker::metrics::Metrics;
 use drover_worker::runner::{self, WorkerConfig};
 
@@ -42,9 +43,20 @@ pub struct WorkerArgs {
     /// On SIGTERM, seconds running tasks may finish before being handed back.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
-    /// Worker id [default: hostname plus a random suffix].
+    /// Worker id [default: the EC2 instance id with --ec2, else hostname
+    /// plus a random suffix].
     #[arg(long)]
     id: Option<String>,
+    /// On EC2: take the instance id as worker id, and drain (as on SIGTERM)
+    /// when the instance metadata service gives a spot interruption notice
+    /// or Auto Scaling starts terminating the instance.
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides the service's address.
+    #[arg(long, env = "DROVER_EC2")]
+    ec2: bool,
+    /// How often --ec2 polls for those notices (spot notices come two
+    /// minutes ahead).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    notice_poll: Duration,
     /// HTTP address for /healthz and /metrics (Prometheus); none when
     /// omitted.
     #[arg(long)]
@@ -108,10 +120,20 @@ pub async fn run(args: WorkerArgs, cluster: Coordinators) -> Result<()> {
             .ok_or_else(|| anyhow!("label `{l}` is not KEY=VALUE"))?;
         labels.insert(k.to_owned(), v.to_owned());
     }
-    let mut config = WorkerConfig::new(
-        args.id.unwrap_or_else(|| new_worker_id("")),
-        cluster.addresses,
-    );
+    let imds = args.ec2.then(Imds::from_env);
+    let id = match (args.id, &imds) {
+        (Some(id), _) => id,
+        (None, Some(imds)) => match imds.instance_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                let id = new_worker_id("");
+                tracing::warn!(error = %e, worker = %id, "--ec2: no instance id; using a generated worker id");
+                id
+            }
+        },
+        (None, None) => new_worker_id(""),
+    };
+    let mut config = WorkerConfig::new(id, cluster.addresses);
     config.dialer = cluster.dialer;
     config.slots = args.slots.max(1);
     config.labels = labels;
@@ -132,7 +154,20 @@ pub async fn run(args: WorkerArgs, cluster: Coordinators) -> Result<()> {
         None => None,
     };
     tracing::info!(worker = %id, slots = config.slots, http = ?args.http, "worker starting");
-    let report = runner::run(config, crate::coordinator::shutdown_signal()).await;
+    let poll = args.notice_poll.max(Duration::from_millis(100));
+    let worker = id.clone();
+    let shutdown = async move {
+        match imds {
+            None => crate::coordinator::shutdown_signal().await,
+            Some(imds) => tokio::select! {
+                () = crate::coordinator::shutdown_signal() => {}
+                notice = imds.watch(poll) => {
+                    tracing::warn!(worker = %worker, %notice, "the instance is going away: draining");
+                }
+            },
+        }
+    };
+    let report = runner::run(config, shutdown).await;
     if let Some(task) = http_task {
         task.abort();
     }

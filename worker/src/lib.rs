@@ -9,6 +9,8 @@
 //! - [`annotation`]: consensus labels and agreement metrics for the
 //!   annotation export.
 //! - [`conn`]: the leader-following connection the loop calls through.
+//! - [`imds`]: the EC2 instance metadata service: the instance id, and the
+//!   spot interruption and scale-in notices that start a drain.
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
 //!   attempts by outcome and duration, lease latency, heartbeat failures).
 //! - [`executors`]: one executor per task kind (`noop`, `sleep`,
@@ -40,6 +42,7 @@ pub mod dedup;
 pub mod executors;
 pub mod fixed;
 pub mod html;
+pub mod imds;
 pub mod metrics;
 pub mod output;
 pub mod runner;

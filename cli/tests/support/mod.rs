@@ -388,29 +388,36 @@ impl Cluster {
 
     /// Starts a worker with a fixed id.
     pub fn worker(&self, id: &str, slots: u32, extra: &[&str]) -> Proc {
-        let child = drover()
+        self.worker_with(id, slots, |command| {
+            command.args(["--id", id]).args(extra);
+        })
+    }
+
+    /// Starts a worker logging to `NAME.log`, after `finish` has added its
+    /// own flags or environment (the id too, or the worker picks one).
+    pub fn worker_with(&self, name: &str, slots: u32, finish: impl FnOnce(&mut Command)) -> Proc {
+        let mut command = drover();
+        command
             .arg("--coordinators")
             .arg(self.addresses())
-            .args(["worker", "--id", id, "--slots", &slots.to_string()])
+            .args(["worker", "--slots", &slots.to_string()])
             .arg("--data-root")
             .arg(self.dir.join("outputs"))
             .arg("--work-dir")
-            .arg(self.dir.join(format!("scratch-{id}")))
+            .arg(self.dir.join(format!("scratch-{name}")))
             .args(
                 self.tls
                     .as_deref()
                     .map(|t| tls_flags(t, "worker-worker"))
                     .unwrap_or_default(),
             )
-            .args(extra)
             .env("DROVER_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log_file(&self.dir, id))
-            .spawn()
-            .unwrap();
+            .stderr(log_file(&self.dir, name));
+        finish(&mut command);
         Proc {
-            child,
-            name: id.to_owned(),
+            child: command.spawn().unwrap(),
+            name: name.to_owned(),
         }
     }
 
