@@ -2,6 +2,7 @@
 //! subcommand to its module. Errors are printed as one line, never a
 //! backtrace, and map to a non-zero exit code.
 
+mod autoscale;
 mod backup;
 mod bench;
 mod certs;
@@ -83,6 +84,10 @@ enum Command {
     Worker(WorkerCli),
     /// Run everything in one process: a single-node coordinator and workers.
     Dev(dev::DevArgs),
+    /// Start and stop local workers from the coordinator's scaling signal,
+    /// with the cooldowns of the AWS policy (`drover autoscale --max 4 --
+    /// --slots 2`).
+    Autoscale(autoscale::AutoscaleArgs),
     /// Measure throughput, latency, failover, scale and heartbeat load on a
     /// local cluster (or `--coordinators`) with simulated workers.
     Bench(bench::BenchArgs),
@@ -161,6 +166,10 @@ fn main() -> ExitCode {
                 rt.block_on(bench::run(args, coordinators))
             })
         }
+        Command::Autoscale(args) => runtime().and_then(|rt| {
+            init_logging(cli.log_format, "warn");
+            rt.block_on(autoscale::run(args, &cli.coordinators))
+        }),
         Command::Datagen(cmd) => runtime().and_then(|rt| rt.block_on(datagen::run(cmd))),
         Command::Cluster(cmd) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))
