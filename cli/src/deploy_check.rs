@@ -988,3 +988,122 @@ fn compose_check_reports_each_kind_of_mistake() {
         text_of(&problems)
     );
 }
+
+// ---- the AWS template ----
+
+/// The files `deploy/aws/drover.yaml`'s boot scripts write with
+/// `cat > PATH <<EOF`, by path, as an instance would see them: the
+/// template's parameters at their defaults, the shell's `$NODE` and
+/// `$REGION` at sample values, and `${!VAR}` (CloudFormation's escape) as
+/// the `${VAR}` systemd expands.
+fn aws_boot_files(template: &str) -> BTreeMap<String, (u32, String)> {
+    let mut defaults: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in template.lines() {
+        if let Some(name) = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with(' '))
+            .and_then(|l| l.strip_suffix(':'))
+        {
+            current = Some(name.to_owned());
+        } else if let (Some(name), Some(value)) =
+            (&current, line.trim_start().strip_prefix("Default: "))
+        {
+            defaults.insert(name.clone(), value.trim().to_owned());
+        }
+    }
+    defaults.insert("AWS::StackName".to_owned(), "drover".to_owned());
+    let render = |line: &str| -> String {
+        let mut out = line.replace("${!", "\u{0}");
+        for (name, value) in &defaults {
+            out = out.replace(&format!("${{{name}}}"), value);
+        }
+        out.replace('\u{0}', "${")
+            .replace("$NODE", "1")
+            .replace("$REGION", "eu-west-1")
+    };
+    let mut files = BTreeMap::new();
+    let mut lines = template.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        let Some(rest) = line.trim_start().strip_prefix("cat > ") else {
+            continue;
+        };
+        let Some((path, _)) = rest.split_once(" <<") else {
+            continue;
+        };
+        let indent = line.len() - line.trim_start().len();
+        let mut body = String::new();
+        for (_, line) in lines.by_ref() {
+            if line.trim() == "EOF" {
+                break;
+            }
+            body.push_str(&render(line.get(indent..).unwrap_or("")));
+            body.push('\n');
+        }
+        files.insert(path.to_owned(), (i as u32 + 1, body));
+    }
+    files
+}
+
+/// Every problem with the commands the AWS template's instances start.
+fn check_aws(template: &str) -> Vec<String> {
+    let file = "deploy/aws/drover.yaml";
+    let files = aws_boot_files(template);
+    let mut problems = Vec::new();
+    let envs: BTreeMap<String, (String, String)> = files
+        .iter()
+        .filter(|(path, _)| path.ends_with(".env"))
+        .map(|(path, (line, text))| (path.clone(), (format!("{file}:{line}"), text.clone())))
+        .collect();
+    let unit = |path: &str, problems: &mut Vec<String>| match files.get(path) {
+        None => {
+            problems.push(format!("{file}: no boot script writes {path}"));
+            None
+        }
+        Some((line, text)) => read_unit(&format!("{file}:{line} ({path})"), text, &envs, problems),
+    };
+    let coordinator = unit(
+        "/etc/systemd/system/drover-coordinator.service",
+        &mut problems,
+    );
+    let worker = unit("/etc/systemd/system/drover-worker.service", &mut problems);
+    let mut peers = BTreeSet::new();
+    if let Some(Unit {
+        run: Run::Coordinator(c),
+        ..
+    }) = &coordinator
+    {
+        check_coordinator(c, None, &mut problems);
+        peers = c.peers.values().cloned().collect();
+    }
+    if let Some(Unit {
+        run: Run::Worker(w),
+        stop_timeout,
+        ..
+    }) = &worker
+    {
+        check_worker(w, &peers, *stop_timeout, &mut problems);
+    }
+    problems
+}
+
+#[test]
+fn the_aws_template_starts_valid_commands() {
+    assert_no_problems(&check_aws(&read("deploy/aws/drover.yaml")));
+}
+
+#[test]
+fn the_aws_check_reports_a_wrong_flag_and_a_drain_longer_than_the_stop() {
+    let text = read("deploy/aws/drover.yaml");
+    let problems =
+        check_aws(&text.replace("--scaling-default-slots", "--default-slots")).join("\n");
+    assert!(
+        problems.contains("unexpected argument '--default-slots'"),
+        "{problems}"
+    );
+    let problems = check_aws(&text.replace("TimeoutStopSec=115", "TimeoutStopSec=60")).join("\n");
+    assert!(
+        problems.contains("not longer than --drain-timeout"),
+        "{problems}"
+    );
+}
