@@ -13,7 +13,9 @@
 //! desired = ceil((ready that can run + running) / slots per worker)
 //!
 //! Slots per worker are the median of the pool's live workers (the default
-//! when it has none). Like the rest of the state machine this reads no
+//! when it has none). The oldest ready task's age is reported, and ready
+//! work that has waited [`STUCK_AFTER_MS`] beside free slots is called out:
+//! more workers of the same kind would not take it either. Like the rest of the state machine this reads no
 //! clock and is the same on every replica, so any coordinator can answer.
 
 use std::collections::BTreeMap;
@@ -27,6 +29,10 @@ use super::workers::WorkerState;
 /// Pools reported at most; a spec's constraints make pools, so a cluster
 /// with more distinct label sets than this reports the busiest.
 pub const POOLS_MAX: usize = 256;
+
+/// How long ready work waits, with free slots in its pool, before the
+/// signal says the workers may not be able to run it.
+pub const STUCK_AFTER_MS: i64 = 5 * 60_000;
 
 /// Jobs named per pool as held back by their caps.
 const CAPPED_JOBS_SHOWN: usize = 3;
@@ -181,8 +187,8 @@ impl StateMachine {
         settings: &ScalingSettings,
     ) -> PoolSignal {
         let mut slots: Vec<u32> = Vec::new();
-        let (mut alive, mut draining) = (0, 0);
-        for worker in self.core.workers.values() {
+        let (mut alive, mut draining, mut free_slots) = (0, 0, 0u64);
+        for (id, worker) in &self.core.workers {
             if !labels.iter().all(|(k, v)| worker.labels.get(k) == Some(v)) {
                 continue;
             }
@@ -190,6 +196,8 @@ impl StateMachine {
                 WorkerState::Alive => {
                     alive += 1;
                     slots.push(worker.slots);
+                    let busy = self.idx.worker_tasks.get(id).map_or(0, |t| t.len() as u64);
+                    free_slots += u64::from(worker.slots).saturating_sub(busy);
                 }
                 WorkerState::Draining => draining += 1,
                 WorkerState::Lost => {}
@@ -253,6 +261,16 @@ impl StateMachine {
             reasons.push(format!(
                 "the oldest ready task has waited {}",
                 humanize_ms(oldest_ready_age_ms)
+            ));
+        }
+        // Work that waits while the pool's workers have room is not short of
+        // workers: more of the same would not take it either. Say so, the
+        // way AWS Batch does not for jobs stuck in RUNNABLE.
+        if demand.ready > 0 && oldest_ready_age_ms >= STUCK_AFTER_MS && free_slots > 0 {
+            reasons.push(format!(
+                "ready work has waited over {} while the pool's live workers have {free_slots} free slot{}: they may not run it (a `command` task needs workers with --allow-command; see `drover job why TASK`), and more of the same workers would not either",
+                humanize_ms(STUCK_AFTER_MS),
+                if free_slots == 1 { "" } else { "s" },
             ));
         }
         if alive > desired {
@@ -491,6 +509,53 @@ mod tests {
         assert_eq!(parse_pool("pool=gpu,zone=a").unwrap().len(), 2);
         assert_eq!(parse_pool("default"), Some(BTreeMap::new()));
         assert_eq!(parse_pool("nonsense"), None);
+    }
+
+    #[test]
+    fn work_that_waits_beside_free_slots_is_called_out() {
+        let mut sm = StateMachine::new(Config::default());
+        submit(
+            &mut sm,
+            1_000,
+            "    - {name: c, kind: command, config: {argv: [\"true\"]}}\n",
+            100,
+        );
+        // A worker that does not run `command` leases nothing.
+        register(&mut sm, "w1", 4, &[]);
+        apply(
+            &mut sm,
+            2_000,
+            Command::Lease {
+                worker: "w1".into(),
+                max_tasks: 4,
+            },
+        );
+        let early = sm.scaling(&ScalingSettings::default());
+        assert!(
+            !early[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("may not run it"))
+        );
+        // Five minutes on, the worker still alive (it registers again).
+        apply(
+            &mut sm,
+            1_000 + STUCK_AFTER_MS,
+            Command::RegisterWorker {
+                worker: "w1".into(),
+                slots: 4,
+                labels: BTreeMap::new(),
+                kinds: Vec::new(),
+            },
+        );
+        let late = sm.scaling(&ScalingSettings::default());
+        let stuck = late[0]
+            .reasons
+            .iter()
+            .find(|r| r.contains("may not run it"))
+            .unwrap_or_else(|| panic!("{:#?}", late[0]));
+        assert!(stuck.contains("4 free slots"), "{stuck}");
+        assert_eq!(late[0].desired_workers, 1);
     }
 
     #[test]
