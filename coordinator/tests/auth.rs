@@ -52,11 +52,7 @@ impl Cluster {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (started, stop, serving, address) = serve(dir.path()).await;
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(address).await;
         let operator = AdminServiceClient::new(channel.clone())
             .bootstrap_token(BootstrapTokenRequest {
                 name: "first".into(),
@@ -164,6 +160,15 @@ async fn serve_with(
     })
     .await;
     (started, stop, serving, address)
+}
+
+/// A plaintext channel to a coordinator started here.
+async fn connect(address: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
@@ -597,11 +602,7 @@ async fn tokens_survive_a_restart_and_the_audit_log_records_who_did_what() {
     let dir = cluster.stop().await;
 
     let (started, stop, serving, address) = serve(dir.path()).await;
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(address).await;
     let me = AdminServiceClient::new(channel)
         .who_am_i(with_token(WhoAmIRequest {}, Some(&operator)))
         .await
@@ -701,11 +702,7 @@ async fn a_namespace_policy_confines_its_specs_across_a_restart() {
     let dir = cluster.stop().await;
 
     let (started, stop, serving, address) = serve(dir.path()).await;
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(address).await;
     let policies = AdminServiceClient::new(channel.clone())
         .list_namespace_policies(with_token(ListNamespacePoliciesRequest {}, Some(&operator)))
         .await
@@ -755,11 +752,7 @@ async fn a_client_over_its_rate_is_slowed_down_without_slowing_others() {
         config.client_rate_limit = 1;
     })
     .await;
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(address).await;
     let mut admin = AdminServiceClient::new(channel);
     let operator = admin
         .bootstrap_token(BootstrapTokenRequest::default())

@@ -50,6 +50,17 @@ pub async fn propose_one(
     }
 }
 
+/// Proposes one command and, once it has applied here, reads what it left
+/// in the state: for the admin rpcs that answer with the stored record.
+pub async fn propose_then_read<T: Send + 'static>(
+    node: &crate::raft::node::NodeHandle,
+    command: crate::state::Command,
+    read: impl FnOnce(&crate::state::StateMachine) -> T + Send + 'static,
+) -> Result<T, Status> {
+    propose_one(node, command).await?;
+    node.read_local(read).await.map_err(node_status)
+}
+
 /// Maps a node error to the protocol's status codes. `NotLeader` becomes
 /// `UNAVAILABLE` with the leader's address in `drover-leader`, which clients
 /// follow.

@@ -10,7 +10,7 @@ use drover_proto::v1::{
 };
 use tonic::Status;
 
-use super::{node_status, propose_one};
+use super::{node_status, propose_then_read};
 use crate::auth::Caller;
 use crate::raft::node::NodeHandle;
 use crate::state::Command;
@@ -45,25 +45,15 @@ impl Policies {
             updated_ms: 0,
         });
         let namespace = request.namespace;
-        propose_one(
-            &self.node,
-            Command::SetNamespacePolicy {
-                namespace: namespace.clone(),
-                policy,
-            },
-        )
+        let command = Command::SetNamespacePolicy {
+            namespace: namespace.clone(),
+            policy,
+        };
+        let stored = propose_then_read(&self.node, command, move |sm| {
+            let policies = &sm.core().security.policies;
+            policies.get_key_value(&namespace).map(|(n, p)| wire(n, p))
+        })
         .await?;
-        let stored = self
-            .node
-            .read_local(move |sm| {
-                sm.core()
-                    .security
-                    .policies
-                    .get_key_value(&namespace)
-                    .map(|(n, p)| wire(n, p))
-            })
-            .await
-            .map_err(node_status)?;
         Ok(SetNamespacePolicyResponse { policy: stored })
     }
 

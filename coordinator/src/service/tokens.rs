@@ -18,7 +18,7 @@ use drover_proto::v1::{
 use tonic::Status;
 
 use super::admin::unix_ms_now;
-use super::{node_status, propose_one};
+use super::{node_status, propose_one, propose_then_read};
 use crate::auth::Caller;
 use crate::auth::secret;
 use crate::raft::node::NodeHandle;
@@ -106,14 +106,13 @@ impl Tokens {
         let fresh = secret::generate().map_err(|e| Status::unavailable(e.to_string()))?;
         token.id = fresh.id.clone();
         token.secret_sha256 = fresh.secret_sha256;
-        propose_one(&self.node, Command::CreateToken { token, bootstrap }).await?;
         let id = fresh.id.clone();
-        let stored = self
-            .node
-            .read_local(move |sm| sm.core().security.tokens.get(&id).cloned())
-            .await
-            .map_err(node_status)?
-            .ok_or_else(|| Status::internal("the created token is not in the state"))?;
+        let command = Command::CreateToken { token, bootstrap };
+        let stored = propose_then_read(&self.node, command, move |sm| {
+            sm.core().security.tokens.get(&id).cloned()
+        })
+        .await?
+        .ok_or_else(|| Status::internal("the created token is not in the state"))?;
         tracing::info!(token = %stored.id, name = %stored.name, role = stored.role.as_str(), "token created");
         Ok(CreateTokenResponse {
             token: Some(info(&stored)),
@@ -157,25 +156,17 @@ impl Tokens {
             })
         };
         let identity = request.identity;
-        propose_one(
-            &self.node,
-            Command::BindCertificate {
-                identity: identity.clone(),
-                binding,
-            },
-        )
+        let command = Command::BindCertificate {
+            identity: identity.clone(),
+            binding,
+        };
+        let stored = propose_then_read(&self.node, command, move |sm| {
+            let bound = &sm.core().security.certificates;
+            bound
+                .get_key_value(&identity)
+                .map(|(i, b)| binding_info(i, b))
+        })
         .await?;
-        let stored = self
-            .node
-            .read_local(move |sm| {
-                sm.core()
-                    .security
-                    .certificates
-                    .get_key_value(&identity)
-                    .map(|(i, b)| binding_info(i, b))
-            })
-            .await
-            .map_err(node_status)?;
         Ok(BindCertificateResponse { binding: stored })
     }
 
