@@ -640,6 +640,7 @@ impl Cluster {
                             lease_ttl_ms: LEASE_TTL_MS,
                             heartbeat_interval_ms: HEARTBEAT_MS,
                             worker_timeout_ms: WORKER_TIMEOUT_MS,
+                            ..Settings::default()
                         }),
                     })
                     .await

@@ -1,10 +1,11 @@
 //! `drover cluster ...`: membership and status.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{
@@ -53,6 +54,14 @@ pub enum ClusterCommand {
         /// When a silent worker is marked lost; at least the lease TTL.
         #[arg(long, value_parser = humantime::parse_duration)]
         worker_timeout: Option<Duration>,
+        /// A namespace's fair-share weight, NAMESPACE=WEIGHT (1 to 1000;
+        /// unlisted namespaces weigh 1); repeat or separate with commas.
+        #[arg(
+            long = "namespace-weight",
+            value_delimiter = ',',
+            value_name = "NAMESPACE=WEIGHT"
+        )]
+        namespace_weights: Vec<String>,
         /// Stable JSON on standard output.
         #[arg(long)]
         json: bool,
@@ -272,8 +281,20 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
             lease_ttl,
             heartbeat_interval,
             worker_timeout,
+            namespace_weights,
             json,
         } => {
+            let mut weights = BTreeMap::new();
+            for entry in &namespace_weights {
+                let (namespace, weight) = entry
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("`{entry}` is not NAMESPACE=WEIGHT"))?;
+                let weight: u32 = weight
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("`{weight}` in `{entry}` is not a weight (1 to 1000)"))?;
+                weights.insert(namespace.trim().to_owned(), weight);
+            }
             let ms = |d: Option<Duration>| {
                 d.map_or(0, |d| {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
@@ -283,15 +304,19 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                 lease_ttl_ms: ms(lease_ttl),
                 heartbeat_interval_ms: ms(heartbeat_interval),
                 worker_timeout_ms: ms(worker_timeout),
+                namespace_weights: weights,
             };
             let r = coordinators
-                .call(move |ch| async move {
-                    AdminServiceClient::new(ch)
-                        .update_settings(UpdateSettingsRequest {
-                            settings: Some(wanted),
-                        })
-                        .await
-                        .map(|r| r.into_inner())
+                .call(move |ch| {
+                    let wanted = wanted.clone();
+                    async move {
+                        AdminServiceClient::new(ch)
+                            .update_settings(UpdateSettingsRequest {
+                                settings: Some(wanted),
+                            })
+                            .await
+                            .map(|r| r.into_inner())
+                    }
                 })
                 .await?;
             let s = r.settings.unwrap_or_default();
@@ -300,6 +325,7 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                     "leaseTtlMs": s.lease_ttl_ms,
                     "heartbeatIntervalMs": s.heartbeat_interval_ms,
                     "workerTimeoutMs": s.worker_timeout_ms,
+                    "namespaceWeights": s.namespace_weights,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -309,6 +335,13 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                 println!("lease TTL           {}", show(s.lease_ttl_ms));
                 println!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
                 println!("worker timeout      {}", show(s.worker_timeout_ms));
+                if s.namespace_weights.is_empty() {
+                    println!("namespace weights   none (every namespace weighs 1)");
+                }
+                for (i, (namespace, weight)) in s.namespace_weights.iter().enumerate() {
+                    let label = if i == 0 { "namespace weights" } else { "" };
+                    println!("{label:<18}  {namespace}={weight}");
+                }
             }
         }
     }

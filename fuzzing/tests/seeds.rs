@@ -601,6 +601,7 @@ fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
                             lease_ttl_ms: 20_000,
                             heartbeat_interval_ms: 5_000,
                             worker_timeout_ms: 60_000,
+                            ..Default::default()
                         }),
                     },
                 ),

@@ -534,7 +534,7 @@ pub async fn heartbeats(
 async fn update_settings(conn: &Conn, settings: Settings) -> Result<Settings> {
     conn.call_channel(|c| {
         let r = UpdateSettingsRequest {
-            settings: Some(settings),
+            settings: Some(settings.clone()),
         };
         async move { AdminServiceClient::new(c).update_settings(r).await }
     })

@@ -34,6 +34,44 @@ use crate::state::{Command, JobState, Rejection, StateMachine, TaskKey, WorkerSt
 /// "unavailable".
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Namespace weights one UpdateSettings may set.
+const WEIGHTS_PER_REQUEST_MAX: usize = 64;
+
+/// Namespace weights a cluster keeps.
+const NAMESPACE_WEIGHTS_MAX: usize = 10_000;
+
+/// Largest fair-share weight.
+const WEIGHT_MAX: u32 = 1000;
+
+/// Validates the namespace weights of an UpdateSettings request (here, not
+/// in the state machine, whose `SetNamespaceWeight` predates these limits
+/// and must apply old entries as it always did).
+fn check_weights(
+    weights: &std::collections::BTreeMap<String, u32>,
+) -> Result<std::collections::BTreeMap<String, u32>, Status> {
+    if weights.len() > WEIGHTS_PER_REQUEST_MAX {
+        return Err(Status::invalid_argument(format!(
+            "at most {WEIGHTS_PER_REQUEST_MAX} namespace weights per request"
+        )));
+    }
+    let mut sorted = std::collections::BTreeMap::new();
+    for (namespace, weight) in weights {
+        if !drover_net::identity::valid_name(namespace) {
+            return Err(Status::invalid_argument(format!(
+                "namespace `{}` must be 1 to 63 lowercase letters, digits and '-'",
+                crate::state::types::shown(namespace)
+            )));
+        }
+        if !(1..=WEIGHT_MAX).contains(weight) {
+            return Err(Status::invalid_argument(format!(
+                "namespace `{namespace}`: a weight is 1 to {WEIGHT_MAX}"
+            )));
+        }
+        sorted.insert(namespace.clone(), *weight);
+    }
+    Ok(sorted)
+}
+
 /// How long a backup's read may wait for its ReadIndex and its turn on the
 /// driver thread.
 const BACKUP_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -396,22 +434,50 @@ impl AdminService for AdminServer {
         {
             return Err(Status::invalid_argument("settings cannot be negative"));
         }
+        let weights = check_weights(&wanted.namespace_weights)?;
         let set = |v: i64| (v > 0).then_some(v as u64);
-        if wanted != Settings::default() {
-            super::require_leader(&self.node)?;
-            let out = self
+        let mut commands = Vec::new();
+        if (
+            wanted.lease_ttl_ms,
+            wanted.heartbeat_interval_ms,
+            wanted.worker_timeout_ms,
+        ) != (0, 0, 0)
+        {
+            commands.push(Command::SetLeaseSettings {
+                lease_ttl_ms: set(wanted.lease_ttl_ms),
+                heartbeat_interval_ms: set(wanted.heartbeat_interval_ms),
+                worker_timeout_ms: set(wanted.worker_timeout_ms),
+            });
+        }
+        if !weights.is_empty() {
+            let new = weights.clone();
+            let total = self
                 .node
-                .propose(vec![Command::SetLeaseSettings {
-                    lease_ttl_ms: set(wanted.lease_ttl_ms),
-                    heartbeat_interval_ms: set(wanted.heartbeat_interval_ms),
-                    worker_timeout_ms: set(wanted.worker_timeout_ms),
-                }])
+                .read_local(move |sm| {
+                    let known = &sm.core().config.namespace_weights;
+                    known.len() + new.keys().filter(|n| !known.contains_key(*n)).count()
+                })
                 .await
                 .map_err(node_status)?;
-            match out.into_iter().next() {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
-                None => return Err(Status::internal("no outcome")),
+            if total > NAMESPACE_WEIGHTS_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "a cluster keeps at most {NAMESPACE_WEIGHTS_MAX} namespace weights"
+                )));
+            }
+        }
+        commands.extend(
+            weights
+                .into_iter()
+                .map(|(namespace, weight)| Command::SetNamespaceWeight { namespace, weight }),
+        );
+        if !commands.is_empty() {
+            super::require_leader(&self.node)?;
+            // One entry: the lease settings and the weights change together.
+            let out = self.node.propose(commands).await.map_err(node_status)?;
+            for outcome in out {
+                if let Err(e) = outcome {
+                    return Err(Status::invalid_argument(e.to_string()));
+                }
             }
         }
         // Linearizable, so a read right after a change sees it.
@@ -423,6 +489,11 @@ impl AdminService for AdminServer {
                     lease_ttl_ms: c.lease_ttl_ms as i64,
                     heartbeat_interval_ms: c.heartbeat_interval_ms as i64,
                     worker_timeout_ms: c.worker_timeout_ms as i64,
+                    namespace_weights: c
+                        .namespace_weights
+                        .iter()
+                        .map(|(n, w)| (n.clone(), *w))
+                        .collect(),
                 }
             })
             .await
