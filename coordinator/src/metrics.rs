@@ -644,21 +644,15 @@ impl Metrics {
             let labels = PoolLabels {
                 pool: pool.pool.clone(),
             };
-            g.desired_workers
-                .get_or_create(&labels)
-                .set(gauge_value(pool.desired_workers));
-            g.ready_tasks
-                .get_or_create(&labels)
-                .set(gauge_value(pool.ready_tasks));
-            g.held_back_tasks
-                .get_or_create(&labels)
-                .set(gauge_value(pool.held_back_tasks));
-            g.running_tasks
-                .get_or_create(&labels)
-                .set(gauge_value(pool.running_tasks));
-            g.alive_workers
-                .get_or_create(&labels)
-                .set(gauge_value(pool.alive_workers));
+            for (family, n) in [
+                (&g.desired_workers, pool.desired_workers),
+                (&g.ready_tasks, pool.ready_tasks),
+                (&g.held_back_tasks, pool.held_back_tasks),
+                (&g.running_tasks, pool.running_tasks),
+                (&g.alive_workers, pool.alive_workers),
+            ] {
+                family.get_or_create(&labels).set(gauge_value(n));
+            }
             g.load_per_worker
                 .get_or_create(&labels)
                 .set(pool.load_per_worker);
