@@ -95,4 +95,12 @@ fn the_signal_follows_work_and_workers_per_pool() {
     assert_eq!(spot["pools"][0]["desiredWorkers"], 0, "{spot:#}");
     let (code, _) = http_get(&cluster.http[0], "/v1/scaling?pool=nonsense");
     assert_eq!(code, 400);
+    // A name merely asked for is answered but not kept: the gauges carry
+    // pools that had work (gpu) and not ones anyone can make up.
+    let (_, metrics) = http_get(&cluster.http[0], "/metrics");
+    assert!(
+        metrics.contains("drover_scaling_desired_workers{pool=\"pool=gpu\"} 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("pool=spot"), "{metrics}");
 }

@@ -3,8 +3,8 @@
 //!
 //! The numbers come from the replicated state ([`crate::state::scaling`]);
 //! this keeps what a process adds: the slots assumed for a pool with no
-//! worker yet, and the pools it has reported before, which keep being
-//! reported (at 0 when their work is done) so that an autoscaler or a
+//! worker yet, and the pools it has seen with work or workers, which keep
+//! being reported (at 0 when their work is done) so that an autoscaler or a
 //! CloudWatch alarm sees the pool drain rather than go silent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,7 +85,12 @@ impl Scaling {
             })
             .await?;
         if let Ok(mut seen) = self.inner.lock() {
-            for pool in &report.pools {
+            // Only pools that had work or workers: a name merely asked for
+            // over the unauthenticated HTTP port is answered, not kept.
+            let active = report.pools.iter().filter(|p| {
+                p.ready_tasks + p.held_back_tasks + p.running_tasks + p.alive_workers > 0
+            });
+            for pool in active {
                 if seen.pools.len() >= POOLS_MAX {
                     break;
                 }
