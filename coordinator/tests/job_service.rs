@@ -915,7 +915,12 @@ async fn task_records_show_in_tasks_explain_events_and_retry() {
         task: key(0),
         token: token(0),
         manifest: Manifest {
-            prefix: "out/0".to_owned(),
+            prefix: grants
+                .iter()
+                .find(|g| g.task == key(0))
+                .unwrap()
+                .output_prefix
+                .clone(),
             ..Manifest::default()
         },
         skipped: false,
@@ -956,7 +961,10 @@ async fn task_records_show_in_tasks_explain_events_and_retry() {
             (format!("{id}/1/0"), TaskState::Failed as i32),
         ]
     );
-    assert_eq!(all.tasks[0].output_prefix, "out/0");
+    assert_eq!(
+        all.tasks[0].output_prefix,
+        format!("jobs/{job}/0/0/attempt-1-{}", token(0))
+    );
     assert_eq!(all.tasks[1].last_error, "boom");
     assert_eq!(all.tasks[2].worker_id, "w1");
     assert!(all.tasks[2].lease_deadline_unix_ms > 0);

@@ -36,6 +36,8 @@ struct Coordinator {
     started: Started,
     jobs: JobServiceClient<Channel>,
     workers: WorkerServiceClient<Channel>,
+    /// The session of the worker registered last.
+    session: u64,
     stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -70,6 +72,7 @@ impl Coordinator {
             started,
             jobs: JobServiceClient::new(channel.clone()),
             workers: WorkerServiceClient::new(channel),
+            session: 0,
             stop,
             _dir: dir,
         }
@@ -103,8 +106,9 @@ impl Coordinator {
             .into_inner()
     }
 
+    /// Registers `worker`; its session is kept for its leases.
     async fn register(&mut self, worker: &str) {
-        bounded(
+        self.session = bounded(
             "register",
             self.workers.register(RegisterRequest {
                 worker_id: worker.to_owned(),
@@ -113,7 +117,9 @@ impl Coordinator {
             }),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .session_epoch;
     }
 
     /// Leases until `n` tasks are held.
@@ -124,9 +130,9 @@ impl Coordinator {
                 "lease",
                 self.workers.lease(LeaseRequest {
                     worker_id: worker.to_owned(),
+                    session_epoch: self.session,
                     max_tasks: (n - tasks.len()) as u32,
                     wait_ms: 1000,
-                    ..LeaseRequest::default()
                 }),
             )
             .await

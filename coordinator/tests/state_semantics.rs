@@ -558,11 +558,174 @@ fn draining_workers_get_no_new_tasks_and_are_told() {
     h.worker("w", 1, &[]);
     let g = h.lease("w", 1);
     h.run(Command::DrainWorker { worker: "w".into() }).unwrap();
-    assert!(h.lease("w", 1).is_empty());
+    let again = h.run(Command::Lease {
+        worker: "w".into(),
+        max_tasks: 1,
+    });
+    assert_eq!(
+        again,
+        Ok(Outcome::Draining),
+        "told in the lease's own answer"
+    );
     match h.heartbeat("w", &g).unwrap() {
         Outcome::Heartbeat(reply) => assert!(reply.drain),
         other => panic!("{other:?}"),
     }
+}
+
+/// Registers `worker` and returns its session.
+fn session(h: &mut H, worker: &str) -> u64 {
+    match h
+        .run(Command::RegisterWorker {
+            worker: worker.into(),
+            slots: 4,
+            labels: Default::default(),
+            kinds: Vec::new(),
+        })
+        .unwrap()
+    {
+        Outcome::Registered { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn lease_in(h: &mut H, worker: &str, epoch: u64) -> Result<Outcome, Rejection> {
+    h.run(Command::LeaseInSession {
+        worker: worker.into(),
+        epoch,
+        max_tasks: 1,
+    })
+}
+
+#[test]
+fn a_lease_names_the_workers_live_session_or_is_refused() {
+    let mut h = H::new();
+    h.submit(&spec(
+        "sessions",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 4}}\n",
+    ));
+    let first = session(&mut h, "w");
+    assert!(matches!(lease_in(&mut h, "w", first), Ok(Outcome::Leased(g)) if g.len() == 1));
+    // Registering again starts a new session; the old one is over.
+    let second = session(&mut h, "w");
+    assert!(second > first);
+    assert_eq!(
+        lease_in(&mut h, "w", first),
+        Err(Rejection::UnknownSession {
+            worker: "w".into(),
+            epoch: first
+        })
+    );
+    assert!(matches!(
+        lease_in(&mut h, "w", second),
+        Ok(Outcome::Leased(_))
+    ));
+    // A session the cluster declared lost stays lost: the worker registers
+    // again rather than carrying on in it.
+    let timeout = h.sm.core().config.worker_timeout_ms as i64;
+    h.advance(timeout + 1);
+    assert_eq!(
+        h.sm.core().workers["w"].state,
+        drover_coordinator::state::WorkerState::Lost
+    );
+    assert!(matches!(
+        lease_in(&mut h, "w", second),
+        Err(Rejection::UnknownSession { .. })
+    ));
+    let third = session(&mut h, "w");
+    assert!(matches!(
+        lease_in(&mut h, "w", third),
+        Ok(Outcome::Leased(_))
+    ));
+    assert!(matches!(
+        lease_in(&mut h, "nobody", third),
+        Err(Rejection::UnknownWorker(_))
+    ));
+}
+
+#[test]
+fn a_completion_must_name_its_attempts_own_prefix() {
+    let mut h = H::new();
+    h.submit(&spec(
+        "prefixes",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 2}}\n",
+    ));
+    h.worker("w", 2, &[]);
+    let grants = h.lease("w", 2);
+    let (g, other) = (&grants[0], &grants[1]);
+    assert_eq!(
+        g.output_prefix,
+        format!(
+            "jobs/{}/0/{}/attempt-1-{}",
+            g.task.job, g.task.partition, g.token
+        )
+    );
+    let complete = |h: &mut H, prefix: &str| {
+        h.run(Command::Complete {
+            worker: "w".into(),
+            task: g.task,
+            token: g.token,
+            manifest: Manifest {
+                prefix: prefix.to_owned(),
+                ..Manifest::default()
+            },
+            skipped: false,
+        })
+    };
+    // Another attempt's prefix (where a zombie could write) is refused,
+    // and the lease stays live for the right report.
+    let refused = complete(&mut h, &other.output_prefix);
+    assert!(
+        matches!(&refused, Err(Rejection::ForeignPrefix { expected, .. }) if *expected == g.output_prefix),
+        "{refused:?}"
+    );
+    assert_eq!(
+        complete(&mut h, &g.output_prefix.clone()),
+        Ok(Outcome::Completed { duplicate: false })
+    );
+}
+
+#[test]
+fn a_grant_carries_its_upstream_outputs() {
+    let mut h = H::new();
+    h.submit(&spec(
+        "upstream",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 2}}\n    - {name: b, kind: noop, dependsOn: [a]}\n",
+    ));
+    h.worker("w", 4, &[]);
+    let firsts = h.lease("w", 4);
+    assert_eq!(firsts.len(), 2);
+    assert!(firsts.iter().all(|g| g.upstream == Some(vec![])));
+    for g in &firsts {
+        h.run(Command::Complete {
+            worker: "w".into(),
+            task: g.task,
+            token: g.token,
+            manifest: Manifest {
+                prefix: g.output_prefix.clone(),
+                ..Manifest::default()
+            },
+            skipped: false,
+        })
+        .unwrap();
+    }
+    let merge = h.lease("w", 1).remove(0);
+    let prefixes: Vec<String> = merge
+        .upstream
+        .expect("within the limit")
+        .into_iter()
+        .map(|u| u.prefix)
+        .collect();
+    assert_eq!(
+        prefixes,
+        firsts
+            .iter()
+            .map(|g| g.output_prefix.clone())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

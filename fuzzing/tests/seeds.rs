@@ -444,6 +444,7 @@ fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
                     Rpc::CompleteBatch,
                     &wire::CompleteBatchRequest {
                         completions: vec![completion("j1/0/1", 1, 2)],
+                        ..Default::default()
                     },
                 ),
                 Call::new(

@@ -3,9 +3,14 @@
 //!
 //! # Layout
 //!
-//! - [`runner`]: the lease loop: register, long-poll leases for the free
-//!   slots, run tasks concurrently, one heartbeat per interval for all of
-//!   them, fenced completion/failure reports, and drain on shutdown.
+//! - [`runner`]: the lease loop: long-poll leases ahead of the free slots,
+//!   run tasks concurrently, report their ends, and drain on shutdown.
+//! - [`session`]: registration and its session epoch, and one heartbeat
+//!   per interval for every held task.
+//! - [`prefetch`]: how far to lease ahead (Little's law over task run time
+//!   and lease round trip, capped).
+//! - [`reporter`]: completions and failures coalesced into `CompleteBatch`
+//!   calls (bounded by count and a short linger, a few in flight).
 //! - [`annotation`]: consensus labels and agreement metrics for the
 //!   annotation export.
 //! - [`conn`]: the leader-following connection the loop calls through.
@@ -45,6 +50,9 @@ pub mod html;
 pub mod imds;
 pub mod metrics;
 pub mod output;
+pub mod prefetch;
+pub mod reporter;
 pub mod runner;
 pub mod sensors;
+pub mod session;
 pub mod task_log;

@@ -1,6 +1,13 @@
-//! The worker's lease loop: register, lease up to the free slots (long
-//! poll), run tasks concurrently, heartbeat every running task in one call,
-//! complete or fail each with its fencing token, and drain on shutdown.
+//! The worker's lease loop: lease ahead of the free slots (long poll, a
+//! bounded prefetch), run tasks concurrently, report their ends in batches
+//! with their fencing tokens, and drain on shutdown. Registration and
+//! heartbeats are the [`session`](crate::session)'s.
+//!
+//! A leased task is held from its grant until its report is answered:
+//! first waiting for an execution slot, then running, then reporting. It
+//! takes a slot only while it runs, so a slot never waits for a report to
+//! commit or for a lease call to come back; and it is heartbeated the whole
+//! time, so its lease outlives a slow report.
 //!
 //! Each attempt runs inside a `task` span (job, task, attempt and the job's
 //! trace id), so its logs join the job's trace; the loop records into the
@@ -9,23 +16,30 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drover_proto::v1::{
-    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatStatus, LeaseRequest, LeasedTask,
-    RegisterRequest, ReleaseRequest, ReleasedTask, TaskHeartbeat, TaskKind,
+    LeaseRequest, LeaseResponse, LeasedTask, ReleaseRequest, ReleasedTask, TaskKind,
 };
-use tokio::sync::{Notify, watch};
-use tonic::Code;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::conn::Conn;
 use crate::dataset::location::Location;
 use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
 use crate::metrics::{AttemptOutcome, Metrics};
+use crate::prefetch::Prefetch;
+use crate::reporter::{BatchLimits, Ending, Report, Reporter};
+use crate::session::{self, Session};
 use crate::task_log::upload::LogUploader;
 use crate::task_log::{self, AttemptLog};
+
+/// Lease calls in flight at once: one long poll, and one more for slots
+/// that free up while it waits.
+const LEASE_CALLS_MAX: usize = 2;
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -53,6 +67,12 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Long-poll length of one lease call.
     pub lease_wait: Duration,
+    /// Most tasks leased ahead of the free slots (the depth itself follows
+    /// how long tasks run; see [`crate::prefetch`]); 0 turns lease-ahead off.
+    pub prefetch_max: usize,
+    /// How long a finished attempt's report waits for others to join its
+    /// batch.
+    pub report_linger: Duration,
     /// Where the worker records its metrics; the caller keeps a clone to
     /// serve them.
     pub metrics: Metrics,
@@ -75,6 +95,8 @@ impl WorkerConfig {
             probe_log: None,
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
+            prefetch_max: 64,
+            report_linger: Duration::from_millis(2),
             metrics: Metrics::new(),
             dialer: drover_net::Dialer::plaintext(),
         }
@@ -94,28 +116,51 @@ pub struct WorkerReport {
     pub released: u64,
 }
 
-/// A task in flight.
-struct Running {
-    token: u64,
-    cancel: watch::Sender<bool>,
-    progress: Progress,
+/// A task held from its grant until its report is answered.
+pub(crate) struct Held {
+    /// Its lease's token.
+    pub(crate) token: u64,
+    /// Tells the attempt to stop (lease lost, job cancelled, drain).
+    pub(crate) cancel: watch::Sender<bool>,
+    /// What its heartbeats say of its progress.
+    pub(crate) progress: Progress,
+    /// Set once it holds an execution slot: a drain hands back at once the
+    /// tasks still waiting for one.
+    started: Arc<AtomicBool>,
 }
 
-struct Shared {
-    config: WorkerConfig,
-    conn: Conn,
-    running: Mutex<BTreeMap<String, Running>>,
+/// What the lease loop, the attempts, the heartbeats and the drain share.
+pub(crate) struct Shared {
+    pub(crate) config: WorkerConfig,
+    pub(crate) conn: Conn,
+    /// Every held task, by id.
+    pub(crate) held: Mutex<BTreeMap<String, Held>>,
+    /// Held tasks that have not finished running (waiting for a slot or
+    /// running): what lease-ahead counts against the slots.
+    unfinished: AtomicUsize,
+    /// One permit per slot; an attempt runs while it holds one.
+    slots: Arc<Semaphore>,
+    /// Signalled when an attempt stops running or its report is answered.
     finished: Notify,
     report: Mutex<WorkerReport>,
-    executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+    pub(crate) executors: BTreeMap<&'static str, Arc<dyn Executor>>,
     /// The cluster's task log store, as the last registration named it.
     task_logs: Mutex<Option<Location>>,
+    /// The session every lease and heartbeat names; replaced when the
+    /// worker registers again.
+    pub(crate) session: Mutex<Session>,
+    /// Batches the reports of ended attempts.
+    reporter: Reporter,
+    /// The lease-ahead depth.
+    prefetch: Mutex<Prefetch>,
+    /// Set when the cluster asked this worker to drain.
+    pub(crate) draining: AtomicBool,
 }
 
 impl Shared {
     /// Follows the task log store a registration named; empty keeps no
     /// logs.
-    fn set_task_log_store(&self, url: &str) {
+    pub(crate) fn set_task_log_store(&self, url: &str) {
         let store = if url.is_empty() {
             None
         } else {
@@ -136,19 +181,24 @@ impl Shared {
         self.task_logs.lock().ok().and_then(|s| s.clone())
     }
 
-    fn running_count(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    fn held_count(&self) -> usize {
+        self.held.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    /// Takes a task out of `running`; false when it was no longer there
-    /// (a drain handed it back).
+    /// The current session.
+    pub(crate) fn session(&self) -> Session {
+        self.session.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Takes a task out of `held`; false when it was no longer there (a
+    /// drain handed it back).
     fn forget(&self, task_id: &str) -> bool {
-        let Ok(mut running) = self.running.lock() else {
+        let Ok(mut held) = self.held.lock() else {
             return false;
         };
-        let held = running.remove(task_id).is_some();
-        self.config.metrics.set_running(running.len());
-        held
+        let was_held = held.remove(task_id).is_some();
+        self.config.metrics.set_running(held.len());
+        was_held
     }
 
     /// Counts attempts that ended, in the report and the metrics alike.
@@ -163,6 +213,21 @@ impl Shared {
             *field += n;
         }
         self.config.metrics.attempts_finished(outcome, n);
+    }
+
+    /// Tasks to ask for now: the slots plus the lease-ahead depth, less
+    /// what is held unfinished and what calls in flight already ask for.
+    fn wanted(&self, asked: usize) -> usize {
+        let slots = self.config.slots.max(1) as usize;
+        let depth = self.prefetch.lock().map_or(0, |p| p.depth(slots));
+        (slots + depth).saturating_sub(self.unfinished.load(Ordering::Acquire) + asked)
+    }
+
+    /// Marks one held task as done running, freeing its place for the
+    /// leaser.
+    fn unfinished_done(&self) {
+        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        self.finished.notify_one();
     }
 }
 
@@ -201,163 +266,210 @@ fn executors_for(config: &WorkerConfig) -> BTreeMap<&'static str, Arc<dyn Execut
 /// Runs a worker until `shutdown` resolves, then drains.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
     let executors = executors_for(&config);
+    let conn = Conn::new(config.coordinators.clone()).with_dialer(config.dialer.clone());
+    let kinds = session::kinds_of(&executors);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    // Registration retries until the cluster answers; a shutdown meanwhile
+    // ends the worker with nothing to drain.
+    let registered = {
+        let registering = session::register(&conn, &config, &kinds, stop_rx.clone());
+        tokio::pin!(registering);
+        tokio::select! {
+            r = &mut registering => r,
+            _ = &mut shutdown => None,
+        }
+    };
+    let Some((session, task_log_url)) = registered else {
+        return WorkerReport::default();
+    };
+    let reporter = Reporter::spawn(
+        conn.clone(),
+        config.worker_id.clone(),
+        BatchLimits {
+            reports_max: session.lease_batch_max,
+            linger: config.report_linger,
+            ..BatchLimits::default()
+        },
+    );
     let shared = Arc::new(Shared {
-        conn: Conn::new(config.coordinators.clone()).with_dialer(config.dialer.clone()),
+        slots: Arc::new(Semaphore::new(config.slots.max(1) as usize)),
+        prefetch: Mutex::new(Prefetch::new(
+            config.prefetch_max.min(session.lease_batch_max),
+        )),
+        conn,
         config,
-        running: Mutex::new(BTreeMap::new()),
+        held: Mutex::new(BTreeMap::new()),
+        unfinished: AtomicUsize::new(0),
         finished: Notify::new(),
         report: Mutex::new(WorkerReport::default()),
         executors,
         task_logs: Mutex::new(None),
+        session: Mutex::new(session),
+        reporter,
+        draining: AtomicBool::new(false),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let main = main_loop(shared.clone(), stop_rx);
+    shared.set_task_log_store(&task_log_url);
+    // Heartbeats go on through the drain, so the attempts it waits for keep
+    // their leases.
+    let heartbeats = tokio::spawn(session::heartbeat_loop(shared.clone(), kinds.clone()));
+    let main = lease_loop(shared.clone(), kinds, stop_rx);
     tokio::pin!(main);
     tokio::select! {
         _ = &mut main => {}
-        _ = shutdown => {
+        _ = &mut shutdown => {
             let _ = stop_tx.send(true);
             main.await;
         }
     }
     drain(&shared).await;
+    heartbeats.abort();
     shared.report.lock().map(|r| r.clone()).unwrap_or_default()
 }
 
-async fn register(shared: &Shared, stop: &watch::Receiver<bool>) -> Option<(u64, Duration)> {
-    let kinds: Vec<i32> = shared
-        .executors
-        .keys()
-        .map(|k| wire_kind(k) as i32)
-        .collect();
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        if *stop.borrow() {
-            return None;
-        }
-        let request = RegisterRequest {
-            worker_id: shared.config.worker_id.clone(),
-            slots: shared.config.slots,
-            labels: shared.config.labels.clone().into_iter().collect(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            supported_kinds: kinds.clone(),
-            ..RegisterRequest::default()
-        };
-        match shared
-            .conn
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.register(r).await.map(|r| r.into_inner()) }
-            })
-            .await
-        {
-            Ok(r) => {
-                let interval =
-                    Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
-                tracing::info!(worker = %shared.config.worker_id, epoch = r.session_epoch, task_logs = %r.task_log_url, "registered");
-                shared.set_task_log_store(&r.task_log_url);
-                return Some((r.session_epoch, interval));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message(), "register failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+/// What one lease call brought back: the tasks asked for, the session it
+/// was made in, and the answer.
+struct Answer {
+    asked: usize,
+    epoch: u64,
+    elapsed: Duration,
+    result: Result<LeaseResponse, Status>,
 }
 
-async fn main_loop(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let Some((epoch, interval)) = register(&shared, &stop).await else {
-        return;
-    };
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hb = tokio::spawn(heartbeat_loop(
-        shared.clone(),
-        epoch,
-        interval,
-        draining.clone(),
-    ));
+/// Leases until stopped or drained: asks for the free slots plus the
+/// lease-ahead depth, with at most [`LEASE_CALLS_MAX`] calls in flight, and
+/// starts every granted task.
+async fn lease_loop(shared: Arc<Shared>, kinds: Vec<i32>, stop: watch::Receiver<bool>) {
+    let (answers_tx, mut answers) = mpsc::channel::<Answer>(LEASE_CALLS_MAX);
+    let mut in_flight = 0usize;
+    let mut asked = 0usize;
     let mut stop_wait = stop.clone();
     loop {
-        if *stop.borrow() || draining.load(std::sync::atomic::Ordering::Relaxed) {
+        if *stop.borrow() || shared.draining.load(Ordering::Acquire) {
             break;
         }
-        let free = (shared.config.slots as usize).saturating_sub(shared.running_count());
-        if free == 0 {
-            tokio::select! {
-                _ = shared.finished.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop_wait.changed() => {}
-            }
+        let wanted = shared.wanted(asked);
+        // A second call only for a worthwhile batch, so freed slots do not
+        // each cost a lease command of their own.
+        let worth = (shared.config.slots as usize / 4).max(1);
+        if wanted > 0 && (in_flight == 0 || (in_flight < LEASE_CALLS_MAX && wanted >= worth)) {
+            let session = shared.session();
+            let n = wanted.min(session.lease_batch_max.max(1));
+            in_flight += 1;
+            asked += n;
+            let request = LeaseRequest {
+                worker_id: shared.config.worker_id.clone(),
+                session_epoch: session.epoch,
+                max_tasks: n as u32,
+                wait_ms: shared
+                    .config
+                    .lease_wait
+                    .min(session.lease_wait_max)
+                    .as_millis() as i64,
+            };
+            let conn = shared.conn.clone();
+            let tx = answers_tx.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = conn
+                    .call(|mut c| {
+                        let r = request.clone();
+                        async move { c.lease(r).await.map(|r| r.into_inner()) }
+                    })
+                    .await;
+                let _ = tx
+                    .send(Answer {
+                        asked: n,
+                        epoch: request.session_epoch,
+                        elapsed: started.elapsed(),
+                        result,
+                    })
+                    .await;
+            });
             continue;
         }
-        let request = LeaseRequest {
-            worker_id: shared.config.worker_id.clone(),
-            session_epoch: epoch,
-            max_tasks: free as u32,
-            wait_ms: shared.config.lease_wait.as_millis() as i64,
-        };
-        let lease_started = std::time::Instant::now();
-        let call = shared.conn.call(|mut c| {
-            let r = request.clone();
-            async move { c.lease(r).await.map(|r| r.into_inner()) }
-        });
-        tokio::pin!(call);
-        let leased = tokio::select! {
-            r = &mut call => r,
-            _ = stop_wait.changed() => {
-                // Stopping mid-call: the coordinator may already have granted
-                // tasks. Take the answer (briefly) so they are drained and
-                // released, rather than left leased until their TTL.
-                if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(2), &mut call).await {
+        tokio::select! {
+            answer = answers.recv() => {
+                let Some(answer) = answer else { break };
+                in_flight -= 1;
+                asked -= answer.asked;
+                take_answer(&shared, &kinds, answer, &stop).await;
+            }
+            _ = shared.finished.notified() => {}
+            _ = stop_wait.changed() => {}
+        }
+    }
+    // Calls still in flight may already have been granted tasks: take them
+    // (briefly) so they are drained and released rather than left leased
+    // until their TTL.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while in_flight > 0 {
+        match tokio::time::timeout_at(deadline, answers.recv()).await {
+            Ok(Some(answer)) => {
+                in_flight -= 1;
+                if let Ok(response) = answer.result {
                     for task in response.tasks {
                         start_task(&shared, task);
                     }
                 }
-                break;
             }
-        };
-        shared.config.metrics.lease_call(lease_started.elapsed());
-        match leased {
-            Ok(response) => {
-                if response.drain_requested {
-                    draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                for task in response.tasks {
-                    start_task(&shared, task);
-                }
-            }
-            Err(status) if status.code() == Code::NotFound => {
-                // The coordinator forgot us (declared lost): register again.
-                if register(&shared, &stop).await.is_none() {
-                    break;
-                }
-            }
-            Err(status) => {
-                tracing::warn!(error = %status.message(), "lease failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            _ => break,
         }
     }
-    hb.abort();
+}
+
+/// Starts the granted tasks of one answer, or reacts to its error.
+async fn take_answer(
+    shared: &Arc<Shared>,
+    kinds: &[i32],
+    answer: Answer,
+    stop: &watch::Receiver<bool>,
+) {
+    shared.config.metrics.lease_call(answer.elapsed);
+    match answer.result {
+        Ok(response) => {
+            if response.drain_requested {
+                shared.draining.store(true, Ordering::Release);
+            }
+            if !response.tasks.is_empty()
+                && let Ok(mut prefetch) = shared.prefetch.lock()
+            {
+                prefetch.lease_answered(answer.elapsed);
+            }
+            for task in response.tasks {
+                start_task(shared, task);
+            }
+        }
+        Err(status) if status.code() == Code::NotFound => {
+            // The session ended (declared lost, or the worker forgotten):
+            // register again, once for all the calls that learn it.
+            session::renew(shared, kinds, answer.epoch, stop.clone()).await;
+        }
+        Err(status) => {
+            tracing::warn!(error = %status.message(), "lease failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let log = AttemptLog::default();
     let progress = Progress::logged_to(log.clone());
-    if let Ok(mut running) = shared.running.lock() {
-        running.insert(
+    let started = Arc::new(AtomicBool::new(false));
+    if let Ok(mut held) = shared.held.lock() {
+        held.insert(
             task.task_id.clone(),
-            Running {
+            Held {
                 token: task.fencing_token,
                 cancel: cancel_tx,
                 progress: progress.clone(),
+                started: started.clone(),
             },
         );
-        shared.config.metrics.set_running(running.len());
+        shared.config.metrics.set_running(held.len());
     }
+    shared.unfinished.fetch_add(1, Ordering::AcqRel);
     let kind = drover_proto::v1::TaskKind::try_from(task.kind).unwrap_or(TaskKind::Unspecified);
     let name = kind_name(kind);
     // The attempt's logs carry the job's trace id, so one id finds a job's
@@ -375,18 +487,126 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     );
     drop(handed);
     let shared = shared.clone();
-    tokio::spawn(run_attempt(shared, task, name, cancel_rx, progress, log).instrument(span));
+    let attempt = Attempt {
+        task,
+        name,
+        cancel: cancel_rx,
+        progress,
+        log,
+        started,
+    };
+    tokio::spawn(hold(shared, attempt).instrument(span));
 }
 
-/// Runs one attempt to its end and reports it.
-async fn run_attempt(
-    shared: Arc<Shared>,
+/// One held task's attempt, as it starts.
+struct Attempt {
     task: LeasedTask,
     name: &'static str,
-    cancel_rx: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
     progress: Progress,
     log: AttemptLog,
+    started: Arc<AtomicBool>,
+}
+
+/// Holds a task from its grant to its answered report: waits for a slot
+/// (or a stop), runs the attempt, reports it.
+async fn hold(shared: Arc<Shared>, attempt: Attempt) {
+    let task_id = attempt.task.task_id.clone();
+    let token = attempt.task.fencing_token;
+    let stopped = attempt.cancel.clone();
+    let permit = {
+        let slots = shared.slots.clone();
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
+        let mut cancel = attempt.cancel.clone();
+        loop {
+            if *cancel.borrow_and_update() {
+                break None;
+            }
+            tokio::select! {
+                permit = &mut acquire => break permit.ok(),
+                changed = cancel.changed() => if changed.is_err() { break None },
+            }
+        }
+    };
+    let Some(permit) = permit else {
+        // Stopped before it ran: lease lost, job cancelled, or handed back
+        // by a drain (which then counts it as released).
+        shared.unfinished_done();
+        if shared.forget(&task_id) {
+            shared.count_finished(AttemptOutcome::Stopped, 1);
+        }
+        shared.finished.notify_one();
+        return;
+    };
+    attempt.started.store(true, Ordering::Release);
+    let (result, elapsed, reused) = run_attempt(&shared, attempt).await;
+    drop(permit);
+    shared.unfinished_done();
+    if let Ok(mut prefetch) = shared.prefetch.lock() {
+        prefetch.attempt_ran(elapsed);
+    }
+    let was_stopped = *stopped.borrow();
+    let outcome = if was_stopped {
+        // Lease lost, job cancelled or drained: the coordinator already
+        // knows; reporting would only be rejected. A drain took the task
+        // out of `held` and counts it as released.
+        if shared.forget(&task_id) {
+            shared.count_finished(AttemptOutcome::Stopped, 1);
+            AttemptOutcome::Stopped
+        } else {
+            AttemptOutcome::Released
+        }
+    } else {
+        // Still held, and heartbeated, while the report is on its way; counted
+        // once it has left, so a count never runs ahead of the held gauge.
+        let ending = match result {
+            Ok(manifest) => Ending::Succeeded { manifest, reused },
+            Err(e) => Ending::Failed {
+                retryable: e.retryable,
+                message: e.message,
+            },
+        };
+        let outcome = shared
+            .reporter
+            .report(Report {
+                task_id: task_id.clone(),
+                token,
+                ending,
+            })
+            .await;
+        shared.forget(&task_id);
+        shared.count_finished(outcome, 1);
+        outcome
+    };
+    tracing::info!(
+        outcome = outcome.as_str(),
+        duration_ms = elapsed.as_millis() as u64,
+        "attempt finished"
+    );
+    shared.finished.notify_one();
+}
+
+/// Runs one attempt to its end or its timeout: how it ended, how long it
+/// ran, and whether it reused a prior output. Its log is stored before
+/// this returns, so an attempt's log is whole by the time the cluster shows
+/// how it ended.
+async fn run_attempt(
+    shared: &Shared,
+    attempt: Attempt,
+) -> (
+    Result<drover_proto::v1::OutputManifest, TaskError>,
+    Duration,
+    bool,
 ) {
+    let Attempt {
+        task,
+        name,
+        cancel,
+        progress,
+        log,
+        ..
+    } = attempt;
     let executor = shared.executors.get(name).cloned();
     log.stamped(
         "drover",
@@ -408,13 +628,10 @@ async fn run_attempt(
                 .in_current_span(),
         )
     });
-    let task_id = task.task_id.clone();
-    let token = task.fencing_token;
-    let trace_parent = task.trace_parent.clone();
     let timeout = Duration::from_millis(task.timeout_ms.max(1) as u64);
-    let stopped = cancel_rx.clone();
-    tracing::debug!(token, "attempt started");
-    let started = std::time::Instant::now();
+    let stopped = cancel.clone();
+    tracing::debug!(token = task.fencing_token, "attempt started");
+    let started = Instant::now();
     let reused = executors::Reused::default();
     // The scratch directory is named by the (unique) prefix too, so a
     // fenced attempt still running elsewhere never shares it.
@@ -427,7 +644,7 @@ async fn run_attempt(
         (_, Err(e), _) | (_, _, Err(e)) => Err(e),
         (Some(executor), Ok(output_dir), Ok(scratch_dir)) => {
             let ctx = AttemptContext {
-                cancel: cancel_rx,
+                cancel,
                 progress,
                 reused: reused.clone(),
                 output_dir,
@@ -440,52 +657,21 @@ async fn run_attempt(
             }
         }
     };
-    if let Ok(dir) = scratch_dir {
+    // Most attempts never make their scratch directory: look before
+    // sending a removal to the blocking pool.
+    if let Ok(dir) = scratch_dir
+        && std::fs::symlink_metadata(&dir).is_ok()
+    {
         let _ = tokio::fs::remove_dir_all(dir).await;
     }
     let elapsed = started.elapsed();
     shared.config.metrics.attempt_ran(name, elapsed);
-    let was_stopped = *stopped.borrow();
-    log.stamped("drover", &ending(&result, was_stopped, elapsed));
-    // Stored before the report, so a finished attempt's log is whole by the
-    // time the cluster shows how it ended.
+    log.stamped("drover", &ending(&result, *stopped.borrow(), elapsed));
     let _ = ended_tx.send(true);
     if let Some(uploader) = uploader {
         let _ = uploader.await;
     }
-    let outcome = if was_stopped {
-        // Lease lost, job cancelled or drained: the coordinator already
-        // knows; reporting would only be rejected. A drain took the task
-        // out of `running` and counts it as released.
-        if shared.forget(&task_id) {
-            shared.count_finished(AttemptOutcome::Stopped, 1);
-            AttemptOutcome::Stopped
-        } else {
-            AttemptOutcome::Released
-        }
-    } else {
-        // Still heartbeated while the report is retried, so it stays in
-        // `running` until then; counted once it has left, so a count never
-        // runs ahead of the running gauge.
-        let outcome = report(
-            &shared,
-            &task_id,
-            token,
-            &trace_parent,
-            result,
-            reused.is_marked(),
-        )
-        .await;
-        shared.forget(&task_id);
-        shared.count_finished(outcome, 1);
-        outcome
-    };
-    tracing::info!(
-        outcome = outcome.as_str(),
-        duration_ms = elapsed.as_millis() as u64,
-        "attempt finished"
-    );
-    shared.finished.notify_one();
+    (result, elapsed, reused.is_marked())
 }
 
 /// The last line of an attempt's log: how it ended as far as the worker
@@ -528,7 +714,7 @@ const KINDS: [TaskKind; 7] = [
 ];
 
 /// The wire value of an executor's kind name.
-fn wire_kind(name: &str) -> TaskKind {
+pub(crate) fn wire_kind(name: &str) -> TaskKind {
     KINDS
         .into_iter()
         .find(|k| kind_name(*k) == name)
@@ -548,212 +734,59 @@ fn kind_name(kind: TaskKind) -> &'static str {
     }
 }
 
-/// A request carrying the job's `traceparent`, so the coordinator's span
-/// for it joins the job's trace.
-fn traced<T>(message: T, trace_parent: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = trace_parent.parse()
-        && !trace_parent.is_empty()
-    {
-        request
-            .metadata_mut()
-            .insert(drover_proto::TRACEPARENT_METADATA_KEY, value);
-    }
-    request
-}
-
-/// Reports an attempt's end, retrying transport errors (a completion must
-/// not be lost to a leader change); the coordinator answers repeats of an
-/// accepted completion as duplicates. `reused` says the manifest is an
-/// earlier job's committed output, so the task is recorded as skipped.
-/// Returns how the attempt ended.
-async fn report(
-    shared: &Shared,
-    task_id: &str,
-    token: u64,
-    trace_parent: &str,
-    result: Result<drover_proto::v1::OutputManifest, TaskError>,
-    reused: bool,
-) -> AttemptOutcome {
-    let worker_id = shared.config.worker_id.clone();
-    for attempt in 0..20u32 {
-        let outcome = match &result {
-            Ok(manifest) => {
-                let request = CompleteRequest {
-                    worker_id: worker_id.clone(),
-                    task_id: task_id.to_owned(),
-                    fencing_token: token,
-                    manifest: Some(manifest.clone()),
-                    reused_prior_output: reused,
-                };
-                shared
-                    .conn
-                    .call(|mut c| {
-                        let r = request.clone();
-                        async move {
-                            c.complete(traced(r, trace_parent))
-                                .await
-                                .map(|r| r.into_inner().accepted)
-                        }
-                    })
-                    .await
-            }
-            Err(e) => {
-                let request = FailRequest {
-                    worker_id: worker_id.clone(),
-                    task_id: task_id.to_owned(),
-                    fencing_token: token,
-                    retryable: e.retryable,
-                    message: e.message.clone(),
-                };
-                shared
-                    .conn
-                    .call(|mut c| {
-                        let r = request.clone();
-                        async move {
-                            c.fail(traced(r, trace_parent))
-                                .await
-                                .map(|r| r.into_inner().accepted)
-                        }
-                    })
-                    .await
-            }
-        };
-        match outcome {
-            Ok(accepted) => {
-                let outcome = match (&result, accepted) {
-                    (Ok(_), true) => AttemptOutcome::Completed,
-                    (Err(_), true) => AttemptOutcome::Failed,
-                    _ => AttemptOutcome::Stopped,
-                };
-                return outcome;
-            }
-            Err(status)
-                if matches!(
-                    status.code(),
-                    Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument
-                ) =>
-            {
-                // Stale token or unknown task: this attempt was fenced.
-                tracing::info!(reason = %status.message(), "report rejected");
-                return AttemptOutcome::Stopped;
-            }
-            Err(status) => {
-                tracing::warn!(error = %status.message(), "report failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
-            }
-        }
-    }
-    // The lease will expire and the task run again elsewhere.
-    tracing::warn!("giving up reporting the attempt; its lease will expire");
-    AttemptOutcome::Stopped
-}
-
-async fn heartbeat_loop(
-    shared: Arc<Shared>,
-    epoch: u64,
-    interval: Duration,
-    draining: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    loop {
-        ticker.tick().await;
-        let tasks: Vec<TaskHeartbeat> = shared
-            .running
-            .lock()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, t)| {
-                        let (progress_fraction, progress_message) = t.progress.get();
-                        TaskHeartbeat {
-                            task_id: id.clone(),
-                            fencing_token: t.token,
-                            progress_fraction,
-                            progress_message,
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let request = HeartbeatRequest {
-            worker_id: shared.config.worker_id.clone(),
-            session_epoch: epoch,
-            tasks,
-        };
-        let Ok(response) = shared
-            .conn
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.heartbeat(r).await.map(|r| r.into_inner()) }
-            })
-            .await
-        else {
-            shared.config.metrics.heartbeat_failed();
-            continue;
-        };
-        if response.drain_requested {
-            draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        // Follow a changed interval (a shortened lease TTL must reach
-        // running workers before their leases lapse).
-        let wanted =
-            Duration::from_millis(response.heartbeat_interval_ms.clamp(100, 60_000) as u64);
-        if response.heartbeat_interval_ms > 0 && wanted != ticker.period() {
-            tracing::info!(
-                interval_ms = wanted.as_millis() as u64,
-                "heartbeat interval changed"
-            );
-            ticker = tokio::time::interval_at(tokio::time::Instant::now() + wanted, wanted);
-        }
-        for result in response.tasks {
-            if result.status != HeartbeatStatus::Ok as i32
-                && let Ok(running) = shared.running.lock()
-                && let Some(task) = running.get(&result.task_id)
-                && task.token == result.fencing_token
-            {
-                tracing::info!(task = %result.task_id, status = result.status, "stopping task");
-                let _ = task.cancel.send(true);
-            }
-        }
-    }
-}
-
-/// Waits for running tasks up to the drain timeout, then stops the rest and
-/// hands them back so they are leased again at once.
+/// Waits for running attempts up to the drain timeout, then stops the rest
+/// and hands them back so they are leased again at once. Tasks still
+/// waiting for a slot are handed back first, without waiting.
 async fn drain(shared: &Arc<Shared>) {
+    release(shared, |h| !h.started.load(Ordering::Acquire), false).await;
     let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
-    while shared.running_count() > 0 && tokio::time::Instant::now() < deadline {
+    while shared.held_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = shared.finished.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
-    // Taken out of `running` with the lock held, so each attempt is counted
-    // once: released here, or stopped by its own task (`run_attempt`).
+    release(shared, |_| true, true).await;
+}
+
+/// Stops the held tasks `which` picks and hands them back in one call;
+/// `exiting` also tells the cluster the worker is leaving. They are taken
+/// out of `held` with the lock held, so each attempt is counted once:
+/// released here, or stopped by its own task ([`hold`]).
+async fn release(shared: &Arc<Shared>, which: impl Fn(&Held) -> bool, exiting: bool) {
     let leftover: Vec<ReleasedTask> = shared
-        .running
+        .held
         .lock()
-        .map(|mut r| {
-            let taken = std::mem::take(&mut *r);
-            shared.config.metrics.set_running(0);
-            taken
+        .map(|mut held| {
+            let ids: Vec<String> = held
+                .iter()
+                .filter(|(_, h)| which(h))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let taken: Vec<ReleasedTask> = ids
                 .into_iter()
-                .map(|(id, t)| {
-                    let _ = t.cancel.send(true);
-                    ReleasedTask {
+                .filter_map(|id| {
+                    let h = held.remove(&id)?;
+                    let _ = h.cancel.send(true);
+                    Some(ReleasedTask {
                         task_id: id,
-                        fencing_token: t.token,
-                    }
+                        fencing_token: h.token,
+                    })
                 })
-                .collect()
+                .collect();
+            shared.config.metrics.set_running(held.len());
+            taken
         })
         .unwrap_or_default();
+    if leftover.is_empty() && !exiting {
+        return;
+    }
     let count = leftover.len() as u64;
     let request = ReleaseRequest {
         worker_id: shared.config.worker_id.clone(),
         tasks: leftover,
         reason: "worker shutting down".to_owned(),
-        worker_exiting: true,
+        worker_exiting: exiting,
     };
     let released = shared
         .conn
@@ -789,23 +822,5 @@ mod tests {
             assert_ne!(kind, TaskKind::Unspecified, "`{name}` has no wire kind");
             assert_eq!(kind_name(kind), *name);
         }
-    }
-
-    #[test]
-    fn reports_carry_the_jobs_traceparent_when_there_is_one() {
-        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let request = traced((), trace);
-        let sent = request
-            .metadata()
-            .get(drover_proto::TRACEPARENT_METADATA_KEY)
-            .and_then(|v| v.to_str().ok());
-        assert_eq!(sent, Some(trace));
-        let untraced = traced((), "");
-        assert!(
-            untraced
-                .metadata()
-                .get(drover_proto::TRACEPARENT_METADATA_KEY)
-                .is_none()
-        );
     }
 }

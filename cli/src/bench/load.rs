@@ -301,6 +301,7 @@ async fn complete_all(
                 reused_prior_output: false,
             })
             .collect(),
+        failures: Vec::new(),
     };
     for _ in 0..200 {
         let sent = Instant::now();

@@ -96,6 +96,7 @@ pub fn rejection_status(rejection: Rejection) -> Status {
         | Rejection::UnknownSchedule(_)
         | Rejection::UnknownTask(_)
         | Rejection::UnknownWorker(_)
+        | Rejection::UnknownSession { .. }
         | Rejection::UnknownToken(_) => Status::not_found(message),
         Rejection::StaleToken { .. }
         | Rejection::LeaseLost { .. }
@@ -105,7 +106,8 @@ pub fn rejection_status(rejection: Rejection) -> Status {
         Rejection::InvalidSpec(_)
         | Rejection::InvalidSettings(_)
         | Rejection::InvalidToken(_)
-        | Rejection::InvalidPolicy(_) => Status::invalid_argument(message),
+        | Rejection::InvalidPolicy(_)
+        | Rejection::ForeignPrefix { .. } => Status::invalid_argument(message),
         Rejection::PolicyDenied(_) => Status::permission_denied(message),
         Rejection::TooLarge(_) => Status::resource_exhausted(message),
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use drover_proto::v1::{GetTaskLogRequest, GetTaskLogResponse};
 use tonic::Status;
 
-use super::worker::convert::attempt_prefix;
+use crate::state::attempt::attempt_prefix;
 use crate::state::events::{EventKind, ExpiryReason};
 use crate::state::{StateMachine, TaskKey, TaskState};
 use crate::task_logs::TaskLogStore;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use drover_proto::v1::worker_service_server::WorkerService;
 use drover_proto::v1::{
-    CompleteBatchRequest, CompleteBatchResponse, CompleteRequest, CompleteResponse, CompleteResult,
-    FailRequest, FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest, LeaseResponse,
+    CompleteBatchRequest, CompleteBatchResponse, CompleteRequest, CompleteResponse, FailRequest,
+    FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest, LeaseResponse,
     RegisterRequest, RegisterResponse, RejectReason, ReleaseRequest, ReleaseResponse,
     ReleaseResult, ReleaseStatus,
 };
@@ -27,10 +27,6 @@ use crate::state::{Applied, Command, Outcome, Rejection, TaskKey};
 /// Longest a lease call waits for work.
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(30);
 
-/// Upstream outputs sent with one leased task, at most: about 100 bytes
-/// each, so a lease of a wide merge stays near a megabyte. A task with more
-/// is sent `upstream_outputs_truncated` instead of a partial list.
-pub const UPSTREAM_OUTPUTS_MAX: usize = 10_000;
 /// How often a waiting lease call looks again when ready tasks exist but
 /// none could be granted to it.
 const LEASE_POLL: Duration = Duration::from_millis(100);
@@ -92,8 +88,8 @@ impl WorkerServer {
 /// Wire <-> domain conversions.
 pub mod convert {
     use drover_proto::v1::{
-        CompleteResponse, CompleteResult, HeartbeatStatus as WireStatus, LeasedTask,
-        OutputManifest, TaskHeartbeatResult, TaskKind, UpstreamOutput,
+        CompleteResponse, CompleteResult, FailResponse, FailResult, HeartbeatStatus as WireStatus,
+        LeasedTask, OutputManifest, TaskHeartbeatResult, TaskKind, UpstreamOutput,
     };
     use tonic::Status;
 
@@ -128,44 +124,13 @@ pub mod convert {
         }
     }
 
-    /// Where an attempt writes: scoped to the job, template, partition and
-    /// grant, so two attempts never share a prefix.
-    pub fn output_prefix(g: &Grant) -> String {
-        attempt_prefix(g.task, g.attempt, g.token)
-    }
-
-    /// The prefix of the attempt of `task` numbered `attempt` and granted
-    /// `token` (what [`output_prefix`] gave it).
-    pub fn attempt_prefix(task: TaskKey, attempt: u32, token: u64) -> String {
-        format!(
-            "jobs/{}/{}/{}/attempt-{attempt}-{token}",
-            task.job, task.template, task.partition
-        )
-    }
-
-    /// Refuses a manifest whose prefix is not the attempt's own: outputs
-    /// are canonical only where no other attempt can write. The token is
-    /// unique per grant, so it pins the attempt.
-    pub fn check_prefix(task: TaskKey, token: u64, prefix: &str) -> Result<(), Status> {
-        let head = format!(
-            "jobs/{}/{}/{}/attempt-",
-            task.job, task.template, task.partition
-        );
-        let tail = format!("-{token}");
-        let attempt = prefix
-            .strip_prefix(&head)
-            .and_then(|rest| rest.strip_suffix(&tail));
-        if prefix.is_empty() || attempt.is_some_and(|a| a.parse::<u32>().is_ok()) {
-            Ok(())
-        } else {
-            Err(Status::invalid_argument(format!(
-                "manifest prefix `{prefix}` is not the output prefix of {task}'s lease with token {token}"
-            )))
-        }
-    }
-
-    /// A grant as sent to the worker, with its job's trace.
+    /// A grant as sent to the worker, with its job's trace and the
+    /// outputs of the tasks it reads.
     pub fn leased(g: Grant) -> LeasedTask {
+        let (upstream_outputs, upstream_outputs_truncated) = match g.upstream {
+            Some(up) => (up.into_iter().map(upstream).collect(), false),
+            None => (Vec::new(), true),
+        };
         LeasedTask {
             task_id: g.task.to_string(),
             job_id: g.task.job.to_string(),
@@ -179,8 +144,10 @@ pub mod convert {
             fencing_token: g.token,
             lease_deadline_unix_ms: g.lease_deadline_ms,
             timeout_ms: g.timeout_ms as i64,
-            output_prefix: output_prefix(&g),
+            output_prefix: g.output_prefix,
             trace_parent: g.trace_parent.unwrap_or_default(),
+            upstream_outputs,
+            upstream_outputs_truncated,
             ..LeasedTask::default()
         }
     }
@@ -243,6 +210,26 @@ pub mod convert {
         }
     }
 
+    /// A batch failure answered as Fail would have.
+    pub fn fail_result(r: FailResponse) -> FailResult {
+        FailResult {
+            accepted: r.accepted,
+            reason: r.reason,
+            will_retry: r.will_retry,
+            retry_at_unix_ms: r.retry_at_unix_ms,
+            ..FailResult::default()
+        }
+    }
+
+    /// A batch failure that Fail would have failed with `status`.
+    pub fn fail_error(status: &Status) -> FailResult {
+        FailResult {
+            error_code: status.code() as i32,
+            error_message: status.message().to_owned(),
+            ..FailResult::default()
+        }
+    }
+
     /// One heartbeat result.
     pub fn heartbeat(task: TaskKey, token: u64, status: HeartbeatStatus) -> TaskHeartbeatResult {
         let (wire, deadline) = match status {
@@ -259,14 +246,10 @@ pub mod convert {
     }
 }
 
-/// The command for one completion, after the checks that need no state.
+/// The command for one completion. (The state machine checks that its
+/// manifest lies under the attempt's own prefix.)
 fn complete_command(r: CompleteRequest) -> Result<Command, Status> {
     let task = convert::task(&r.task_id)?;
-    if !r.reused_prior_output
-        && let Some(m) = &r.manifest
-    {
-        convert::check_prefix(task, r.fencing_token, &m.output_prefix)?;
-    }
     Ok(Command::Complete {
         worker: r.worker_id,
         task,
@@ -294,18 +277,40 @@ fn complete_answer(out: Applied) -> Result<CompleteResponse, Status> {
     }
 }
 
-fn rejection(r: Rejection) -> Status {
-    match r {
-        Rejection::UnknownWorker(id) => Status::not_found(format!(
-            "unknown worker `{}`: register again",
-            crate::state::types::shown(&id)
-        )),
-        Rejection::UnknownJob(id) => Status::not_found(format!("unknown job {id}")),
-        Rejection::UnknownTask(id) => Status::not_found(format!("unknown task {id}")),
-        Rejection::StaleToken { .. } => Status::failed_precondition(r.to_string()),
-        Rejection::TooLarge(m) => Status::resource_exhausted(m),
-        other => Status::failed_precondition(other.to_string()),
+/// The command for one failure report.
+fn fail_command(r: FailRequest) -> Result<Command, Status> {
+    Ok(Command::Fail {
+        worker: r.worker_id,
+        task: convert::task(&r.task_id)?,
+        token: r.fencing_token,
+        retryable: r.retryable,
+        message: r.message,
+    })
+}
+
+/// What Fail answers for a failure's applied outcome.
+fn fail_answer(out: Applied) -> Result<FailResponse, Status> {
+    match out {
+        Ok(Outcome::FailRecorded { retry_at_ms }) => Ok(FailResponse {
+            accepted: true,
+            will_retry: retry_at_ms.is_some(),
+            retry_at_unix_ms: retry_at_ms.unwrap_or(0),
+            ..FailResponse::default()
+        }),
+        Err(Rejection::LeaseLost { reason, .. }) => Ok(FailResponse {
+            accepted: false,
+            reason: lost_reason(&reason) as i32,
+            ..FailResponse::default()
+        }),
+        Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        Err(e) => Err(rejection(e)),
     }
+}
+
+/// The status a refused worker request gets (NOT_FOUND for an unknown
+/// worker or an ended session, so the worker registers again).
+fn rejection(r: Rejection) -> Status {
+    super::rejection_status(r)
 }
 
 impl WorkerServer {
@@ -361,13 +366,20 @@ impl WorkerServer {
                 continue;
             }
             let out = self
-                .one(Command::Lease {
+                .one(Command::LeaseInSession {
                     worker: r.worker_id.clone(),
+                    epoch: r.session_epoch,
                     max_tasks: r.max_tasks,
                 })
                 .await?;
             let grants = match out {
                 Ok(Outcome::Leased(grants)) => grants,
+                Ok(Outcome::Draining) => {
+                    return Ok(Response::new(LeaseResponse {
+                        tasks: Vec::new(),
+                        drain_requested: true,
+                    }));
+                }
                 Ok(other) => {
                     return Err(Status::internal(format!("unexpected outcome {other:?}")));
                 }
@@ -388,47 +400,11 @@ impl WorkerServer {
                         "task leased"
                     );
                 }
-                let worker_id = r.worker_id.clone();
-                let keys: Vec<TaskKey> = grants.iter().map(|g| g.task).collect();
-                let (drain, upstream) =
-                    self.node
-                        .read_local(move |sm| {
-                            let drain =
-                                sm.core().workers.get(&worker_id).is_some_and(|w| {
-                                    w.state == crate::state::WorkerState::Draining
-                                });
-                            // Succeeded upstream outputs never change, so
-                            // reading them after the grant is as good as in it.
-                            let upstream: Vec<Option<Vec<_>>> = keys
-                                .iter()
-                                .map(|k| {
-                                    sm.job(k.job).and_then(|j| {
-                                        j.upstream_outputs(k.template, UPSTREAM_OUTPUTS_MAX)
-                                    })
-                                })
-                                .collect();
-                            (drain, upstream)
-                        })
-                        .await
-                        .map_err(node_status)?;
-                let tasks = grants
-                    .into_iter()
-                    .zip(upstream)
-                    .map(|(g, up)| {
-                        let mut task = convert::leased(g);
-                        match up {
-                            Some(up) => {
-                                task.upstream_outputs =
-                                    up.into_iter().map(convert::upstream).collect();
-                            }
-                            None => task.upstream_outputs_truncated = true,
-                        }
-                        task
-                    })
-                    .collect();
+                // Everything the worker needs came from the apply that
+                // granted the tasks: no second trip to the Raft thread.
                 return Ok(Response::new(LeaseResponse {
-                    tasks,
-                    drain_requested: drain,
+                    tasks: grants.into_iter().map(convert::leased).collect(),
+                    drain_requested: false,
                 }));
             }
             // Nothing granted although tasks were ready: other workers
@@ -486,86 +462,99 @@ impl WorkerServer {
         complete_answer(self.one(command).await?).map(Response::new)
     }
 
-    /// Proposes every well-formed completion of the batch together (one
-    /// log entry), and answers each in order.
+    /// Proposes every well-formed report of the batch together (one log
+    /// entry, completions first), and answers each in order.
     async fn complete_batch_inner(
         &self,
         r: CompleteBatchRequest,
     ) -> Result<Response<CompleteBatchResponse>, Status> {
-        if r.completions.len() > crate::state::LEASE_BATCH_MAX as usize {
+        let reports = r.completions.len() + r.failures.len();
+        if reports > crate::state::LEASE_BATCH_MAX as usize {
             return Err(Status::resource_exhausted(format!(
-                "{} completions in one call; at most {} (max_lease_batch)",
-                r.completions.len(),
+                "{reports} reports in one call; at most {} (max_lease_batch)",
                 crate::state::LEASE_BATCH_MAX
             )));
         }
-        let mut results: Vec<Option<CompleteResult>> = Vec::with_capacity(r.completions.len());
-        let mut commands = Vec::with_capacity(r.completions.len());
-        let mut task_ids = Vec::with_capacity(r.completions.len());
-        for c in r.completions {
-            task_ids.push(c.task_id.clone());
-            match complete_command(c) {
-                Ok(command) => {
-                    commands.push(command);
-                    results.push(None);
+        // Reports that fail before the state machine are answered in place;
+        // the rest are proposed together and answered from their outcomes.
+        let mut commands = Vec::with_capacity(reports);
+        let completions: Vec<(String, Option<Status>)> = r
+            .completions
+            .into_iter()
+            .map(|c| {
+                let id = c.task_id.clone();
+                match complete_command(c) {
+                    Ok(command) => {
+                        commands.push(command);
+                        (id, None)
+                    }
+                    Err(status) => (id, Some(status)),
                 }
-                Err(status) => results.push(Some(convert::complete_error(&status))),
-            }
-        }
+            })
+            .collect();
+        let failures: Vec<(String, Option<Status>)> = r
+            .failures
+            .into_iter()
+            .map(|f| {
+                let id = f.task_id.clone();
+                match fail_command(f) {
+                    Ok(command) => {
+                        commands.push(command);
+                        (id, None)
+                    }
+                    Err(status) => (id, Some(status)),
+                }
+            })
+            .collect();
         let mut applied = if commands.is_empty() {
             Vec::new()
         } else {
             self.node.propose(commands).await.map_err(node_status)?
         }
         .into_iter();
-        let results = results
+        let mut next = || applied.next().ok_or_else(|| Status::internal("no outcome"));
+        let results = completions
             .into_iter()
-            .zip(task_ids)
-            .map(|(result, task_id)| {
-                let mut result = result.unwrap_or_else(|| {
-                    let answer = applied
-                        .next()
-                        .ok_or_else(|| Status::internal("no outcome"))
-                        .and_then(complete_answer);
-                    match answer {
-                        Ok(a) => convert::complete_result(a),
-                        Err(status) => convert::complete_error(&status),
-                    }
-                });
+            .map(|(task_id, refused)| {
+                let answer = match refused {
+                    Some(status) => Err(status),
+                    None => next().and_then(complete_answer),
+                };
+                let mut result = match answer {
+                    Ok(a) => convert::complete_result(a),
+                    Err(status) => convert::complete_error(&status),
+                };
                 result.task_id = task_id;
                 result
             })
             .collect();
-        Ok(Response::new(CompleteBatchResponse { results }))
+        let failure_results = failures
+            .into_iter()
+            .map(|(task_id, refused)| {
+                let answer = match refused {
+                    Some(status) => Err(status),
+                    None => next().and_then(fail_answer),
+                };
+                let mut result = match answer {
+                    Ok(a) => convert::fail_result(a),
+                    Err(status) => convert::fail_error(&status),
+                };
+                result.task_id = task_id;
+                result
+            })
+            .collect();
+        Ok(Response::new(CompleteBatchResponse {
+            results,
+            failure_results,
+        }))
     }
 
     async fn fail_inner(&self, r: FailRequest) -> Result<Response<FailResponse>, Status> {
-        let task = convert::task(&r.task_id)?;
-        tracing::Span::current().record("job_id", tracing::field::display(task.job));
-        let out = self
-            .one(Command::Fail {
-                worker: r.worker_id,
-                task,
-                token: r.fencing_token,
-                retryable: r.retryable,
-                message: r.message,
-            })
-            .await?;
-        match out {
-            Ok(Outcome::FailRecorded { retry_at_ms }) => Ok(Response::new(FailResponse {
-                accepted: true,
-                will_retry: retry_at_ms.is_some(),
-                retry_at_unix_ms: retry_at_ms.unwrap_or(0),
-                ..FailResponse::default()
-            })),
-            Err(Rejection::LeaseLost { reason, .. }) => Ok(Response::new(FailResponse {
-                accepted: false,
-                reason: lost_reason(&reason) as i32,
-                ..FailResponse::default()
-            })),
-            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-            Err(e) => Err(rejection(e)),
+        let command = fail_command(r)?;
+        if let Command::Fail { task, .. } = &command {
+            tracing::Span::current().record("job_id", tracing::field::display(task.job));
         }
+        fail_answer(self.one(command).await?).map(Response::new)
     }
 
     async fn release_inner(&self, r: ReleaseRequest) -> Result<Response<ReleaseResponse>, Status> {
@@ -679,10 +668,14 @@ impl WorkerService for WorkerServer {
     ) -> Result<Response<CompleteBatchResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let span = tracing::info_span!("complete_batch", tasks = r.completions.len());
+        let span = tracing::info_span!(
+            "complete_batch",
+            completions = r.completions.len(),
+            failures = r.failures.len()
+        );
         let result = self.complete_batch_inner(r).instrument(span).await;
         self.record(WorkerRpc::CompleteBatch, started, &result, |c| {
-            c.results.iter().any(|r| !r.accepted)
+            c.results.iter().any(|r| !r.accepted) || c.failure_results.iter().any(|r| !r.accepted)
         });
         result
     }
@@ -732,31 +725,5 @@ fn lost_reason(reason: &str) -> RejectReason {
         RejectReason::JobCancelled
     } else {
         RejectReason::LeaseLost
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::convert::check_prefix;
-    use crate::state::{JobId, TaskKey};
-
-    #[test]
-    fn only_the_leases_own_prefix_is_accepted() {
-        let key = TaskKey {
-            job: JobId(7),
-            template: 1,
-            partition: 12,
-        };
-        assert!(check_prefix(key, 40, "jobs/j7/1/12/attempt-2-40").is_ok());
-        assert!(check_prefix(key, 40, "").is_ok(), "an empty manifest");
-        for other in [
-            "jobs/j7/1/12/attempt-2-41",
-            "jobs/j7/1/13/attempt-2-40",
-            "jobs/j7/1/12/attempt-x-40",
-            "jobs/j7/1/12/attempt-2-40/../../x",
-            "elsewhere/attempt-2-40",
-        ] {
-            assert!(check_prefix(key, 40, other).is_err(), "{other}");
-        }
     }
 }

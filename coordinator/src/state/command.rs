@@ -158,13 +158,26 @@ pub enum Command {
         /// The policy; `None` removes it.
         policy: Option<NamespacePolicy>,
     },
-    /// Bind a client certificate to a role, or unbind it. (Last: variants
-    /// are encoded by position, so new ones go at the end.)
+    /// Bind a client certificate to a role, or unbind it.
     BindCertificate {
         /// `client/NAME`.
         identity: String,
         /// The role; `None` removes the binding.
         binding: Option<CertificateBinding>,
+    },
+    /// Grant up to `max_tasks` tasks to a worker in the session it
+    /// registered: refused with [`Rejection::UnknownSession`] when the
+    /// session is not the worker's latest, or was declared lost. (Last:
+    /// variants are encoded by position, so new ones go at the end;
+    /// [`Command::Lease`] is what entries written before sessions were
+    /// checked carry.)
+    LeaseInSession {
+        /// The worker.
+        worker: WorkerId,
+        /// The session, from its registration.
+        epoch: u64,
+        /// Upper bound on grants (its free slots and prefetch).
+        max_tasks: u32,
     },
 }
 
@@ -233,6 +246,14 @@ pub struct Grant {
     pub timeout_ms: u64,
     /// The job's W3C `traceparent`, so the attempt joins the job's trace.
     pub trace_parent: Option<String>,
+    /// Where this attempt writes, relative to the data root; the only
+    /// prefix its completion may name ([`super::attempt`]).
+    pub output_prefix: String,
+    /// The accepted outputs of the templates this one depends on, read in
+    /// the same apply as the grant; `None` when there are more than
+    /// [`super::UPSTREAM_OUTPUTS_MAX`], so the worker is told rather than
+    /// sent a partial list.
+    pub upstream: Option<Vec<super::job::UpstreamOutput>>,
 }
 
 /// What a worker should do about one task after a heartbeat.
@@ -290,6 +311,9 @@ pub enum Outcome {
     },
     /// Tasks granted (possibly none).
     Leased(Vec<Grant>),
+    /// Nothing granted: the worker is being drained, and should finish or
+    /// release what it runs, then leave.
+    Draining,
     /// Heartbeat reply.
     Heartbeat(HeartbeatReply),
     /// Completion accepted; `duplicate` when the same token had already
@@ -405,4 +429,26 @@ pub enum Rejection {
     /// A namespace policy that cannot be set as asked.
     #[error("{0}")]
     InvalidPolicy(String),
+    /// A lease or heartbeat from a session that is not the worker's latest,
+    /// or that was declared lost: register again.
+    #[error("session {epoch} of worker `{}` has ended: register again", super::types::shown(.worker))]
+    UnknownSession {
+        /// The worker.
+        worker: WorkerId,
+        /// The session it named.
+        epoch: u64,
+    },
+    /// A completion's manifest lies outside the attempt's own output
+    /// prefix, where another attempt could have written.
+    #[error("manifest prefix `{}` is not the output prefix of {task}'s lease with token {token} (`{expected}`)", super::types::shown(.presented))]
+    ForeignPrefix {
+        /// Task.
+        task: TaskKey,
+        /// Token in the request.
+        token: u64,
+        /// The prefix the manifest named.
+        presented: String,
+        /// The attempt's own prefix.
+        expected: String,
+    },
 }

@@ -360,7 +360,7 @@ pub struct Job {
 
 /// One upstream task's accepted output, as the task downstream of it
 /// reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamOutput {
     /// Id of the upstream template (`task` or `task/stage`).
     pub template: String,

@@ -6,13 +6,14 @@
 //! live. Anything else is rejected and recorded as an event, so a worker
 //! that was paused past its lease can never commit over a newer attempt.
 
+use super::attempt::{attempt_prefix, is_own_prefix};
 use super::command::{Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection, TaskProgress};
 use super::events::{EventKind, ExpiryReason};
 use super::job::{Output, TaskRecord};
 use super::ready::SCAN_MAX;
 use super::types::{JobState, MANIFEST_BYTES_MAX, Manifest, TaskKey, TaskState, WorkerId};
 use super::workers::WorkerState;
-use super::{Applied, LEASE_BATCH_MAX, StateMachine, TASKS_PER_REQUEST_MAX};
+use super::{Applied, LEASE_BATCH_MAX, StateMachine, TASKS_PER_REQUEST_MAX, UPSTREAM_OUTPUTS_MAX};
 
 /// Longest failure message kept; the full text belongs in the task's log.
 const MESSAGE_MAX: usize = 2048;
@@ -27,13 +28,29 @@ pub(super) enum AttemptEnd {
 }
 
 impl StateMachine {
-    pub(super) fn lease(&mut self, worker_id: &WorkerId, max_tasks: u32) -> Applied {
+    /// Grants up to `max_tasks` tasks to a worker. With `epoch`, only in
+    /// the worker's live session: a session that is not its latest, or
+    /// that was declared lost, is refused, and the worker registers again.
+    pub(super) fn lease(
+        &mut self,
+        worker_id: &WorkerId,
+        epoch: Option<u64>,
+        max_tasks: u32,
+    ) -> Applied {
         let now = self.core.now_ms;
         let worker = self
             .core
             .workers
             .get_mut(worker_id)
             .ok_or_else(|| Rejection::UnknownWorker(worker_id.clone()))?;
+        if let Some(epoch) = epoch
+            && (worker.epoch != epoch || worker.state == WorkerState::Lost)
+        {
+            return Err(Rejection::UnknownSession {
+                worker: worker_id.clone(),
+                epoch,
+            });
+        }
         worker.last_seen_ms = now;
         if worker.state == WorkerState::Lost {
             worker.state = WorkerState::Alive;
@@ -41,7 +58,7 @@ impl StateMachine {
         let worker = worker.clone();
         self.touch_worker(worker_id);
         if worker.state == WorkerState::Draining {
-            return Ok(Outcome::Leased(Vec::new()));
+            return Ok(Outcome::Draining);
         }
         let want = max_tasks.min(LEASE_BATCH_MAX) as usize;
         let mut grants = Vec::with_capacity(want);
@@ -124,6 +141,11 @@ impl StateMachine {
         };
         let expires = record.expires_at_ms();
         template.tasks.insert(partition, record);
+        let key = TaskKey {
+            job: job_id,
+            template: t,
+            partition,
+        };
         let partition_key = template.def.partitions.key(partition).unwrap_or_default();
         let count = template.def.count;
         let config_json =
@@ -143,11 +165,9 @@ impl StateMachine {
         let namespace = job.namespace.clone();
         let job_name = job.name.clone();
         let trace_parent = job.trace_parent.clone();
-        let key = TaskKey {
-            job: job_id,
-            template: t,
-            partition,
-        };
+        // Succeeded upstream outputs never change, so the list read here
+        // stays true for the whole attempt.
+        let upstream = job.upstream_outputs(t, UPSTREAM_OUTPUTS_MAX);
         self.idx.deadlines.insert((expires, key));
         self.touch_task(key);
         // Look up before inserting so the common case clones no id.
@@ -186,6 +206,8 @@ impl StateMachine {
             lease_deadline_ms: now + ttl,
             timeout_ms,
             trace_parent,
+            output_prefix: attempt_prefix(key, attempt, token),
+            upstream,
         }
     }
 
@@ -346,6 +368,7 @@ impl StateMachine {
             return Ok(Outcome::Completed { duplicate: true });
         }
         self.check_lease(key, token, "complete", worker_id)?;
+        self.check_prefix(key, token, manifest, skipped)?;
         let record = self.end_lease(key);
         let job = self.core.jobs.get_mut(&key.job).expect("checked above");
         let template = &mut job.templates[key.template as usize];
@@ -382,6 +405,34 @@ impl StateMachine {
         );
         self.after_task_finished(key.job, key.template);
         Ok(Outcome::Completed { duplicate: false })
+    }
+
+    /// Refuses a manifest outside the attempt's own prefix (a reused
+    /// prior output names an earlier attempt's, and is exempt). Called once
+    /// the lease is known to be live, so the record exists.
+    fn check_prefix(
+        &self,
+        key: TaskKey,
+        token: u64,
+        manifest: &Manifest,
+        skipped: bool,
+    ) -> Result<(), Rejection> {
+        let attempt = self
+            .core
+            .jobs
+            .get(&key.job)
+            .and_then(|j| j.templates.get(key.template as usize))
+            .and_then(|t| t.tasks.get(&key.partition))
+            .map_or(0, |r| r.attempt);
+        if skipped || is_own_prefix(key, attempt, token, &manifest.prefix) {
+            return Ok(());
+        }
+        Err(Rejection::ForeignPrefix {
+            task: key,
+            token,
+            presented: manifest.prefix.clone(),
+            expected: attempt_prefix(key, attempt, token),
+        })
     }
 
     pub(super) fn fail(

@@ -17,6 +17,8 @@
 //! - [`ready`]: the lease order (priority, fair share, FIFO).
 //! - `lifecycle`: submit, cancel, retry, job completion, collection.
 //! - `lease`: lease, heartbeat, complete, fail, release, expiry.
+//! - [`attempt`]: the attempt-scoped output prefix, and the rule that a
+//!   completion's manifest lies there.
 //! - `workers`: register, deregister, drain.
 //! - [`schedule`]: cron schedules and their runs.
 //! - `tick`: the passage of time.
@@ -33,6 +35,7 @@
 //! The replicated part of the state is [`Core`]; [`Indexes`] are derived from
 //! it (ready queues, deadlines) and rebuilt whenever a state is restored.
 
+pub mod attempt;
 pub mod changes;
 pub mod command;
 pub mod events;
@@ -119,6 +122,11 @@ pub struct Indexes {
 
 /// Most tasks one lease command grants.
 pub const LEASE_BATCH_MAX: u32 = 1000;
+
+/// Upstream outputs sent with one grant, at most: about 100 bytes each, so
+/// a lease of a wide merge stays near a megabyte. A task with more is told
+/// the list was truncated instead of being sent part of it.
+pub const UPSTREAM_OUTPUTS_MAX: usize = 10_000;
 
 /// Most tasks one heartbeat or release may name.
 pub const TASKS_PER_REQUEST_MAX: usize = 10_000;
@@ -274,7 +282,12 @@ impl StateMachine {
             } => self.register_worker(worker, *slots, labels, kinds),
             Command::DeregisterWorker { worker } => self.deregister_worker(worker),
             Command::DrainWorker { worker } => self.drain_worker(worker),
-            Command::Lease { worker, max_tasks } => self.lease(worker, *max_tasks),
+            Command::Lease { worker, max_tasks } => self.lease(worker, None, *max_tasks),
+            Command::LeaseInSession {
+                worker,
+                epoch,
+                max_tasks,
+            } => self.lease(worker, Some(*epoch), *max_tasks),
             Command::Heartbeat { worker, tasks } => self.heartbeat(worker, tasks),
             Command::Complete {
                 worker,
