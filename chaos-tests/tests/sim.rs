@@ -72,10 +72,19 @@ fn a_seed_replays_byte_for_byte() {
 /// Runs the CI seeds with `bug` planted until one of them violates one of
 /// `expected`; fails if none does.
 fn caught(bug: &str, expected: &[&str]) {
+    caught_in("default", bug, expected);
+}
+
+/// [`caught`] in a named profile.
+fn caught_in(profile: &str, bug: &str, expected: &[&str]) {
     let planted: PlantedBugs = bug.parse().unwrap();
     let mut seen = Vec::new();
     for seed in seeds(20) {
-        let run = run_seed(seed, &SimConfig::with_planted(planted));
+        let config = SimConfig {
+            planted,
+            ..SimConfig::profile(profile).unwrap()
+        };
+        let run = run_seed(seed, &config);
         let kinds: BTreeSet<&str> = run.summary.violations.iter().map(|v| v.invariant).collect();
         if expected.iter().any(|e| kinds.contains(e)) {
             eprint!("{bug} caught:\n{}", run.summary);
@@ -89,6 +98,11 @@ fn caught(bug: &str, expected: &[&str]) {
 #[test]
 fn a_skipped_fencing_check_is_caught() {
     caught("skip-fencing", &["fenced-completion"]);
+}
+
+#[test]
+fn one_nodes_wall_clock_taken_for_the_clusters_is_caught() {
+    caught_in("fast-clock", "wall-clock-time", &["cluster-time-true"]);
 }
 
 #[test]
@@ -300,5 +314,26 @@ fn a_second_membership_change_waits_for_the_first() {
             "node {}'s voters",
             node.id
         );
+    }
+}
+
+/// One coordinator's wall clock an hour ahead, then (another run) an hour
+/// behind, leading or not, across crashes, partitions and leader
+/// transfers: no lease expires early (`leases-not-expired-early`), no entry
+/// is stamped ahead of true time (`cluster-time-true`), and every job
+/// still ends, with every other invariant kept.
+#[test]
+fn a_wrong_wall_clock_moves_neither_leases_nor_the_clusters_time() {
+    for profile in ["fast-clock", "slow-clock"] {
+        let config = SimConfig::profile(profile).unwrap();
+        let mut failed = Vec::new();
+        for seed in seeds(6) {
+            let run = run_seed(seed, &config);
+            eprint!("{}", run.summary);
+            if !run.summary.passed() {
+                failed.push(seed);
+            }
+        }
+        assert!(failed.is_empty(), "{profile}: failing seeds: {failed:?}");
     }
 }

@@ -50,6 +50,7 @@ fn send_raft(files: TlsFiles, address: &str, from: u64) -> Result<(), (Code, Str
             from_id: from,
             to_id: 1,
             messages: vec![message.write_to_bytes().unwrap().into()],
+            sent_unix_ms: 0,
         };
         RaftServiceClient::new(channel)
             .send(batch)

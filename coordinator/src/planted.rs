@@ -4,7 +4,8 @@
 //!
 //! Each switch reproduces a failure that schedulers of this kind have
 //! shipped: a completion accepted from a paused worker's stale lease, a task
-//! leased twice at once, a write acknowledged before it was durable.
+//! leased twice at once, a write acknowledged before it was durable, one
+//! node's wrong wall clock taken for the cluster's time.
 
 use std::str::FromStr;
 
@@ -24,6 +25,10 @@ pub struct PlantedBugs {
     /// The Raft driver sends its votes and append acknowledgements before
     /// the log write is durable, and writes without fsync.
     pub ack_before_fsync: bool,
+    /// The leader stamps entries with its own wall clock rather than the
+    /// time a majority of the voters' clocks agree on, so one node's wrong
+    /// clock becomes the cluster's.
+    pub wall_clock_time: bool,
 }
 
 impl PlantedBugs {
@@ -37,14 +42,15 @@ impl PlantedBugs {
 
     /// Whether any bug is active.
     pub fn any(&self) -> bool {
-        self.skip_fencing || self.double_lease || self.ack_before_fsync
+        self.skip_fencing || self.double_lease || self.ack_before_fsync || self.wall_clock_time
     }
 }
 
 impl FromStr for PlantedBugs {
     type Err = String;
 
-    /// Parses `skip-fencing,double-lease,ack-before-fsync` (any subset).
+    /// Parses `skip-fencing,double-lease,ack-before-fsync,wall-clock-time`
+    /// (any subset).
     fn from_str(s: &str) -> Result<Self, String> {
         let mut bugs = Self::default();
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -52,9 +58,10 @@ impl FromStr for PlantedBugs {
                 "skip-fencing" => bugs.skip_fencing = true,
                 "double-lease" => bugs.double_lease = true,
                 "ack-before-fsync" => bugs.ack_before_fsync = true,
+                "wall-clock-time" => bugs.wall_clock_time = true,
                 other => {
                     return Err(format!(
-                        "unknown planted bug `{other}`; known: skip-fencing, double-lease, ack-before-fsync"
+                        "unknown planted bug `{other}`; known: skip-fencing, double-lease, ack-before-fsync, wall-clock-time"
                     ));
                 }
             }

@@ -90,9 +90,16 @@ fn heartbeats_extend_leases_and_expiry_retries_with_backoff() {
         }
     }
     assert_eq!(h.job(job).counts.leased, 1);
-    // Silence: the lease expires 30 s after the last heartbeat.
-    let report = h.advance(30_000);
-    assert_eq!(report.expired, 1);
+    // Silence: the leader's timer runs out and it proposes the expiry. One
+    // for an older token of the same task would change nothing.
+    let stale = h.run(Command::ExpireLeases {
+        tasks: vec![(g.task, g.token - 1)],
+    });
+    assert_eq!(stale, Ok(Outcome::LeasesExpired(vec![])));
+    let expired = h.run(Command::ExpireLeases {
+        tasks: vec![(g.task, g.token)],
+    });
+    assert_eq!(expired, Ok(Outcome::LeasesExpired(vec![g.task])));
     assert_eq!(h.job(job).counts.backoff, 1);
     assert!(h.lease("w", 1).is_empty(), "still backing off");
     h.advance(10_000);
@@ -623,8 +630,10 @@ fn a_lease_names_the_workers_live_session_or_is_refused() {
     ));
     // A session the cluster declared lost stays lost: the worker registers
     // again rather than carrying on in it.
-    let timeout = h.sm.core().config.worker_timeout_ms as i64;
-    h.advance(timeout + 1);
+    h.run(Command::WorkersLost {
+        workers: vec![("w".into(), second)],
+    })
+    .unwrap();
     assert_eq!(
         h.sm.core().workers["w"].state,
         drover_coordinator::state::WorkerState::Lost
@@ -819,7 +828,20 @@ fn finished_jobs_are_collected_after_retention() {
 fn silent_workers_are_marked_lost_and_come_back() {
     let mut h = H::new();
     h.worker("w", 1, &[]);
-    assert_eq!(h.advance(61_000).workers_lost, 1);
+    let epoch = h.sm.core().workers["w"].epoch;
+    // The leader's timer for an older session changes nothing.
+    h.run(Command::WorkersLost {
+        workers: vec![("w".into(), epoch - 1)],
+    })
+    .unwrap();
+    assert_eq!(
+        h.sm.core().workers["w"].state,
+        drover_coordinator::state::WorkerState::Alive
+    );
+    h.run(Command::WorkersLost {
+        workers: vec![("w".into(), epoch)],
+    })
+    .unwrap();
     assert_eq!(
         h.sm.core().workers["w"].state,
         drover_coordinator::state::WorkerState::Lost
@@ -838,7 +860,10 @@ fn time_never_goes_backwards() {
     h.worker("w", 1, &[]);
     let g = h.lease("w", 1).remove(0);
     h.now += 40_000;
-    h.tick();
+    h.run(Command::ExpireLeases {
+        tasks: vec![(g.task, g.token)],
+    })
+    .unwrap();
     // A new leader with a slow clock proposes an older time: the lease that
     // already expired stays expired, and nothing un-expires.
     h.now -= 30_000;
@@ -923,10 +948,10 @@ fn lease_settings_change_only_together_and_apply_to_new_leases() {
         now + 30_000,
         "granted leases keep theirs"
     );
-    // The new lease expires on the new TTL; the old one does not yet.
-    let report = h.advance(5_000);
-    assert_eq!(report.expired, 1);
-    assert_eq!(h.job(job).counts.leased, 1);
+    // Ticks no longer end leases (the leader's timers do, with the TTL in
+    // force); both stay leased however much time passes.
+    h.advance(60_000);
+    assert_eq!(h.job(job).counts.leased, 2);
 }
 
 #[test]
@@ -1121,7 +1146,10 @@ fn a_task_log_request_names_the_attempt_its_worker_and_how_it_ended() {
     assert_eq!(running.worker_state, "alive");
 
     // The lease lapses: the attempt ended without its worker.
-    h.advance(31_000);
+    h.run(Command::ExpireLeases {
+        tasks: vec![(first.task, first.token)],
+    })
+    .unwrap();
     h.advance(1_000);
     h.worker("w2", 1, &[]);
     let second = h.lease("w2", 1).remove(0);

@@ -513,7 +513,6 @@ struct Attempt {
 async fn hold(shared: Arc<Shared>, attempt: Attempt) {
     let task_id = attempt.task.task_id.clone();
     let token = attempt.task.fencing_token;
-    let stopped = attempt.cancel.clone();
     let permit = {
         let slots = shared.slots.clone();
         let acquire = slots.acquire_owned();
@@ -540,14 +539,18 @@ async fn hold(shared: Arc<Shared>, attempt: Attempt) {
         return;
     };
     attempt.started.store(true, Ordering::Release);
-    let (result, elapsed, reused) = run_attempt(&shared, attempt).await;
+    let Ran {
+        result,
+        elapsed,
+        reused,
+        stopped,
+    } = run_attempt(&shared, attempt).await;
     drop(permit);
     shared.unfinished_done();
     if let Ok(mut prefetch) = shared.prefetch.lock() {
         prefetch.attempt_ran(elapsed);
     }
-    let was_stopped = *stopped.borrow();
-    let outcome = if was_stopped {
+    let outcome = if stopped {
         // Lease lost, job cancelled or drained: the coordinator already
         // knows; reporting would only be rejected. A drain took the task
         // out of `held` and counts it as released.
@@ -575,8 +578,10 @@ async fn hold(shared: Arc<Shared>, attempt: Attempt) {
                 ending,
             })
             .await;
-        shared.forget(&task_id);
-        shared.count_finished(outcome, 1);
+        // A drain that handed it back meanwhile counted it already.
+        if shared.forget(&task_id) {
+            shared.count_finished(outcome, 1);
+        }
         outcome
     };
     tracing::info!(
@@ -587,18 +592,24 @@ async fn hold(shared: Arc<Shared>, attempt: Attempt) {
     shared.finished.notify_one();
 }
 
-/// Runs one attempt to its end or its timeout: how it ended, how long it
-/// ran, and whether it reused a prior output. Its log is stored before
+/// How one attempt ended on this worker.
+struct Ran {
+    /// The executor's result.
+    result: Result<drover_proto::v1::OutputManifest, TaskError>,
+    /// How long it ran.
+    elapsed: Duration,
+    /// It reused a prior output instead of running.
+    reused: bool,
+    /// It was told to stop before it ended (lease lost, job cancelled,
+    /// drain). One told after it ended is still reported: fencing is the
+    /// coordinator's to decide.
+    stopped: bool,
+}
+
+/// Runs one attempt to its end or its timeout. Its log is stored before
 /// this returns, so an attempt's log is whole by the time the cluster shows
 /// how it ended.
-async fn run_attempt(
-    shared: &Shared,
-    attempt: Attempt,
-) -> (
-    Result<drover_proto::v1::OutputManifest, TaskError>,
-    Duration,
-    bool,
-) {
+async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
     let Attempt {
         task,
         name,
@@ -666,12 +677,18 @@ async fn run_attempt(
     }
     let elapsed = started.elapsed();
     shared.config.metrics.attempt_ran(name, elapsed);
-    log.stamped("drover", &ending(&result, *stopped.borrow(), elapsed));
+    let was_stopped = *stopped.borrow();
+    log.stamped("drover", &ending(&result, was_stopped, elapsed));
     let _ = ended_tx.send(true);
     if let Some(uploader) = uploader {
         let _ = uploader.await;
     }
-    (result, elapsed, reused.is_marked())
+    Ran {
+        result,
+        elapsed,
+        reused: reused.is_marked(),
+        stopped: was_stopped,
+    }
 }
 
 /// The last line of an attempt's log: how it ended as far as the worker

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use drover_coordinator::planted::PlantedBugs;
 use drover_coordinator::raft::backend::BOOTSTRAP_INDEX;
+use drover_coordinator::raft::cluster_clock::AGREEMENT_MS;
 use drover_coordinator::state::{
     Applied, Command, Config, HeartbeatStatus, JobId, LogEntry, Outcome, StateMachine, Submitted,
     TaskKey,
@@ -21,6 +22,7 @@ use drover_coordinator::state::{
 
 use super::history::History;
 use super::ledger::{Ledger, Slot};
+use super::node::EPOCH_UNIX_MS;
 use super::report::Findings;
 
 /// Entries between the shadow state's snapshot-and-restore round trips.
@@ -35,12 +37,22 @@ struct Live {
     lease_deadline_ms: i64,
     /// Attempt timeout deadline.
     timeout_deadline_ms: i64,
+    /// The term of the entry that granted it, and when that entry first
+    /// applied (virtual time): the granting leader's timer starts then.
+    granted: (u64, u64),
 }
 
-impl Live {
-    fn expires_at_ms(&self) -> i64 {
-        self.lease_deadline_ms.min(self.timeout_deadline_ms)
-    }
+/// Where in the log a command is replayed.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    /// Log index.
+    index: u64,
+    /// Term of its entry: which leader proposed it.
+    term: u64,
+    /// When its entry first applied (virtual time).
+    applied_ms: u64,
+    /// When the check runs (virtual time), for findings.
+    check_ms: u64,
 }
 
 /// What the replay knows about one task.
@@ -73,11 +85,17 @@ pub struct Replay {
     pub gap_at: Option<u64>,
     /// Per idempotency key, the jobs the log's submits returned.
     key_jobs: BTreeMap<String, BTreeSet<JobId>>,
+    /// Heartbeats that renewed a lease: per (task, token), the terms and
+    /// virtual times of the leaders that renewed it.
+    renewals: BTreeMap<(TaskKey, u64), Vec<(u64, u64)>>,
+    /// The lease TTL, in virtual milliseconds.
+    lease_ttl_ms: u64,
 }
 
 impl Replay {
     /// A replay from an empty state with `config`.
     pub fn new(config: Config, planted: PlantedBugs) -> Self {
+        let lease_ttl_ms = config.lease_ttl_ms;
         let mut shadow = StateMachine::new(config);
         shadow.plant(planted);
         Self {
@@ -89,7 +107,18 @@ impl Replay {
             next_index: BOOTSTRAP_INDEX + 1,
             gap_at: None,
             key_jobs: BTreeMap::new(),
+            renewals: BTreeMap::new(),
+            lease_ttl_ms,
         }
+    }
+
+    /// Records that the leader of `term` renewed the lease of `task` with
+    /// `token` at virtual time `at_ms` (a heartbeat it answered OK).
+    pub fn renewed(&mut self, task: TaskKey, token: u64, term: u64, at_ms: u64) {
+        self.renewals
+            .entry((task, token))
+            .or_default()
+            .push((term, at_ms));
     }
 
     /// The shadow state and the index it reached, if it is still running.
@@ -131,11 +160,36 @@ impl Replay {
 
     fn replay_slot(&mut self, index: u64, slot: &Slot, at_ms: u64, findings: &mut Findings) {
         let Slot::Entry {
-            entry, outcomes, ..
+            entry,
+            outcomes,
+            term,
+            applied_at_ms,
+            ..
         } = slot
         else {
             return;
         };
+        let at = At {
+            index,
+            term: *term,
+            applied_ms: *applied_at_ms,
+            check_ms: at_ms,
+        };
+        // The replicated clock never runs ahead of true time by more than
+        // the agreement window, whatever one node's wall clock says (it is
+        // stamped before it applies, so it cannot be late to the apply).
+        let true_ms = EPOCH_UNIX_MS + *applied_at_ms as i64;
+        findings.check(
+            "cluster-time-true",
+            at_ms,
+            entry.now_ms <= true_ms + AGREEMENT_MS,
+            || {
+                format!(
+                    "index {index} is stamped {} ms ahead of true time",
+                    entry.now_ms - true_ms
+                )
+            },
+        );
         if let Some(shadow) = &mut self.shadow {
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mine = shadow.apply(entry);
@@ -151,7 +205,7 @@ impl Replay {
                     format!("the state machine panicked applying index {index}"),
                 );
                 self.shadow = None;
-                return self.replay_commands(index, entry, outcomes, at_ms, findings);
+                return self.replay_commands(at, entry, outcomes, findings);
             };
             findings.check("restore-equivalent", at_ms, mine == *outcomes, || {
                 format!(
@@ -179,32 +233,31 @@ impl Replay {
                 }
             }
         }
-        self.replay_commands(index, entry, outcomes, at_ms, findings);
+        self.replay_commands(at, entry, outcomes, findings);
     }
 
     fn replay_commands(
         &mut self,
-        index: u64,
+        at: At,
         entry: &LogEntry,
         outcomes: &[Applied],
-        at_ms: u64,
         findings: &mut Findings,
     ) {
         self.now_ms = self.now_ms.max(entry.now_ms);
         for (command, outcome) in entry.commands.iter().zip(outcomes) {
-            self.replay_command(index, command, outcome, at_ms, findings);
+            self.replay_command(at, command, outcome, findings);
         }
     }
 
     fn replay_command(
         &mut self,
-        index: u64,
+        at: At,
         command: &Command,
         outcome: &Applied,
-        at_ms: u64,
         findings: &mut Findings,
     ) {
         let now = self.now_ms;
+        let (index, at_ms) = (at.index, at.check_ms);
         match (command, outcome) {
             (Command::SubmitJob(submit), Ok(Outcome::Submitted { id, .. })) => {
                 if let (Some(key), Submitted::Job(job)) = (&submit.idempotency_key, id) {
@@ -212,13 +265,62 @@ impl Replay {
                 }
             }
             (Command::Tick, Ok(_)) => {
+                // A tick ends only attempts past their timeout; leases end
+                // by the leader's expiry entries.
                 for track in self.tasks.values_mut() {
-                    if track.live.is_some_and(|l| l.expires_at_ms() <= now) {
+                    if track.live.is_some_and(|l| l.timeout_deadline_ms <= now) {
                         track.live = None;
                     }
                 }
             }
-            (Command::Lease { .. }, Ok(Outcome::Leased(grants))) => {
+            (Command::ExpireLeases { tasks }, Ok(Outcome::LeasesExpired(expired))) => {
+                for (task, token) in tasks {
+                    if !expired.contains(task) {
+                        continue;
+                    }
+                    let Some(track) = self.tasks.get_mut(task) else {
+                        continue;
+                    };
+                    let Some(live) = track.live.filter(|l| l.token == *token) else {
+                        continue;
+                    };
+                    // The expiring leader timed the lease from its own
+                    // grant or its own last renewal: one TTL must have
+                    // passed since, in real (virtual) time, whatever the
+                    // wall clocks say. Renewals by other leaders do not
+                    // bind it (it restarted every timer when it took over).
+                    let grant = (live.granted.0 == at.term).then_some(live.granted.1);
+                    let renewed = self
+                        .renewals
+                        .get(&(*task, *token))
+                        .into_iter()
+                        .flatten()
+                        .filter(|(term, t)| *term == at.term && *t <= at.applied_ms)
+                        .map(|(_, t)| *t)
+                        .max();
+                    if let Some(last) = grant.max(renewed) {
+                        findings.check(
+                            "leases-not-expired-early",
+                            at_ms,
+                            at.applied_ms >= last + self.lease_ttl_ms,
+                            || {
+                                format!(
+                                    "at index {index}, the lease of task {task} with token {token} expired at {} ms, {} ms after the leader of term {} last granted or renewed it (the TTL is {} ms)",
+                                    at.applied_ms,
+                                    at.applied_ms - last,
+                                    at.term,
+                                    self.lease_ttl_ms
+                                )
+                            },
+                        );
+                    }
+                    track.live = None;
+                }
+            }
+            (
+                Command::Lease { .. } | Command::LeaseInSession { .. },
+                Ok(Outcome::Leased(grants)),
+            ) => {
                 for grant in grants {
                     let upstream = self.upstream_unfinished(grant.task);
                     let track = self.tasks.entry(grant.task).or_default();
@@ -262,6 +364,7 @@ impl Replay {
                         token: grant.token,
                         lease_deadline_ms: grant.lease_deadline_ms,
                         timeout_deadline_ms: now.saturating_add(grant.timeout_ms as i64),
+                        granted: (at.term, at.applied_ms),
                     });
                 }
             }

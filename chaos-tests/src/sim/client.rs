@@ -114,10 +114,15 @@ impl Client {
                 },
             ),
         };
-        Some(
-            self.caller
-                .send(&mut self.rng, nodes, now_ms, what, op, command, history),
-        )
+        Some(self.caller.send(
+            &mut self.rng,
+            nodes,
+            now_ms,
+            what,
+            op,
+            command.into(),
+            history,
+        ))
     }
 
     /// Handles the reply to operation `op` (ignored if it is not the one in

@@ -80,6 +80,9 @@ pub struct SimConfig {
     pub state: StateConfig,
     /// Bugs planted in every node.
     pub planted: PlantedBugs,
+    /// Node 1's wall clock is off by this much besides the usual few
+    /// hundred milliseconds (an operator's wrong clock), in ms.
+    pub skewed_clock_ms: i64,
 }
 
 impl Default for SimConfig {
@@ -106,6 +109,7 @@ impl Default for SimConfig {
             checkpoint_entries: 60,
             state,
             planted: PlantedBugs::default(),
+            skewed_clock_ms: 0,
         }
     }
 }
@@ -119,11 +123,27 @@ impl SimConfig {
         }
     }
 
-    /// A named profile: `default`, or `membership` (nodes are removed and
-    /// fresh ones added, besides the other faults).
+    /// A named profile: `default`; `membership` (nodes are removed and
+    /// fresh ones added, besides the other faults); `fast-clock` and
+    /// `slow-clock` (node 1's wall clock an hour ahead or behind, whether it
+    /// leads or not, across every failover).
     pub fn profile(name: &str) -> Option<Self> {
+        const HOUR_MS: i64 = 3_600_000;
         match name {
             "default" => Some(Self::default()),
+            "fast-clock" | "slow-clock" => Some(Self {
+                profile: if name == "fast-clock" {
+                    "fast-clock"
+                } else {
+                    "slow-clock"
+                },
+                skewed_clock_ms: if name == "fast-clock" {
+                    HOUR_MS
+                } else {
+                    -HOUR_MS
+                },
+                ..Self::default()
+            }),
             "membership" => {
                 let mut config = Self {
                     profile: "membership",

@@ -25,6 +25,9 @@ pub enum Slot {
         outcomes: Vec<Applied>,
         /// The first node that applied it.
         node: u64,
+        /// When it was first applied (virtual time): no earlier than the
+        /// leader proposed it.
+        applied_at_ms: u64,
     },
     /// An entry without commands (a leader's empty entry, a conf change).
     Empty {
@@ -82,6 +85,7 @@ impl Ledger {
                         entry,
                         outcomes,
                         node,
+                        applied_at_ms: at_ms,
                     },
                 ),
                 ApplyRecord::Empty { index, term } => (index, Slot::Empty { term, node }),

@@ -53,6 +53,14 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "a task is granted only after every partition of its upstream tasks succeeded",
     ),
     (
+        "cluster-time-true",
+        "no entry is stamped ahead of true time by more than the clock agreement window, whatever one node's wall clock says",
+    ),
+    (
+        "leases-not-expired-early",
+        "a lease expires only one TTL (virtual time) after the expiring leader last granted or renewed it, whatever the wall clocks",
+    ),
+    (
         "fenced-completion",
         "a completion or failure is accepted only with the token of the task's live grant",
     ),

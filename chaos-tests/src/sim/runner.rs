@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use drover_coordinator::raft::driver::{conf_change, reply};
 use drover_coordinator::raft::node::{NodeConfig, NodeError};
-use drover_coordinator::state::{Applied, StateMachine};
+use drover_coordinator::state::{Applied, HeartbeatStatus, Outcome, StateMachine};
 use raft::prelude::{ConfChangeType, Message, MessageType};
 
 use super::checks::{Replay, check_history};
@@ -23,7 +23,7 @@ use super::network::{Network, PartitionKind};
 use super::node::{SimCore, SimNode};
 use super::report::{Findings, Summary};
 use super::worker::Worker;
-use super::workload::{Reply, Request};
+use super::workload::{Payload, Reply, Request};
 use crate::rng::Rng;
 
 /// How long a caller waits for a reply before calling the outcome unknown.
@@ -52,6 +52,9 @@ enum Event {
         from: u64,
         to: u64,
         message: Box<Message>,
+        /// The sender's wall clock when it sent the message (as a real
+        /// batch carries it).
+        sent_wall_ms: i64,
     },
     /// A node's Raft tick may be due.
     Tick { node: u64, incarnation: u64 },
@@ -139,6 +142,12 @@ struct Sim {
     done: bool,
 }
 
+/// The extra wall clock skew of node `id` (node 1's, when the profile
+/// gives it a wrong clock).
+fn skewed(config: &SimConfig, id: u64) -> i64 {
+    if id == 1 { config.skewed_clock_ms } else { 0 }
+}
+
 impl Sim {
     fn new(seed: u64, config: SimConfig) -> Self {
         let mut rng = Rng::new(seed);
@@ -149,7 +158,7 @@ impl Sim {
         let members: Vec<u64> = (1..=count as u64).collect();
         let mut nodes = BTreeMap::new();
         for id in &members {
-            let skew = rng.range(0, 401) as i64 - 200;
+            let skew = rng.range(0, 401) as i64 - 200 + skewed(&config, *id);
             nodes.insert(
                 *id,
                 SimNode::new(*id, node_config(&config, *id, &members, true), skew),
@@ -225,7 +234,12 @@ impl Sim {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Deliver { from, to, message } => self.deliver(from, to, *message),
+            Event::Deliver {
+                from,
+                to,
+                message,
+                sent_wall_ms,
+            } => self.deliver(from, to, *message, sent_wall_ms),
             Event::Tick { node, incarnation } => self.tick(node, incarnation),
             Event::Report {
                 node,
@@ -341,6 +355,10 @@ impl Sim {
             }
             return;
         }
+        let sent_wall_ms = self
+            .nodes
+            .get(&from)
+            .map_or(0, |n| n.now(self.sched.now_ms()).wall_ms);
         for delay in delays {
             self.sched.after(
                 delay,
@@ -348,17 +366,25 @@ impl Sim {
                     from,
                     to,
                     message: Box::new(message.clone()),
+                    sent_wall_ms,
                 },
             );
         }
     }
 
-    fn deliver(&mut self, from: u64, to: u64, message: Message) {
+    fn deliver(&mut self, from: u64, to: u64, message: Message, sent_wall_ms: i64) {
         let snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
         let up = self.nodes.get(&to).is_some_and(SimNode::is_up);
         let arrived = up && self.net.link_up(from, to);
         if arrived {
-            self.with_node(to, |core| core.step(message));
+            let now = self.now();
+            let receiver_now = self.nodes.get(&to).map(|n| n.now(now));
+            self.with_node(to, |core| {
+                if let Some(receiver_now) = receiver_now {
+                    core.observe_clock(from, sent_wall_ms, receiver_now);
+                }
+                core.step(message);
+            });
         }
         if snapshot {
             let delay = self.net.delay(&mut self.net_rng);
@@ -479,7 +505,40 @@ impl Sim {
         }
         let (tx, rx) = reply::channel();
         self.waiting.insert((actor, request.op), rx);
-        self.with_node(request.node, move |core| core.propose(request.commands, tx));
+        match request.payload {
+            Payload::Propose(commands) => {
+                self.with_node(request.node, move |core| core.propose(commands, tx));
+            }
+            Payload::Heartbeat {
+                worker,
+                epoch,
+                tasks,
+            } => {
+                // Answered at once, without a log entry, as the real
+                // service does; the renewals it makes are recorded for the
+                // checker.
+                let now = self.now();
+                let Some(node_now) = self.nodes.get(&request.node).map(|n| n.now(now)) else {
+                    return;
+                };
+                let mut renewed = Vec::new();
+                self.with_node(request.node, |core| {
+                    let term = core.status().term;
+                    let answer = core.heartbeat(worker, epoch, tasks.clone(), node_now);
+                    if let Ok(Ok(reply)) = &answer {
+                        for ((task, status), sent) in reply.tasks.iter().zip(&tasks) {
+                            if matches!(status, HeartbeatStatus::Ok { .. }) {
+                                renewed.push((*task, sent.token, term));
+                            }
+                        }
+                    }
+                    let _ = tx.send(answer.map(|r| vec![r.map(Outcome::Heartbeat)]));
+                });
+                for (task, token, term) in renewed {
+                    self.replay.renewed(task, token, term, now);
+                }
+            }
+        }
     }
 
     /// Sends callers the replies their nodes produced (losing a few on the
@@ -1070,6 +1129,7 @@ fn planted_names(config: &SimConfig) -> String {
         (p.skip_fencing, "skip-fencing"),
         (p.double_lease, "double-lease"),
         (p.ack_before_fsync, "ack-before-fsync"),
+        (p.wall_clock_time, "wall-clock-time"),
     ]
     .iter()
     .filter(|(on, _)| *on)

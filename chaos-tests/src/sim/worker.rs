@@ -13,7 +13,7 @@ use drover_coordinator::state::{
 };
 
 use super::history::{AckedCompletion, Actor, History, Record};
-use super::workload::{Caller, Reply, Request};
+use super::workload::{Caller, Payload, Reply, Request};
 use crate::rng::Rng;
 
 /// Slots per worker.
@@ -53,6 +53,8 @@ pub struct Worker {
     caller: Caller<Op>,
     /// Whether the coordinator knows it.
     registered: bool,
+    /// The session its leases and heartbeats name.
+    epoch: u64,
     /// Tasks it runs.
     running: BTreeMap<TaskKey, Running>,
     /// When it last sent a heartbeat.
@@ -72,6 +74,7 @@ impl Worker {
             rng,
             caller: Caller::new(Actor::Worker(index)),
             registered: false,
+            epoch: 0,
             running: BTreeMap::new(),
             last_heartbeat_ms: 0,
             heartbeat_interval_ms,
@@ -116,7 +119,8 @@ impl Worker {
             return None;
         };
         let worker = self.name.clone();
-        let (what, command) = match &op {
+        let epoch = self.epoch;
+        let (what, payload) = match &op {
             Op::Register => (
                 "register".to_owned(),
                 Command::RegisterWorker {
@@ -124,22 +128,26 @@ impl Worker {
                     slots: SLOTS,
                     labels: BTreeMap::new(),
                     kinds: Vec::new(),
-                },
+                }
+                .into(),
             ),
             Op::Lease => {
                 let free = SLOTS - self.running.len() as u32;
                 (
                     format!("lease {free}"),
-                    Command::Lease {
+                    Command::LeaseInSession {
                         worker,
+                        epoch,
                         max_tasks: free,
-                    },
+                    }
+                    .into(),
                 )
             }
             Op::Heartbeat(tasks) => (
                 format!("heartbeat {}", tasks.len()),
-                Command::Heartbeat {
+                Payload::Heartbeat {
                     worker,
+                    epoch,
                     tasks: tasks
                         .iter()
                         .map(|(task, token)| TaskProgress {
@@ -158,7 +166,8 @@ impl Worker {
                     token: *token,
                     manifest: Manifest::default(),
                     skipped: false,
-                },
+                }
+                .into(),
             ),
             Op::Fail(task, token) => (
                 format!("fail {task} token={token}"),
@@ -168,12 +177,13 @@ impl Worker {
                     token: *token,
                     retryable: true,
                     message: "sim: a retryable failure".into(),
-                },
+                }
+                .into(),
             ),
         };
         Some(
             self.caller
-                .send(&mut self.rng, nodes, now_ms, what, op, command, history),
+                .send(&mut self.rng, nodes, now_ms, what, op, payload, history),
         )
     }
 
@@ -220,11 +230,16 @@ impl Worker {
             None => "no result".to_owned(),
         };
         let ok = matches!(result, Some(Ok(_)));
-        if let Some(Err(Rejection::UnknownWorker(_))) = result {
+        if let Some(Err(Rejection::UnknownWorker(_) | Rejection::UnknownSession { .. })) = result {
+            // Forgotten, or its session declared lost: register again and
+            // go on in the new session with the tasks it holds.
             self.registered = false;
         }
         match (pending, result) {
-            (Op::Register, Some(Ok(Outcome::Registered { .. }))) => self.registered = true,
+            (Op::Register, Some(Ok(Outcome::Registered { epoch, .. }))) => {
+                self.registered = true;
+                self.epoch = epoch;
+            }
             (Op::Lease, Some(Ok(Outcome::Leased(grants)))) => {
                 for g in grants {
                     // Most tasks are quick; some run for several TTLs, so a

@@ -5,7 +5,7 @@
 //! treat every outcome they cannot be sure of as unknown.
 
 use drover_coordinator::raft::node::NodeError;
-use drover_coordinator::state::{Applied, Command};
+use drover_coordinator::state::{Applied, Command, TaskProgress, WorkerId};
 
 use super::history::{Actor, History, Record};
 use crate::rng::Rng;
@@ -60,7 +60,7 @@ impl<Op> Caller<Op> {
         now_ms: u64,
         what: String,
         op: Op,
-        command: Command,
+        payload: Payload,
         history: &mut History,
     ) -> Request {
         let op_id = self.next_op;
@@ -77,7 +77,7 @@ impl<Op> Caller<Op> {
         Request {
             op: op_id,
             node,
-            commands: vec![command],
+            payload,
         }
     }
 
@@ -104,8 +104,31 @@ pub struct Request {
     pub op: u64,
     /// The node it goes to.
     pub node: u64,
-    /// The commands (one per request in this workload).
-    pub commands: Vec<Command>,
+    /// What it asks.
+    pub payload: Payload,
+}
+
+impl From<Command> for Payload {
+    fn from(command: Command) -> Self {
+        Payload::Propose(vec![command])
+    }
+}
+
+/// What a request asks of a node.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Commands to commit (one per request in this workload).
+    Propose(Vec<Command>),
+    /// A heartbeat, answered by the leader without a log entry, as
+    /// `WorkerService.Heartbeat` is.
+    Heartbeat {
+        /// The worker.
+        worker: WorkerId,
+        /// Its session.
+        epoch: u64,
+        /// The leases it holds.
+        tasks: Vec<TaskProgress>,
+    },
 }
 
 /// What a caller hears back.

@@ -87,6 +87,9 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
         .unwrap()
 }
 
+/// Debian's libfaketime (package `faketime`).
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// Coordinators of one cluster.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -98,6 +101,9 @@ pub struct Cluster {
     pub tls: Option<PathBuf>,
     /// Environment every CLI call and worker gets (TLS files, a token).
     pub env: Vec<(String, String)>,
+    /// A member (0-based) whose wall clock libfaketime moves by an offset
+    /// such as `+1h`, its monotonic clock untouched.
+    pub fake_clock: Option<(usize, String)>,
 }
 
 /// The flags naming a certificate from `drover certs init` in `dir`.
@@ -173,9 +179,36 @@ impl Cluster {
         Cluster::start_with(dir, n, None, Some(&tls))
     }
 
+    /// Like [`Cluster::start`], member `node` (0-based) with its wall
+    /// clock moved by `offset` (`+1h`, `-1h`) through libfaketime, as an
+    /// operator's wrong clock would be; its monotonic clock is untouched.
+    pub fn start_with_clock(dir: &Path, n: usize, node: usize, offset: &str) -> Cluster {
+        assert!(
+            Path::new(FAKETIME_LIB).exists(),
+            "{FAKETIME_LIB} is missing: install Debian's `faketime` package (.ci/run does)"
+        );
+        Cluster::start_inner(dir, n, None, None, Some((node, offset.to_owned())))
+    }
+
     fn start_with(dir: &Path, n: usize, backup: Option<&Path>, tls: Option<&Path>) -> Cluster {
+        Cluster::start_inner(dir, n, backup, tls, None)
+    }
+
+    fn start_inner(
+        dir: &Path,
+        n: usize,
+        backup: Option<&Path>,
+        tls: Option<&Path>,
+        fake_clock: Option<(usize, String)>,
+    ) -> Cluster {
         for round in 0..5 {
-            let cluster = Cluster::try_start(&dir.join(format!("try-{round}")), n, backup, tls);
+            let cluster = Cluster::try_start(
+                &dir.join(format!("try-{round}")),
+                n,
+                backup,
+                tls,
+                fake_clock.clone(),
+            );
             if let Some(cluster) = cluster {
                 return cluster;
             }
@@ -188,6 +221,7 @@ impl Cluster {
         n: usize,
         backup: Option<&Path>,
         tls: Option<&Path>,
+        fake_clock: Option<(usize, String)>,
     ) -> Option<Cluster> {
         std::fs::create_dir_all(dir).unwrap();
         let grpc: Vec<String> = (0..n).map(|_| loopback()).collect();
@@ -208,6 +242,7 @@ impl Cluster {
             env: tls
                 .map(|t| tls_env(t, "client-operator"))
                 .unwrap_or_default(),
+            fake_clock,
         };
         for i in 0..n {
             if let Some(backup) = backup {
@@ -288,7 +323,16 @@ impl Cluster {
 
     fn spawn(&self, i: usize) -> Proc {
         let name = format!("coordinator-{}", i + 1);
-        let child = drover()
+        let mut command = drover();
+        if let Some((node, offset)) = &self.fake_clock
+            && *node == i
+        {
+            command
+                .env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .args(["coordinator", "--node-id", &(i + 1).to_string()])
             .args(["--listen", &self.grpc[i], "--http", &self.http[i]])
             .args(["--peers", &self.peers])

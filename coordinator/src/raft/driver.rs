@@ -32,10 +32,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::backend::{BOOTSTRAP_INDEX, LogBackend, SnapshotPayload, StateBackend};
+use super::cluster_clock::ClusterClock;
 use super::entry::ENTRY_FORMAT;
+use super::lease_timers::LeaseTimers;
 use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Replication, Transport};
 use crate::state::changes::Changes;
-use crate::state::{Applied, Command, LogEntry, StateMachine};
+use crate::state::{
+    Applied, Command, HeartbeatReply, HeartbeatStatus, LogEntry, Rejection, StateMachine,
+    TaskProgress, WorkerId,
+};
 
 /// The reply channels' type, re-exported so that a caller driving a core
 /// directly (the simulation) needs no tokio of its own.
@@ -98,8 +103,9 @@ pub struct Now {
     /// Monotonic milliseconds from any origin: schedules ticks, the state
     /// tick cadence and read timeouts.
     pub mono_ms: u64,
-    /// Wall-clock Unix milliseconds: what the leader stamps into the log
-    /// entries it proposes (the state machine's only clock).
+    /// Wall-clock Unix milliseconds: this node's reading, one of the
+    /// voters' readings the leader stamps entries from
+    /// ([`ClusterClock`]); it may be wrong.
     pub wall_ms: i64,
 }
 
@@ -185,6 +191,11 @@ pub struct DriverCore<L: LogBackend, S: StateBackend> {
     /// What was applied since the last [`DriverCore::take_applies`], when
     /// recording; `None` (the real node) records nothing.
     applies: Option<Vec<ApplyRecord>>,
+    /// The time this node stamps into entries when it leads: what a
+    /// majority of the voters' wall clocks agree on.
+    clock: ClusterClock,
+    /// Lease and session timers, kept while this node leads.
+    timers: LeaseTimers,
 }
 
 impl<L: LogBackend, S: StateBackend> std::fmt::Debug for DriverCore<L, S> {
@@ -328,6 +339,8 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             unwritten_since_ms: None,
             was_leader: false,
             applies: None,
+            clock: ClusterClock::default(),
+            timers: LeaseTimers::default(),
             config,
         };
         core.pin_election_timeout();
@@ -418,6 +431,57 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         self.raw.read_index(id.to_be_bytes().to_vec());
         self.reads.insert(id, (now.mono_ms, f));
         self.pin_election_timeout();
+    }
+
+    /// Answers a heartbeat on the leader without a log entry: the state
+    /// machine checks the session and the tokens, and the leases found live
+    /// run on for another TTL on this leader's timers. Stale tokens are
+    /// recorded as audit events by a proposal of their own.
+    pub fn heartbeat(
+        &mut self,
+        worker: WorkerId,
+        epoch: u64,
+        tasks: Vec<TaskProgress>,
+        now: Now,
+    ) -> Result<Result<HeartbeatReply, Rejection>, NodeError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        let (reply, stale) = match self.sm.check_heartbeat(&worker, epoch, &tasks) {
+            Ok(checked) => checked,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let live = reply
+            .tasks
+            .iter()
+            .zip(&tasks)
+            .filter(|((_, status), _)| matches!(status, HeartbeatStatus::Ok { .. }))
+            .map(|(_, progress)| *progress);
+        self.timers
+            .heartbeat(&self.sm, &worker, epoch, live, now.mono_ms);
+        if !stale.is_empty() {
+            let (tx, _rx) = oneshot::channel();
+            self.proposals.push_back((
+                vec![Command::StaleHeartbeats {
+                    worker,
+                    tasks: stale,
+                }],
+                tx,
+            ));
+        }
+        Ok(Ok(reply))
+    }
+
+    /// Leases this node times (while it leads).
+    pub fn timed_leases(&self) -> usize {
+        self.timers.leases()
+    }
+
+    /// Records a peer's wall clock, as a batch of its messages carried it
+    /// (the cluster's time is what a majority of the voters' clocks agree
+    /// on; see [`ClusterClock`]).
+    pub fn observe_clock(&mut self, peer: u64, wall_ms: i64, now: Now) {
+        self.clock.observe(peer, wall_ms, now);
     }
 
     /// Steps a message from a peer.
@@ -611,6 +675,23 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             let (tx, _rx) = oneshot::channel();
             self.proposals.push_back((vec![Command::Tick], tx));
         }
+        // Leases and sessions whose timers ran out end by log entry; what
+        // heartbeats reported is written down every few seconds.
+        let due = self.timers.due(&self.sm, now.mono_ms);
+        let mut commands = Vec::new();
+        if !due.leases.is_empty() {
+            commands.push(Command::ExpireLeases { tasks: due.leases });
+        }
+        if !due.sessions.is_empty() {
+            commands.push(Command::WorkersLost {
+                workers: due.sessions,
+            });
+        }
+        commands.extend(self.timers.heard(now.mono_ms));
+        if !commands.is_empty() {
+            let (tx, _rx) = oneshot::channel();
+            self.proposals.push_back((commands, tx));
+        }
         // Promote a learner once it is within a few entries of the leader,
         // one change at a time. Only a learner that has acknowledged an
         // entry counts (`matched` is 0 until then): while the log is short,
@@ -670,10 +751,16 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             if let Some(histogram) = &self.config.entry_commands {
                 histogram.observe(commands.len() as f64);
             }
-            let entry = LogEntry {
-                now_ms: now.wall_ms,
-                commands,
+            let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+            let now_ms = self.clock.stamp(self.id, &voters, self.sm.now_ms(), now);
+            // Planted bug: the leader's own clock is the cluster's.
+            #[cfg(feature = "planted-bugs")]
+            let now_ms = if self.config.planted.wall_clock_time {
+                now.wall_ms.max(self.sm.now_ms())
+            } else {
+                now_ms
             };
+            let entry = LogEntry { now_ms, commands };
             let data = super::entry::encode(&entry);
             match self.raw.propose(Vec::new(), data) {
                 Ok(()) => {
@@ -778,6 +865,12 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         }
         if !self.was_leader && is_leader {
             self.last_state_tick_ms = now.mono_ms;
+            // Every live lease and session gets a fresh TTL from this
+            // leader's start: none expires early for a failover.
+            self.timers.start(&self.sm, now.mono_ms);
+        }
+        if self.was_leader && !is_leader {
+            self.timers.clear();
         }
         self.was_leader = is_leader;
         let applied = self.applied;
@@ -837,6 +930,15 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
                         )));
                     };
                     let outcomes = self.sm.apply(&log_entry);
+                    self.clock.applied(log_entry.now_ms, self.turn_ms);
+                    if self.raw.raft.state == StateRole::Leader {
+                        for (command, outcome) in log_entry.commands.iter().zip(&outcomes) {
+                            if let Ok(outcome) = outcome {
+                                self.timers
+                                    .applied(&self.sm, command, outcome, self.turn_ms);
+                            }
+                        }
+                    }
                     if let Some(applies) = &mut self.applies {
                         applies.push(ApplyRecord::Entry {
                             index: entry.index,

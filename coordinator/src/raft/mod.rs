@@ -6,6 +6,11 @@
 //!   stores, and every reaction to an event, with time passed in. Generic
 //!   over its stores, so the same code runs on disk and in the simulation.
 //! - [`entry`]: the versioned bytes of an entry's payload.
+//! - [`cluster_clock`]: the time the leader stamps into entries: what a
+//!   majority of the voters' wall clocks agree on, run on by the monotonic
+//!   clock when no majority agrees.
+//! - [`lease_timers`]: the leader's lease and session timers: heartbeats
+//!   renew them without a log entry, and only their expiry is proposed.
 //! - [`node`]: the thread shell that runs the driver core in real time over the
 //!   disk stores, and the handle callers use.
 //! - [`backend`]: the two store traits the core needs, and the disk state
@@ -17,8 +22,10 @@
 //! - [`service`]: the `RaftService` server for messages from peers.
 
 pub mod backend;
+pub mod cluster_clock;
 pub mod driver;
 pub mod entry;
+pub mod lease_timers;
 pub mod log_store;
 pub mod mem_log;
 pub mod mem_state;

@@ -23,7 +23,10 @@ use tokio::sync::{oneshot, watch};
 use super::backend::DiskState;
 use super::driver::{ChangeReply, DriverCore, Now, ProposeReply, ReadFn, conf_change};
 use super::log_store::{LogStore, LogStoreError};
-use crate::state::{Applied, Command, Config as StateConfig, StateMachine};
+use crate::state::{
+    Applied, Command, Config as StateConfig, HeartbeatReply, Rejection, StateMachine, TaskProgress,
+    WorkerId,
+};
 use crate::storage::StorageError;
 
 pub use super::driver::ENTRY_COMMANDS_MAX;
@@ -35,6 +38,10 @@ pub const INBOX_MAX: usize = 8192;
 /// outcome is unknown (it may still commit), so it is reported as
 /// `Indeterminate`; no caller waits forever.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a heartbeat waits for the driver (it writes nothing, so only a
+/// stalled node takes long).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of one node.
 #[derive(Debug, Clone)]
@@ -228,11 +235,23 @@ pub struct NodeStatus {
     pub last_fsync_us: u64,
 }
 
+/// A heartbeat on its way to the driver.
+struct HeartbeatCall {
+    worker: WorkerId,
+    epoch: u64,
+    tasks: Vec<TaskProgress>,
+    reply: oneshot::Sender<Result<Result<HeartbeatReply, Rejection>, NodeError>>,
+}
+
 /// What the driver reacts to.
 enum Event {
     Propose(Vec<Command>, ProposeReply),
     Read(ReadFn, bool),
     Raft(Box<Message>),
+    /// A peer's wall clock, as a batch of its messages carried it.
+    PeerClock(u64, i64),
+    /// A worker's heartbeat, answered by the leader without a log entry.
+    Heartbeat(Box<HeartbeatCall>),
     ChangeMembers(ConfChangeV2, Option<(u64, String)>, ChangeReply),
     TransferLeader(u64),
     Unreachable(u64),
@@ -374,6 +393,33 @@ impl NodeHandle {
         self.send(Event::Raft(Box::new(message)))
     }
 
+    /// Answers a worker's heartbeat on the leader, without a log entry:
+    /// the session and tokens are checked against the state, and live
+    /// leases run on for another TTL on the leader's timers.
+    pub async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        epoch: u64,
+        tasks: Vec<TaskProgress>,
+    ) -> Result<Result<HeartbeatReply, Rejection>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Event::Heartbeat(Box::new(HeartbeatCall {
+            worker,
+            epoch,
+            tasks,
+            reply,
+        })))?;
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => Err(NodeError::Timeout),
+        }
+    }
+
+    /// Records a peer's wall clock reading (`sent_unix_ms` of its batch).
+    pub fn observe_clock(&self, peer: u64, wall_ms: i64) -> Result<(), NodeError> {
+        self.send(Event::PeerClock(peer, wall_ms))
+    }
+
     /// Adds a node as a learner; the leader promotes it to voter once it has
     /// caught up.
     pub async fn add_node(&self, id: u64, address: String) -> Result<(), NodeError> {
@@ -465,15 +511,20 @@ impl Clock {
     }
 
     fn now(&self) -> Now {
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
         Now {
             mono_ms: self.started.elapsed().as_millis() as u64,
-            wall_ms,
+            wall_ms: wall_now_ms(),
         }
     }
+}
+
+/// This node's wall clock in Unix milliseconds (it may be wrong; the
+/// cluster's time does not trust it alone).
+pub fn wall_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 type DiskCore = DriverCore<LogStore, DiskState>;
@@ -549,6 +600,16 @@ fn handle(core: &mut DiskCore, event: Event, clock: &Clock) -> bool {
         Event::Propose(commands, reply) => core.propose(commands, reply),
         Event::Read(f, linearizable) => core.read(f, linearizable, clock.now()),
         Event::Raft(message) => core.step(*message),
+        Event::PeerClock(peer, wall_ms) => core.observe_clock(peer, wall_ms, clock.now()),
+        Event::Heartbeat(call) => {
+            let HeartbeatCall {
+                worker,
+                epoch,
+                tasks,
+                reply,
+            } = *call;
+            let _ = reply.send(core.heartbeat(worker, epoch, tasks, clock.now()));
+        }
         Event::ChangeMembers(cc, member, reply) => core.change_members(cc, member, reply),
         Event::TransferLeader(id) => core.transfer_leader(id),
         Event::Unreachable(id) => core.report_unreachable(id),

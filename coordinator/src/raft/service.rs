@@ -100,6 +100,12 @@ impl RaftService for RaftServer {
     ) -> Result<Response<SendResponse>, Status> {
         let caller = self.caller(&request)?;
         let batch = request.into_inner();
+        // Only a batch from a known sender counts as its clock's reading.
+        if batch.sent_unix_ms > 0 && caller.is_none_or(|id| id == batch.from_id) {
+            self.node
+                .observe_clock(batch.from_id, batch.sent_unix_ms)
+                .map_err(status_of)?;
+        }
         for bytes in batch.messages {
             let message = Message::parse_from_bytes(&bytes)
                 .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;

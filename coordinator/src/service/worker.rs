@@ -417,6 +417,8 @@ impl WorkerServer {
         }
     }
 
+    /// Answered by the leader without a log entry: the leases named run
+    /// on its timers ([`crate::raft::lease_timers`]).
     async fn heartbeat_inner(
         &self,
         r: HeartbeatRequest,
@@ -429,26 +431,22 @@ impl WorkerServer {
                 progress_permille: (t.progress_fraction.clamp(0.0, 1.0) * 1000.0) as u16,
             });
         }
-        match self
-            .one(Command::Heartbeat {
-                worker: r.worker_id,
-                tasks,
-            })
-            .await?
-        {
-            Ok(Outcome::Heartbeat(reply)) => Ok(Response::new(HeartbeatResponse {
-                tasks: reply
-                    .tasks
-                    .iter()
-                    .zip(&r.tasks)
-                    .map(|((key, status), t)| convert::heartbeat(*key, t.fencing_token, *status))
-                    .collect(),
-                drain_requested: reply.drain,
-                heartbeat_interval_ms: reply.heartbeat_interval_ms as i64,
-            })),
-            Ok(other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-            Err(e) => Err(rejection(e)),
-        }
+        let reply = self
+            .node
+            .heartbeat(r.worker_id, r.session_epoch, tasks)
+            .await
+            .map_err(node_status)?
+            .map_err(rejection)?;
+        Ok(Response::new(HeartbeatResponse {
+            tasks: reply
+                .tasks
+                .iter()
+                .zip(&r.tasks)
+                .map(|((key, status), t)| convert::heartbeat(*key, t.fencing_token, *status))
+                .collect(),
+            drain_requested: reply.drain,
+            heartbeat_interval_ms: reply.heartbeat_interval_ms as i64,
+        }))
     }
 
     async fn complete_inner(

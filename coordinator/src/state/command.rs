@@ -116,8 +116,9 @@ pub enum Command {
         /// Why, kept in the schedule's notes.
         reason: String,
     },
-    /// Let time pass: expire leases and timeouts, end backoff waits, fire
-    /// schedules, collect old jobs, mark silent workers lost.
+    /// Let time pass: end attempts past their timeout, end backoff waits,
+    /// fire schedules, collect old jobs. (Leases and worker sessions are
+    /// timed by the leader, which proposes their ends.)
     Tick,
     /// Set a namespace's fair-share weight.
     SetNamespaceWeight {
@@ -178,6 +179,38 @@ pub enum Command {
         epoch: u64,
         /// Upper bound on grants (its free slots and prefetch).
         max_tasks: u32,
+    },
+    /// The leader's timers ran out for these leases (no heartbeat within
+    /// the TTL, timed on the leader's monotonic clock): each lease still
+    /// live with its token ends as a retryable failure.
+    ExpireLeases {
+        /// Tasks with the token of the lease that ran out.
+        tasks: Vec<(TaskKey, u64)>,
+    },
+    /// The leader heard nothing from these sessions within the worker
+    /// timeout: each still current is declared lost, and the worker must
+    /// register again.
+    WorkersLost {
+        /// Workers with the session that went silent.
+        workers: Vec<(WorkerId, u64)>,
+    },
+    /// What the leader's heartbeats said since it last wrote it down, for
+    /// readers on every node: when each session was last heard, and each
+    /// lease's progress. Extending a lease needs no log entry; this one is
+    /// written at most every few seconds and holds only what changed.
+    Heard {
+        /// Workers heard, with the session they were heard in.
+        workers: Vec<(WorkerId, u64)>,
+        /// Leases heartbeated, with their progress.
+        tasks: Vec<TaskProgress>,
+    },
+    /// Heartbeats named leases that are not live: recorded in the tasks'
+    /// audit trails as stale rejections (the worker was already told).
+    StaleHeartbeats {
+        /// The worker that sent them.
+        worker: WorkerId,
+        /// Tasks with the token it sent.
+        tasks: Vec<(TaskKey, u64)>,
     },
 }
 
@@ -284,8 +317,6 @@ pub struct HeartbeatReply {
 /// What one tick did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TickReport {
-    /// Leases ended for lack of heartbeats.
-    pub expired: u64,
     /// Attempts ended by their timeout.
     pub timed_out: u64,
     /// Tasks whose backoff ended.
@@ -294,8 +325,6 @@ pub struct TickReport {
     pub fired: u64,
     /// Finished jobs garbage-collected.
     pub collected: u64,
-    /// Workers marked lost.
-    pub workers_lost: u64,
 }
 
 /// A command's successful result.
@@ -350,6 +379,9 @@ pub enum Outcome {
     },
     /// What a tick did.
     Ticked(TickReport),
+    /// The leases of these tasks ended by expiry (those still live when
+    /// the expiry applied).
+    LeasesExpired(Vec<TaskKey>),
     /// Done, nothing to report.
     Done,
 }

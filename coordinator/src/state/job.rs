@@ -209,7 +209,9 @@ pub struct TaskRecord {
     pub token: u64,
     /// Holder of the lease, while leased.
     pub worker: Option<WorkerId>,
-    /// When the lease runs out without a heartbeat.
+    /// When the lease would run out without another heartbeat, as of the
+    /// last one the leader folded into the log; for display. Leases are
+    /// timed by the leader alone ([`crate::raft::lease_timers`]).
     pub lease_deadline_ms: i64,
     /// When the attempt runs out whatever the heartbeats.
     pub timeout_deadline_ms: i64,
@@ -223,9 +225,10 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// The instant the current lease ends, whichever limit comes first.
+    /// The instant the current attempt runs out of time, in the cluster's
+    /// time. (A lease's TTL is the leader's to time, not the log's.)
     pub fn expires_at_ms(&self) -> i64 {
-        self.lease_deadline_ms.min(self.timeout_deadline_ms)
+        self.timeout_deadline_ms
     }
 }
 

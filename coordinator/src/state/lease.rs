@@ -280,6 +280,175 @@ impl StateMachine {
         }
     }
 
+    /// Checks a heartbeat without changing anything: the leader extends
+    /// leases on its own timers, so a heartbeat is a read. Refused when the
+    /// session is not the worker's live one. Returns the reply and the
+    /// tasks it named with a stale token (to be recorded as events).
+    pub fn check_heartbeat(
+        &self,
+        worker_id: &WorkerId,
+        epoch: u64,
+        tasks: &[TaskProgress],
+    ) -> Result<(HeartbeatReply, Vec<(TaskKey, u64)>), Rejection> {
+        if tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a heartbeat names at most {TASKS_PER_REQUEST_MAX} tasks"
+            )));
+        }
+        let worker = self
+            .core
+            .workers
+            .get(worker_id)
+            .ok_or_else(|| Rejection::UnknownWorker(worker_id.clone()))?;
+        if worker.epoch != epoch || worker.state == WorkerState::Lost {
+            return Err(Rejection::UnknownSession {
+                worker: worker_id.clone(),
+                epoch,
+            });
+        }
+        let deadline = self.core.now_ms + self.core.config.lease_ttl_ms as i64;
+        let mut stale = Vec::new();
+        let replies = tasks
+            .iter()
+            .map(|progress| {
+                let key = progress.task;
+                let job = self.core.jobs.get(&key.job);
+                let record = job
+                    .and_then(|j| j.templates.get(key.template as usize))
+                    .and_then(|t| t.tasks.get(&key.partition));
+                let cancelled = job.is_some_and(|j| j.state == JobState::Cancelled);
+                let status = match record {
+                    _ if job.is_none() => HeartbeatStatus::LeaseLost,
+                    Some(r) if r.token == progress.token && r.state == TaskState::Leased => {
+                        HeartbeatStatus::Ok {
+                            lease_deadline_ms: deadline,
+                        }
+                    }
+                    Some(r) if r.token == progress.token && r.state == TaskState::Cancelled => {
+                        HeartbeatStatus::JobCancelled
+                    }
+                    _ if cancelled => HeartbeatStatus::JobCancelled,
+                    _ => {
+                        stale.push((key, progress.token));
+                        HeartbeatStatus::LeaseLost
+                    }
+                };
+                (key, status)
+            })
+            .collect();
+        Ok((
+            HeartbeatReply {
+                tasks: replies,
+                drain: worker.state == WorkerState::Draining,
+                heartbeat_interval_ms: self.core.config.heartbeat_interval_ms,
+            },
+            stale,
+        ))
+    }
+
+    /// The token of `key`'s live lease, if it is leased.
+    pub fn live_token(&self, key: TaskKey) -> Option<u64> {
+        self.core
+            .jobs
+            .get(&key.job)?
+            .templates
+            .get(key.template as usize)?
+            .tasks
+            .get(&key.partition)
+            .filter(|r| r.state == TaskState::Leased)
+            .map(|r| r.token)
+    }
+
+    /// Ends the leases the leader's timers ran out for, each only if it is
+    /// still live with the token the leader timed.
+    pub(super) fn expire_leases(&mut self, tasks: &[(TaskKey, u64)]) -> Applied {
+        if tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "an expiry names at most {TASKS_PER_REQUEST_MAX} leases"
+            )));
+        }
+        let mut expired = Vec::new();
+        for &(key, token) in tasks {
+            if self.live_token(key) != Some(token) {
+                continue;
+            }
+            let worker = self
+                .core
+                .jobs
+                .get(&key.job)
+                .and_then(|j| j.templates.get(key.template as usize))
+                .and_then(|t| t.tasks.get(&key.partition))
+                .and_then(|r| r.worker.clone())
+                .unwrap_or_default();
+            let message = format!(
+                "no heartbeat from {} within the lease TTL",
+                super::types::shown(&worker)
+            );
+            self.end_attempt(key, AttemptEnd::Expired(ExpiryReason::Lease), &message);
+            expired.push(key);
+        }
+        Ok(Outcome::LeasesExpired(expired))
+    }
+
+    /// Records what the leader's heartbeats said since it last did: when
+    /// each session was heard, and each live lease's progress and display
+    /// deadline.
+    pub(super) fn heard(&mut self, workers: &[(WorkerId, u64)], tasks: &[TaskProgress]) -> Applied {
+        if workers.len() + tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a heard summary names at most {TASKS_PER_REQUEST_MAX} workers and tasks"
+            )));
+        }
+        let now = self.core.now_ms;
+        let ttl = self.core.config.lease_ttl_ms as i64;
+        for (id, epoch) in workers {
+            if let Some(w) = self.core.workers.get_mut(id)
+                && w.epoch == *epoch
+                && w.state != WorkerState::Lost
+            {
+                w.last_seen_ms = now;
+                self.touch_worker(id);
+            }
+        }
+        for progress in tasks {
+            let key = progress.task;
+            let Some(record) = self
+                .core
+                .jobs
+                .get_mut(&key.job)
+                .and_then(|j| j.templates.get_mut(key.template as usize))
+                .and_then(|t| t.tasks.get_mut(&key.partition))
+                .filter(|r| r.token == progress.token && r.state == TaskState::Leased)
+            else {
+                continue;
+            };
+            record.progress_permille = progress.progress_permille.min(1000);
+            record.lease_deadline_ms = now + ttl;
+            self.changes.tasks.insert(key);
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Records heartbeats the leader refused for stale tokens in the
+    /// tasks' audit trails.
+    pub(super) fn stale_heartbeats(
+        &mut self,
+        worker_id: &WorkerId,
+        tasks: &[(TaskKey, u64)],
+    ) -> Applied {
+        if tasks.len() > TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a heartbeat names at most {TASKS_PER_REQUEST_MAX} tasks"
+            )));
+        }
+        for &(key, token) in tasks {
+            if self.live_token(key) != Some(token) {
+                self.stale(key, token, "heartbeat", worker_id);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
     /// Records a rejected request about `key` made with `token`.
     fn stale(&mut self, key: TaskKey, token: u64, action: &str, worker_id: &WorkerId) {
         self.event(

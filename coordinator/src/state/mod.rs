@@ -288,6 +288,10 @@ impl StateMachine {
                 epoch,
                 max_tasks,
             } => self.lease(worker, Some(*epoch), *max_tasks),
+            Command::ExpireLeases { tasks } => self.expire_leases(tasks),
+            Command::WorkersLost { workers } => self.workers_lost(workers),
+            Command::Heard { workers, tasks } => self.heard(workers, tasks),
+            Command::StaleHeartbeats { worker, tasks } => self.stale_heartbeats(worker, tasks),
             Command::Heartbeat { worker, tasks } => self.heartbeat(worker, tasks),
             Command::Complete {
                 worker,

@@ -1,21 +1,19 @@
 //! The passage of time. The leader proposes a `Tick` regularly; applying it
-//! expires leases and timeouts, ends backoff waits, fires schedules,
-//! collects old jobs and marks silent workers lost. Each kind of work is
-//! bounded per tick ([`TICK_WORK_MAX`]).
+//! ends attempts past their timeout, ends backoff waits, fires schedules and
+//! collects old jobs. Each kind of work is bounded per tick
+//! ([`TICK_WORK_MAX`]). Leases and worker sessions are not timed here: the
+//! leader times them on its own monotonic clock and proposes their ends
+//! ([`Command::ExpireLeases`](super::Command::ExpireLeases),
+//! [`Command::WorkersLost`](super::Command::WorkersLost)), so no wall clock
+//! can hasten or stall them.
 
 use super::command::TickReport;
 use super::events::ExpiryReason;
 use super::lease::AttemptEnd;
 use super::types::{JobId, ScheduleId, TaskKey, TaskState};
-use super::workers::WorkerState;
 use super::{StateMachine, TICK_WORK_MAX};
 
-/// The smallest task key, for range bounds.
-const KEY_MIN: TaskKey = TaskKey {
-    job: JobId(0),
-    template: 0,
-    partition: 0,
-};
+const KEY_MIN: TaskKey = TaskKey::MIN;
 
 impl StateMachine {
     pub(super) fn tick(&mut self) -> TickReport {
@@ -29,35 +27,24 @@ impl StateMachine {
             .take(TICK_WORK_MAX)
             .copied()
             .collect();
-        for (_, key) in expired {
-            let Some(record) = self
+        for (at, key) in expired {
+            let live = self
                 .core
                 .jobs
                 .get(&key.job)
                 .and_then(|j| j.templates.get(key.template as usize))
                 .and_then(|t| t.tasks.get(&key.partition))
-            else {
+                .is_some_and(|r| r.state == TaskState::Leased);
+            if !live {
+                self.idx.deadlines.remove(&(at, key));
                 continue;
-            };
-            let timed_out = record.timeout_deadline_ms <= now
-                && record.timeout_deadline_ms <= record.lease_deadline_ms;
-            let (reason, message) = if timed_out {
-                report.timed_out += 1;
-                (
-                    ExpiryReason::Timeout,
-                    "the attempt ran past its timeout".to_owned(),
-                )
-            } else {
-                report.expired += 1;
-                (
-                    ExpiryReason::Lease,
-                    format!(
-                        "no heartbeat from {} within the lease TTL",
-                        record.worker.as_deref().unwrap_or("?")
-                    ),
-                )
-            };
-            self.end_attempt(key, AttemptEnd::Expired(reason), &message);
+            }
+            report.timed_out += 1;
+            self.end_attempt(
+                key,
+                AttemptEnd::Expired(ExpiryReason::Timeout),
+                "the attempt ran past its timeout",
+            );
         }
 
         let ready: Vec<(i64, TaskKey)> = self
@@ -113,14 +100,6 @@ impl StateMachine {
             report.collected += 1;
         }
 
-        let timeout = self.core.config.worker_timeout_ms as i64;
-        for (id, worker) in self.core.workers.iter_mut() {
-            if worker.state != WorkerState::Lost && worker.last_seen_ms + timeout <= now {
-                worker.state = WorkerState::Lost;
-                self.changes.workers.insert(id.clone());
-                report.workers_lost += 1;
-            }
-        }
         report
     }
 }

@@ -62,6 +62,15 @@ pub struct TaskKey {
     pub partition: u64,
 }
 
+impl TaskKey {
+    /// The smallest key, for range bounds.
+    pub const MIN: TaskKey = TaskKey {
+        job: JobId(0),
+        template: 0,
+        partition: 0,
+    };
+}
+
 impl fmt::Display for TaskKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.job, self.template, self.partition)

@@ -121,6 +121,27 @@ impl StateMachine {
         })
     }
 
+    /// Declares lost the sessions the leader heard nothing from within the
+    /// worker timeout, each only if it is still the worker's current one.
+    pub(super) fn workers_lost(&mut self, workers: &[(WorkerId, u64)]) -> Applied {
+        if workers.len() > super::TASKS_PER_REQUEST_MAX {
+            return Err(Rejection::TooLarge(format!(
+                "a loss names at most {} workers",
+                super::TASKS_PER_REQUEST_MAX
+            )));
+        }
+        for (id, epoch) in workers {
+            if let Some(w) = self.core.workers.get_mut(id)
+                && w.epoch == *epoch
+                && w.state != WorkerState::Lost
+            {
+                w.state = WorkerState::Lost;
+                self.touch_worker(id);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
     pub(super) fn deregister_worker(&mut self, worker_id: &WorkerId) -> Applied {
         if self.core.workers.remove(worker_id).is_none() {
             return Err(Rejection::UnknownWorker(worker_id.clone()));
