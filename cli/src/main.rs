@@ -4,7 +4,6 @@
 
 mod autoscale;
 mod backup;
-mod bench;
 mod certs;
 mod client;
 mod cluster;
@@ -88,9 +87,11 @@ enum Command {
     /// with the cooldowns of the AWS policy (`drover autoscale --max 4 --
     /// --slots 2`).
     Autoscale(autoscale::AutoscaleArgs),
-    /// Measure throughput, latency, failover, scale and heartbeat load on a
-    /// local cluster (or `--coordinators`) with simulated workers.
-    Bench(bench::BenchArgs),
+    /// Measure throughput, failover and scale on a local cluster (or
+    /// `--coordinators`) drained by real `drover worker` processes, beside
+    /// a raw-client reference; latency and heartbeat load with simulated
+    /// workers.
+    Bench(drover_bench::BenchArgs),
     /// Generate datasets with a known truth (`drover datagen annotations`).
     #[command(subcommand)]
     Datagen(datagen::DatagenCommand),
@@ -160,10 +161,11 @@ fn main() -> ExitCode {
         }),
         Command::Bench(args) => {
             let coordinators =
-                named_cluster.then(|| client::Coordinators::parse(&cli.coordinators));
+                named_cluster.then(|| client::Coordinators::parse(&cli.coordinators).addresses);
             runtime().and_then(|rt| {
                 init_logging(cli.log_format, "warn");
-                rt.block_on(bench::run(args, coordinators))
+                rt.block_on(drover_bench::run(args, coordinators))
+                    .map_err(anyhow::Error::from)
             })
         }
         Command::Autoscale(args) => runtime().and_then(|rt| {

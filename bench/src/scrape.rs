@@ -1,10 +1,11 @@
-//! Reads a few series from a coordinator's Prometheus `/metrics`.
+//! Reads a few series from a coordinator's or worker's Prometheus
+//! `/metrics`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest `/metrics` page read; a coordinator's is a few tens of KiB.
@@ -57,12 +58,13 @@ pub async fn scrape(addr: SocketAddr) -> Result<Scrape> {
 fn parse(body: &str) -> Scrape {
     Scrape(
         body.lines()
-            .filter(|l| !l.starts_with('#') && !l.contains('{'))
+            .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
-                let mut parts = l.split_whitespace();
-                let name = parts.next()?;
-                let value = parts.next()?.parse().ok()?;
-                Some((name.to_owned(), value))
+                // `name value` or `name{labels} value`: the series is all
+                // before the last space.
+                let (series, value) = l.trim_end().rsplit_once(' ')?;
+                let value = value.parse().ok()?;
+                Some((series.to_owned(), value))
             })
             .collect(),
     )
@@ -73,12 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unlabelled_series_are_kept_and_labelled_ones_skipped() {
+    fn series_are_kept_by_name_and_labels() {
         let s = parse(
             "# HELP x y\ndrover_raft_log_fsync_seconds_count 42\ndrover_tasks{state=\"ready\"} 3\ndrover_raft_entry_commands_sum 1.5e3\n",
         );
         assert_eq!(s.get("drover_raft_log_fsync_seconds_count"), 42.0);
         assert_eq!(s.get("drover_raft_entry_commands_sum"), 1500.0);
-        assert_eq!(s.get("drover_tasks"), 0.0);
+        assert_eq!(
+            s.get("drover_tasks"),
+            0.0,
+            "a labelled series by its name alone"
+        );
+        assert_eq!(s.get("drover_tasks{state=\"ready\"}"), 3.0);
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use drover_proto::v1::ClusterStatusRequest;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 
@@ -156,6 +156,29 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The highest Raft term any running coordinator reports: it moves
+    /// only with an election, so two readings tell whether the leader
+    /// changed between them.
+    pub async fn term(&self) -> Option<u64> {
+        let mut term = None;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let endpoint = drover_proto::endpoint(&node.grpc.to_string())
+                .ok()?
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(2));
+            let Ok(channel) = endpoint.connect().await else {
+                continue;
+            };
+            if let Ok(status) = AdminServiceClient::new(channel)
+                .cluster_status(ClusterStatusRequest {})
+                .await
+            {
+                term = term.max(Some(status.into_inner().term));
+            }
+        }
+        term
     }
 
     async fn agreed_leader(&self) -> Option<u64> {

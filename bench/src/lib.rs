@@ -1,45 +1,69 @@
-//! `drover bench`: starts a local cluster (or uses `--coordinators`), drives
-//! it with simulated workers over real gRPC, and reports throughput,
-//! latency, failover time, memory per task and CPU, as a table and, with
-//! `--json`, as a file.
+//! `drover bench`: starts a local cluster (or uses `--coordinators`),
+//! drains it with real `drover worker` processes, and reports throughput,
+//! failover time, memory per task and CPU per task on both sides, as a
+//! table and, with `--json`, as a file. A raw-gRPC load generator
+//! (simulated workers with no executor) runs beside them as the labelled
+//! reference, and drives the latency and heartbeat scenarios.
+//!
+//! # Layout
 //!
 //! - [`local`]: the coordinator processes the bench starts and kills.
+//! - [`workers`]: the real worker processes.
+//! - [`real`]: the scenarios drained by real workers (the headline).
 //! - [`load`]: submitters and simulated workers, and what they count.
+//! - [`scenarios`]: the raw-client scenarios.
 //! - [`observe`]: the coordinators' CPU, memory, fsyncs and batching over a
 //!   window, from `/proc` and their `/metrics` ([`procfs`], [`scrape`]).
-//! - [`scenarios`]: one function per scenario.
 //! - [`stats`]: latency percentiles.
+//! - [`error`]: the bench's error.
+//!
+//! The CLI subcommand (`drover bench`) parses [`BenchArgs`] and calls
+//! [`run`]; the bench starts coordinators and workers as child processes
+//! of that same binary.
 
+pub mod error;
 mod load;
 mod local;
 mod observe;
 mod procfs;
+mod real;
 mod scenarios;
 mod scrape;
 mod stats;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use crate::client::Coordinators;
 use local::LocalCluster;
 use scenarios::Env;
+
+/// Which workers drain the draining scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerKind {
+    /// `drover worker` processes with the `noop` executor (the headline).
+    Real,
+    /// The raw-gRPC load generator: simulated workers, no executor.
+    Raw,
+}
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Tasks per second at saturation.
+    /// Tasks per second at saturation (real workers, with the raw-client
+    /// reference and their ratio).
     Throughput,
     /// Latency at a fixed offered load (`--rate`).
     Latency,
     /// SIGKILL the leader under load; time until leases flow again.
     Failover,
-    /// One `--partitions` backfill submitted and drained; memory per task.
+    /// One `--partitions` backfill submitted and drained; coordinator
+    /// memory per task.
     Scale,
     /// `--heartbeat-workers` workers heartbeating; coordinator CPU.
     Heartbeats,
@@ -55,9 +79,23 @@ pub struct BenchArgs {
     /// Coordinators in the local cluster the bench starts.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Simulated workers (throughput, latency, failover, scale).
-    #[arg(long, default_value_t = 32)]
+    /// Who drains throughput, failover and scale: real `drover worker`
+    /// processes, or the raw-gRPC load generator.
+    #[arg(long, value_enum, default_value_t = WorkerKind::Real)]
+    worker_kind: WorkerKind,
+    /// Real worker processes.
+    #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Slots of each real worker.
+    #[arg(long, default_value_t = 64)]
+    slots: u32,
+    /// Throughput with real workers also runs the raw-client reference in
+    /// the same run and reports their ratio; this skips it.
+    #[arg(long)]
+    no_reference: bool,
+    /// Simulated workers of the raw-gRPC load generator.
+    #[arg(long, default_value_t = 32)]
+    raw_workers: usize,
     /// Noop tasks in the throughput scenario.
     #[arg(long, default_value_t = 500_000)]
     tasks: u64,
@@ -66,6 +104,7 @@ pub struct BenchArgs {
     jobs: u64,
     /// Tasks a simulated worker leases per call and completes per call
     /// (at most 1000, the cluster's `max_lease_batch`).
+    /// Real workers follow the cluster's own batch limits.
     #[arg(long, default_value_t = 512)]
     batch: u32,
     /// Offered load of the latency scenario, in tasks per second.
@@ -78,7 +117,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     kills: u32,
     /// Partitions of the scale scenario's backfill.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 10_000_000)]
     partitions: u64,
     /// Workers in the heartbeat scenario.
     #[arg(long, default_value_t = 1000)]
@@ -100,9 +139,15 @@ pub struct BenchArgs {
 
 /// Runs the bench. `coordinators` is set when the user named a cluster to
 /// use instead of starting one.
-pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<ExitCode> {
-    if args.workers == 0 || !(1..=1000).contains(&args.batch) {
-        anyhow::bail!("--workers must be at least 1 and --batch between 1 and 1000");
+pub async fn run(args: BenchArgs, coordinators: Option<Vec<String>>) -> Result<ExitCode> {
+    if args.workers == 0
+        || args.raw_workers == 0
+        || args.slots == 0
+        || !(1..=1000).contains(&args.batch)
+    {
+        error::bail!(
+            "--workers, --raw-workers and --slots must be at least 1, and --batch between 1 and 1000"
+        );
     }
     let temp;
     let root = match &args.data_dir {
@@ -119,9 +164,9 @@ pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<
         }
     };
     let (cluster, addresses) = match coordinators {
-        Some(c) => {
-            println!("drover bench against {}", c.addresses.join(","));
-            (None, c.addresses)
+        Some(addresses) => {
+            println!("drover bench against {}", addresses.join(","));
+            (None, addresses)
         }
         None => {
             println!(
@@ -137,15 +182,32 @@ pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<
     let mut env = Env {
         cluster,
         coordinators: addresses,
-        workers: args.workers,
+        workers: args.raw_workers,
         batch: args.batch,
+        real_workers: args.workers,
+        slots: args.slots,
+        root: root.clone(),
     };
+    let real = args.worker_kind == WorkerKind::Real;
     let mut out = Map::new();
     out.insert("nodes".into(), json!(args.nodes));
+    out.insert(
+        "workerKind".into(),
+        json!(if real { "real" } else { "raw" }),
+    );
     out.insert("build".into(), json!(build_profile()));
     let all = args.scenario == Scenario::All;
     if all || args.scenario == Scenario::Throughput {
-        let r = scenarios::throughput(&env, args.tasks, args.jobs).await?;
+        let raw = if !real || !args.no_reference {
+            Some(scenarios::throughput(&env, args.tasks, args.jobs).await?)
+        } else {
+            None
+        };
+        let r = match raw {
+            Some(raw) if real => real::throughput(&env, args.tasks, args.jobs, Some(raw)).await?,
+            Some(raw) => raw,
+            None => real::throughput(&env, args.tasks, args.jobs, None).await?,
+        };
         out.insert("tasks_per_second".into(), r["tasksPerSecond"].clone());
         out.insert("throughput".into(), r);
     }
@@ -154,7 +216,11 @@ pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<
         out.insert("latency".into(), r);
     }
     if all || args.scenario == Scenario::Scale {
-        let r = scenarios::scale(&env, args.partitions).await?;
+        let r = if real {
+            real::scale(&env, args.partitions).await?
+        } else {
+            scenarios::scale(&env, args.partitions).await?
+        };
         out.insert("scale".into(), r);
     }
     if all || args.scenario == Scenario::Heartbeats {
@@ -170,7 +236,11 @@ pub async fn run(args: BenchArgs, coordinators: Option<Coordinators>) -> Result<
     }
     // Last: it leaves a restarted node behind.
     if all || args.scenario == Scenario::Failover {
-        let r = scenarios::failover(&mut env, args.kills).await?;
+        let r = if real {
+            real::failover(&mut env, args.kills).await?
+        } else {
+            scenarios::failover(&mut env, args.kills).await?
+        };
         out.insert("failover".into(), r);
     }
     if let Some(path) = &args.json {

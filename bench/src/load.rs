@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use crate::error::{Result, failed};
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     CompleteBatchRequest, CompleteRequest, HeartbeatRequest, LeaseRequest, LeasedTask,
@@ -135,7 +135,10 @@ pub struct WorkerPlan {
 }
 
 /// Registers, then returns the session epoch and heartbeat interval.
-async fn register(conn: &Conn, plan: &WorkerPlan) -> Result<(u64, Duration), tonic::Status> {
+async fn register(
+    conn: &Conn,
+    plan: &WorkerPlan,
+) -> std::result::Result<(u64, Duration), tonic::Status> {
     let request = RegisterRequest {
         worker_id: plan.id.clone(),
         slots: plan.batch,
@@ -434,7 +437,7 @@ pub async fn submit(conn: &Conn, name: &str, spec_yaml: String) -> Result<String
         match answer {
             Ok(id) => return Ok(id),
             Err(status) if matches!(status.code(), Code::InvalidArgument) => {
-                return Err(anyhow!(
+                return Err(failed!(
                     "the bench's spec was refused: {}",
                     status.message()
                 ));
@@ -443,7 +446,7 @@ pub async fn submit(conn: &Conn, name: &str, spec_yaml: String) -> Result<String
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(anyhow!(
+    Err(failed!(
         "submitting {name}: {}",
         last.map(|s| s.message().to_owned()).unwrap_or_default()
     ))

@@ -1,10 +1,14 @@
-//! The bench's scenarios. Each prints its figures and returns them as JSON.
+//! The raw-client scenarios: simulated workers that lease and complete
+//! over gRPC with no executor at all, the reference the real workers
+//! ([`real`](crate::real)) are measured against, and the latency and
+//! heartbeat scenarios. Each prints its figures, labelled as from
+//! simulated workers, and returns them as JSON.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail, failed};
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{GetJobRequest, JobState, Settings, UpdateSettingsRequest};
@@ -13,10 +17,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use super::load::{self, Tally, WorkerLatencies, WorkerPlan};
-use super::local::LocalCluster;
-use super::observe::{self, Figures, mib};
-use super::stats::{Latencies, ms};
+use crate::load::{self, Tally, WorkerLatencies, WorkerPlan};
+use crate::local::LocalCluster;
+use crate::observe::{self, Figures, mib};
+use crate::stats::{Latencies, ms};
 
 /// Simulated workers that share one connection (HTTP/2 multiplexes their
 /// calls), so a thousand workers need a hundred-odd sockets, not a thousand.
@@ -29,14 +33,21 @@ pub struct Env {
     pub cluster: Option<LocalCluster>,
     /// Coordinator addresses.
     pub coordinators: Vec<String>,
-    /// Simulated workers.
+    /// Simulated workers (the raw-client scenarios).
     pub workers: usize,
-    /// Tasks per lease and per completion call.
+    /// Tasks per lease and per completion call of a simulated worker.
     pub batch: u32,
+    /// Real `drover worker` processes (the headline scenarios).
+    pub real_workers: usize,
+    /// Slots of each real worker.
+    pub slots: u32,
+    /// Where workers keep their logs, scratch and outputs.
+    pub root: std::path::PathBuf,
 }
 
 impl Env {
-    fn conn(&self) -> Conn {
+    /// A leader-following connection to the cluster.
+    pub fn conn(&self) -> Conn {
         Conn::new(self.coordinators.clone())
     }
 
@@ -78,7 +89,8 @@ async fn stop_workers(tally: &Tally, handles: Vec<JoinHandle<WorkerLatencies>>) 
     all
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
+/// A progress bar over `total` of `what`.
+pub fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(&format!(
@@ -110,7 +122,11 @@ async fn wait_completed(tally: &Tally, target: u64, patience: Duration) -> Resul
 
 /// Submits `jobs` jobs of noop tasks, 8 at a time; returns their ids and
 /// the submit latencies.
-async fn submit_jobs(env: &Env, prefix: &str, sizes: &[u64]) -> Result<(Vec<String>, Latencies)> {
+pub async fn submit_jobs(
+    env: &Env,
+    prefix: &str,
+    sizes: &[u64],
+) -> Result<(Vec<String>, Latencies)> {
     let conn = env.conn();
     let mut ids = Vec::with_capacity(sizes.len());
     let mut latencies = Latencies::default();
@@ -153,7 +169,7 @@ async fn succeeded(env: &Env, ids: &[String]) -> Result<usize> {
                     async move { JobServiceClient::new(c).get_job(r).await }
                 })
                 .await
-                .map_err(|s| anyhow::anyhow!("reading job {id}: {}", s.message()))?
+                .map_err(|s| failed!("reading job {id}: {}", s.message()))?
                 .into_inner()
                 .job;
             if job.is_some_and(|j| j.state == JobState::Succeeded as i32) {
@@ -166,7 +182,8 @@ async fn succeeded(env: &Env, ids: &[String]) -> Result<usize> {
     Ok(ok)
 }
 
-fn print_block(title: &str, lines: &[String]) {
+/// Prints a titled block of figures.
+pub fn print_block(title: &str, lines: &[String]) {
     println!("── {title}");
     for l in lines {
         println!("   {l}");
@@ -239,7 +256,10 @@ pub async fn throughput(env: &Env, tasks: u64, jobs: u64) -> Result<Value> {
     ];
     lines.extend(outcome_lines(&lat, &tally, tasks, ok, ids.len()));
     lines.extend(figures.lines());
-    print_block("throughput at saturation", &lines);
+    print_block(
+        "throughput at saturation, raw clients (simulated workers)",
+        &lines,
+    );
     Ok(json!({
         "tasks": tasks,
         "jobs": jobs,
@@ -289,7 +309,7 @@ pub async fn latency(env: &Env, rate: u64, duration: Duration) -> Result<Value> 
             if let Ok(mut s) = tally.submitted.lock() {
                 s.insert(id.clone(), Instant::now());
             }
-            Ok::<_, anyhow::Error>((id, sent.elapsed()))
+            Ok::<_, crate::error::BenchError>((id, sent.elapsed()))
         }));
         bar.set_position(i + 1);
     }
@@ -324,7 +344,10 @@ pub async fn latency(env: &Env, rate: u64, duration: Duration) -> Result<Value> 
     ];
     lines.extend(outcome_lines(&lat, &tally, target, ok, ids.len()));
     lines.extend(figures.lines());
-    print_block("latency at a fixed offered load", &lines);
+    print_block(
+        "latency at a fixed offered load, raw clients (simulated workers)",
+        &lines,
+    );
     Ok(json!({
         "offeredTasksPerSecond": rate,
         "seconds": duration.as_secs_f64(),
@@ -412,7 +435,7 @@ pub async fn failover(env: &mut Env, kills: u32) -> Result<Value> {
         "lease (calls that granted): {}",
         lat.lease.summary().line()
     ));
-    print_block("failover", &lines);
+    print_block("failover, raw clients (simulated workers)", &lines);
     let _ = ids;
     Ok(json!({
         "kills": kills,
@@ -491,7 +514,10 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
         format!("lease (calls that granted): {}", lat.lease.summary().line()),
     ];
     lines.extend(figures.lines());
-    print_block("scale: a million-partition backfill", &lines);
+    print_block(
+        "scale: a backfill drained by raw clients (simulated workers)",
+        &lines,
+    );
     Ok(json!({
         "partitions": partitions,
         "submitMs": submit.as_secs_f64() * 1e3,
@@ -540,7 +566,7 @@ async fn update_settings(conn: &Conn, settings: Settings) -> Result<Settings> {
     })
     .await
     .map(|r| r.into_inner().settings.unwrap_or_default())
-    .map_err(|s| anyhow::anyhow!("updating the lease settings: {}", s.message()))
+    .map_err(|s| failed!("updating the lease settings: {}", s.message()))
 }
 
 async fn hold_and_heartbeat(
@@ -588,7 +614,7 @@ async fn hold_and_heartbeat(
         ),
     ];
     lines.extend(figures.lines());
-    print_block("many workers heartbeating", &lines);
+    print_block("many workers heartbeating (simulated workers)", &lines);
     Ok(json!({
         "workers": count,
         "tasksPerWorker": per_worker,
