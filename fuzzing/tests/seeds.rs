@@ -232,6 +232,62 @@ fn entry_runs() -> Vec<(&'static str, Vec<LogEntry>)> {
             ],
         ),
         (
+            // Leases in a session, timed by the leader: a heartbeat summary,
+            // a stale heartbeat recorded, an expiry (and one for an old
+            // token that changes nothing), a lost session, and a lease from
+            // it refused.
+            "leader-timers.bin",
+            vec![
+                at(0, vec![submit(dag), register("w1")]),
+                at(
+                    1000,
+                    vec![Command::LeaseInSession {
+                        worker: "w1".to_owned(),
+                        epoch: 1,
+                        max_tasks: 3,
+                    }],
+                ),
+                at(
+                    6000,
+                    vec![Command::Heard {
+                        workers: vec![("w1".to_owned(), 1)],
+                        tasks: vec![TaskProgress {
+                            task: task(1, 0, 0),
+                            token: 1,
+                            progress_permille: 400,
+                        }],
+                    }],
+                ),
+                at(
+                    7000,
+                    vec![Command::StaleHeartbeats {
+                        worker: "w1".to_owned(),
+                        tasks: vec![(task(1, 0, 1), 99)],
+                    }],
+                ),
+                at(
+                    40_000,
+                    vec![Command::ExpireLeases {
+                        tasks: vec![(task(1, 0, 0), 1), (task(1, 0, 1), 0)],
+                    }],
+                ),
+                at(
+                    70_000,
+                    vec![
+                        Command::WorkersLost {
+                            workers: vec![("w1".to_owned(), 1)],
+                        },
+                        Command::LeaseInSession {
+                            worker: "w1".to_owned(),
+                            epoch: 1,
+                            max_tasks: 1,
+                        },
+                    ],
+                ),
+                at(71_000, vec![Command::Tick]),
+            ],
+        ),
+        (
             // A default policy that allows no dataset: the schedule's
             // noop runs still start, the dedup example is refused.
             "policy.bin",
