@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use drover_proto::v1::GetJobRequest;
+use drover_proto::v1::ListJobsRequest;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use serde_json::{Value, json};
 
@@ -100,37 +100,45 @@ impl Drained {
     }
 }
 
-/// Tasks the jobs `ids` counted as succeeded, summed.
-async fn succeeded_tasks(env: &Env, ids: &[String]) -> Result<u64> {
-    let conn = env.conn();
-    let mut total = 0;
-    for id in ids {
-        let request = GetJobRequest {
-            job_id: id.clone(),
-            include_spec: false,
-        };
-        let job = conn
-            .call_channel(|c| {
-                let r = request.clone();
-                async move { JobServiceClient::new(c).get_job(r).await }
-            })
-            .await
-            .with_context(|| format!("reading job {id}"))?
-            .into_inner()
-            .job;
-        total += job
-            .and_then(|j| j.task_counts)
-            .map_or(0, |c| c.succeeded + c.skipped);
-    }
-    Ok(total)
+/// Tasks the jobs `ids` counted as succeeded, summed: one `ListJobs` call
+/// by the jobs' name prefix (the bench names them all after it), so the
+/// poll costs the leader one read however many jobs there are.
+async fn succeeded_tasks(env: &Env, prefix: &str, ids: &[String]) -> Result<u64> {
+    let request = ListJobsRequest {
+        name_prefix: prefix.to_owned(),
+        page_size: 1000,
+        ..ListJobsRequest::default()
+    };
+    let jobs = env
+        .conn()
+        .call_channel(|c| {
+            let r = request.clone();
+            async move { JobServiceClient::new(c).list_jobs(r).await }
+        })
+        .await
+        .with_context(|| format!("listing the `{prefix}` jobs"))?
+        .into_inner()
+        .jobs;
+    Ok(jobs
+        .iter()
+        .filter(|j| ids.contains(&j.job_id))
+        .filter_map(|j| j.task_counts.as_ref())
+        .map(|c| c.succeeded + c.skipped)
+        .sum())
 }
 
 /// Waits until the jobs `ids` counted `target` succeeded tasks.
-async fn wait_succeeded(env: &Env, ids: &[String], target: u64, patience: Duration) -> Result<()> {
+async fn wait_succeeded(
+    env: &Env,
+    prefix: &str,
+    ids: &[String],
+    target: u64,
+    patience: Duration,
+) -> Result<()> {
     let bar = progress(target, "tasks succeeded");
     let deadline = Instant::now() + patience;
     loop {
-        let done = succeeded_tasks(env, ids).await?;
+        let done = succeeded_tasks(env, prefix, ids).await?;
         bar.set_position(done);
         if done >= target {
             bar.finish_and_clear();
@@ -140,7 +148,7 @@ async fn wait_succeeded(env: &Env, ids: &[String], target: u64, patience: Durati
             bar.finish_and_clear();
             bail!("only {done} of {target} tasks succeeded within {patience:?}");
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -161,7 +169,7 @@ async fn drain(env: &Env, prefix: &str, sizes: &[u64]) -> Result<Drained> {
     let started = Instant::now();
     let (ids, _) = submit_jobs(env, prefix, sizes).await?;
     let patience = Duration::from_secs(120).max(Duration::from_millis(tasks));
-    let done = wait_succeeded(env, &ids, tasks, patience).await;
+    let done = wait_succeeded(env, prefix, &ids, tasks, patience).await;
     let elapsed = started.elapsed();
     let figures = window.close().await;
     let after = workers.samples();
@@ -175,7 +183,7 @@ async fn drain(env: &Env, prefix: &str, sizes: &[u64]) -> Result<Drained> {
         figures,
         completed: counted.completed,
         stopped: counted.stopped,
-        succeeded: succeeded_tasks(env, &ids).await?,
+        succeeded: succeeded_tasks(env, prefix, &ids).await?,
     })
 }
 
@@ -355,7 +363,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let after_submit = observe::open(env.cluster.as_ref()).await.close().await;
     let patience = Duration::from_secs(600).max(Duration::from_millis(partitions));
     let ids = [id];
-    let done = wait_succeeded(env, &ids, partitions, patience).await;
+    let done = wait_succeeded(env, "real-backfill", &ids, partitions, patience).await;
     let elapsed = sent.elapsed();
     let figures = window.close().await;
     let worker_after = workers.samples();
@@ -369,7 +377,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
         figures,
         completed: counted.completed,
         stopped: counted.stopped,
-        succeeded: succeeded_tasks(env, &ids).await?,
+        succeeded: succeeded_tasks(env, "real-backfill", &ids).await?,
     };
     let per_task = |after: &Figures, peak: bool| -> Option<f64> {
         let leader = after.leader()?;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use drover_coordinator::state::attempt::attempt_prefix;
 use drover_coordinator::state::{
     Command, HeartbeatStatus, Manifest, Outcome, Rejection, TaskKey, TaskProgress,
 };
@@ -24,6 +25,8 @@ const SLOTS: u32 = 2;
 struct Running {
     /// Its lease's token.
     token: u64,
+    /// Its attempt number (with the token, it names the output prefix).
+    attempt: u32,
     /// When the work is done.
     done_at_ms: u64,
     /// Whether it ends in a (retryable) failure.
@@ -164,7 +167,15 @@ impl Worker {
                     worker,
                     task: *task,
                     token: *token,
-                    manifest: Manifest::default(),
+                    // Written under the attempt's own prefix, which the
+                    // state machine checks.
+                    manifest: Manifest {
+                        prefix: self
+                            .running
+                            .get(task)
+                            .map_or_else(String::new, |r| attempt_prefix(*task, r.attempt, *token)),
+                        ..Manifest::default()
+                    },
                     skipped: false,
                 }
                 .into(),
@@ -253,6 +264,7 @@ impl Worker {
                         g.task,
                         Running {
                             token: g.token,
+                            attempt: g.attempt,
                             done_at_ms: now_ms + run_ms,
                             fails: self.rng.per_mille(80),
                         },

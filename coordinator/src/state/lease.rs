@@ -537,7 +537,15 @@ impl StateMachine {
             return Ok(Outcome::Completed { duplicate: true });
         }
         self.check_lease(key, token, "complete", worker_id)?;
-        self.check_prefix(key, token, manifest, skipped)?;
+        // The prefix rule pins the token's own attempt, so it fences too;
+        // the planted bug skips it with the token check.
+        #[cfg(feature = "planted-bugs")]
+        let fenced = !self.planted.skip_fencing;
+        #[cfg(not(feature = "planted-bugs"))]
+        let fenced = true;
+        if fenced {
+            self.check_prefix(key, token, manifest, skipped)?;
+        }
         let record = self.end_lease(key);
         let job = self.core.jobs.get_mut(&key.job).expect("checked above");
         let template = &mut job.templates[key.template as usize];
