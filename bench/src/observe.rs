@@ -116,6 +116,19 @@ pub fn mib(bytes: u64) -> String {
 }
 
 impl Figures {
+    /// The leader's resident memory per task, `tasks` of them, grown since
+    /// `before` (at the end, or at its peak): what a backfill costs it.
+    pub fn leader_bytes_per_task(&self, before: &Figures, tasks: u64, peak: bool) -> Option<f64> {
+        let leader = self.leader()?;
+        let base = before.nodes.iter().find(|n| n.id == leader.id)?;
+        let bytes = if peak {
+            leader.peak_rss_bytes
+        } else {
+            leader.rss_bytes
+        };
+        Some((bytes as f64 - base.rss_bytes as f64) / tasks.max(1) as f64)
+    }
+
     /// The leader's figures, if it ran throughout.
     pub fn leader(&self) -> Option<&NodeFigures> {
         self.nodes.iter().find(|n| n.leader)

@@ -472,14 +472,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let elapsed = done? - started;
     let ok = succeeded(env, std::slice::from_ref(&id)).await?;
     let per_task = |after: &Figures, peak: bool| -> Option<f64> {
-        let leader = after.leader()?;
-        let base = before.nodes.iter().find(|n| n.id == leader.id)?;
-        let bytes = if peak {
-            leader.peak_rss_bytes
-        } else {
-            leader.rss_bytes
-        };
-        Some((bytes as f64 - base.rss_bytes as f64) / partitions as f64)
+        after.leader_bytes_per_task(&before, partitions, peak)
     };
     let mut lines = vec![
         format!(

@@ -12,21 +12,12 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use support::{Cluster, of_kind, spec_file, wait_for};
+use support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 
 fn naps(name: &str) -> String {
     format!(
         "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  defaults:\n    retries: {{max: 3, backoff: constant, initialDelay: 1s, maxDelay: 1s}}\n    timeout: 10m\n  tasks:\n    - name: nap\n      kind: sleep\n      partitions: {{shards: 2}}\n      config: {{ms: 600000}}\n"
     )
-}
-
-fn leased_by(status: &Value, worker: &str) -> usize {
-    status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["state"] == "leased" && t["worker"] == worker)
-        .count()
 }
 
 fn lead(cluster: &Cluster, id: u64) {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Cluster, of_kind, spec_file, wait_for};
+use support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 
 const DAG_SLEEP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -58,14 +58,6 @@ fn exactly_once(cluster: &Cluster, job: &str) -> (Value, Vec<Value>) {
 }
 
 /// Tasks of a job currently leased, by worker.
-fn leased_by(status: &Value, worker: &str) -> usize {
-    status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["state"] == "leased" && t["worker"] == worker)
-        .count()
-}
 
 #[test]
 fn a_dag_runs_to_success_across_a_leader_kill_and_resubmits_are_idempotent() {

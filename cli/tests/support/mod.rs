@@ -504,6 +504,16 @@ impl Cluster {
     }
 }
 
+/// How many of a job's tasks (its `job status --json`) `worker` holds.
+pub fn leased_by(status: &serde_json::Value, worker: &str) -> usize {
+    status["tasks"].as_array().map_or(0, |tasks| {
+        tasks
+            .iter()
+            .filter(|t| t["state"] == "leased" && t["worker"] == worker)
+            .count()
+    })
+}
+
 /// Writes a spec file into `dir`.
 pub fn spec_file(dir: &Path, name: &str, yaml: &str) -> String {
     let path = dir.join(name);

@@ -486,6 +486,14 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         if self.raw.raft.state != StateRole::Leader {
             return Err(self.not_leader());
         }
+        // A new leader answers only once its state holds everything
+        // committed: a lease granted in an entry it has not applied yet
+        // would otherwise read as lost and stop a healthy attempt.
+        if !self.raw.raft.commit_to_current_term()
+            || self.applied < self.raw.raft.raft_log.committed
+        {
+            return Err(NodeError::CatchingUp);
+        }
         let (reply, stale) = match self.sm.check_heartbeat(&worker, epoch, &tasks) {
             Ok(checked) => checked,
             Err(rejection) => return Ok(Err(rejection)),

@@ -157,6 +157,10 @@ pub enum NodeError {
     /// Storage failed; the node stops.
     #[error("storage: {0}")]
     Storage(String),
+    /// This node has just become leader and has not yet applied its log
+    /// up to what it committed, so it cannot answer from its state yet.
+    #[error("the leader is still applying its log; retry")]
+    CatchingUp,
 }
 
 impl From<LogStoreError> for NodeError {

@@ -82,9 +82,10 @@ fn check_sender(caller: Option<u64>, message: &Message) -> Result<(), Status> {
 fn status_of(e: NodeError) -> Status {
     match e {
         NodeError::Overloaded => Status::resource_exhausted(e.to_string()),
-        NodeError::NotLeader { .. } | NodeError::Indeterminate | NodeError::Timeout => {
-            Status::unavailable(e.to_string())
-        }
+        NodeError::NotLeader { .. }
+        | NodeError::Indeterminate
+        | NodeError::Timeout
+        | NodeError::CatchingUp => Status::unavailable(e.to_string()),
         // gRPC's code for a concurrency conflict the caller may retry.
         NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(e.to_string()),
         NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),

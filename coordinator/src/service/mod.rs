@@ -76,9 +76,10 @@ pub fn node_status(err: NodeError) -> Status {
             }
             status
         }
-        NodeError::Indeterminate | NodeError::Timeout | NodeError::Stopped => {
-            Status::unavailable(err.to_string())
-        }
+        NodeError::Indeterminate
+        | NodeError::Timeout
+        | NodeError::Stopped
+        | NodeError::CatchingUp => Status::unavailable(err.to_string()),
         NodeError::Overloaded => Status::resource_exhausted(err.to_string()),
         // gRPC's code for a concurrency conflict the caller may retry.
         NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(err.to_string()),

@@ -346,8 +346,8 @@ impl StateMachine {
         ))
     }
 
-    /// The token of `key`'s live lease, if it is leased.
-    pub fn live_token(&self, key: TaskKey) -> Option<u64> {
+    /// The record of a task that has run, if it has one.
+    fn record(&self, key: TaskKey) -> Option<&TaskRecord> {
         self.core
             .jobs
             .get(&key.job)?
@@ -355,6 +355,11 @@ impl StateMachine {
             .get(key.template as usize)?
             .tasks
             .get(&key.partition)
+    }
+
+    /// The token of `key`'s live lease, if it is leased.
+    pub fn live_token(&self, key: TaskKey) -> Option<u64> {
+        self.record(key)
             .filter(|r| r.state == TaskState::Leased)
             .map(|r| r.token)
     }
@@ -373,11 +378,7 @@ impl StateMachine {
                 continue;
             }
             let worker = self
-                .core
-                .jobs
-                .get(&key.job)
-                .and_then(|j| j.templates.get(key.template as usize))
-                .and_then(|t| t.tasks.get(&key.partition))
+                .record(key)
                 .and_then(|r| r.worker.clone())
                 .unwrap_or_default();
             let message = format!(
@@ -594,13 +595,7 @@ impl StateMachine {
         manifest: &Manifest,
         skipped: bool,
     ) -> Result<(), Rejection> {
-        let attempt = self
-            .core
-            .jobs
-            .get(&key.job)
-            .and_then(|j| j.templates.get(key.template as usize))
-            .and_then(|t| t.tasks.get(&key.partition))
-            .map_or(0, |r| r.attempt);
+        let attempt = self.record(key).map_or(0, |r| r.attempt);
         if skipped || is_own_prefix(key, attempt, token, &manifest.prefix) {
             return Ok(());
         }
