@@ -119,6 +119,12 @@ struct WorkerCli {
     run: worker::WorkerArgs,
 }
 
+/// The coordinator's Raft thread and the workers allocate and free many
+/// small records per task; glibc's allocator spent a large share of the
+/// leader's Raft thread consolidating them under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     // `bench` starts its own cluster unless one was named explicitly.
