@@ -600,8 +600,8 @@ struct Ran {
     elapsed: Duration,
     /// It reused a prior output instead of running.
     reused: bool,
-    /// It was told to stop before it ended (lease lost, job cancelled,
-    /// drain). One told after it ended is still reported: fencing is the
+    /// It was told to stop (lease lost, job cancelled, drain) and did not
+    /// finish. One that finished anyway is still reported: fencing is the
     /// coordinator's to decide.
     stopped: bool,
 }
@@ -677,7 +677,10 @@ async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
     }
     let elapsed = started.elapsed();
     shared.config.metrics.attempt_ran(name, elapsed);
-    let was_stopped = *stopped.borrow();
+    // An attempt that was told to stop and then failed was stopped; one
+    // that finished its work anyway is reported, and the coordinator's
+    // fencing decides whether it counts.
+    let was_stopped = *stopped.borrow() && result.is_err();
     log.stamped("drover", &ending(&result, was_stopped, elapsed));
     let _ = ended_tx.send(true);
     if let Some(uploader) = uploader {
