@@ -17,7 +17,9 @@ pub const ENV: &str = "DROVER_PLANTED_BUGS";
 /// behaves like one without until something switches a bug on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlantedBugs {
-    /// `complete` accepts any token, not only the live lease's.
+    /// `complete` accepts any token, not only the live lease's, while the
+    /// task is unfinished: leased to someone, or waiting to run again
+    /// after its lease expired.
     pub skip_fencing: bool,
     /// A grant does not take the task out of the ready set, so the same
     /// partition is leased again while its lease is live.

@@ -486,7 +486,17 @@ impl StateMachine {
             Some(r) if r.token == token && r.state == TaskState::Leased => Ok(()),
             // Planted bug: any token of a leased task is taken as live.
             #[cfg(feature = "planted-bugs")]
-            Some(r) if self.planted.skip_fencing && r.state == TaskState::Leased => Ok(()),
+            // A completion is taken even for a task waiting to run again
+            // after its lease expired, as a coordinator without the check
+            // would.
+            Some(r)
+                if self.planted.skip_fencing
+                    && (r.state == TaskState::Leased
+                        || (action == "complete"
+                            && matches!(r.state, TaskState::Backoff | TaskState::Ready))) =>
+            {
+                Ok(())
+            }
             Some(r) if r.token == token => Err(Rejection::LeaseLost {
                 task: key,
                 reason: match r.state {
@@ -547,7 +557,14 @@ impl StateMachine {
         if fenced {
             self.check_prefix(key, token, manifest, skipped)?;
         }
-        let record = self.end_lease(key);
+        // Leased, unless the planted skip-fencing bug took a completion
+        // for a task waiting to run again.
+        let from = self.record(key).map_or(TaskState::Leased, |r| r.state);
+        let record = if from == TaskState::Leased {
+            self.end_lease(key)
+        } else {
+            self.unqueue(key)
+        };
         let job = self.core.jobs.get_mut(&key.job).expect("checked above");
         let template = &mut job.templates[key.template as usize];
         template.tasks.remove(&key.partition);
@@ -565,7 +582,7 @@ impl StateMachine {
         } else {
             TaskState::Succeeded
         };
-        job.shift(key.template, TaskState::Leased, to, 1);
+        job.shift(key.template, from, to, 1);
         self.touch_task(key);
         self.changes.outputs.insert(key);
         let (worker, attempt) = record.map_or_else(
@@ -659,6 +676,29 @@ impl StateMachine {
         self.touch_task(key);
         self.refresh_template(key.job, key.template);
         self.refresh_job(key.job);
+    }
+
+    /// Takes a task waiting to run again (in backoff, or requeued) out of
+    /// its queue; the record itself is left for the caller to change.
+    fn unqueue(&mut self, key: TaskKey) -> Option<TaskRecord> {
+        let record = self.record(key)?.clone();
+        match record.state {
+            TaskState::Backoff => {
+                self.idx.backoff.remove(&(record.ready_at_ms, key));
+            }
+            TaskState::Ready => {
+                if let Some(template) = self
+                    .core
+                    .jobs
+                    .get_mut(&key.job)
+                    .and_then(|j| j.templates.get_mut(key.template as usize))
+                {
+                    template.requeued.remove(&key.partition);
+                }
+            }
+            _ => {}
+        }
+        Some(record)
     }
 
     /// Removes a live lease from the indexes and frees its slot; the record
