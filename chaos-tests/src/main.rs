@@ -53,8 +53,9 @@ struct Args {
     /// With `--sim`: how many seeds.
     #[arg(long, default_value_t = 100, requires = "sim")]
     seeds: u64,
-    /// With `--sim`: the profile, `default` or `membership` (nodes removed
-    /// and added).
+    /// With `--sim`: the profile, `default`, `membership` (nodes removed
+    /// and added), or `fast-clock` / `slow-clock` (node 1's wall clock an
+    /// hour off).
     #[arg(long, default_value = "default", requires = "sim")]
     profile: String,
 }
@@ -116,7 +117,7 @@ async fn main() -> Result<()> {
 fn sim(args: &Args) -> Result<()> {
     let mut config = SimConfig::profile(&args.profile).with_context(|| {
         format!(
-            "no simulation profile `{}`: use default or membership",
+            "no simulation profile `{}`: use default, membership, fast-clock or slow-clock",
             args.profile
         )
     })?;
