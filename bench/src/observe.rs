@@ -129,6 +129,41 @@ impl Figures {
         Some((bytes as f64 - base.rss_bytes as f64) / tasks.max(1) as f64)
     }
 
+    /// Two lines on what a backfill of `tasks` cost the leader in memory:
+    /// its RSS before, after the submit (`after_submit`) and drained
+    /// (`self`), and the same per task.
+    pub fn backfill_memory_lines(
+        &self,
+        before: &Figures,
+        after_submit: &Figures,
+        tasks: u64,
+    ) -> [String; 2] {
+        let rss = |f: &Figures, peak: bool| {
+            f.leader().map_or("?".into(), |n| {
+                mib(if peak { n.peak_rss_bytes } else { n.rss_bytes })
+            })
+        };
+        let per_task = |f: &Figures, peak: bool| {
+            f.leader_bytes_per_task(before, tasks, peak)
+                .map_or("?".into(), |b| format!("{b:.1} B"))
+        };
+        [
+            format!(
+                "leader rss: {} before · {} after submit · {} drained (peak {})",
+                rss(before, false),
+                rss(after_submit, false),
+                rss(self, false),
+                rss(self, true),
+            ),
+            format!(
+                "leader memory per task: {} after submit · {} drained · {} at peak",
+                per_task(after_submit, false),
+                per_task(self, false),
+                per_task(self, true),
+            ),
+        ]
+    }
+
     /// The leader's figures, if it ran throughout.
     pub fn leader(&self) -> Option<&NodeFigures> {
         self.nodes.iter().find(|n| n.leader)

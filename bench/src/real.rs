@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Context, Result, bail};
 use crate::load;
-use crate::observe::{self, Figures, mib};
+use crate::observe::{self, Figures};
 use crate::scenarios::{Env, print_block, progress, submit_jobs};
 use crate::scrape::scrape;
 use crate::stats::{Latencies, ms};
@@ -382,33 +382,17 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let per_task = |after: &Figures, peak: bool| -> Option<f64> {
         after.leader_bytes_per_task(&before, partitions, peak)
     };
+    let memory = drained
+        .figures
+        .backfill_memory_lines(&before, &after_submit, partitions);
     let mut lines = vec![
         format!(
             "one hourly backfill of {partitions} partitions · {} `drover worker` processes × {} slots",
             env.real_workers, env.slots
         ),
         format!("submit: {} (one log entry)", ms(submit)),
-        format!(
-            "leader rss: {} before · {} after submit · {} drained (peak {})",
-            before.leader().map_or("?".into(), |n| mib(n.rss_bytes)),
-            after_submit
-                .leader()
-                .map_or("?".into(), |n| mib(n.rss_bytes)),
-            drained
-                .figures
-                .leader()
-                .map_or("?".into(), |n| mib(n.rss_bytes)),
-            drained
-                .figures
-                .leader()
-                .map_or("?".into(), |n| mib(n.peak_rss_bytes)),
-        ),
-        format!(
-            "leader memory per task: {} after submit · {} drained · {} at peak",
-            per_task(&after_submit, false).map_or("?".into(), |b| format!("{b:.1} B")),
-            per_task(&drained.figures, false).map_or("?".into(), |b| format!("{b:.1} B")),
-            per_task(&drained.figures, true).map_or("?".into(), |b| format!("{b:.1} B")),
-        ),
+        memory[0].clone(),
+        memory[1].clone(),
     ];
     lines.extend(drained.lines());
     print_block("scale: a backfill drained by real workers", &lines);

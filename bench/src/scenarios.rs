@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::load::{self, Tally, WorkerLatencies, WorkerPlan};
 use crate::local::LocalCluster;
-use crate::observe::{self, Figures, mib};
+use crate::observe::{self, Figures};
 use crate::stats::{Latencies, ms};
 
 /// Simulated workers that share one connection (HTTP/2 multiplexes their
@@ -474,6 +474,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let per_task = |after: &Figures, peak: bool| -> Option<f64> {
         after.leader_bytes_per_task(&before, partitions, peak)
     };
+    let memory = figures.backfill_memory_lines(&before, &after_submit, partitions);
     let mut lines = vec![
         format!(
             "one hourly backfill of {partitions} partitions · {} workers × batch {}",
@@ -485,23 +486,8 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
             elapsed.as_secs_f64(),
             partitions as f64 / elapsed.as_secs_f64()
         ),
-        format!(
-            "leader rss: {} before · {} after submit · {} drained (peak {})",
-            before.leader().map_or("?".into(), |n| mib(n.rss_bytes)),
-            after_submit
-                .leader()
-                .map_or("?".into(), |n| mib(n.rss_bytes)),
-            figures.leader().map_or("?".into(), |n| mib(n.rss_bytes)),
-            figures
-                .leader()
-                .map_or("?".into(), |n| mib(n.peak_rss_bytes)),
-        ),
-        format!(
-            "leader memory per task: {} after submit · {} drained · {} at peak",
-            per_task(&after_submit, false).map_or("?".into(), |b| format!("{b:.1} B")),
-            per_task(&figures, false).map_or("?".into(), |b| format!("{b:.0} B")),
-            per_task(&figures, true).map_or("?".into(), |b| format!("{b:.0} B")),
-        ),
+        memory[0].clone(),
+        memory[1].clone(),
         exactly_once_line(&tally, partitions),
         format!("job succeeded: {}", ok == 1),
         format!("lease (calls that granted): {}", lat.lease.summary().line()),
