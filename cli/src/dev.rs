@@ -280,8 +280,8 @@ async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
             }
             let prefix = t
                 .outputs
-                .values()
-                .find_map(|o| o.manifest.as_ref().map(|m| m.prefix.clone()))?;
+                .iter()
+                .find_map(|(_, o)| o.manifest.map(|m| m.prefix.clone()))?;
             Some(format!("{root}/{prefix}"))
         })
     })

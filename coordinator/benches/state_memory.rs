@@ -1,6 +1,8 @@
 //! Memory per task, measured with a counting allocator: bytes held by the
-//! state machine per never-run partition, per leased (materialised) task and
-//! per completed task, plus snapshot bytes per leased task.
+//! state machine per never-run partition and per leased (materialised)
+//! task, snapshot bytes per leased task, and after a whole job is drained,
+//! bytes per completed task held by the state machine alone and with the
+//! sled store it persists to (sled's page cache is on the heap too).
 //!
 //! Run: `cargo bench -p drover-coordinator --bench state_memory`.
 
@@ -12,9 +14,8 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use drover_coordinator::state::{
-    Command, Config, LogEntry, Manifest, Outcome, StateMachine, SubmitJob,
-};
+use drover_coordinator::state::{Command, Config, LogEntry, Outcome, StateMachine, SubmitJob};
+use drover_coordinator::storage::StateStore;
 
 struct Counting;
 
@@ -41,6 +42,44 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+fn submit(sm: &mut StateMachine, now: i64, partitions: u64) {
+    sm.apply(&LogEntry {
+        now_ms: now,
+        commands: vec![Command::SubmitJob(SubmitJob {
+            file: "m.yaml".into(),
+            spec_yaml: format!("apiVersion: drover/v1\nkind: Job\nmetadata: {{name: m}}\nspec:\n  maxParallel: 1000000\n  tasks:\n    - {{name: a, kind: noop, partitions: {{shards: {partitions}}}}}\n"),
+            params: vec![],
+            idempotency_key: None,
+            trace_parent: None,
+        })],
+    });
+    drop(sm.take_changes());
+}
+
+/// Drains `partitions` tasks in leases of 256, each lease and its
+/// completions persisted to `store` when there is one, as the driver does.
+/// Returns live bytes after the drain, less those before the submit.
+fn drain(partitions: u64, store: Option<&StateStore>) -> isize {
+    let now = 1_780_272_000_000i64;
+    let mut sm = StateMachine::new(Config::default());
+    common::register_worker(&mut sm, now);
+    let before = live();
+    submit(&mut sm, now, partitions);
+    let mut done = 0u64;
+    let mut index = 10u64;
+    while done < partitions {
+        done += common::lease_and_complete_with(&mut sm, now, 256, |sm, changes| {
+            if let Some(store) = store {
+                index += 1;
+                store.persist(sm, &changes, index).expect("persist");
+            }
+        }) as u64;
+    }
+    let bytes = live() - before;
+    drop(sm);
+    bytes
+}
+
 fn main() {
     const PARTITIONS: u64 = 1_000_000;
     const LEASED: u32 = 100_000;
@@ -48,16 +87,7 @@ fn main() {
     let mut sm = StateMachine::new(Config::default());
     common::register_worker(&mut sm, now);
     let before_submit = live();
-    sm.apply(&LogEntry {
-        now_ms: now,
-        commands: vec![Command::SubmitJob(SubmitJob {
-            file: "m.yaml".into(),
-            spec_yaml: format!("apiVersion: drover/v1\nkind: Job\nmetadata: {{name: m}}\nspec:\n  maxParallel: 1000000\n  tasks:\n    - {{name: a, kind: noop, partitions: {{shards: {PARTITIONS}}}}}\n"),
-            params: vec![],
-            idempotency_key: None,
-            trace_parent: None,
-        })],
-    });
+    submit(&mut sm, now, PARTITIONS);
     let after_submit = live();
     let mut grants = Vec::new();
     while grants.len() < LEASED as usize {
@@ -72,28 +102,12 @@ fn main() {
             grants.extend(g);
         }
     }
+    drop(sm.take_changes());
     // Grants are the worker's copy, not the state's: measure without them.
     let grants_bytes: Vec<_> = grants.iter().map(|g| (g.task, g.token)).collect();
     drop(grants);
     let after_lease = live();
     let snapshot_len = sm.snapshot().len();
-    for chunk in grants_bytes.chunks(1000) {
-        let completes = chunk
-            .iter()
-            .map(|(task, token)| Command::Complete {
-                worker: "w".into(),
-                task: *task,
-                token: *token,
-                manifest: Manifest::default(),
-                skipped: false,
-            })
-            .collect();
-        sm.apply(&LogEntry {
-            now_ms: now,
-            commands: completes,
-        });
-    }
-    let after_complete = live();
     let per = |bytes: isize, n: u64| bytes as f64 / n as f64;
     println!("partitions submitted: {PARTITIONS}");
     println!(
@@ -103,14 +117,27 @@ fn main() {
     );
     println!(
         "bytes per leased (materialised) task: {:.1}",
-        per(after_lease - after_submit, u64::from(LEASED))
-    );
-    println!(
-        "bytes per completed task (output record): {:.1}",
-        per(after_complete - after_submit, u64::from(LEASED))
+        per(
+            after_lease - after_submit - std::mem::size_of_val(grants_bytes.as_slice()) as isize,
+            u64::from(LEASED)
+        )
     );
     println!(
         "snapshot bytes per leased task: {:.1}",
         snapshot_len as f64 / f64::from(LEASED)
+    );
+    drop(sm);
+    drop(grants_bytes);
+    let drained = drain(PARTITIONS, None);
+    println!(
+        "bytes per completed task, state machine: {:.1}",
+        per(drained, PARTITIONS)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = StateStore::open(dir.path()).expect("open the state store");
+    let stored = drain(PARTITIONS, Some(&store));
+    println!(
+        "bytes per completed task, state machine and its sled store: {:.1}",
+        per(stored, PARTITIONS)
     );
 }

@@ -4,6 +4,7 @@
 // Each bench is its own crate and uses only part of this module.
 #![allow(dead_code)]
 
+use drover_coordinator::state::changes::Changes;
 use drover_coordinator::state::{Command, LogEntry, Manifest, Outcome, StateMachine};
 
 /// Registers worker `w` with room for any lease the benches ask for.
@@ -24,6 +25,16 @@ pub fn register_worker(sm: &mut StateMachine, now: i64) {
 /// each, as the driver hands it to storage: left to grow over a run, it
 /// would skew the figure.
 pub fn lease_and_complete(sm: &mut StateMachine, now: i64, max_tasks: u32) -> usize {
+    lease_and_complete_with(sm, now, max_tasks, |_, changes| drop(changes))
+}
+
+/// [`lease_and_complete`], handing each entry's change set to `persist`.
+pub fn lease_and_complete_with(
+    sm: &mut StateMachine,
+    now: i64,
+    max_tasks: u32,
+    mut persist: impl FnMut(&StateMachine, Changes),
+) -> usize {
     let leased = sm.apply(&LogEntry {
         now_ms: now,
         commands: vec![Command::Lease {
@@ -34,7 +45,8 @@ pub fn lease_and_complete(sm: &mut StateMachine, now: i64, max_tasks: u32) -> us
     let Ok(Outcome::Leased(grants)) = &leased[0] else {
         panic!("{leased:?}")
     };
-    drop(sm.take_changes());
+    let changes = sm.take_changes();
+    persist(sm, changes);
     let completes: Vec<Command> = grants
         .iter()
         .map(|g| Command::Complete {
@@ -50,6 +62,7 @@ pub fn lease_and_complete(sm: &mut StateMachine, now: i64, max_tasks: u32) -> us
         now_ms: now,
         commands: completes,
     });
-    drop(sm.take_changes());
+    let changes = sm.take_changes();
+    persist(sm, changes);
     granted
 }

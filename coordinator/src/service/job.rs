@@ -1492,7 +1492,7 @@ mod convert {
             partition: p,
         };
         let record = template.tasks.get(&p);
-        let output = template.outputs.get(&p);
+        let output = template.outputs.get(p);
         Task {
             task_id: key.to_string(),
             job_id: job.id.to_string(),
@@ -1521,7 +1521,7 @@ mod convert {
             started_unix_ms: 0,
             finished_unix_ms: 0,
             output_prefix: output
-                .and_then(|o| o.manifest.as_ref())
+                .and_then(|o| o.manifest)
                 .map(|m| m.prefix.clone())
                 .unwrap_or_default(),
             progress_fraction: match record {
@@ -1565,7 +1565,7 @@ mod convert {
                 let skipped = job
                     .templates
                     .get(task.template as usize)
-                    .and_then(|t| t.outputs.get(&task.partition))
+                    .and_then(|t| t.outputs.get(task.partition))
                     .is_some_and(|o| o.skipped);
                 if skipped {
                     JobEventKind::TaskSkipped
@@ -2353,7 +2353,7 @@ impl JobService for JobServer {
                 let state = template
                     .task_state(key.partition)
                     .unwrap_or(TaskState::Ready);
-                let output = template.outputs.get(&key.partition).ok_or_else(|| {
+                let output = template.outputs.get(key.partition).ok_or_else(|| {
                     Status::failed_precondition(format!(
                         "task {key} has no output: it is {}",
                         state.as_str()
@@ -2361,7 +2361,7 @@ impl JobService for JobServer {
                 })?;
                 Ok(GetTaskOutputResponse {
                     task: Some(convert::task(job, key.template, key.partition, state)),
-                    manifest: output.manifest.as_deref().map(convert::output_manifest),
+                    manifest: output.manifest.map(convert::output_manifest),
                     fencing_token: output.token,
                     reused: output.skipped,
                 })

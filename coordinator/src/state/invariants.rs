@@ -108,8 +108,8 @@ impl StateMachine {
                         }
                     }
                 }
-                for (p, output) in &template.outputs {
-                    if *p >= template.cursor || template.tasks.contains_key(p) {
+                for (p, output) in template.outputs.iter() {
+                    if p >= template.cursor || template.tasks.contains_key(&p) {
                         return Err(at(&format!(
                             "output for partition {p} that is not finished"
                         )));

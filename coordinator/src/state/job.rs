@@ -15,7 +15,8 @@ use drover_jobspecs::model::{Resources, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::events::EventLog;
-use super::types::{JobId, JobState, Manifest, ScheduleId, TaskState, WorkerId};
+use super::outputs::Outputs;
+use super::types::{JobId, JobState, ScheduleId, TaskState, WorkerId};
 
 /// Tasks per state. Kept per template and per job, updated on every change,
 /// so progress reads are O(1).
@@ -251,24 +252,11 @@ pub struct Template {
     /// Per-state counts.
     pub counts: Counts,
     /// Canonical outputs of succeeded (or skipped) partitions.
-    pub outputs: BTreeMap<u64, Output>,
+    pub outputs: Outputs,
     /// When the template last opened: its never-run partitions have been
     /// ready since then, which is how long the backlog has waited (0 while
     /// it has never opened).
     pub opened_ms: i64,
-}
-
-/// The accepted output of one partition. Every succeeded partition has one,
-/// so a repeated completion can be told from a stale one; the manifest is
-/// boxed and absent when empty, so a `noop` success costs a few bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Output {
-    /// The manifest of the accepted completion, when not empty.
-    pub manifest: Option<Box<Manifest>>,
-    /// Fencing token of the accepted completion.
-    pub token: u64,
-    /// True when the worker reused an identical earlier output.
-    pub skipped: bool,
 }
 
 impl Template {
@@ -293,7 +281,7 @@ impl Template {
             return Some(record.state);
         }
         if p < self.cursor {
-            let skipped = self.outputs.get(&p).is_some_and(|o| o.skipped);
+            let skipped = self.outputs.get(p).is_some_and(|o| o.skipped);
             return Some(if skipped {
                 TaskState::Skipped
             } else {
@@ -389,14 +377,13 @@ impl Job {
             if out.len() + up.outputs.len() > max {
                 return None;
             }
-            out.extend(up.outputs.iter().map(|(&partition, output)| {
+            out.extend(up.outputs.iter().map(|(partition, output)| {
                 UpstreamOutput {
                     template: up.def.id.clone(),
                     partition_index: partition,
                     partition_key: up.def.partitions.key(partition).unwrap_or_default(),
                     prefix: output
                         .manifest
-                        .as_ref()
                         .map(|m| m.prefix.clone())
                         .unwrap_or_default(),
                 }
@@ -472,7 +459,7 @@ pub fn templates_from_graph(graph: &drover_jobspecs::TaskGraph) -> Vec<Template>
                 tasks: BTreeMap::new(),
                 requeued: BTreeSet::new(),
                 counts,
-                outputs: BTreeMap::new(),
+                outputs: Outputs::default(),
                 // Set by the caller, who knows the time.
                 opened_ms: 0,
             }

@@ -9,7 +9,8 @@
 use super::attempt::{attempt_prefix, is_own_prefix};
 use super::command::{Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection, TaskProgress};
 use super::events::{EventKind, ExpiryReason};
-use super::job::{Output, TaskRecord};
+use super::job::TaskRecord;
+use super::outputs::Output;
 use super::ready::SCAN_MAX;
 use super::types::{JobState, MANIFEST_BYTES_MAX, Manifest, TaskKey, TaskState, WorkerId};
 use super::workers::WorkerState;
@@ -512,7 +513,7 @@ impl StateMachine {
             None => Err(Rejection::StaleToken {
                 task: key,
                 presented: token,
-                current: template.outputs.get(&key.partition).map_or(0, |o| o.token),
+                current: template.outputs.get(key.partition).map_or(0, |o| o.token),
             }),
         };
         if verdict.is_err() {
@@ -542,7 +543,7 @@ impl StateMachine {
             && !template.tasks.contains_key(&key.partition)
             && template
                 .outputs
-                .get(&key.partition)
+                .get(key.partition)
                 .is_some_and(|o| o.token == token)
         {
             return Ok(Outcome::Completed { duplicate: true });

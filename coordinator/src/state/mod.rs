@@ -42,6 +42,7 @@ pub mod events;
 pub mod explain;
 mod invariants;
 pub mod job;
+pub mod outputs;
 pub mod policy;
 pub mod ready;
 pub mod restore;
@@ -226,7 +227,7 @@ impl StateMachine {
                     partition,
                 };
                 all.tasks.extend(template.tasks.keys().map(|p| key(*p)));
-                all.outputs.extend(template.outputs.keys().map(|p| key(*p)));
+                all.outputs.extend(template.outputs.keys().map(key));
             }
         }
         all.workers.extend(self.core.workers.keys().cloned());
@@ -459,7 +460,7 @@ impl StateMachine {
                 events::EventKind::Completed { task, .. } => job
                     .templates
                     .get(task.template as usize)
-                    .and_then(|t| t.outputs.get(&task.partition))
+                    .and_then(|t| t.outputs.get(task.partition))
                     .is_some_and(|o| o.skipped),
                 _ => false,
             };

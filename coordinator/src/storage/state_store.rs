@@ -1,6 +1,7 @@
 //! Writing changed records and loading the whole state back.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,8 @@ use sled::{Batch, Transactional, Tree};
 use super::keys;
 use crate::state::changes::Changes;
 use crate::state::events::{Event, EventLog};
-use crate::state::job::{Counts, Output, TaskRecord, Template, TemplateDef, TemplateStatus};
+use crate::state::job::{Counts, TaskRecord, Template, TemplateDef, TemplateStatus};
+use crate::state::outputs::{Output, Outputs};
 use crate::state::schedule::Schedule;
 use crate::state::{
     Config, Core, Job, JobId, JobState, ScheduleId, StateMachine, Submitted, TaskKey, Worker,
@@ -175,7 +177,7 @@ impl JobHeader {
                     tasks: BTreeMap::new(),
                     requeued: t.requeued,
                     counts: t.counts,
-                    outputs: BTreeMap::new(),
+                    outputs: Outputs::default(),
                     opened_ms: t.opened_ms,
                 })
                 .collect(),
@@ -285,8 +287,12 @@ impl StateStore {
                 }
             }
         }
-        write_chunks(core, &changes.tasks, &mut tasks, |t| &t.tasks);
-        write_chunks(core, &changes.outputs, &mut outputs, |t| &t.outputs);
+        write_chunks(core, &changes.tasks, &mut tasks, |t, range| {
+            t.tasks.range(range).map(|(p, r)| (*p, r)).collect()
+        });
+        write_chunks(core, &changes.outputs, &mut outputs, |t, range| {
+            t.outputs.range(range).collect()
+        });
         for (id, from) in &changes.events_from {
             let Some(job) = core.jobs.get(id) else {
                 continue;
@@ -534,11 +540,11 @@ impl StateStore {
 
 /// Rewrites (or removes, once empty) every chunk holding a changed key,
 /// from the records `records_of` a template as they are now.
-fn write_chunks<V: Serialize>(
-    core: &Core,
+fn write_chunks<'a, V: Serialize>(
+    core: &'a Core,
     changed: &BTreeSet<TaskKey>,
     batch: &mut Batch,
-    records_of: impl Fn(&Template) -> &BTreeMap<u64, V>,
+    records_in: impl Fn(&'a Template, Range<u64>) -> Vec<(u64, V)>,
 ) {
     let chunks: BTreeSet<TaskKey> = changed
         .iter()
@@ -549,8 +555,8 @@ fn write_chunks<V: Serialize>(
         .collect();
     for chunk in chunks {
         let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
-        let records: Vec<(u64, &V)> = template_of(core, chunk)
-            .map(|t| records_of(t).range(range).map(|(p, r)| (*p, r)).collect())
+        let records = template_of(core, chunk)
+            .map(|t| records_in(t, range))
             .unwrap_or_default();
         if records.is_empty() {
             batch.remove(&keys::task(chunk));
