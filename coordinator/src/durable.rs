@@ -14,8 +14,14 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    let dir = path
+    rename(&tmp, path)
+}
+
+/// Renames `from` (a file already synced) over `to`, then fsyncs the
+/// directory so the rename is durable too.
+pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    let dir = to
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));

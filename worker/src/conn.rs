@@ -20,6 +20,9 @@ pub struct Conn {
     current: Arc<Mutex<Option<(String, AuthChannel)>>>,
 }
 
+/// Wait between rounds over every coordinator while none leads.
+const ELECTION_POLL: Duration = Duration::from_millis(25);
+
 fn endpoint(dialer: &Dialer, address: &str) -> Option<Endpoint> {
     dialer.endpoint(address).ok().map(|e| {
         e.connect_timeout(Duration::from_secs(2))
@@ -71,9 +74,11 @@ impl Conn {
                     if candidates.is_empty() {
                         candidates = self.addresses.clone();
                         // Between rounds over every coordinator (an
-                        // election is running): about one leader heartbeat.
+                        // election is running, which takes a few hundred
+                        // milliseconds): short, so leases flow again soon
+                        // after a new leader is elected.
                         if hop > 0 {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            tokio::time::sleep(ELECTION_POLL).await;
                         }
                     }
                     let address = candidates.remove(0);

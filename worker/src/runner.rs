@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     prefetch: Mutex<Prefetch>,
     /// Set when the cluster asked this worker to drain.
     pub(crate) draining: AtomicBool,
+    /// Lease calls that failed in a row (no leader reachable): how long
+    /// the next waits.
+    lease_failures: AtomicU32,
 }
 
 impl Shared {
@@ -308,6 +311,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Wo
         session: Mutex::new(session),
         reporter,
         draining: AtomicBool::new(false),
+        lease_failures: AtomicU32::new(0),
     });
     shared.set_task_log_store(&task_log_url);
     // Heartbeats go on through the drain, so the attempts it waits for keep
@@ -428,6 +432,9 @@ async fn take_answer(
     shared.config.metrics.lease_call(answer.elapsed);
     match answer.result {
         Ok(response) => {
+            if shared.lease_failures.swap(0, Ordering::Relaxed) > 0 {
+                tracing::info!("leasing again");
+            }
             if response.drain_requested {
                 shared.draining.store(true, Ordering::Release);
             }
@@ -446,10 +453,22 @@ async fn take_answer(
             session::renew(shared, kinds, answer.epoch, stop.clone()).await;
         }
         Err(status) => {
-            tracing::warn!(error = %status.message(), "lease failed");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // A failover is over within a few hundred milliseconds, so the
+            // first retries come quickly; a cluster that stays unreachable
+            // is asked at most once a second.
+            let failures = shared.lease_failures.fetch_add(1, Ordering::Relaxed);
+            if failures == 0 {
+                tracing::warn!(error = %status.message(), "lease failed; retrying");
+            }
+            tokio::time::sleep(lease_retry_delay(failures)).await;
         }
     }
+}
+
+/// How long a lease call waits after `failures` failed calls in a row:
+/// 25 ms more for each, at most 1 s.
+fn lease_retry_delay(failures: u32) -> Duration {
+    Duration::from_millis((25 * (u64::from(failures) + 1)).min(1000))
 }
 
 fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
@@ -830,6 +849,15 @@ async fn release(shared: &Arc<Shared>, which: impl Fn(&Held) -> bool, exiting: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_retries_come_quickly_through_an_election_and_slowly_after() {
+        assert_eq!(lease_retry_delay(0), Duration::from_millis(25));
+        assert_eq!(lease_retry_delay(3), Duration::from_millis(100));
+        let through_an_election: Duration = (0..6).map(lease_retry_delay).sum();
+        assert!(through_an_election < Duration::from_millis(600));
+        assert_eq!(lease_retry_delay(u32::MAX), Duration::from_secs(1));
+    }
 
     #[test]
     fn every_executor_registers_its_kind() {

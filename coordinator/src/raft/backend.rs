@@ -196,6 +196,20 @@ pub trait StateBackend {
     /// Replaces the checkpoint, durably.
     fn write_checkpoint(&mut self, bytes: &[u8]) -> Result<(), NodeError>;
 
+    /// Where a checkpoint encoded off the driver's thread is written
+    /// (durably) before [`StateBackend::adopt_staged_checkpoint`] makes it
+    /// the checkpoint; `None` takes checkpoints inline.
+    fn checkpoint_staging(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Makes the staged checkpoint the checkpoint, durably.
+    fn adopt_staged_checkpoint(&mut self) -> Result<(), NodeError> {
+        Err(NodeError::Storage(
+            "this store takes checkpoints inline".into(),
+        ))
+    }
+
     /// The members' addresses as last saved.
     fn load_members(&self) -> Option<BTreeMap<u64, String>>;
 
@@ -205,6 +219,10 @@ pub trait StateBackend {
 
 /// The checkpoint's file name in the data directory.
 const CHECKPOINT_FILE: &str = "checkpoint.snap";
+
+/// A checkpoint written off the driver's thread, not yet adopted. One left
+/// by a crash is never read: it is replaced by the next one.
+const STAGED_CHECKPOINT_FILE: &str = "checkpoint.snap.staged";
 
 /// The members file's name in the data directory.
 const MEMBERS_FILE: &str = "members.json";
@@ -275,6 +293,16 @@ impl StateBackend for DiskState {
 
     fn write_checkpoint(&mut self, bytes: &[u8]) -> Result<(), NodeError> {
         write_durably(&self.dir.join(CHECKPOINT_FILE), bytes)
+    }
+
+    fn checkpoint_staging(&self) -> Option<PathBuf> {
+        Some(self.dir.join(STAGED_CHECKPOINT_FILE))
+    }
+
+    fn adopt_staged_checkpoint(&mut self) -> Result<(), NodeError> {
+        let checkpoint = self.dir.join(CHECKPOINT_FILE);
+        crate::durable::rename(&self.dir.join(STAGED_CHECKPOINT_FILE), &checkpoint)
+            .map_err(|e| NodeError::Storage(format!("{}: {e}", checkpoint.display())))
     }
 
     fn load_members(&self) -> Option<BTreeMap<u64, String>> {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::backend::{BOOTSTRAP_INDEX, LogBackend, SnapshotPayload, StateBackend};
+use super::checkpoint::{CheckpointJob, snapshot_of};
 use super::cluster_clock::ClusterClock;
 use super::entry::ENTRY_FORMAT;
 use super::lease_timers::LeaseTimers;
@@ -188,6 +189,12 @@ pub struct DriverCore<L: LogBackend, S: StateBackend> {
     next_tick_ms: u64,
     /// Applied entries since the last checkpoint.
     entries_since_checkpoint: u64,
+    /// A checkpoint copied and waiting for the shell to take it off the
+    /// thread ([`DriverCore::take_checkpoint_job`]).
+    checkpoint_job: Option<CheckpointJob>,
+    /// The index of the checkpoint being taken off the thread, until the
+    /// shell hands back its result ([`DriverCore::checkpoint_staged`]).
+    checkpoint_in_flight: Option<u64>,
     /// Records changed by entries applied since the state store was last
     /// written.
     unwritten: Changes,
@@ -344,6 +351,8 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             heard_at_ms: BTreeMap::new(),
             next_tick_ms: now.mono_ms + config.tick_ms,
             entries_since_checkpoint: 0,
+            checkpoint_job: None,
+            checkpoint_in_flight: None,
             unwritten: Changes::default(),
             written_index: applied,
             unwritten_since_ms: None,
@@ -1169,16 +1178,22 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
 
     /// Takes a checkpoint when enough entries were applied, or when raft-rs
     /// needs a snapshot for a lagging follower: the state is written with a
-    /// real fsync first, and only then is the log compacted.
+    /// real fsync first, and only then is the log compacted. With a staging
+    /// file (on disk) the state is copied here and encoded and written off
+    /// the thread ([`crate::raft::checkpoint`]); without one, inline.
     fn maybe_checkpoint(&mut self) {
+        if self.checkpoint_in_flight.is_some() || self.applied == 0 {
+            return;
+        }
         let wanted = self.raw.store().snapshot_wanted();
         if self.entries_since_checkpoint < self.config.checkpoint_entries && wanted.is_none() {
             return;
         }
-        if self.applied == 0 {
-            return;
-        }
-        if let Err(e) = self.checkpoint() {
+        let result = match self.state.checkpoint_staging() {
+            Some(staging) => self.stage_checkpoint(staging),
+            None => self.checkpoint(),
+        };
+        if let Err(e) = result {
             tracing::warn!(node = self.id, error = %e, "checkpoint failed; the log is not compacted");
         }
     }
@@ -1194,12 +1209,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             members: self.members.clone(),
             state: self.sm.snapshot(),
         };
-        let mut snapshot = Snapshot::default();
-        snapshot.set_data(postcard::to_stdvec(&payload).unwrap_or_default().into());
-        let meta = snapshot.mut_metadata();
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(self.raw.store().conf_state().clone());
+        let snapshot = snapshot_of(&payload, index, term, self.raw.store().conf_state().clone());
         let bytes = snapshot
             .write_to_bytes()
             .map_err(|e| NodeError::Storage(e.to_string()))?;
@@ -1207,6 +1217,58 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
         self.raw.mut_store().compact_to_snapshot(snapshot)?;
         self.entries_since_checkpoint = 0;
         Ok(())
+    }
+
+    /// Copies what a checkpoint at the applied index holds, for the shell
+    /// to encode and write to `staging` off the thread.
+    fn stage_checkpoint(&mut self, staging: std::path::PathBuf) -> Result<(), NodeError> {
+        let index = self.applied;
+        let term = self
+            .raw
+            .store()
+            .term(index)
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        self.checkpoint_job = Some(CheckpointJob {
+            index,
+            term,
+            conf_state: self.raw.store().conf_state().clone(),
+            members: self.members.clone(),
+            core: self.sm.core().clone(),
+            staging,
+        });
+        self.checkpoint_in_flight = Some(index);
+        // A failed attempt is retried after as many entries again, not on
+        // every turn (a full disk would otherwise be hammered).
+        self.entries_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// The checkpoint copied by the last turn, for the shell to run off the
+    /// thread ([`CheckpointJob::run`]) and hand back to
+    /// [`DriverCore::checkpoint_staged`].
+    pub fn take_checkpoint_job(&mut self) -> Option<CheckpointJob> {
+        self.checkpoint_job.take()
+    }
+
+    /// Adopts a checkpoint written off the thread and compacts the log to
+    /// it, unless a newer checkpoint (a snapshot installed from the leader)
+    /// took its place meanwhile. An error here is the checkpoint's, not the
+    /// node's: the log is simply not compacted yet.
+    pub fn checkpoint_staged(&mut self, result: Result<Snapshot, NodeError>) {
+        let Some(index) = self.checkpoint_in_flight.take() else {
+            return;
+        };
+        let adopted = result.and_then(|snapshot| {
+            debug_assert_eq!(snapshot.get_metadata().index, index);
+            if index <= self.raw.store().snapshot_meta().index {
+                return Ok(());
+            }
+            self.state.adopt_staged_checkpoint()?;
+            Ok(self.raw.mut_store().compact_to_snapshot(snapshot)?)
+        });
+        if let Err(e) = adopted {
+            tracing::warn!(node = self.id, index, error = %e, "checkpoint failed; the log is not compacted");
+        }
     }
 
     /// The node's Raft status.
@@ -1467,5 +1529,67 @@ mod tests {
                 .index,
             6
         );
+    }
+
+    #[test]
+    fn on_disk_a_checkpoint_is_copied_on_the_raft_thread_and_written_and_adopted_off_it() {
+        use crate::raft::backend::DiskState;
+        use crate::raft::log_store::LogStore;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig::new(1, dir.path());
+        config.peers = [(1, "mem:1".to_owned())].into();
+        config.checkpoint_entries = 5;
+        let at = |mono_ms| Now {
+            mono_ms,
+            wall_ms: 1_780_272_000_000,
+        };
+        let open = |config: NodeConfig| {
+            DriverCore::open(
+                config,
+                LogStore::open(&dir.path().join("raft")).unwrap(),
+                DiskState::open(dir.path()).unwrap(),
+                Box::new(NoNetwork),
+                at(0),
+            )
+            .expect("the node opens")
+        };
+        let mut core = open(config.clone());
+        core.campaign_if_alone();
+        let mut ms = 1;
+        let mut job = None;
+        while job.is_none() {
+            let (tx, _rx) = reply::channel();
+            core.propose(vec![Command::Tick], tx);
+            ms += 1;
+            core.turn(at(ms)).unwrap();
+            job = core.take_checkpoint_job();
+            assert!(ms < 100, "no checkpoint was staged");
+        }
+        let job = job.unwrap();
+        let index = job.index;
+        assert_eq!(
+            core.status().snapshot_index,
+            BOOTSTRAP_INDEX,
+            "staging neither writes nor compacts on the Raft thread"
+        );
+        // While it is written, entries keep applying and no second copy is
+        // taken.
+        for _ in 0..10 {
+            let (tx, _rx) = reply::channel();
+            core.propose(vec![Command::Tick], tx);
+            ms += 1;
+            core.turn(at(ms)).unwrap();
+            assert!(core.take_checkpoint_job().is_none());
+        }
+        core.checkpoint_staged(job.run());
+        assert_eq!(core.status().snapshot_index, index);
+        assert_eq!(core.raw.store().first_index().unwrap(), index + 1);
+        let applied = core.status().applied_index;
+        core.close();
+        drop(core);
+        // A restart starts from the adopted checkpoint and replays the rest.
+        let core = open(config);
+        assert_eq!(core.status().snapshot_index, index);
+        assert_eq!(core.status().applied_index, applied);
     }
 }

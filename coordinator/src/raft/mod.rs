@@ -15,6 +15,8 @@
 //!   disk stores, and the handle callers use.
 //! - [`backend`]: the two store traits the core needs, and the disk state
 //!   backend (sled, checkpoint file, members file).
+//! - [`checkpoint`]: a checkpoint copied by the core and encoded and written
+//!   off the Raft thread by the shell.
 //! - [`log_store`]: the Raft log, HardState and ConfState in raft-engine.
 //! - [`mem_log`], [`mem_state`]: in-memory stores that model which writes a
 //!   crash keeps, for the deterministic simulation.
@@ -22,6 +24,7 @@
 //! - [`service`]: the `RaftService` server for messages from peers.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cluster_clock;
 pub mod driver;
 pub mod entry;

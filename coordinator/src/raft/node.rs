@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
-use raft::prelude::{ConfChangeType, ConfChangeV2, Message};
+use raft::prelude::{ConfChangeType, ConfChangeV2, Message, Snapshot};
 use tokio::sync::{oneshot, watch};
 
 use super::backend::DiskState;
@@ -543,7 +543,14 @@ fn run(
     leasable_tx: watch::Sender<bool>,
 ) {
     let mut stopping = false;
+    // At most one checkpoint is written off this thread at a time; its
+    // result is handed back on the first turn after it finishes (within a
+    // tick).
+    let mut checkpoint: Option<std::thread::JoinHandle<Result<Snapshot, NodeError>>> = None;
     while !stopping {
+        if checkpoint.as_ref().is_some_and(|t| t.is_finished()) {
+            core.checkpoint_staged(join_checkpoint(checkpoint.take()));
+        }
         let wait_ms = core.next_tick_ms().saturating_sub(clock.now().mono_ms);
         match inbox.recv_timeout(Duration::from_millis(wait_ms)) {
             Ok(event) => stopping |= handle(&mut core, event, &clock),
@@ -563,6 +570,15 @@ fn run(
             core.fail_everything(NodeError::Storage(e.to_string()));
             break;
         }
+        if let Some(job) = core.take_checkpoint_job() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("checkpoint-{}", core.id()))
+                .spawn(move || job.run());
+            match spawned {
+                Ok(thread) => checkpoint = Some(thread),
+                Err(e) => core.checkpoint_staged(Err(NodeError::Storage(e.to_string()))),
+            }
+        }
         let _ = status.send_if_modified(|s| {
             let new = core.status();
             if *s != new {
@@ -574,6 +590,11 @@ fn run(
         });
         let now_leasable = leasable(&core);
         leasable_tx.send_if_modified(|was| std::mem::replace(was, now_leasable) != now_leasable);
+    }
+    // A checkpoint being written is finished (it is durable or not at
+    // all) and adopted, so a clean stop leaves the log compacted.
+    if checkpoint.is_some() {
+        core.checkpoint_staged(join_checkpoint(checkpoint.take()));
     }
     core.close();
     // Requests still queued would otherwise sit in the channel for as
@@ -591,6 +612,16 @@ fn run(
             _ => {}
         }
     }
+}
+
+/// The result of a checkpoint thread that has finished (or is joined).
+fn join_checkpoint(
+    thread: Option<std::thread::JoinHandle<Result<Snapshot, NodeError>>>,
+) -> Result<Snapshot, NodeError> {
+    thread
+        .ok_or_else(|| NodeError::Storage("no checkpoint was being written".into()))?
+        .join()
+        .unwrap_or_else(|_| Err(NodeError::Storage("the checkpoint thread panicked".into())))
 }
 
 /// Whether the node's state has a task ready to lease.

@@ -42,16 +42,22 @@ pub enum SnapshotError {
     Corrupt(String),
 }
 
+/// Encodes a replicated state as [`StateMachine::snapshot`] does; for a
+/// copy taken to be encoded elsewhere (a checkpoint off the Raft thread).
+pub fn encode(core: &Core) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    // Encoding plain data into a Vec cannot fail.
+    let body = postcard::to_stdvec(core).unwrap_or_default();
+    out.extend_from_slice(&body);
+    out
+}
+
 impl StateMachine {
     /// Encodes the replicated state. Equal states give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // Encoding plain data into a Vec cannot fail.
-        let body = postcard::to_stdvec(&self.core).unwrap_or_default();
-        out.extend_from_slice(&body);
-        out
+        encode(&self.core)
     }
 
     /// Decodes a snapshot and rebuilds the indexes.
