@@ -103,7 +103,9 @@ impl AttemptLog {
 
 /// The time as log lines show it: UTC, milliseconds.
 pub fn now() -> impl std::fmt::Display {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    // The RFC 3339 writer, not a strftime pattern: the pattern is parsed
+    // on every call, which was a few percent of a busy worker's CPU.
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
