@@ -69,6 +69,9 @@ pub struct WorkerConfig {
     pub lease_wait: Duration,
     /// Most tasks leased ahead of the free slots (the depth itself follows
     /// how long tasks run; see [`crate::prefetch`]); 0 turns lease-ahead off.
+    /// The cap binds only for tasks far shorter than a lease round trip: a
+    /// busy cluster answers in about 10 ms, and 512 keeps four 64-slot
+    /// workers of millisecond tasks busy through it.
     pub prefetch_max: usize,
     /// How long a finished attempt's report waits for others to join its
     /// batch.
@@ -95,7 +98,7 @@ impl WorkerConfig {
             probe_log: None,
             drain_timeout: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
-            prefetch_max: 64,
+            prefetch_max: 512,
             report_linger: Duration::from_millis(2),
             metrics: Metrics::new(),
             dialer: drover_net::Dialer::plaintext(),
@@ -182,6 +185,11 @@ impl Shared {
 
     fn task_log_store(&self) -> Option<Location> {
         self.task_logs.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Whether attempts' logs are stored, and so worth keeping.
+    fn keeps_task_logs(&self) -> bool {
+        self.task_logs.lock().is_ok_and(|s| s.is_some())
     }
 
     fn held_count(&self) -> usize {
@@ -473,7 +481,12 @@ fn lease_retry_delay(failures: u32) -> Duration {
 
 fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let log = AttemptLog::default();
+    // Kept only where it will be stored: the task log store uploads it.
+    let log = if shared.keeps_task_logs() {
+        AttemptLog::default()
+    } else {
+        AttemptLog::discarding()
+    };
     let progress = Progress::logged_to(log.clone());
     let started = Arc::new(AtomicBool::new(false));
     if let Ok(mut held) = shared.held.lock() {
@@ -494,7 +507,7 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
     // The attempt's logs carry the job's trace id, so one id finds a job's
     // work from the submit to every worker that ran it; the events inside
     // also go to the attempt's own log.
-    let handed = task_log::capture::hand_over(&log);
+    let handed = log.is_kept().then(|| task_log::capture::hand_over(&log));
     let span = tracing::info_span!(
         "task",
         job_id = %task.job_id,
@@ -502,7 +515,7 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
         attempt = task.attempt,
         kind = name,
         trace_id = %drover_proto::trace::trace_id_of(&task.trace_parent).unwrap_or_default(),
-        attempt_log = handed.number(),
+        attempt_log = handed.as_ref().map(task_log::capture::HandedOver::number),
     );
     drop(handed);
     let shared = shared.clone();
@@ -638,17 +651,19 @@ async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
         ..
     } = attempt;
     let executor = shared.executors.get(name).cloned();
-    log.stamped(
-        "drover",
-        &format!(
-            "attempt {} of task {} ({name}) on worker {}, fencing token {}, output prefix {}",
-            task.attempt,
-            task.task_id,
-            shared.config.worker_id,
-            task.fencing_token,
-            task.output_prefix
-        ),
-    );
+    if log.is_kept() {
+        log.stamped(
+            "drover",
+            &format!(
+                "attempt {} of task {} ({name}) on worker {}, fencing token {}, output prefix {}",
+                task.attempt,
+                task.task_id,
+                shared.config.worker_id,
+                task.fencing_token,
+                task.output_prefix
+            ),
+        );
+    }
     let (ended_tx, ended_rx) = watch::channel(false);
     let uploader = shared.task_log_store().map(|store| {
         let uploader = LogUploader::new(store, &task.output_prefix, log.clone());
@@ -667,6 +682,7 @@ async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
     // fenced attempt still running elsewhere never shares it.
     let scratch_dir = crate::output::attempt_dir(&shared.config.work_dir, &task.output_prefix);
     let output_dir = crate::output::attempt_dir(&shared.config.data_root, &task.output_prefix);
+    let uses_scratch = executor.as_ref().is_some_and(|e| e.uses_scratch_dir());
     let result = match (executor, output_dir, scratch_dir.clone()) {
         (None, ..) => Err(TaskError::permanent(format!(
             "this worker does not run `{name}` tasks"
@@ -687,9 +703,10 @@ async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
             }
         }
     };
-    // Most attempts never make their scratch directory: look before
-    // sending a removal to the blocking pool.
-    if let Ok(dir) = scratch_dir
+    // Most attempts never make their scratch directory: look (only where
+    // the kind may make one) before sending a removal to the blocking pool.
+    if uses_scratch
+        && let Ok(dir) = scratch_dir
         && std::fs::symlink_metadata(&dir).is_ok()
     {
         let _ = tokio::fs::remove_dir_all(dir).await;
@@ -700,7 +717,9 @@ async fn run_attempt(shared: &Shared, attempt: Attempt) -> Ran {
     // that finished its work anyway is reported, and the coordinator's
     // fencing decides whether it counts.
     let was_stopped = *stopped.borrow() && result.is_err();
-    log.stamped("drover", &ending(&result, was_stopped, elapsed));
+    if log.is_kept() {
+        log.stamped("drover", &ending(&result, was_stopped, elapsed));
+    }
     let _ = ended_tx.send(true);
     if let Some(uploader) = uploader {
         let _ = uploader.await;

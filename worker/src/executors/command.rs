@@ -68,6 +68,10 @@ impl Executor for Command {
         "command"
     }
 
+    fn uses_scratch_dir(&self) -> bool {
+        true
+    }
+
     fn run(&self, task: LeasedTask, ctx: AttemptContext) -> Attempt {
         Box::pin(async move {
             let cfg: CommandConfig = config(&task)?;

@@ -208,6 +208,12 @@ pub trait Executor: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Starts one attempt.
     fn run(&self, task: LeasedTask, ctx: AttemptContext) -> Attempt;
+    /// Whether its attempts may make [`AttemptContext::scratch_dir`], which
+    /// the runner then removes after each; one that never does spares every
+    /// attempt a look at the disk.
+    fn uses_scratch_dir(&self) -> bool {
+        false
+    }
 }
 
 /// Parses a task's config for a kind, as a permanent failure when invalid:

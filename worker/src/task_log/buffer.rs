@@ -14,9 +14,21 @@ pub const TAIL_BYTES: usize = 960 * 1024;
 pub const LINE_BYTES_MAX: usize = 16 * 1024;
 
 /// A shared handle to one attempt's log; clones append to the same log.
-#[derive(Debug, Clone, Default)]
+/// A worker with no task log store to upload to keeps none: its attempts'
+/// logs discard every line ([`AttemptLog::discarding`]), which spares a
+/// short attempt the formatting and copying of lines no one reads.
+#[derive(Debug, Clone)]
 pub struct AttemptLog {
-    inner: Arc<Mutex<Lines>>,
+    inner: Option<Arc<Mutex<Lines>>>,
+}
+
+impl Default for AttemptLog {
+    /// A log that keeps its lines.
+    fn default() -> Self {
+        Self {
+            inner: Some(Arc::default()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,9 +42,22 @@ struct Lines {
 }
 
 impl AttemptLog {
+    /// A log that keeps nothing.
+    pub fn discarding() -> Self {
+        Self { inner: None }
+    }
+
+    /// Whether lines appended are kept.
+    pub fn is_kept(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Appends `line` (a newline is added; newlines inside are kept as
     /// separate lines of the same entry).
     pub fn line(&self, line: &str) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
         let mut bytes = line.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
         if bytes.len() > LINE_BYTES_MAX {
             let mut cut = LINE_BYTES_MAX;
@@ -46,7 +71,7 @@ impl AttemptLog {
             );
         }
         bytes.push(b'\n');
-        let Ok(mut lines) = self.inner.lock() else {
+        let Ok(mut lines) = inner.lock() else {
             return;
         };
         lines.appended += 1;
@@ -72,13 +97,16 @@ impl AttemptLog {
     /// Appends `text` as one line from `source` (such as `stdout`), stamped
     /// with the time as event lines are.
     pub fn stamped(&self, source: &str, text: &str) {
+        if !self.is_kept() {
+            return;
+        }
         self.line(&format!("{} {source}: {text}", now()));
     }
 
     /// The log as it is now, and how many lines it has had (which changes
     /// whenever the text does).
     pub fn snapshot(&self) -> (Vec<u8>, u64) {
-        let Ok(lines) = self.inner.lock() else {
+        let Some(Ok(lines)) = self.inner.as_ref().map(|i| i.lock()) else {
             return (Vec::new(), 0);
         };
         let mut out = Vec::with_capacity(lines.head.len() + lines.tail.len() + 80);

@@ -69,6 +69,10 @@ impl Executor for SensorFeatures {
         "sensor_feature_backfill"
     }
 
+    fn uses_scratch_dir(&self) -> bool {
+        true
+    }
+
     fn run(&self, task: LeasedTask, ctx: AttemptContext) -> Attempt {
         let budget = self.memory_budget;
         Box::pin(async move { run(task, ctx, budget).await })
