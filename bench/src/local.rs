@@ -158,24 +158,49 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until every running coordinator has applied within
+    /// [`CAUGHT_UP_ENTRIES`] of the highest commit index any of them
+    /// knows: a restarted node that is still loading its state or replaying
+    /// its log cannot vote, and killing the leader then would stop the
+    /// cluster until it can, which is two failures, not one.
+    pub async fn wait_caught_up(&self, patience: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if self.caught_up().await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the coordinators did not catch up within {patience:?}; see the logs in {}",
+                    self.root.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn caught_up(&self) -> bool {
+        let mut indexes = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let Some(status) = status_of(node.grpc).await else {
+                return false;
+            };
+            indexes.push((status.commit_index, status.applied_index));
+        }
+        let committed = indexes.iter().map(|(c, _)| *c).max().unwrap_or(0);
+        indexes
+            .iter()
+            .all(|(_, applied)| applied + CAUGHT_UP_ENTRIES >= committed)
+    }
+
     /// The highest Raft term any running coordinator reports: it moves
     /// only with an election, so two readings tell whether the leader
     /// changed between them.
     pub async fn term(&self) -> Option<u64> {
         let mut term = None;
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let endpoint = drover_proto::endpoint(&node.grpc.to_string())
-                .ok()?
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(2));
-            let Ok(channel) = endpoint.connect().await else {
-                continue;
-            };
-            if let Ok(status) = AdminServiceClient::new(channel)
-                .cluster_status(ClusterStatusRequest {})
-                .await
-            {
-                term = term.max(Some(status.into_inner().term));
+            if let Some(status) = status_of(node.grpc).await {
+                term = term.max(Some(status.term));
             }
         }
         term
@@ -184,17 +209,7 @@ impl LocalCluster {
     async fn agreed_leader(&self) -> Option<u64> {
         let mut seen = None;
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let endpoint = drover_proto::endpoint(&node.grpc.to_string())
-                .ok()?
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(2));
-            let channel = endpoint.connect().await.ok()?;
-            let status = AdminServiceClient::new(channel)
-                .cluster_status(ClusterStatusRequest {})
-                .await
-                .ok()?
-                .into_inner();
-            let leader = status.leader_id;
+            let leader = status_of(node.grpc).await?.leader_id;
             let alive = self
                 .nodes
                 .iter()
@@ -206,6 +221,24 @@ impl LocalCluster {
         }
         seen
     }
+}
+
+/// How far behind the highest commit index a coordinator may be and still
+/// count as caught up (the readiness probe's bound).
+const CAUGHT_UP_ENTRIES: u64 = 100;
+
+/// One coordinator's `ClusterStatus`, if it answers.
+async fn status_of(grpc: SocketAddr) -> Option<drover_proto::v1::ClusterStatusResponse> {
+    let endpoint = drover_proto::endpoint(&grpc.to_string())
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint.connect().await.ok()?;
+    AdminServiceClient::new(channel)
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
 }
 
 impl Drop for LocalCluster {

@@ -304,6 +304,7 @@ pub async fn failover(env: &mut Env, kills: u32) -> Result<Value> {
         ));
         cluster.restart(leader)?;
         cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster.wait_caught_up(Duration::from_secs(300)).await?;
     }
     let counted = workers.counted().await;
     workers.stop().await;
@@ -311,7 +312,7 @@ pub async fn failover(env: &mut Env, kills: u32) -> Result<Value> {
     lines.insert(
         0,
         format!(
-            "{kills} leader kills under saturating load · {} `drover worker` processes × {} slots",
+            "{kills} leader kills under saturating load, each once the last one killed is back and caught up · {} `drover worker` processes × {} slots",
             env.real_workers, env.slots
         ),
     );

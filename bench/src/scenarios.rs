@@ -408,13 +408,14 @@ pub async fn failover(env: &mut Env, kills: u32) -> Result<Value> {
         ));
         cluster.restart(leader)?;
         cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster.wait_caught_up(Duration::from_secs(300)).await?;
     }
     let lat = stop_workers(&tally, workers).await;
     let s = recoveries.summary();
     lines.insert(
         0,
         format!(
-            "{kills} leader kills under saturating load · {} workers × batch {}",
+            "{kills} leader kills under saturating load, each once the last one killed is back and caught up · {} workers × batch {}",
             env.workers, env.batch
         ),
     );

@@ -1432,6 +1432,31 @@ mod tests {
             .unwrap();
     }
 
+    /// Monotonic time `mono_ms`, on a wall clock that does not move.
+    fn at(mono_ms: u64) -> Now {
+        Now {
+            mono_ms,
+            wall_ms: 1_780_272_000_000,
+        }
+    }
+
+    /// A single-voter cluster in memory that has elected itself (at 1 ms).
+    fn lone_voter() -> DriverCore<MemLog, MemState> {
+        let mut config = NodeConfig::new(1, "/nonexistent/drover-test");
+        config.peers = [(1, "mem:1".to_owned())].into();
+        let mut core = DriverCore::open(
+            config,
+            MemLog::new(),
+            MemState::new(),
+            Box::new(NoNetwork),
+            at(0),
+        )
+        .expect("the node opens");
+        core.campaign_if_alone();
+        core.turn(at(1)).unwrap();
+        core
+    }
+
     fn open(log: MemLog, state: MemState) -> Result<DriverCore<MemLog, MemState>, NodeError> {
         let now = Now {
             mono_ms: 0,
@@ -1503,22 +1528,7 @@ mod tests {
         // may count as catching up. Promoting a learner that is not there
         // (a wrong address in AddNode) would cost the cluster its quorum,
         // and with it the means to remove the learner again.
-        let mut config = NodeConfig::new(1, "/nonexistent/drover-test");
-        config.peers = [(1, "mem:1".to_owned())].into();
-        let at = |mono_ms| Now {
-            mono_ms,
-            wall_ms: 0,
-        };
-        let mut core = DriverCore::open(
-            config,
-            MemLog::new(),
-            MemState::new(),
-            Box::new(NoNetwork),
-            at(0),
-        )
-        .expect("the node opens");
-        core.campaign_if_alone();
-        core.turn(at(1)).unwrap();
+        let mut core = lone_voter();
         let (added, mut adding) = reply::channel();
         core.change_members(
             conf_change(ConfChangeType::AddLearnerNode, 2),
@@ -1628,5 +1638,35 @@ mod tests {
         let core = open(config);
         assert_eq!(core.status().snapshot_index, index);
         assert_eq!(core.status().applied_index, applied);
+    }
+
+    #[test]
+    fn a_busy_leader_holds_proposals_into_larger_entries_and_an_idle_one_does_not() {
+        let mut core = lone_voter();
+        // Idle: a proposal goes out on the turn it arrives.
+        let (tx, mut rx) = reply::channel();
+        core.propose(vec![Command::Tick; BUSY_ENTRY_COMMANDS], tx);
+        core.turn(at(2)).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))), "proposed at once");
+        // That entry was a busy one's: the next proposal (queued as of the
+        // last turn, at 2) waits to be packed with more, and the driver
+        // asks to be woken when the hold ends.
+        let (tx, mut rx) = reply::channel();
+        core.propose(vec![Command::Tick], tx);
+        core.turn(at(3)).unwrap();
+        assert!(rx.try_recv().is_err(), "held while busy");
+        assert_eq!(core.next_tick_ms(), 2 + BUSY_HOLD_MS);
+        core.turn(at(1 + BUSY_HOLD_MS)).unwrap();
+        assert!(rx.try_recv().is_err(), "still held");
+        core.turn(at(2 + BUSY_HOLD_MS)).unwrap();
+        assert!(
+            matches!(rx.try_recv(), Ok(Ok(_))),
+            "proposed when the hold ends"
+        );
+        // A small entry ends the busy spell.
+        let (tx, mut rx) = reply::channel();
+        core.propose(vec![Command::Tick], tx);
+        core.turn(at(3 + BUSY_HOLD_MS)).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))), "idle again");
     }
 }
