@@ -187,6 +187,29 @@ async fn drain(env: &Env, prefix: &str, sizes: &[u64]) -> Result<Drained> {
     })
 }
 
+/// The Raft term of the bench's own cluster (none against `--coordinators`).
+async fn term(env: &Env) -> Option<u64> {
+    match &env.cluster {
+        Some(c) => c.term().await,
+        None => None,
+    }
+}
+
+/// Elections since the cluster was at term `before`: each one is a leader
+/// change (or an attempt at one).
+async fn elections_since(env: &Env, before: Option<u64>) -> Option<u64> {
+    before
+        .zip(term(env).await)
+        .map(|(a, b)| b.saturating_sub(a))
+}
+
+fn elections_line(elections: Option<u64>) -> String {
+    format!(
+        "leader changes during the run: {}",
+        elections.map_or("?".to_owned(), |n| n.to_string())
+    )
+}
+
 /// Throughput at saturation with real workers, and beside it (unless
 /// `raw` is `None`) the raw-client reference in the same run and their
 /// ratio.
@@ -195,27 +218,15 @@ pub async fn throughput(env: &Env, tasks: u64, jobs: u64, raw: Option<Value>) ->
     let sizes: Vec<u64> = (0..jobs)
         .map(|i| tasks / jobs + u64::from(i < tasks % jobs))
         .collect();
-    let term_before = match &env.cluster {
-        Some(c) => c.term().await,
-        None => None,
-    };
+    let term_before = term(env).await;
     let drained = drain(env, "real-tp", &sizes).await?;
-    let term_after = match &env.cluster {
-        Some(c) => c.term().await,
-        None => None,
-    };
-    let elections = term_before
-        .zip(term_after)
-        .map(|(a, b)| b.saturating_sub(a));
+    let elections = elections_since(env, term_before).await;
     let mut lines = vec![format!(
         "{tasks} noop tasks in {jobs} jobs · {} `drover worker` processes × {} slots",
         env.real_workers, env.slots
     )];
     lines.extend(drained.lines());
-    lines.push(format!(
-        "leader changes during the run: {}",
-        elections.map_or("?".to_owned(), |n| n.to_string())
-    ));
+    lines.push(elections_line(elections));
     let raw_rate = raw
         .as_ref()
         .and_then(|r| r["tasksPerSecond"].as_f64())
@@ -351,6 +362,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     )
     .await?;
     let conn = env.conn();
+    let term_before = term(env).await;
     let sent = Instant::now();
     let window = observe::open(env.cluster.as_ref()).await;
     let worker_before = workers.samples();
@@ -371,6 +383,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let counted = workers.counted().await;
     workers.stop().await;
     done?;
+    let elections = elections_since(env, term_before).await;
     let drained = Drained {
         tasks: partitions,
         elapsed,
@@ -396,8 +409,10 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
         memory[1].clone(),
     ];
     lines.extend(drained.lines());
+    lines.push(elections_line(elections));
     print_block("scale: a backfill drained by real workers", &lines);
     let mut out = drained.json();
+    out["leaderChanges"] = json!(elections);
     out["partitions"] = json!(partitions);
     out["submitMs"] = json!(submit.as_secs_f64() * 1e3);
     out["bytesPerTaskAfterSubmit"] = json!(per_task(&after_submit, false));
