@@ -143,14 +143,26 @@ impl LocalCluster {
 
     /// The leader every running coordinator agrees on, once there is one.
     pub async fn wait_for_leader(&self, patience: Duration) -> Result<u64> {
+        self.poll_until(patience, "no leader", async || self.agreed_leader().await)
+            .await
+    }
+
+    /// Asks `check` every 20 ms until it answers, for at most `patience`;
+    /// then fails with `what`, pointing at the coordinators' logs.
+    async fn poll_until<T>(
+        &self,
+        patience: Duration,
+        what: &str,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> Result<T> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            if let Some(leader) = self.agreed_leader().await {
-                return Ok(leader);
+            if let Some(found) = check().await {
+                return Ok(found);
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "no leader within {patience:?}; see the logs in {}",
+                    "{what} within {patience:?}; see the logs in {}",
                     self.root.display()
                 );
             }
@@ -164,19 +176,10 @@ impl LocalCluster {
     /// its log cannot vote, and killing the leader then would stop the
     /// cluster until it can, which is two failures, not one.
     pub async fn wait_caught_up(&self, patience: Duration) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if self.caught_up().await {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "the coordinators did not catch up within {patience:?}; see the logs in {}",
-                    self.root.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.poll_until(patience, "the coordinators did not catch up", async || {
+            self.caught_up().await.then_some(())
+        })
+        .await
     }
 
     async fn caught_up(&self) -> bool {
