@@ -186,12 +186,12 @@ fn an_older_store_format_is_emptied_for_a_rebuild_and_a_newer_one_refused() {
 
     let older = tempfile::tempdir().unwrap();
     set_format(older.path(), STORAGE_FORMAT_VERSION - 1);
-    let state = DiskState::open(older.path()).unwrap();
+    let state = when_unlocked(|| DiskState::open(older.path()));
     assert!(state.load().unwrap().is_none(), "the old store was kept");
 
     let newer = tempfile::tempdir().unwrap();
     set_format(newer.path(), STORAGE_FORMAT_VERSION + 1);
-    let state = DiskState::open(newer.path()).unwrap();
+    let state = when_unlocked(|| DiskState::open(newer.path()));
     let err = state.load().err().unwrap().to_string();
     assert!(
         err.contains(&format!("format version {}", STORAGE_FORMAT_VERSION + 1)),
