@@ -1440,6 +1440,22 @@ mod tests {
         }
     }
 
+    /// Opens the disk state in `dir`, waiting while a just-dropped sled
+    /// database still holds its lock (released from a background thread).
+    fn disk_state_when_unlocked(dir: &std::path::Path) -> crate::raft::backend::DiskState {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match crate::raft::backend::DiskState::open(dir) {
+                Ok(state) => return state,
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    assert!(std::time::Instant::now() < deadline, "still locked: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     /// A single-voter cluster in memory that has elected itself (at 1 ms).
     fn lone_voter() -> DriverCore<MemLog, MemState> {
         let mut config = NodeConfig::new(1, "/nonexistent/drover-test");
@@ -1580,7 +1596,6 @@ mod tests {
 
     #[test]
     fn on_disk_a_checkpoint_is_copied_on_the_raft_thread_and_written_and_adopted_off_it() {
-        use crate::raft::backend::DiskState;
         use crate::raft::log_store::LogStore;
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::new(1, dir.path());
@@ -1594,7 +1609,7 @@ mod tests {
             DriverCore::open(
                 config,
                 LogStore::open(&dir.path().join("raft")).unwrap(),
-                DiskState::open(dir.path()).unwrap(),
+                disk_state_when_unlocked(dir.path()),
                 Box::new(NoNetwork),
                 at(0),
             )
