@@ -488,11 +488,14 @@ async fn bad_inputs_fail_the_attempt_clearly_and_for_good() {
         let attempt = AnnotationExport.run(t, export::context(&scratch));
         async move { attempt.await.unwrap_err() }
     };
-    // No manifest: nothing was committed there.
+    // An empty directory: no data file to read.
     let empty = dir.path().join("empty").display().to_string();
     let err = run_shard(export::config(&empty, &out, &key, serde_json::json!({}))).await;
     assert!(
-        !err.retryable && err.message.contains("_manifest.json"),
+        !err.retryable
+            && err
+                .message
+                .contains("has no .parquet/.pq, .jsonl/.ndjson, .csv files"),
         "{}",
         err.message
     );
@@ -558,5 +561,197 @@ async fn bad_inputs_fail_the_attempt_clearly_and_for_good() {
         !err.retryable && err.message.contains("at least"),
         "{}",
         err.message
+    );
+}
+
+/// The generated input's rows, every file in path order.
+async fn input_rows(input: &str) -> Vec<RecordBatch> {
+    let loc = Location::parse(input).unwrap();
+    let m = manifest::read(&loc).await.unwrap().unwrap();
+    let mut out = Vec::new();
+    for f in m.files.iter().filter(|f| f.path.ends_with(".parquet")) {
+        let (_, stream) = parquet::read(&loc, &f.path, 8192).await.unwrap();
+        out.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    out
+}
+
+/// The type a column is written as, by name; `None` leaves it.
+type Encoding = dyn Fn(&str) -> Option<DataType>;
+
+/// `batch` with each string column cast to the type `encode` gives for
+/// its name (left as it is for `None`).
+fn recoded(batch: &RecordBatch, encode: &Encoding) -> RecordBatch {
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match encode(f.name()).filter(|_| c.data_type() == &DataType::Utf8) {
+            Some(t) => {
+                columns.push(arrow_cast::cast(c, &t).unwrap());
+                fields.push(arrow_schema::Field::new(f.name(), t, true));
+            }
+            None => {
+                columns.push(c.clone());
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(
+        std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+        columns,
+    )
+    .unwrap()
+}
+
+/// Asserts two runs' labels are equal, showing the first line that
+/// differs rather than whole files.
+fn assert_same_labels(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, tag: &str) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{tag}"
+    );
+    for (path, text) in got {
+        let want = &want[path];
+        let first = text.lines().zip(want.lines()).position(|(a, b)| a != b);
+        if let Some(i) = first {
+            let cut = |s: &str| s.chars().take(600).collect::<String>();
+            panic!(
+                "{tag}: {path} line {i}:\n got  {}\n want {}",
+                cut(text.lines().nth(i).unwrap()),
+                cut(want.lines().nth(i).unwrap())
+            );
+        }
+        assert_eq!(text.len(), want.len(), "{tag}: {path}");
+    }
+}
+
+/// The exported labels of a run, by file: what users read.
+async fn labels_of(input: &str, dir: &Path, tag: &str) -> BTreeMap<String, String> {
+    let out = dir.join(format!("out-{tag}"));
+    let key = export::key_file(dir, 1);
+    let cfg = export::config(input, out.to_str().unwrap(), &key, serde_json::json!({}));
+    let (merged, _) = export::run(&cfg, 3, dir, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{tag}: {}", e.message));
+    let root = out.join(merged.prefix());
+    merged
+        .dataset
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("jsonl/") || f.path.starts_with("coco/"))
+        .map(|f| {
+            let text = std::fs::read_to_string(root.join(&f.path)).unwrap();
+            (f.path.clone(), text)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_without_a_manifest_in_any_format_and_string_encoding_export_the_same_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 300, 5).await;
+    let reference = labels_of(&input, dir.path(), "reference").await;
+    assert!(reference.len() >= 3, "{:?}", reference.keys());
+    let rows = input_rows(&input).await;
+
+    let dictionary = |t: DataType| DataType::Dictionary(Box::new(DataType::Int32), Box::new(t));
+    let encodings: [(&str, Box<Encoding>); 3] = [
+        ("large_string", Box::new(|_| Some(DataType::LargeUtf8))),
+        ("string_view", Box::new(|_| Some(DataType::Utf8View))),
+        (
+            "dictionary",
+            Box::new(move |name| match name {
+                "project" | "task_type" | "label" => Some(dictionary(DataType::Utf8)),
+                "annotator_id" => Some(dictionary(DataType::LargeUtf8)),
+                _ => None,
+            }),
+        ),
+    ];
+    for (tag, encode) in &encodings {
+        // Two files in a Hive-style directory, plus what Spark leaves
+        // beside them; no manifest.
+        let at = dir.path().join(tag);
+        let loc = Location::parse(at.to_str().unwrap()).unwrap();
+        let halves = rows.split_at(rows.len() / 2);
+        for (i, part) in [halves.0, halves.1].into_iter().enumerate() {
+            let schema = recoded(&part[0], encode).schema();
+            let rel = format!("batch={i}/part-{i}.parquet");
+            let mut sink = parquet::ParquetSink::create(&loc, &rel, schema, 1000).unwrap();
+            for b in part {
+                sink.write(&recoded(b, encode)).await.unwrap();
+            }
+            sink.finish().await.unwrap();
+        }
+        std::fs::write(at.join("_SUCCESS"), b"").unwrap();
+        let got = labels_of(at.to_str().unwrap(), dir.path(), tag).await;
+        assert_same_labels(&got, &reference, tag);
+    }
+
+    // The same rows as CSV and as JSONL.
+    let csv = dir.path().join("csv");
+    std::fs::create_dir_all(&csv).unwrap();
+    let mut w = arrow_csv::Writer::new(std::fs::File::create(csv.join("rows.csv")).unwrap());
+    for b in &rows {
+        w.write(b).unwrap();
+    }
+    drop(w);
+    let got = labels_of(csv.to_str().unwrap(), dir.path(), "csv").await;
+    assert_same_labels(&got, &reference, "csv");
+    let jsonl = dir.path().join("jsonl");
+    std::fs::create_dir_all(&jsonl).unwrap();
+    let mut w = arrow_json::LineDelimitedWriter::new(
+        std::fs::File::create(jsonl.join("rows.jsonl")).unwrap(),
+    );
+    for b in &rows {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    let got = labels_of(jsonl.to_str().unwrap(), dir.path(), "jsonl").await;
+    assert_same_labels(&got, &reference, "jsonl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_column_is_named_with_its_file_type_and_what_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 1, 50, 2).await;
+    let rows = input_rows(&input).await;
+    let at = dir.path().join("floats");
+    let loc = Location::parse(at.to_str().unwrap()).unwrap();
+    let bad = rows[0].clone();
+    let bad = {
+        let i = bad.schema().index_of("item_id").unwrap();
+        let mut columns = bad.columns().to_vec();
+        columns[i] =
+            std::sync::Arc::new(arrow_array::Float64Array::from(vec![1.5; bad.num_rows()]));
+        let mut fields: Vec<arrow_schema::Field> = bad
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[i] = arrow_schema::Field::new("item_id", DataType::Float64, true);
+        RecordBatch::try_new(
+            std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+            columns,
+        )
+        .unwrap()
+    };
+    let mut sink =
+        parquet::ParquetSink::create(&loc, "day/part.parquet", bad.schema(), 1000).unwrap();
+    sink.write(&bad).await.unwrap();
+    sink.finish().await.unwrap();
+    let key = export::key_file(dir.path(), 1);
+    let out = dir.path().join("out").display().to_string();
+    let cfg = export::config(at.to_str().unwrap(), &out, &key, serde_json::json!({}));
+    let t = export::task(&cfg, "export/calibrate", 0, 1, 5);
+    let err = AnnotationExport
+        .run(t, export::context(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(
+        err.message,
+        "input day/part.parquet: column `item_id` is Float64; accepted: string, large_string, string_view, a dictionary of strings, or an integer"
     );
 }

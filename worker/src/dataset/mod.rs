@@ -4,16 +4,23 @@
 //! whatever the input's size ([`parquet`]), and the `_manifest.json` that
 //! makes an output canonical ([`manifest`]).
 //!
-//! Readers, including the next task of a job, find files through manifests
-//! only, never by listing: an attempt's half-written files are invisible to
-//! them until a manifest names those files.
+//! A job's own readers (the next task of a job) find files through
+//! manifests only, never by listing: an attempt's half-written files are
+//! invisible to them until a manifest names those files. Users' inputs
+//! are read as they come ([`input`]): a manifest pins their files when
+//! there is one, a listing finds them otherwise; CSV and JSONL tables
+//! decode to Arrow batches ([`table`]) and every string encoding reads as
+//! one ([`strings`]).
 
+pub mod input;
 pub mod jsonl;
 pub mod listing;
 pub mod location;
 pub mod manifest;
 pub mod parquet;
 mod reader;
+pub mod strings;
+pub mod table;
 pub mod text;
 
 /// Why dataset IO failed.
@@ -48,6 +55,24 @@ pub enum DatasetError {
         url: String,
         /// The limit.
         max: usize,
+    },
+    /// An input holds no file a job reads.
+    #[error("{url} has no {accepted} files{}", if *manifest { " in its _manifest.json" } else { "" })]
+    NoFiles {
+        /// The input.
+        url: String,
+        /// The extensions looked for.
+        accepted: String,
+        /// Whether a manifest named the files.
+        manifest: bool,
+    },
+    /// A CSV or JSONL file does not decode.
+    #[error("{path}: {reason}")]
+    Decode {
+        /// The file.
+        path: String,
+        /// Why, with the line when the decoder knows it.
+        reason: String,
     },
     /// A file does not match what its manifest says.
     #[error("{path}: {reason}")]

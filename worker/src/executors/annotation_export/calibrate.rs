@@ -57,14 +57,17 @@ pub async fn run(
     ctx: &AttemptContext,
     export: &Export,
 ) -> Result<OutputManifest, TaskError> {
-    let (input_manifest, files) = super::input_files(export).await?;
+    let input = super::input_files(export).await?;
     let mut models = Models::new();
     if cfg.consensus.classes == "dawid_skene" {
         let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)
             .map_err(|e| TaskError::permanent(e.to_string()))?;
         let all = Filters::new(cfg, 0)?;
-        let files = wanted_files(&files, &all);
-        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        let files = wanted_files(&input.files, &all);
+        let mut rows = 0u64;
+        for f in &files {
+            rows += super::input::rows(&export.input, f).await?;
+        }
         let per_million = (SAMPLE_VOTES_MAX.saturating_mul(1_000_000) / rows.max(1)).min(1_000_000);
         let n = files.len().max(1) as f64;
         let g = gather(
@@ -113,7 +116,7 @@ pub async fn run(
     let file = export
         .write_json(MODEL_NAME, &models, models.len() as u64)
         .await?;
-    let fingerprint = export.fingerprint(task, &[input_manifest.content_hash()]);
+    let fingerprint = export.fingerprint(task, &[input.content_hash]);
     let m = DatasetManifest::new(vec![file], Vec::new(), &export.writer(task, fingerprint));
     export.commit(task, m).await
 }

@@ -1,7 +1,10 @@
-//! What the export reads: annotation rows in Parquet (the layout `drover
-//! datagen annotations` writes, or any table with the same columns), found
-//! through the input's `_manifest.json`, filtered while decoding to the rows
-//! of this shard's items, the chosen projects, labels and time window.
+//! What the export reads: annotation rows (the layout `drover datagen
+//! annotations` writes, or any table with the same columns) in Parquet,
+//! JSONL or CSV files, found through the input's `_manifest.json` or by
+//! listing the directory, filtered while decoding to the rows of this
+//! shard's items, the chosen projects, labels and time window. String
+//! columns may come in any encoding and ids may be integers: they are cast
+//! to plain strings as they are read ([`normalise`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,8 +18,135 @@ use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Schema, TimeUnit};
 use drover_jobspecs::kinds::annotation_export::{AnnotationExportConfig, TimeWindow};
 
+use crate::dataset::DatasetError;
+use crate::dataset::input::{self as dataset_input, Format, Input, InputFile};
+use crate::dataset::location::Location;
 use crate::dataset::parquet::Predicate;
+use crate::dataset::strings::{self, Text};
 use crate::executors::TaskError;
+use crate::executors::data_attempt::dataset_error;
+
+/// The input's files, with errors that say what a user can do.
+pub async fn files(input: &Location, max: usize) -> Result<Input, TaskError> {
+    dataset_input::resolve(input, &Format::ALL, max)
+        .await
+        .map_err(|e| match e {
+            DatasetError::TooManyFiles { url, max } => TaskError::permanent(format!(
+                "{url} holds more than {max} data files; combine them, or point `input` at a subdirectory"
+            )),
+            DatasetError::NoFiles { .. } => TaskError::permanent(format!(
+                "{e} (an annotation export reads Parquet, JSONL or CSV files with the columns {})",
+                REQUIRED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
+            e => dataset_error(e),
+        })
+}
+
+/// Rows in `file`: what its manifest says, a Parquet footer's count, or
+/// a text file's line count (a CSV's header left out), read through.
+pub async fn rows(input: &Location, file: &InputFile) -> Result<u64, TaskError> {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+
+    if let Some(rows) = file.rows {
+        return Ok(rows);
+    }
+    if file.format == Format::Parquet {
+        return crate::dataset::parquet::row_count(input, &file.path)
+            .await
+            .map_err(dataset_error);
+    }
+    let mut body = input
+        .store
+        .get(&input.path(&file.path))
+        .await
+        .map_err(|e| dataset_error(e.into()))?
+        .into_stream();
+    let (mut lines, mut last) = (0u64, b'\n');
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| dataset_error(e.into()))?;
+        lines += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+        last = chunk.last().copied().unwrap_or(last);
+    }
+    if last != b'\n' {
+        lines += 1;
+    }
+    Ok(match file.format {
+        Format::Csv => lines.saturating_sub(1),
+        _ => lines,
+    })
+}
+
+/// The types a JSONL or CSV input's known columns are read as.
+pub fn known_types() -> Vec<(&'static str, DataType)> {
+    let mut known: Vec<(&str, DataType)> = TEXT_COLUMNS
+        .iter()
+        .map(|(name, _)| (*name, DataType::Utf8))
+        .collect();
+    known.push((
+        "created_at",
+        DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+    ));
+    known.extend(BBOX_COLUMNS.iter().map(|n| (*n, DataType::Float64)));
+    known.push(("image_width", DataType::Int64));
+    known.push(("image_height", DataType::Int64));
+    known
+}
+
+/// `batch` with its string columns as `Utf8` and its boxes as 64-bit
+/// floats.
+pub fn normalise(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let batch = strings::with_utf8_columns(batch, TEXT_COLUMNS).map_err(|e| e.to_string())?;
+    if BBOX_COLUMNS.iter().all(|n| {
+        batch
+            .schema()
+            .field_with_name(n)
+            .ok()
+            .is_none_or(|f| f.data_type() == &DataType::Float64)
+    }) {
+        return Ok(batch);
+    }
+    let schema = Arc::new(normal_schema(&batch.schema()));
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if BBOX_COLUMNS.contains(&f.name().as_str()) && c.data_type() != &DataType::Float64 {
+            columns.push(
+                arrow_cast::cast(c, &DataType::Float64)
+                    .map_err(|e| format!("column `{}`: {e}", f.name()))?,
+            );
+        } else {
+            columns.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+/// `schema` as [`normalise`] leaves it.
+pub fn normal_schema(schema: &Schema) -> Schema {
+    let s = strings::utf8_schema(schema, TEXT_COLUMNS);
+    let fields: Vec<arrow_schema::Field> = s
+        .fields()
+        .iter()
+        .map(|f| {
+            if BBOX_COLUMNS.contains(&f.name().as_str()) {
+                arrow_schema::Field::new(f.name(), DataType::Float64, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, s.metadata().clone())
+}
+
+/// `predicate` seeing its string columns as `Utf8`, whatever the file's
+/// encoding.
+pub fn normalising(mut predicate: Predicate) -> Predicate {
+    Box::new(move |batch: RecordBatch| {
+        let batch = strings::with_utf8_columns(&batch, TEXT_COLUMNS)
+            .map_err(|e| ArrowError::SchemaError(e.to_string()))?;
+        predicate(batch)
+    })
+}
 
 /// Columns every input must have, as (name, what it holds).
 pub const REQUIRED: &[(&str, &str)] = &[
@@ -27,6 +157,18 @@ pub const REQUIRED: &[(&str, &str)] = &[
     ("label", "string, null for an image with nothing drawn"),
     ("created_at", "timestamp"),
 ];
+
+/// How each string column is read.
+const TEXT_COLUMNS: &[(&str, Text)] = &[
+    ("project", Text::Plain),
+    ("task_type", Text::Plain),
+    ("item_id", Text::Id),
+    ("annotator_id", Text::Id),
+    ("label", Text::Plain),
+];
+
+/// Bounding-box columns: any number, read as 64-bit floats.
+const BBOX_COLUMNS: [&str; 4] = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"];
 
 /// Columns the filter decodes before the rest of the row.
 pub const FILTER_COLUMNS: &[&str] = &["project", "item_id", "label", "created_at"];
@@ -143,7 +285,8 @@ pub fn shard_of(project: &str, item: &str, shards: u64) -> u64 {
     h % shards.max(1)
 }
 
-/// Checks an input file's schema has what the export reads.
+/// Checks an input file's schema has what the export reads, naming the
+/// file, the column, its type and what is accepted when it does not.
 pub fn check_schema(path: &str, schema: &Schema) -> Result<(), TaskError> {
     for (name, what) in REQUIRED {
         let Ok(field) = schema.field_with_name(name) else {
@@ -156,23 +299,23 @@ pub fn check_schema(path: &str, schema: &Schema) -> Result<(), TaskError> {
                     .join(", ")
             )));
         };
-        let ok = match *name {
-            "created_at" => matches!(field.data_type(), DataType::Timestamp(_, _)),
-            _ => field.data_type() == &DataType::Utf8,
-        };
-        if !ok {
+        if *name == "created_at" && !matches!(field.data_type(), DataType::Timestamp(_, _)) {
             return Err(TaskError::permanent(format!(
-                "input {path}: column `{name}` is {}, not {what}",
+                "input {path}: column `created_at` is {}; accepted: a timestamp (in CSV and JSONL, RFC 3339 text such as 2026-01-02T03:04:05Z)",
                 field.data_type()
             )));
         }
     }
-    for name in ["bbox_x", "bbox_y", "bbox_w", "bbox_h"] {
+    for (name, text) in TEXT_COLUMNS {
+        strings::check(schema, name, *text)
+            .map_err(|e| TaskError::permanent(format!("input {path}: {e}")))?;
+    }
+    for name in BBOX_COLUMNS {
         if let Ok(f) = schema.field_with_name(name)
-            && f.data_type() != &DataType::Float64
+            && !f.data_type().is_numeric()
         {
             return Err(TaskError::permanent(format!(
-                "input {path}: column `{name}` is {}, not a 64-bit float",
+                "input {path}: column `{name}` is {}; accepted: a number (read as a 64-bit float)",
                 f.data_type()
             )));
         }

@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 
 use super::data_attempt::DataAttempt as Export;
 use super::{Attempt, AttemptContext, Executor, TaskError, config};
-use crate::dataset::manifest::{DatasetManifest, ManifestFile, hex};
+use crate::dataset::input::{Format, Input, InputFile};
+use crate::dataset::manifest::hex;
 
 pub use super::data_attempt::{CODE_VERSION, dataset_error};
 pub use input::shard_of;
@@ -76,44 +77,89 @@ pub fn project_dir(project: &str) -> String {
     format!("{cleaned}-{}", &hex(&digest)[..8])
 }
 
-/// The input's manifest and its Parquet files.
-async fn input_files(export: &Export) -> Result<(DatasetManifest, Vec<ManifestFile>), TaskError> {
-    let m = export
-        .input_manifest(
-            "an export reads only committed datasets (`drover datagen annotations --out ...` writes one)",
-        )
-        .await?;
-    let files = m
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with(".parquet"))
-        .cloned()
-        .collect();
-    Ok((m, files))
+/// Files an export's input may hold.
+const INPUT_FILES_MAX: usize = 100_000;
+
+/// The input's files: those its manifest names, or a listing's (Parquet,
+/// JSONL and CSV).
+async fn input_files(export: &Export) -> Result<Input, TaskError> {
+    input::files(&export.input, INPUT_FILES_MAX).await
 }
 
-/// Reads an input file, keeping the rows `filters` keeps.
+/// Reads an input file, keeping the rows `filters` keeps, with its string
+/// columns as `Utf8` whatever their encoding in the file; returns the
+/// schema the batches have.
 async fn read_input(
     export: &Export,
-    relative: &str,
+    file: &InputFile,
     filters: &input::Filters,
 ) -> Result<
     (
         arrow_schema::SchemaRef,
-        impl futures::Stream<Item = Result<arrow_array::RecordBatch, crate::dataset::DatasetError>>
-        + use<>,
+        futures::stream::BoxStream<'static, Result<arrow_array::RecordBatch, TaskError>>,
     ),
     TaskError,
 > {
-    crate::dataset::parquet::read_where(
-        &export.input,
-        relative,
-        crate::dataset::parquet::READ_BATCH_ROWS,
-        input::FILTER_COLUMNS,
-        filters.clone().predicate(),
-    )
-    .await
-    .map_err(dataset_error)
+    use futures::{StreamExt, TryStreamExt};
+
+    use crate::dataset::{parquet, table};
+
+    let path = file.path.clone();
+    let (schema, stream) = match file.format {
+        Format::Parquet => {
+            let predicate = filters.clone().predicate();
+            let (schema, stream) = parquet::read_where(
+                &export.input,
+                &file.path,
+                parquet::READ_BATCH_ROWS,
+                input::FILTER_COLUMNS,
+                input::normalising(predicate),
+            )
+            .await
+            .map_err(dataset_error)?;
+            (schema, stream.map_err(dataset_error).boxed())
+        }
+        Format::Jsonl | Format::Csv => {
+            let schema = table::infer_schema(
+                &export.input,
+                &file.path,
+                file.format,
+                &input::known_types(),
+            )
+            .await
+            .map_err(dataset_error)?;
+            let schema = std::sync::Arc::new(schema);
+            let mut keep = filters.clone().predicate();
+            let stream = table::read(
+                &export.input,
+                &file.path,
+                file.format,
+                schema.clone(),
+                parquet::READ_BATCH_ROWS,
+            )
+            .await
+            .map_err(dataset_error)?
+            .map(move |batch| {
+                let batch = batch.map_err(dataset_error)?;
+                let kept = keep(batch.clone())
+                    .map_err(|e| TaskError::permanent(format!("input {path}: {e}")))?;
+                arrow_select::filter::filter_record_batch(&batch, &kept)
+                    .map_err(|e| TaskError::permanent(e.to_string()))
+            })
+            .boxed();
+            (schema, stream)
+        }
+    };
+    input::check_schema(&file.path, &schema)?;
+    let out = std::sync::Arc::new(input::normal_schema(&schema));
+    let path = file.path.clone();
+    let stream = stream
+        .map(move |batch| {
+            input::normalise(&batch?)
+                .map_err(|e| TaskError::permanent(format!("input {path}: {e}")))
+        })
+        .boxed();
+    Ok((out, stream))
 }
 
 #[cfg(test)]

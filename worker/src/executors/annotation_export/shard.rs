@@ -256,10 +256,10 @@ pub async fn run(
 ) -> Result<OutputManifest, TaskError> {
     let pseudo = Pseudonymiser::from_source(&cfg.pseudonymize)
         .map_err(|e| TaskError::permanent(e.to_string()))?;
-    let (input_manifest, files) = super::input_files(export).await?;
+    let input = super::input_files(export).await?;
     let models = calibrate::read(task, export).await?;
     let filters = Filters::new(cfg, task.partition_index)?;
-    let files = wanted_files(&files, &filters);
+    let files = wanted_files(&input.files, &filters);
     let steps = (files.len() * 2).max(1) as f64;
     let g = gather(export, ctx, &files, &filters, &pseudo, |n, path| {
         ctx.progress
@@ -307,7 +307,7 @@ pub async fn run(
         let only = filters.with_items(Arc::new(exported));
         let mut sink: Option<(ParquetSink, SchemaRef)> = None;
         for (n, f) in files.iter().enumerate() {
-            let (schema, mut stream) = super::read_input(export, &f.path, &only).await?;
+            let (schema, mut stream) = super::read_input(export, f, &only).await?;
             let kept = kept_columns(&schema, &cfg.drop_fields);
             let out_schema: SchemaRef = Arc::new(
                 schema
@@ -336,7 +336,7 @@ pub async fn run(
             }
             while let Some(batch) = stream.next().await {
                 export.stopped(ctx)?;
-                let batch = batch.map_err(dataset_error)?;
+                let batch = batch?;
                 let batch = pass_through(&batch, &kept, &sink_schema, &pseudo)?;
                 s.write(&batch).await.map_err(dataset_error)?;
             }
@@ -357,7 +357,7 @@ pub async fn run(
             .write_json(STATS_NAME, &stats, results.len() as u64)
             .await?,
     );
-    let fingerprint = export.fingerprint(task, &[input_manifest.content_hash()]);
+    let fingerprint = export.fingerprint(task, std::slice::from_ref(&input.content_hash));
     let manifest = DatasetManifest::new(
         written,
         parquet::manifest_schema(&labels::schema()),

@@ -8,12 +8,12 @@ use arrow_array::{Array, RecordBatch};
 use drover_jobspecs::kinds::annotation_export::AnnotationExportConfig;
 use futures::StreamExt;
 
+use super::Export;
 use super::input::{self, Filters};
-use super::{Export, dataset_error};
 use crate::annotation::pseudonym::Pseudonymiser;
 use crate::annotation::stats::{BBOX, CLASSIFICATION};
 use crate::annotation::{Vote, Votes};
-use crate::dataset::manifest::ManifestFile;
+use crate::dataset::input::InputFile;
 use crate::executors::{AttemptContext, TaskError};
 
 /// One annotator's answer on one item.
@@ -130,18 +130,17 @@ impl Gathered {
 pub async fn gather(
     export: &Export,
     ctx: &AttemptContext,
-    files: &[&ManifestFile],
+    files: &[&InputFile],
     filters: &Filters,
     pseudo: &Pseudonymiser,
     mut progress: impl FnMut(usize, &str),
 ) -> Result<Gathered, TaskError> {
     let mut g = Gathered::default();
     for (n, f) in files.iter().enumerate() {
-        let (schema, mut stream) = super::read_input(export, &f.path, filters).await?;
-        input::check_schema(&f.path, &schema)?;
+        let (_, mut stream) = super::read_input(export, f, filters).await?;
         while let Some(batch) = stream.next().await {
             export.stopped(ctx)?;
-            g.add(&batch.map_err(dataset_error)?, pseudo)?;
+            g.add(&batch?, pseudo)?;
         }
         progress(n, &f.path);
     }
@@ -150,7 +149,7 @@ pub async fn gather(
 
 /// The input files of the projects `filters` wants: a file under
 /// `project=<p>/` is skipped unless `p` is wanted.
-pub fn wanted_files<'a>(files: &'a [ManifestFile], filters: &Filters) -> Vec<&'a ManifestFile> {
+pub fn wanted_files<'a>(files: &'a [InputFile], filters: &Filters) -> Vec<&'a InputFile> {
     files
         .iter()
         .filter(|f| project_of_path(&f.path).is_none_or(|p| filters.wants_project(p)))
