@@ -185,3 +185,67 @@ fn schema_is_json_schema_with_every_top_level_field() {
     }
     assert!(v["$defs"]["task"]["properties"]["dependsOn"].is_object());
 }
+
+#[test]
+fn check_input_reads_a_directory_without_a_manifest_and_names_what_the_job_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("annotations");
+    let out = drover(&["datagen", "annotations", "--out", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // As another tool would leave it: no manifest.
+    std::fs::remove_file(data.join("_manifest.json")).unwrap();
+    let spec = std::fs::read_to_string(examples().join("annotation-export.yaml"))
+        .unwrap()
+        .replace(
+            "${params.data}/annotations",
+            &format!("file://{}", data.display()),
+        );
+    let spec_path = dir.path().join("export.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["job", "plan", spec_path.to_str().unwrap(), "--check-input"];
+        args.extend_from_slice(extra);
+        drover(&args)
+    };
+    let out = plan(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("input of task `export` (annotation_export)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("found by listing; 2 read"), "{stdout}");
+    assert!(
+        stdout.contains("ok: the job can read every file checked"),
+        "{stdout}"
+    );
+
+    // A CSV dropped beside the Parquet files, without the time column.
+    std::fs::write(
+        data.join("late.csv"),
+        "project,task_type,item_id,annotator_id,label\np,classification,i,a,cat\n",
+    )
+    .unwrap();
+    let out = plan(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: input late.csv has no `created_at` column (timestamp)"),
+        "{stdout}"
+    );
+    let out = plan(&["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let input = &json["inputs"][0];
+    assert_eq!(input["task"], "export");
+    assert_eq!(input["files"], 3);
+    assert_eq!(input["fromManifest"], false);
+    assert!(
+        input["problems"][0].as_str().unwrap().contains("late.csv"),
+        "{input}"
+    );
+}

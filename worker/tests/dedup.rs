@@ -329,7 +329,23 @@ async fn exact_duplicates_after_normalisation_keep_the_policys_choice() {
 }
 
 #[tokio::test]
-async fn parquet_in_parquet_out_with_the_inputs_schema() {
+async fn parquet_in_parquet_out_with_the_inputs_schema_in_every_string_encoding() {
+    use arrow_schema::DataType;
+
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    for (tag, body) in [
+        ("string", DataType::Utf8),
+        ("large_string", DataType::LargeUtf8),
+        ("string_view", DataType::Utf8View),
+        ("dictionary", dictionary),
+    ] {
+        parquet_in_parquet_out(tag, body).await;
+    }
+}
+
+/// A dedup of Parquet whose ids are integers and whose text column is of
+/// type `body`, without a manifest.
+async fn parquet_in_parquet_out(tag: &str, body: arrow_schema::DataType) {
     use std::sync::Arc;
 
     use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
@@ -341,7 +357,7 @@ async fn parquet_in_parquet_out_with_the_inputs_schema() {
     let input = Location::parse(tmp.path().join("pq").to_str().unwrap()).unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("doc", DataType::Int64, false),
-        Field::new("body", DataType::Utf8, false),
+        Field::new("body", body.clone(), false),
         Field::new("quality", DataType::Float64, true),
         Field::new("source", DataType::Utf8, false),
     ]));
@@ -368,9 +384,11 @@ async fn parquet_in_parquet_out_with_the_inputs_schema() {
             schema.clone(),
             vec![
                 Arc::new(Int64Array::from_iter_values(r.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    r.clone().map(|i| texts[i as usize].clone()),
-                )),
+                arrow_cast::cast(
+                    &StringArray::from_iter_values(r.clone().map(|i| texts[i as usize].clone())),
+                    &body,
+                )
+                .unwrap(),
                 Arc::new(Float64Array::from_iter(r.clone().map(|i| Some(i as f64)))),
                 Arc::new(StringArray::from_iter_values(r.map(|i| format!("s{i}")))),
             ],
@@ -390,11 +408,13 @@ async fn parquet_in_parquet_out_with_the_inputs_schema() {
     cfg.keep = "field".into();
     cfg.keep_field = Some("quality".into());
     cfg.shards = 4;
-    let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
+    let outputs = run(&cfg, 1, tmp.path())
+        .await
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
     let published = Published::of(&cfg, &outputs).await;
     // Each pair keeps its higher-quality (odd) document.
     let dups = published.duplicates();
-    assert_eq!(dups.len(), (n / 2) as usize);
+    assert_eq!(dups.len(), (n / 2) as usize, "{tag}");
     for (d, r) in &dups {
         let (d, r): (i64, i64) = (d.parse().unwrap(), r.parse().unwrap());
         assert_eq!((d % 2, r), (0, d + 1));
@@ -593,5 +613,41 @@ async fn bad_input_fails_permanently_naming_the_place() {
         "exact",
     );
     let err = run(&cfg, 1, tmp.path()).await.unwrap_err();
-    assert!(err.contains("has no .jsonl files"), "{err}");
+    assert!(err.contains("has no .jsonl/.ndjson files"), "{err}");
+
+    // Parquet ids that are null, or text that is not a string.
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, RecordBatch, StringArray};
+    use drover_worker::dataset::parquet::ParquetSink;
+    for (i, (ids, texts, want)) in [
+        (
+            Arc::new(StringArray::from(vec![Some("a"), None])) as arrow_array::ArrayRef,
+            Arc::new(StringArray::from(vec!["x y z", "x y z"])) as arrow_array::ArrayRef,
+            "part.parquet: row 1 of a batch has a null `id` (the id field)",
+        ),
+        (
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0])),
+            "part.parquet: column `text` is Float64; accepted: string, large_string, string_view, or a dictionary of strings",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("pq{i}"));
+        let at = Location::parse(dir.to_str().unwrap()).unwrap();
+        let batch = RecordBatch::try_from_iter([("id", ids), ("text", texts)]).unwrap();
+        let mut sink = ParquetSink::create(&at, "part.parquet", batch.schema(), 10).unwrap();
+        sink.write(&batch).await.unwrap();
+        sink.finish().await.unwrap();
+        let mut cfg = config(
+            &format!("file://{}", dir.display()),
+            &format!("file://{}/out", tmp.path().display()),
+            "minhash",
+        );
+        cfg.format = "parquet".into();
+        let err = run(&cfg, 1, tmp.path()).await.unwrap_err();
+        assert!(err.contains(want), "{err}");
+    }
 }

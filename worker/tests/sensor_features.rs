@@ -585,3 +585,64 @@ async fn bad_input_fails_clearly() {
         .unwrap_err();
     assert!(e.message.contains("DROVER_TEST_KEY_THAT_IS_NOT_SET"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dictionary_and_large_string_readings_give_the_same_features() {
+    use arrow_schema::DataType;
+
+    let fx = Fixture::new(30).await;
+    let reference = fx.config("reference");
+    run(
+        &SensorFeatures::default(),
+        lease(&reference, 1, 0, 10),
+        &fx.path("scratch"),
+    )
+    .await
+    .unwrap();
+    let (_, want) = published(&fx.path("reference"), DATES[0]).await;
+
+    // The same readings as pandas categoricals and polars would write them.
+    let dictionary = |t: DataType| DataType::Dictionary(Box::new(DataType::Int32), Box::new(t));
+    let mut files = Vec::new();
+    files_below(&fx.path("readings"), &mut files);
+    let day = format!("date={}", DATES[0]);
+    files.retain(|f| {
+        f.extension().is_some_and(|e| e == "parquet") && f.to_string_lossy().contains(&day)
+    });
+    assert!(!files.is_empty());
+    for f in &files {
+        let b = read_parquet(f);
+        let mut columns = b.columns().to_vec();
+        let mut fields: Vec<arrow_schema::Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (name, t) in [
+            ("device_id", dictionary(DataType::Utf8)),
+            ("source", dictionary(DataType::LargeUtf8)),
+        ] {
+            let i = b.schema().index_of(name).unwrap();
+            columns[i] = arrow_cast::cast(&columns[i], &t).unwrap();
+            fields[i] = arrow_schema::Field::new(name, t, true);
+        }
+        let recoded = RecordBatch::try_new(
+            std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+            columns,
+        )
+        .unwrap();
+        write_parquet(f, &recoded);
+    }
+    let recoded = fx.config("recoded");
+    run(
+        &SensorFeatures::default(),
+        lease(&recoded, 2, 0, 20),
+        &fx.path("scratch"),
+    )
+    .await
+    .unwrap();
+    let (_, got) = published(&fx.path("recoded"), DATES[0]).await;
+    assert!(want.num_rows() > 20, "{} rows", want.num_rows());
+    assert_eq!(got, want);
+}

@@ -168,6 +168,11 @@ pub async fn read(
     Ok((schema, stream.map_err(DatasetError::from).boxed()))
 }
 
+/// The Arrow schema of `relative` below `location`, from its footer.
+pub async fn schema(location: &Location, relative: &str) -> Result<SchemaRef, DatasetError> {
+    Ok(open(location, relative).await?.schema().clone())
+}
+
 /// Rows of `relative` below `location`, from its footer alone.
 pub async fn row_count(location: &Location, relative: &str) -> Result<u64, DatasetError> {
     let builder = open(location, relative).await?;

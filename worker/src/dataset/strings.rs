@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema};
 
 /// What a column holds, which decides the types it may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,41 +111,56 @@ pub fn with_utf8_columns(
     batch: &RecordBatch,
     columns: &[(&str, Text)],
 ) -> Result<RecordBatch, Unusable> {
+    recast(batch, columns, |t| t == &DataType::Utf8, to_utf8)
+}
+
+/// `batch` with each of `columns` that it has in one of the plain string
+/// types ([`to_plain`]); the other columns are left as they are.
+pub fn with_plain_columns(
+    batch: &RecordBatch,
+    columns: &[(&str, Text)],
+) -> Result<RecordBatch, Unusable> {
+    recast(batch, columns, is_plain_string, to_plain)
+}
+
+/// `batch` with `cast` applied to those of `columns` whose type `done`
+/// does not accept.
+fn recast(
+    batch: &RecordBatch,
+    columns: &[(&str, Text)],
+    done: fn(&DataType) -> bool,
+    cast: fn(&ArrayRef, &str, Text) -> Result<ArrayRef, Unusable>,
+) -> Result<RecordBatch, Unusable> {
     let schema = batch.schema();
-    if columns.iter().all(|(name, _)| {
-        schema
-            .field_with_name(name)
-            .ok()
-            .is_none_or(|f| f.data_type() == &DataType::Utf8)
-    }) {
+    let wanted = |name: &str| columns.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+    if schema
+        .fields()
+        .iter()
+        .all(|f| wanted(f.name()).is_none() || done(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
     for (f, a) in schema.fields().iter().zip(batch.columns()) {
-        match columns.iter().find(|(name, _)| name == f.name()) {
-            Some((name, text)) => {
-                arrays.push(to_utf8(a, name, *text)?);
+        match wanted(f.name()) {
+            Some(text) if !done(f.data_type()) => {
+                let cast = cast(a, f.name(), text)?;
                 fields.push(
-                    Field::new(f.name(), DataType::Utf8, true).with_metadata(f.metadata().clone()),
+                    Field::new(f.name(), cast.data_type().clone(), true)
+                        .with_metadata(f.metadata().clone()),
                 );
+                arrays.push(cast);
             }
-            None => {
+            _ => {
                 arrays.push(a.clone());
                 fields.push(f.as_ref().clone());
             }
         }
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    RecordBatch::try_new(schema, arrays).map_err(|e: ArrowError| Unusable {
-        column: columns
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", "),
-        data_type: e.to_string(),
-        accepted: Text::Plain.accepted(),
-    })
+    // The columns kept their lengths, so this holds.
+    Ok(RecordBatch::try_new(schema, arrays).expect("a cast keeps a column's length"))
 }
 
 /// `schema` as [`with_utf8_columns`] leaves it.

@@ -6,6 +6,7 @@ pub mod annotation_export;
 pub mod command;
 pub mod data_attempt;
 pub mod dedup;
+pub mod input_check;
 pub mod noop;
 pub mod probe;
 pub mod sensor_features;

@@ -164,3 +164,40 @@ async fn read_input(
 
 #[cfg(test)]
 mod tests;
+
+/// Files `drover job plan --check-input` reads the schema of.
+const CHECKED_FILES_MAX: usize = 1_000;
+
+/// Checks an export's input before it is submitted: its files are found
+/// as the job finds them, and the columns of each (up to
+/// [`CHECKED_FILES_MAX`]: a Parquet footer, a text file's first records)
+/// are checked as the job checks them.
+pub async fn check_input(
+    cfg: &AnnotationExportConfig,
+) -> Result<super::input_check::InputCheck, TaskError> {
+    use crate::dataset::location::Location;
+    use crate::dataset::{parquet, table};
+
+    let location = Location::parse(&cfg.input).map_err(dataset_error)?;
+    let found = input::files(&location, INPUT_FILES_MAX).await?;
+    let mut check = super::input_check::InputCheck::new(&cfg.input, found.from_manifest);
+    for f in &found.files {
+        check.add_file(f.format.name(), f.bytes);
+    }
+    for f in found.files.iter().take(CHECKED_FILES_MAX) {
+        let schema = match f.format {
+            Format::Parquet => parquet::schema(&location, &f.path)
+                .await
+                .map(|s| s.as_ref().clone()),
+            Format::Jsonl | Format::Csv => {
+                table::infer_schema(&location, &f.path, f.format, &input::known_types()).await
+            }
+        };
+        let problem = match schema {
+            Ok(schema) => input::check_schema(&f.path, &schema).err(),
+            Err(e) => Some(dataset_error(e)),
+        };
+        check.checked(problem.map(|e| e.message));
+    }
+    Ok(check)
+}

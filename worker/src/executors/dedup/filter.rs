@@ -74,7 +74,7 @@ pub async fn run(
     let info: ShardInfo = attempt
         .read_json(&signed.location, SHARD_JSON, JSON_BYTES_MAX)
         .await?;
-    let files = input::files(attempt, &job.cfg.format).await?;
+    let files = input::files(&attempt.input, &job.cfg.format).await?;
     if files != info.inputs {
         return Err(TaskError::permanent(format!(
             "{} changed while the job ran (its files differ from what the signatures stage read); run the job again on a stable input",
@@ -143,7 +143,7 @@ pub async fn run(
                 sink.count_rows(kept);
                 sink.flush_if_full().await.map_err(dataset_error)?;
             }
-            Chunk::Batch { batch, path } => {
+            Chunk::Batch { batch, path, .. } => {
                 let sink = match &mut table {
                     Some(s) => s,
                     None => table.insert({

@@ -22,12 +22,13 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::DatasetError;
+use crate::dataset::input::{self as dataset_input, Format};
 use crate::dataset::jsonl::{self, LineBatch};
-use crate::dataset::listing;
-use crate::dataset::manifest::MANIFEST_NAME;
+use crate::dataset::location::Location;
 use crate::dataset::parquet::{READ_BATCH_ROWS, read_row_groups_starting_in};
+use crate::dataset::strings::{self, Text as TextKind};
 use crate::executors::TaskError;
-use crate::executors::data_attempt::{DataAttempt, dataset_error};
+use crate::executors::data_attempt::dataset_error;
 
 /// Lines handed on at a time.
 const LINES_PER_CHUNK: usize = 8192;
@@ -48,68 +49,32 @@ pub struct InputFile {
     pub sha256: Option<String>,
 }
 
-/// Whether `path` is data rather than metadata: no segment of it starts
-/// with `_` or `.`.
-fn is_data(path: &str, format: &str) -> bool {
-    listing::is_data(path)
-        && path.ends_with(if format == "parquet" {
-            ".parquet"
-        } else {
-            ".jsonl"
-        })
-}
-
-/// The input's data files, sorted by path.
-pub async fn files(attempt: &DataAttempt, format: &str) -> Result<Vec<InputFile>, TaskError> {
-    let manifest = crate::dataset::manifest::read(&attempt.input)
-        .await
-        .map_err(dataset_error)?;
-    let mut files: Vec<InputFile> = match manifest {
-        Some(m) => m
-            .files
-            .into_iter()
-            .filter(|f| is_data(&f.path, format))
-            .map(|f| InputFile {
-                path: f.path,
-                bytes: f.bytes,
-                sha256: Some(f.sha256),
-            })
-            .collect(),
-        None => listing::list(
-            &attempt.input,
-            "",
-            |rel| rel != MANIFEST_NAME && is_data(rel, format),
-            LISTED_FILES_MAX,
-        )
+/// The input's data files in `format` (`jsonl` or `parquet`), sorted by
+/// path.
+pub async fn files(input: &Location, format: &str) -> Result<Vec<InputFile>, TaskError> {
+    let wanted = Format::parse(format).ok_or_else(|| {
+        TaskError::permanent(format!(
+            "format `{format}` is not one a dedup reads (jsonl, parquet)"
+        ))
+    })?;
+    let input = dataset_input::resolve(input, &[wanted], LISTED_FILES_MAX)
         .await
         .map_err(|e| match e {
-            DatasetError::TooManyFiles { .. } => TaskError::permanent(format!(
-                "{} holds more than {LISTED_FILES_MAX} {format} files; write a manifest or combine them",
-                attempt.input.url
+            DatasetError::TooManyFiles { url, max } => TaskError::permanent(format!(
+                "{url} holds more than {max} {format} files; write a manifest or combine them"
             )),
+            DatasetError::NoFiles { .. } => TaskError::permanent(format!("{e} (format: {format})")),
             e => dataset_error(e),
-        })?
+        })?;
+    Ok(input
+        .files
         .into_iter()
         .map(|f| InputFile {
             path: f.path,
             bytes: f.bytes,
-            sha256: None,
+            sha256: f.sha256,
         })
-        .collect(),
-    };
-    if files.is_empty() {
-        return Err(TaskError::permanent(format!(
-            "{} has no .{} files (format: {format})",
-            attempt.input.url,
-            if format == "parquet" {
-                "parquet"
-            } else {
-                "jsonl"
-            }
-        )));
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+        .collect())
 }
 
 /// The byte range of each file that shard `shard` of `shards` owns:
@@ -165,8 +130,12 @@ pub enum Chunk {
     Batch {
         /// The file.
         path: Arc<str>,
-        /// The rows.
+        /// The rows, as the file holds them (the filter writes these).
         batch: RecordBatch,
+        /// The same rows with the id and text columns in a plain string
+        /// type, whatever their encoding in the file (the documents come
+        /// from these).
+        compared: RecordBatch,
     },
 }
 
@@ -186,9 +155,8 @@ impl Chunk {
                 .iter()
                 .map(|(offset, line)| parse_at(path, offset, line, fields))
                 .collect(),
-            Chunk::Batch { path, batch } => {
-                batch_docs(batch, fields).map_err(|e| TaskError::permanent(format!("{path}: {e}")))
-            }
+            Chunk::Batch { path, compared, .. } => batch_docs(compared, fields)
+                .map_err(|e| TaskError::permanent(format!("{path}: {e}"))),
         }
     }
 
@@ -199,11 +167,11 @@ impl Chunk {
                 .get(k)
                 .map(|(offset, line)| parse_at(path, offset, line, fields))
                 .transpose(),
-            Chunk::Batch { path, batch } => {
-                if k >= batch.num_rows() {
+            Chunk::Batch { path, compared, .. } => {
+                if k >= compared.num_rows() {
                     return Ok(None);
                 }
-                let row = batch.slice(k, 1);
+                let row = compared.slice(k, 1);
                 let docs = batch_docs(&row, fields)
                     .map_err(|e| TaskError::permanent(format!("{path}: {e}")))?;
                 // Owned: the row is a view that ends here.
@@ -220,7 +188,7 @@ impl Chunk {
 /// The chunks of the records shard `shard` owns, in input order. With
 /// `all_columns` false, Parquet is read with only the compared columns.
 pub fn chunks(
-    attempt: &DataAttempt,
+    input: &Location,
     files: &[InputFile],
     format: &str,
     shard: u64,
@@ -228,7 +196,7 @@ pub fn chunks(
     fields: &Fields,
     all_columns: bool,
 ) -> BoxStream<'static, Result<Chunk, TaskError>> {
-    let location = attempt.input.clone();
+    let location = input.clone();
     let parquet = format == "parquet";
     let mut columns = vec![fields.id.clone(), fields.text.clone()];
     columns.extend(fields.keep.clone());
@@ -237,10 +205,12 @@ pub fn chunks(
         .into_iter()
         .map(|(i, a, b)| (Arc::from(files[i].path.as_str()), files[i].bytes, a, b))
         .collect();
+    let (id, text) = (fields.id.clone(), fields.text.clone());
     futures::stream::iter(work)
         .then(move |(path, size, start, end)| {
             let location = location.clone();
             let columns = columns.clone();
+            let (id, text) = (id.clone(), text.clone());
             async move {
                 if parquet {
                     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
@@ -255,13 +225,23 @@ pub fn chunks(
                     .await
                     .map_err(dataset_error)?;
                     let path = path.clone();
+                    let text = [(id.clone(), TextKind::Id), (text.clone(), TextKind::Plain)];
                     Ok::<_, TaskError>(
                         batches
-                            .map_ok(move |batch| Chunk::Batch {
-                                path: path.clone(),
-                                batch,
-                            })
                             .map_err(dataset_error)
+                            .and_then(move |batch| {
+                                let columns = text.each_ref().map(|(n, t)| (n.as_str(), *t));
+                                let compared = strings::with_plain_columns(&batch, &columns)
+                                    .map_err(|e| TaskError::permanent(format!("{path}: {e}")));
+                                let path = path.clone();
+                                async move {
+                                    Ok(Chunk::Batch {
+                                        path,
+                                        batch,
+                                        compared: compared?,
+                                    })
+                                }
+                            })
                             .boxed(),
                     )
                 } else {
@@ -467,21 +447,27 @@ fn batch_docs<'a>(batch: &'a RecordBatch, fields: &Fields) -> Result<Vec<Doc<'a>
         .collect())
 }
 
-/// A column as text per row; nulls are empty (an id may be an integer).
+/// A column as text per row, in one of the plain string types (the
+/// reader casts the others). A null text is empty; a null id is an error,
+/// since the duplicate map could not name that document.
 fn strings<'a>(
     array: &'a Arc<dyn Array>,
     name: &str,
-    integers: bool,
+    id: bool,
 ) -> Result<Vec<Cow<'a, str>>, String> {
     let n = array.len();
     let text = |i: usize, s: &'a str| {
-        if array.is_null(i) {
-            Cow::Borrowed("")
+        if !array.is_null(i) {
+            Ok(Cow::Borrowed(s))
+        } else if id {
+            Err(format!(
+                "row {i} of a batch has a null `{name}` (the id field); every document needs an id"
+            ))
         } else {
-            Cow::Borrowed(s)
+            Ok(Cow::Borrowed(""))
         }
     };
-    Ok(match array.data_type() {
+    match array.data_type() {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
             (0..n).map(|i| text(i, a.value(i))).collect()
@@ -494,25 +480,13 @@ fn strings<'a>(
             let a = array.as_string_view();
             (0..n).map(|i| text(i, a.value(i))).collect()
         }
-        DataType::Int64 if integers => {
-            let a = array.as_primitive::<Int64Type>();
-            (0..n).map(|i| Cow::Owned(a.value(i).to_string())).collect()
+        other => Err(strings::Unusable {
+            column: name.to_owned(),
+            data_type: other.to_string(),
+            accepted: if id { TextKind::Id } else { TextKind::Plain }.accepted(),
         }
-        DataType::Int32 if integers => {
-            let a = array.as_primitive::<Int32Type>();
-            (0..n).map(|i| Cow::Owned(a.value(i).to_string())).collect()
-        }
-        DataType::UInt64 if integers => {
-            let a = array.as_primitive::<UInt64Type>();
-            (0..n).map(|i| Cow::Owned(a.value(i).to_string())).collect()
-        }
-        other => {
-            return Err(format!(
-                "column `{name}` is {other}; it must be a string{}",
-                if integers { " or an integer" } else { "" }
-            ));
-        }
-    })
+        .to_string()),
+    }
 }
 
 /// A numeric column as `f64` per row; null is `None`.
@@ -606,9 +580,5 @@ mod tests {
                 assert_eq!(at, f.bytes, "{shards} shards, file {i}");
             }
         }
-        assert!(is_data("part-1.jsonl", "jsonl"));
-        assert!(!is_data("_truth/clusters.jsonl", "jsonl"));
-        assert!(!is_data("_dedup/duplicates.jsonl", "jsonl"));
-        assert!(!is_data("part-1.parquet", "jsonl"));
     }
 }

@@ -161,7 +161,7 @@ impl Job {
         all_columns: bool,
     ) -> futures::stream::BoxStream<'static, Result<input::Chunk, TaskError>> {
         input::chunks(
-            attempt,
+            &attempt.input,
             files,
             &self.cfg.format,
             shard,
@@ -175,4 +175,43 @@ impl Job {
     fn pairs_stage(&self) -> &'static str {
         if self.minhash { "verify" } else { "candidates" }
     }
+}
+
+/// Files `drover job plan --check-input` reads the first records of.
+const CHECKED_FILES_MAX: usize = 100;
+
+/// Checks a dedup's input before it is submitted: its files are found as
+/// the job would find them, and the first records of each (up to
+/// [`CHECKED_FILES_MAX`]) decode into documents the way the job decodes
+/// them.
+pub async fn check_input(
+    cfg: &DedupConfig,
+) -> Result<crate::executors::input_check::InputCheck, TaskError> {
+    use futures::StreamExt;
+
+    use crate::dataset::location::Location;
+    use crate::executors::data_attempt::dataset_error;
+    use crate::executors::input_check::InputCheck;
+
+    let job = Job::new(cfg)?;
+    let location = Location::parse(&cfg.input).map_err(dataset_error)?;
+    let files = input::files(&location, &cfg.format).await?;
+    let listed = crate::dataset::manifest::read(&location)
+        .await
+        .map_err(dataset_error)?
+        .is_none();
+    let mut check = InputCheck::new(&cfg.input, !listed);
+    for f in &files {
+        check.add_file(&cfg.format, f.bytes);
+    }
+    for f in files.iter().take(CHECKED_FILES_MAX) {
+        let one = std::slice::from_ref(f);
+        let mut chunks = input::chunks(&location, one, &cfg.format, 0, 1, &job.fields, false);
+        let first = match chunks.next().await {
+            None => continue,
+            Some(chunk) => chunk.and_then(|c| c.docs(&job.fields).map(|d| d.len())),
+        };
+        check.checked(first.err().map(|e| e.message));
+    }
+    Ok(check)
 }

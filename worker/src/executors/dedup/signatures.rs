@@ -60,7 +60,7 @@ pub async fn run(
 ) -> Result<OutputManifest, TaskError> {
     let shard = task.partition_index;
     let shard32 = u32::try_from(shard).map_err(|_| TaskError::permanent("shard out of range"))?;
-    let files = input::files(attempt, &job.cfg.format).await?;
+    let files = input::files(&attempt.input, &job.cfg.format).await?;
     let total_bytes: u64 = files.iter().map(|f| f.bytes).sum();
     let mut signer = Signer::new(job);
     let parts = job.partitions;

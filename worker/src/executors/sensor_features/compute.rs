@@ -196,6 +196,7 @@ impl Ingest {
 
     /// Takes in one batch of [`super::input::COLUMNS`].
     pub fn add(&mut self, batch: &RecordBatch, scratch: &Path) -> Result<(), TaskError> {
+        let batch = &super::input::plain_strings(batch)?;
         let ids = self.columns.decode(batch)?;
         let c = &self.columns;
         self.stats.readings += batch.num_rows() as u64;

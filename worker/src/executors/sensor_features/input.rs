@@ -19,6 +19,7 @@ use crate::dataset::DatasetError;
 use crate::dataset::listing::{self, Listed};
 use crate::dataset::location::Location;
 use crate::dataset::manifest::hex;
+use crate::dataset::strings::{self, Text};
 use crate::executors::TaskError;
 use crate::executors::data_attempt::{CODE_VERSION, dataset_error};
 use crate::sensors::features::RSSI_NONE;
@@ -138,6 +139,14 @@ pub struct Columns {
     pub source: Vec<u8>,
     /// dBm.
     pub rssi_dbm: Vec<i32>,
+}
+
+/// `batch` with its device ids and sources in a plain string type:
+/// dictionary-encoded (pandas categoricals) and integer ids read as
+/// strings.
+pub fn plain_strings(batch: &RecordBatch) -> Result<RecordBatch, TaskError> {
+    strings::with_plain_columns(batch, &[(COLUMNS[0], Text::Id), (COLUMNS[6], Text::Plain)])
+        .map_err(|e| TaskError::permanent(e.to_string()))
 }
 
 /// Why a batch's columns could not be read: a column of a type that does

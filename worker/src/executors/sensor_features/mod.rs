@@ -237,3 +237,66 @@ fn file_error(relative: &str, e: crate::dataset::DatasetError) -> TaskError {
         ..e
     }
 }
+
+/// Dates `drover job plan --check-input` lists at most.
+const CHECKED_DATES_MAX: u64 = 400;
+
+/// Checks a backfill's readings before it is submitted: each date's
+/// directory is listed as its task lists it (up to [`CHECKED_DATES_MAX`]
+/// dates), and the first rows of its first file decode as the task
+/// decodes them. A date with no readings yet is a note: its task waits
+/// and retries.
+pub async fn check_input(
+    cfg: &SensorFeatureConfig,
+    partitions: &drover_jobspecs::partitions::PartitionSet,
+) -> Result<super::input_check::InputCheck, TaskError> {
+    let location = crate::dataset::location::Location::parse(&cfg.input).map_err(dataset_error)?;
+    let mut check = super::input_check::InputCheck::new(&cfg.input, false);
+    let dates = partitions.count();
+    for index in 0..dates.min(CHECKED_DATES_MAX) {
+        let Some(date) = partitions.key(index) else {
+            continue;
+        };
+        let dir = format!("date={date}");
+        let files = match input::day_files(&location, &dir).await {
+            Ok(files) => files,
+            Err(e) if e.retryable => {
+                check.notes.push(e.message);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for f in &files {
+            check.add_file(&dir, f.bytes);
+        }
+        let relative = format!("{dir}/{}", files[0].path);
+        let problem = async {
+            let (_, mut batches) = pq::read_row_groups_starting_in(
+                &location,
+                &relative,
+                0,
+                u64::MAX,
+                Some(&input::COLUMNS),
+                64,
+            )
+            .await
+            .map_err(|e| file_error(&relative, e))?;
+            if let Some(batch) = batches.next().await {
+                let batch = input::plain_strings(&batch.map_err(|e| file_error(&relative, e))?)?;
+                input::Columns::default()
+                    .decode(&batch)
+                    .map_err(|e| TaskError::permanent(format!("{relative}: {}", e.message)))?;
+            }
+            Ok::<(), TaskError>(())
+        }
+        .await
+        .err();
+        check.checked(problem.map(|e| e.message));
+    }
+    if dates > CHECKED_DATES_MAX {
+        check.notes.push(format!(
+            "checked the first {CHECKED_DATES_MAX} of {dates} dates"
+        ));
+    }
+    Ok(check)
+}
