@@ -143,4 +143,36 @@ fn an_export_survives_a_worker_killed_mid_shard_and_writes_the_same_bytes() {
     let (second_dir, second) = export_files(&again_status, &out);
     assert_ne!(first_dir, second_dir);
     assert_eq!(first, second);
+
+    // The result is at the spec's output itself, as `job status` says: the
+    // second run's files, each named with its merge's fencing token.
+    let text = cluster.cli(&["job", "status", &again_id]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let at = format!("file://{}/", out.display());
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("export ") && l.contains(&at))
+        .unwrap_or_else(|| panic!("no result line in:\n{text}"));
+    assert!(
+        line.contains("ready: _manifest.json names its files"),
+        "{line}"
+    );
+    let published: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap();
+    let token = published["fencingToken"].as_u64().unwrap();
+    let named: BTreeMap<String, String> = published["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap().to_owned();
+            assert!(out.join(&path).is_file(), "{path}");
+            (path, f["sha256"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let want: BTreeMap<String, String> = second
+        .into_iter()
+        .map(|(p, sha)| (drover_worker::dataset::publish::tagged(&p, token), sha))
+        .collect();
+    assert_eq!(named, want);
 }

@@ -755,3 +755,79 @@ async fn an_unusable_column_is_named_with_its_file_type_and_what_is_accepted() {
         "input day/part.parquet: column `item_id` is Float64; accepted: string, large_string, string_view, a dictionary of strings, or an integer"
     );
 }
+
+/// Every file below `dir` but the attempts' own directories, relative.
+fn result_files(dir: &Path) -> BTreeSet<String> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .filter(|p| !p.starts_with("jobs/"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_is_published_at_the_output_and_a_new_run_replaces_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 2, 200, 4).await;
+    let out = dir.path().join("out");
+    let key = export::key_file(dir.path(), 1);
+    let cfg = export::config(&input, out.to_str().unwrap(), &key, serde_json::json!({}));
+    let (first, _) = export::run(&cfg, 3, dir.path(), 10).await.unwrap();
+
+    // The output holds the result: a manifest naming each file of the
+    // merge's, tagged with the merge's fencing token (14), and nothing else.
+    let at = Location::parse(out.to_str().unwrap()).unwrap();
+    let published = manifest::read(&at)
+        .await
+        .unwrap()
+        .expect("a published manifest");
+    manifest::verify(&at, &published).await.unwrap();
+    assert_eq!(published.fencing_token, 14);
+    assert_eq!(published.rows, first.dataset.rows);
+    let names: BTreeSet<String> = published.files.iter().map(|f| f.path.clone()).collect();
+    let want: BTreeSet<String> = first
+        .dataset
+        .files
+        .iter()
+        .map(|f| drover_worker::dataset::publish::tagged(&f.path, 14))
+        .collect();
+    assert_eq!(names, want);
+    assert!(names.contains("quality/report.r14.json"), "{names:?}");
+    let mut on_disk = names.clone();
+    on_disk.insert("_manifest.json".into());
+    assert_eq!(result_files(&out), on_disk);
+    // Same bytes as the attempt's own files.
+    for f in &first.dataset.files {
+        let staged = std::fs::read(out.join(first.prefix()).join(&f.path)).unwrap();
+        let public =
+            std::fs::read(out.join(drover_worker::dataset::publish::tagged(&f.path, 14))).unwrap();
+        assert_eq!(staged, public, "{}", f.path);
+    }
+
+    // A new run over one project only replaces the result as a whole: the
+    // other project's files go.
+    let one = export::config(
+        &input,
+        out.to_str().unwrap(),
+        &key,
+        serde_json::json!({"projects": ["scene-type-000"]}),
+    );
+    export::run(&one, 3, dir.path(), 100).await.unwrap();
+    let second = manifest::read(&at).await.unwrap().unwrap();
+    assert_eq!(second.fencing_token, 104);
+    manifest::verify(&at, &second).await.unwrap();
+    let mut on_disk: BTreeSet<String> = second.files.iter().map(|f| f.path.clone()).collect();
+    assert!(
+        on_disk.iter().all(|p| !p.contains("street-objects")),
+        "{on_disk:?}"
+    );
+    on_disk.insert("_manifest.json".into());
+    assert_eq!(result_files(&out), on_disk);
+
+    // A merge under an older lease that finishes late leaves the newer
+    // result alone and its own copies do not linger.
+    let (late, _) = export::run(&cfg, 3, dir.path(), 50).await.unwrap();
+    assert_eq!(late.dataset.fencing_token, 54);
+    assert_eq!(manifest::read(&at).await.unwrap().unwrap(), second);
+    assert_eq!(result_files(&out), on_disk);
+}

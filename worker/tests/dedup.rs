@@ -77,6 +77,30 @@ impl Published {
         let loc = Location::parse(dir.to_str().unwrap()).unwrap();
         let manifest = manifest::read(&loc).await.unwrap().expect("published");
         manifest::verify(&loc, &manifest).await.unwrap();
+        // The same files are published at the output itself, under names
+        // tagged with the fencing token of the lease that published them.
+        let root = Location::parse(&cfg.output).unwrap();
+        let public = manifest::read(&root)
+            .await
+            .unwrap()
+            .expect("a result at the output");
+        manifest::verify(&root, &public).await.unwrap();
+        let tagged = |m: &manifest::DatasetManifest| -> BTreeMap<String, String> {
+            m.files
+                .iter()
+                .map(|f| (f.path.clone(), f.sha256.clone()))
+                .collect()
+        };
+        let want: BTreeMap<String, String> = manifest
+            .files
+            .iter()
+            .map(|f| {
+                let name = drover_worker::dataset::publish::tagged(&f.path, public.fencing_token);
+                (name, f.sha256.clone())
+            })
+            .collect();
+        assert_eq!(tagged(&public), want);
+        assert_eq!(public.rows, manifest.rows);
         Self { dir, manifest }
     }
 

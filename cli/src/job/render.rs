@@ -163,6 +163,7 @@ fn template_json(t: &TemplateProgress) -> Value {
         "counts": t.counts.as_ref().map(counts_json),
         "startedAt": time_json(t.started_unix_ms),
         "finishedAt": time_json(t.finished_unix_ms),
+        "output": (!t.output.is_empty()).then_some(&t.output),
     })
 }
 

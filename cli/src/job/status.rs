@@ -188,6 +188,44 @@ fn attention_rank(t: &Task) -> u8 {
     }
 }
 
+/// Where each data task's result is: the spec's `output`, whose
+/// `_manifest.json` names the files once the task's last stage succeeds.
+fn print_results(job: &Job) {
+    // A spec task's templates are `task` or `task/stage`; the last in
+    // stage order is the one that publishes.
+    let mut last: Vec<(&str, &drover_proto::v1::TemplateProgress)> = Vec::new();
+    for t in job.templates.iter().filter(|t| !t.output.is_empty()) {
+        let task = t.name.split('/').next().unwrap_or(&t.name);
+        match last.iter_mut().find(|(name, _)| *name == task) {
+            Some(entry) if entry.1.stage <= t.stage => entry.1 = t,
+            Some(_) => {}
+            None => last.push((task, t)),
+        }
+    }
+    if last.is_empty() {
+        return;
+    }
+    println!();
+    println!("  {:<20} {:<44} STATUS", "RESULT OF", "AT");
+    for (task, t) in last {
+        let c = t.counts.unwrap_or_default();
+        let sensor = t.kind == drover_proto::v1::TaskKind::SensorFeatureBackfill as i32;
+        let at = if sensor {
+            format!("{}/date=*/", t.output.trim_end_matches('/'))
+        } else {
+            format!("{}/", t.output.trim_end_matches('/'))
+        };
+        let status = if c.total > 0 && c.succeeded + c.skipped == c.total {
+            "ready: _manifest.json names its files".to_owned()
+        } else if sensor {
+            format!("each date when its {} task succeeds", t.name)
+        } else {
+            format!("when {} succeeds", t.name)
+        };
+        println!("  {task:<20} {at:<44} {status}");
+    }
+}
+
 fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     let counts = job.task_counts.unwrap_or_default();
     println!("job {}  {}/{}", job.job_id, job.namespace, job.name);
@@ -225,6 +263,7 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
             );
         }
     }
+    print_results(job);
     if tasks.is_empty() || shown == 0 {
         return;
     }

@@ -334,6 +334,20 @@ fn utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// The `output` of a data kind's config: where its result is published.
+fn data_output(kind: &str, config_json: &str) -> String {
+    if !matches!(
+        kind,
+        "annotation_export" | "dedup" | "sensor_feature_backfill"
+    ) {
+        return String::new();
+    }
+    serde_json::from_str::<serde_json::Value>(config_json)
+        .ok()
+        .and_then(|c| c.get("output")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Plans a spec off the async threads: a 1 MiB spec takes a while to parse.
 async fn plan_blocking(
     file: String,
@@ -1331,6 +1345,7 @@ mod convert {
                         counts: Some(counts(&template.counts)),
                         started_unix_ms: 0,
                         finished_unix_ms: 0,
+                        output: super::data_output(&template.def.kind, &template.def.config_json),
                     })
                 })
                 .collect()

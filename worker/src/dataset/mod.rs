@@ -18,6 +18,7 @@ pub mod listing;
 pub mod location;
 pub mod manifest;
 pub mod parquet;
+pub mod publish;
 mod reader;
 pub mod strings;
 pub mod table;

@@ -274,6 +274,35 @@ impl DataAttempt {
     }
 }
 
+impl DataAttempt {
+    /// Commits like [`DataAttempt::commit`], then publishes the result at
+    /// the spec's `output` itself, each file's name tagged with this
+    /// lease's fencing token ([`crate::dataset::publish`]): what the last
+    /// task of a job does, so the result has one place users and the next
+    /// job read, whichever attempt made it.
+    pub async fn commit_and_publish(
+        &self,
+        task: &LeasedTask,
+        m: DatasetManifest,
+    ) -> Result<OutputManifest, TaskError> {
+        use crate::dataset::publish::{self, is_tagged, tagged};
+
+        let done = self.commit(task, m.clone()).await?;
+        let token = task.fencing_token;
+        let published = publish::publish(
+            &self.output,
+            &m,
+            &self.root,
+            |path| Some(tagged(path, token)),
+            |path| is_tagged(path) && !path.starts_with("jobs/"),
+        )
+        .await
+        .map_err(dataset_error)?;
+        tracing::info!(output = %self.root.url, ?published, "result published");
+        Ok(done)
+    }
+}
+
 /// What a completion carries for the output at `prefix` (below the output
 /// root) committed by manifest `m`, whose own file is `json`.
 pub fn completion(prefix: &str, m: DatasetManifest, json: ManifestFile) -> OutputManifest {

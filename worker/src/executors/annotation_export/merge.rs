@@ -158,7 +158,7 @@ pub async fn run(
         parquet::manifest_schema(&labels::schema()),
         &export.writer(task, fingerprint),
     );
-    export.commit(task, m).await
+    export.commit_and_publish(task, m).await
 }
 
 /// Where a shard's Parquet file goes in the export, if it is one.

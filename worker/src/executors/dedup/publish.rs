@@ -106,7 +106,7 @@ pub async fn run(
     // The dataset's rows are its records; the map and report are beside
     // them.
     m.rows = kept;
-    attempt.commit(task, m).await
+    attempt.commit_and_publish(task, m).await
 }
 
 async fn copy(

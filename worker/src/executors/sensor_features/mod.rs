@@ -202,12 +202,12 @@ async fn run(
     let stats_file = attempt.write_json(STATS_JSON, &stats, 0).await?;
     let writer = attempt.writer(&task, fingerprint);
     let columns = manifest_schema(&schema);
-    let mut m = DatasetManifest::new(vec![part.clone(), stats_file], columns.clone(), &writer);
+    let mut m = DatasetManifest::new(vec![part.clone(), stats_file], columns, &writer);
     m.rows = part.rows;
-    let committed = attempt.commit(&task, m).await?;
+    let committed = attempt.commit(&task, m.clone()).await?;
 
     attempt.stopped(&ctx)?;
-    let published = publish::publish(&attempt.output, &part, columns, &partition, &writer).await?;
+    let published = publish::publish(&attempt.output, &m, &partition).await?;
     tracing::info!(
         date,
         readings = stats.readings,

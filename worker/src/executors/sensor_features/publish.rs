@@ -17,27 +17,19 @@
 //!
 //! Fencing: a manifest written under a later lease (a higher fencing
 //! token, which the coordinator only ever raises) is never replaced, so a
-//! worker that lost its lease and finishes late cannot roll a date back.
+//! worker that lost its lease and finishes late cannot roll a date back;
+//! the check and the write are one conditional write.
 //! The same fingerprint always gives the same bytes, so two attempts that
 //! publish one fingerprint at once write identical files.
 
 use drover_proto::v1::OutputManifest;
 use object_store::ObjectStoreExt;
 
-use crate::dataset::listing;
 use crate::dataset::location::Location;
-use crate::dataset::manifest::{self, DatasetManifest, ManifestColumn, ManifestFile, Writer};
+use crate::dataset::manifest::{self, DatasetManifest, ManifestFile};
+pub use crate::dataset::publish::{ORPHAN_AGE_MS, Published};
 use crate::executors::TaskError;
 use crate::executors::data_attempt::{CODE_VERSION, completion, dataset_error};
-
-/// Files in a date's directory that no manifest names and that are older
-/// than this are left over from an attempt that died between its copy and
-/// its manifest, and are removed by the next publish. Younger ones may be
-/// another attempt's, about to be named.
-pub const ORPHAN_AGE_MS: i64 = 3_600_000;
-
-/// Files of a date's directory looked at for leftovers.
-const LEFTOVERS_LISTED_MAX: usize = 10_000;
 
 /// The published file of features computed from `fingerprint`.
 pub fn file_name(fingerprint: &str) -> String {
@@ -84,93 +76,22 @@ async fn read_current(
     }
 }
 
-/// What publishing did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Published {
-    /// The date now holds this attempt's features; `removed` files of
-    /// earlier ones went.
-    Replaced {
-        /// Files deleted.
-        removed: usize,
-    },
-    /// A later lease already published the date; it was left alone.
-    Newer {
-        /// That lease's token.
-        token: u64,
-    },
-}
-
-/// Publishes `file`, written at `from`, as the features of `partition`,
-/// with `writer`'s fencing token and fingerprint.
+/// Publishes the features `committed` names (its [`super::FEATURES_FILE`]),
+/// written at `from`, as the features of `partition` (see
+/// [`crate::dataset::publish`]).
 pub async fn publish(
     from: &Location,
-    file: &ManifestFile,
-    schema: Vec<ManifestColumn>,
+    committed: &DatasetManifest,
     partition: &Location,
-    writer: &Writer,
 ) -> Result<Published, TaskError> {
-    let current = read_current(partition).await?.map(|(m, _)| m);
-    if let Some(c) = &current
-        && c.fencing_token > writer.fencing_token
-    {
-        return Ok(Published::Newer {
-            token: c.fencing_token,
-        });
-    }
-    let name = file_name(&writer.input_fingerprint);
-    partition
-        .store
-        .copy(&from.path(&file.path), &partition.path(&name))
-        .await
-        .map_err(|e| dataset_error(e.into()))?;
-    let published = ManifestFile {
-        path: name.clone(),
-        ..file.clone()
-    };
-    let rows = published.rows;
-    let mut m = DatasetManifest::new(vec![published], schema, writer);
-    m.rows = rows;
-    manifest::write(partition, &m)
-        .await
-        .map_err(dataset_error)?;
-
-    let mut removed = 0;
-    let superseded: Vec<String> = current
-        .into_iter()
-        .flat_map(|c| c.files)
-        .map(|f| f.path)
-        .filter(|p| *p != name)
-        .collect();
-    for path in superseded {
-        removed += delete(partition, &path).await?;
-    }
-    // Files of attempts that died before naming theirs. Tidying only:
-    // the date is published whatever happens here.
-    let now = chrono::Utc::now().timestamp_millis();
-    let listed = listing::list(
+    let name = file_name(&committed.input_fingerprint);
+    crate::dataset::publish::publish(
+        from,
+        committed,
         partition,
-        "",
+        |p| (p == super::FEATURES_FILE).then(|| name.clone()),
         |p| p.starts_with("part-") && p.ends_with(".parquet") && !p.contains('/'),
-        LEFTOVERS_LISTED_MAX,
     )
-    .await;
-    match listed {
-        Ok(listed) => {
-            for f in listed {
-                if f.path != name && now - f.modified_ms > ORPHAN_AGE_MS {
-                    removed += delete(partition, &f.path).await?;
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "not looking for leftover files"),
-    }
-    Ok(Published::Replaced { removed })
-}
-
-async fn delete(partition: &Location, path: &str) -> Result<usize, TaskError> {
-    match partition.store.delete(&partition.path(path)).await {
-        Ok(()) => Ok(1),
-        Err(object_store::Error::NotFound { .. }) => Ok(0),
-        Err(e) => Err(dataset_error(e.into())),
-    }
+    .await
+    .map_err(dataset_error)
 }
