@@ -353,6 +353,40 @@ async fn exact_duplicates_after_normalisation_keep_the_policys_choice() {
 }
 
 #[tokio::test]
+async fn a_second_job_reads_the_first_ones_output_through_its_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = small_corpus(tmp.path());
+    let first = config(
+        &format!("file://{}/x", tmp.path().display()),
+        &format!("file://{}/first", tmp.path().display()),
+        "exact",
+    );
+    run(&first, 1, tmp.path()).await.unwrap();
+    // The next job's input is the first one's `output`, where attempts'
+    // directories and the duplicate map sit beside the kept records: the
+    // manifest there names what it reads.
+    let mut second = config(
+        &first.output,
+        &format!("file://{}/second", tmp.path().display()),
+        "exact",
+    );
+    second.keep = "longest".into();
+    let outputs = run(&second, 1, tmp.path()).await.unwrap();
+    let published = Published::of(&second, &outputs).await;
+    assert!(
+        published.duplicates().is_empty(),
+        "the first job removed them"
+    );
+    let kept: Vec<String> = lines
+        .iter()
+        .filter(|l| !["b", "c"].contains(&id_of(l).as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(published.kept_lines(), kept);
+    assert_eq!(published.report()["docs"], 3, "{}", published.report());
+}
+
+#[tokio::test]
 async fn parquet_in_parquet_out_with_the_inputs_schema_in_every_string_encoding() {
     use arrow_schema::DataType;
 

@@ -124,6 +124,8 @@ pub async fn resolve(
             let files = m
                 .files
                 .into_iter()
+                // A job's result names its metadata too (`_dedup/...`).
+                .filter(|f| listing::is_data(&f.path))
                 .filter_map(|f| {
                     Some(InputFile {
                         format: wanted(&f.path)?,
