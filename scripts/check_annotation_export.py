@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 
 import pyarrow as pa
@@ -67,18 +68,24 @@ def main():
     args = parser.parse_args()
     root = args.export
     manifest = json.load(open(os.path.join(root, "_manifest.json")))
-    files = {f["path"]: f for f in manifest["files"]}
+    # A published result's files carry the publishing lease's token in
+    # their names (report.r41.json); the checks use the plain names.
+    files = {re.sub(r"\.r\d+(?=\.|$)", "", f["path"], count=1): f for f in manifest["files"]}
+
+    def at(name):
+        return os.path.join(root, files[name]["path"])
+
     for path, f in files.items():
-        data = open(os.path.join(root, path), "rb").read()
+        data = open(at(path), "rb").read()
         check(len(data) == f["bytes"], f"{path}: {len(data)} bytes, manifest says {f['bytes']}")
         check(hashlib.sha256(data).hexdigest() == f["sha256"], f"{path}: SHA-256 differs from the manifest")
     print(f"manifest: {len(files)} files, sizes and SHA-256 match")
 
-    report = json.load(open(os.path.join(root, "quality/report.json")))
+    report = json.load(open(at("quality/report.json")))
     projects = {p["project"]: p for p in report["projects"]}
 
     label_files = sorted(p for p in files if p.startswith("parquet/labels/"))
-    labels = ds.dataset([os.path.join(root, p) for p in label_files], format="parquet")
+    labels = ds.dataset([at(p) for p in label_files], format="parquet")
     expected = pa.schema([pa.field(n, t) for n, t in LABELS_SCHEMA])
     got = [(f.name, f.type) for f in labels.schema]
     check(
@@ -92,7 +99,7 @@ def main():
     print(f"pyarrow: labels {table.num_rows} rows in {len(label_files)} files, schema as documented ({expected.names[:3]}...)")
 
     annotation_files = sorted(p for p in files if p.startswith("parquet/annotations/"))
-    annotations = pq.ParquetDataset([os.path.join(root, p) for p in annotation_files]).read()
+    annotations = pq.ParquetDataset([at(p) for p in annotation_files]).read()
     names = annotations.schema.names
     for dropped in report["droppedFields"]:
         check(dropped not in names, f"dropped field {dropped} is in the annotations")
@@ -108,7 +115,7 @@ def main():
 
     for name, p in projects.items():
         exported = p["items"] - p["excludedItems"]
-        lines = [json.loads(l) for l in open(os.path.join(root, f"jsonl/{name}.jsonl"))]
+        lines = [json.loads(l) for l in open(at(f"jsonl/{name}.jsonl"))]
         check(len(lines) == exported, f"{name}: {len(lines)} JSONL lines, {exported} items exported")
         check(all(l["project"] == name for l in lines), f"{name}: a JSONL line of another project")
         if p["taskType"] != "bbox":
@@ -119,7 +126,7 @@ def main():
                 right = sum(true_label[r["item_id"]] == r["label"] for r in rows)
                 print(f"pyarrow: {name}: {p['consensus']} labels match the truth for {right / len(rows):.4f} of {len(rows)} items")
             continue
-        path = os.path.join(root, f"coco/{name}.json")
+        path = at(f"coco/{name}.json")
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(path)
         objects = sum(l["items"] for l in p["labels"])

@@ -5,7 +5,12 @@
 #   pyarrow and pycocotools (and scores it against the generator's truth);
 # - scripts/sensor_reference.py recomputes every backfilled date's sensor
 #   features with DuckDB and the h3 package and compares them with the
-#   published ones (same rows, counts equal, floats within 1e-9 relative).
+#   published ones (same rows, counts equal, floats within 1e-9 relative);
+# - scripts/user_files.py writes the demo's data again as users' tools do
+#   (pyarrow, no manifest: large_string and dictionary Parquet, CSV, the
+#   corpus as Parquet); each passes `drover job plan --check-input`, runs
+#   on `drover dev`, and its result at the spec's output equals the demo's
+#   (scripts/same_result.py).
 #
 #   scripts/demo-interop.sh [PYTHON] [DROVER]
 #
@@ -48,3 +53,35 @@ grep -q "nightly run for $LAST .*succeeded 2/2 done (1 skipped)" "$WORK/demo.log
 # The example's settings: resolution 8, 1 h windows, k 5, 100 m, 70 m/s.
 "$PYTHON" scripts/sensor_reference.py --input "$WORK/data/sensors" --features "$WORK/data/features" \
   --resolution 8 --window-ms 3600000 --k 5 --max-accuracy 100 --max-speed 70 "${DATES[@]}"
+
+# Users' own files: the demo's data written again by pyarrow with no
+# manifest (large_string and dictionary columns in Hive-style directories,
+# a CSV, the dedup corpus as Parquet), checked by `drover job plan
+# --check-input`, run on `drover dev`, and read back: each result, found at
+# the spec's output, must equal the demo's own.
+"$PYTHON" scripts/user_files.py "$WORK/data" "$WORK/user"
+GRPC=127.0.0.1:$(free_port)
+HTTP=127.0.0.1:$(free_port)
+"$DROVER" dev --data-dir "$WORK/dev" --workers 1 --slots 4 --listen "$GRPC" --http "$HTTP" 2> "$WORK/dev.log" &
+DEV=$!
+trap 'kill $DEV 2>/dev/null || true; wait $DEV 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+for _ in $(seq 200); do curl -fs "http://$HTTP/readyz" > /dev/null 2>&1 && break; sleep 0.1; done
+export DROVER_COORDINATORS=$GRPC
+KEY=$WORK/data/secrets/annotator-key
+run_user_job() { # SPEC DATA [--param K=V...]: check the input, then run the job to success
+  local spec=$1 data=$2
+  shift 2
+  "$DROVER" job plan "$spec" --param "data=file://$data" "$@" --check-input ||
+    { cat "$WORK/dev.log" >&2; echo "demo-interop: --check-input refused $data" >&2; exit 1; }
+  "$DROVER" job submit "$spec" --param "data=file://$data" "$@" --wait > "$WORK/submit.log" 2>&1 ||
+    { cat "$WORK/submit.log" "$WORK/dev.log" >&2; echo "demo-interop: the job on $data failed" >&2; exit 1; }
+}
+for variant in large csv; do
+  run_user_job jobspecs/examples/annotation-export.yaml "$WORK/user/$variant" --param "keyFile=$KEY"
+  OUT=$(ls -d "$WORK/user/$variant"/exports/*/)
+  "$PYTHON" scripts/check_annotation_export.py "$OUT" --truth "$WORK/data/annotations"
+  "$PYTHON" scripts/same_result.py "$EXPORT" "$OUT" 'jsonl/' 'coco/' 'parquet/labels/'
+done
+sed -e 's/format: jsonl/format: parquet/' jobspecs/examples/dedup.yaml > "$WORK/dedup-parquet.yaml"
+run_user_job "$WORK/dedup-parquet.yaml" "$WORK/user"
+"$PYTHON" scripts/same_result.py --fields id,representative "$WORK/data/dedup" "$WORK/user/dedup" '_dedup/duplicates'

@@ -266,7 +266,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
 async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
     node.read_local(move |sm| {
         // The last template that writes a dataset (a `noop` after it
-        // writes none).
+        // writes none) publishes its result at its `output`.
         sm.job(id)?.templates.iter().rev().find_map(|t| {
             let config: serde_json::Value = serde_json::from_str(&t.def.config_json).ok()?;
             let root = config["output"].as_str().map(|r| {
@@ -278,11 +278,7 @@ async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
             if t.def.kind == "sensor_feature_backfill" {
                 return Some(format!("{root}/date=*/"));
             }
-            let prefix = t
-                .outputs
-                .iter()
-                .find_map(|(_, o)| o.manifest.map(|m| m.prefix.clone()))?;
-            Some(format!("{root}/{prefix}"))
+            Some(format!("{root}/"))
         })
     })
     .await

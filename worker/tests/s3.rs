@@ -4,7 +4,9 @@
 //! ranges, and a manifest written to S3 verifies against its objects.
 //!
 //! The annotation export run on `s3://` (input and output) writes the same
-//! files, byte for byte, as the same export on `file://`.
+//! files, byte for byte, as the same export on `file://`, and publishes
+//! its result at the output with S3's conditional writes: racing
+//! publishers leave the highest fencing token's manifest.
 //!
 //! Needs an endpoint, so it is ignored by a plain `cargo test`;
 //! `scripts/s3-interop.sh` (run by `.ci/run`) starts moto's server, creates
@@ -156,8 +158,59 @@ async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
         assert_eq!(files_of(a), files_of(b));
     }
     assert!(files_of(&s3.0).len() > 10);
+    // Both published the same result at the output itself.
+    let mut published = Vec::new();
+    for root in [
+        format!("{url}/export"),
+        dir.path().join("file").display().to_string(),
+    ] {
+        let at = Location::parse(&format!("{root}/out")).unwrap();
+        let m = manifest::read(&at)
+            .await
+            .unwrap()
+            .expect("a published result");
+        manifest::verify(&at, &m).await.unwrap();
+        published.push(m.files);
+    }
+    assert_eq!(published[0], published[1]);
     println!(
-        "annotation export: {} files on s3:// and file://, byte for byte the same",
+        "annotation export: {} files on s3:// and file://, byte for byte the same, published at the output",
         files_of(&s3.0).len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs an S3-compatible endpoint: scripts/s3-interop.sh"]
+async fn racing_manifest_writers_on_s3_leave_the_highest_token() {
+    let url = std::env::var("DROVER_S3_TEST_URL")
+        .expect("DROVER_S3_TEST_URL=s3://bucket/prefix (see scripts/s3-interop.sh)");
+    let at = Location::parse(&format!("{url}/race")).unwrap();
+    let by = |token: u64| {
+        DatasetManifest::new(
+            Vec::new(),
+            Vec::new(),
+            &Writer {
+                fencing_token: token,
+                ..Writer::default()
+            },
+        )
+    };
+    let writers: Vec<_> = [5u64, 9, 2, 12, 7, 1, 11, 3]
+        .into_iter()
+        .map(|t| {
+            let (at, m) = (at.clone(), by(t));
+            tokio::spawn(async move { manifest::write_unless_newer(&at, &m).await.unwrap() })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        manifest::read(&at).await.unwrap().unwrap().fencing_token,
+        12
+    );
+    assert_eq!(
+        manifest::write_unless_newer(&at, &by(4)).await.unwrap(),
+        manifest::Swapped::Newer(12)
     );
 }
