@@ -3,9 +3,10 @@
 //! (similarity 1, nothing to verify). Documents sharing a band key become
 //! candidate pairs; a bucket larger than `maxBucketSize` keeps all pairs
 //! among a sample of that many members, chosen by a hash of the document
-//! so every run samples alike, and joins each other member to the
-//! sample's first, so a hot bucket costs `maxBucketSize²/2 + n` pairs, not
-//! `n²/2`. Pairs are cut into parts by a hash of the pair and each part
+//! so every run samples alike, and joins each other member to the bucket's
+//! best document by `keep` (the one `components` keeps first, so the
+//! others can be removed for it), so a hot bucket costs
+//! `maxBucketSize²/2 + n` pairs, not `n²/2`. Pairs are cut into parts by a hash of the pair and each part
 //! written sorted and distinct, so a pair found in several bands is
 //! verified once.
 
@@ -69,9 +70,20 @@ pub async fn run(
         if docs.len() > cap {
             stats.hot_buckets += 1;
             stats.hot_bucket_docs += (docs.len() - cap) as u64;
-            docs.sort_by_key(|d| (twox_hash::XxHash3_64::oneshot(&d.to_le_bytes()), *d));
+            // The hub: the highest keep score, ties to the earliest.
+            let hub = group
+                .iter()
+                .min_by(|x, y| y.score.total_cmp(&x.score).then(x.doc.cmp(&y.doc)))
+                .map_or(docs[0], |e| e.doc);
+            docs.sort_by_key(|d| {
+                (
+                    *d != hub,
+                    twox_hash::XxHash3_64::oneshot(&d.to_le_bytes()),
+                    *d,
+                )
+            });
             for &d in &docs[cap..] {
-                emit(Pair::new(docs[0], d, Pair::UNKNOWN));
+                emit(Pair::new(hub, d, Pair::UNKNOWN));
             }
             docs.truncate(cap);
         }

@@ -1,7 +1,11 @@
-//! Stage 4, one task: every pair that stayed (verified, or exact) joins
-//! its two documents; union-find makes clusters, and each cluster keeps
-//! one representative by `keep` (highest score, ties to the earliest in
-//! the input). Outputs:
+//! Stage 4, one task: from every pair that stayed (verified, or exact),
+//! which documents go. Documents are visited in `keep` order (highest
+//! score, ties to the earliest in the input); one is removed when a
+//! document already kept is similar to it, which becomes its
+//! representative, and kept otherwise ([`crate::dedup::greedy`]). So
+//! every removed document is at least `threshold` similar to the one kept
+//! in its place, and no verified pair keeps both its documents. A cluster
+//! is a kept document with those removed for it. Outputs:
 //!
 //! - `duplicates.jsonl`: one line per removed document, in input order:
 //!   its id, its representative's id, their similarity when that pair was
@@ -21,7 +25,7 @@ use super::stats::{PairStats, STATS_JSON};
 use super::{DocRef, Job, index_of, part, shard_of};
 use crate::dataset::manifest::DatasetManifest;
 use crate::dataset::text::TextSink;
-use crate::dedup::union_find::UnionFind;
+use crate::dedup::greedy;
 use crate::executors::data_attempt::{DataAttempt, dataset_error};
 use crate::executors::{AttemptContext, TaskError};
 
@@ -125,13 +129,18 @@ pub async fn run(
     docs.sort_unstable();
     docs.dedup();
     let dense = |d: DocRef| docs.binary_search(&d).map(|i| i as u32).unwrap_or(0);
-    let mut sets = UnionFind::new(docs.len());
     let mut similarity: rustc_hash::FxHashMap<(DocRef, DocRef), f32> =
         rustc_hash::FxHashMap::with_capacity_and_hasher(pairs.len(), Default::default());
     for p in &pairs {
-        sets.union(dense(p.a), dense(p.b));
         similarity.insert((p.a, p.b), p.similarity);
     }
+    // Pairs of equal shingle sets (exact duplicates, joined to their
+    // group's first, or a similarity of 1) make groups that act as one
+    // document; the rest are near pairs.
+    let (same, near): (Vec<&Pair>, Vec<&Pair>) = pairs.iter().partition(|p| p.similarity >= 1.0);
+    let edges =
+        |ps: &[&Pair]| -> Vec<(u32, u32)> { ps.iter().map(|p| (dense(p.a), dense(p.b))).collect() };
+    let (same, near) = (edges(&same), edges(&near));
 
     // Each document's id and keep score.
     let mut ids: Vec<String> = Vec::with_capacity(docs.len());
@@ -151,23 +160,34 @@ pub async fn run(
     ctx.progress
         .set(0.6, format!("{} documents in clusters", docs.len()));
 
-    // Clusters, members in input order; the representative is the first
-    // member with the highest score.
+    // Keep order: the highest score first, ties in input order (dense
+    // indices follow it).
+    let mut by_rank: Vec<u32> = (0..docs.len() as u32).collect();
+    by_rank.sort_by(|&x, &y| {
+        scores[y as usize]
+            .total_cmp(&scores[x as usize])
+            .then(x.cmp(&y))
+    });
+    let mut rank = vec![0u32; docs.len()];
+    for (i, &d) in by_rank.iter().enumerate() {
+        rank[d as usize] = i as u32;
+    }
+    let representative = greedy::representatives(docs.len(), &near, &same, &rank);
+    // Clusters: each representative, then those removed for it in input
+    // order.
     let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for i in 0..docs.len() as u32 {
-        members.entry(sets.find(i)).or_default().push(i);
-    }
-    let mut clusters: Vec<Vec<u32>> = members.into_values().collect();
-    for c in &mut clusters {
-        let mut best = 0;
-        for (k, &m) in c.iter().enumerate() {
-            if scores[m as usize] > scores[c[best] as usize] {
-                best = k;
-            }
+    for (m, r) in representative.iter().enumerate() {
+        if let Some(r) = r {
+            members.entry(*r).or_default().push(m as u32);
         }
-        c.swap(0, best);
-        c[1..].sort_unstable();
     }
+    let clusters: Vec<Vec<u32>> = members
+        .into_iter()
+        .map(|(r, mut removed)| {
+            removed.sort_unstable();
+            std::iter::once(r).chain(removed).collect()
+        })
+        .collect();
     let sim = |x: DocRef, y: DocRef| similarity.get(&(x.min(y), x.max(y))).copied();
 
     // The duplicate map and each shard's removed documents.
@@ -254,7 +274,7 @@ pub async fn run(
     let summary = Clusters {
         docs: shards.iter().map(|s| s.manifest.rows).sum(),
         clusters: clusters.len() as u64,
-        docs_in_clusters: docs.len() as u64,
+        docs_in_clusters: clusters.iter().map(|c| c.len() as u64).sum(),
         removed: removed.len() as u64,
         sizes: sizes
             .into_iter()

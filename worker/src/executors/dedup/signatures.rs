@@ -82,24 +82,21 @@ pub async fn run(
             })?;
             let doc_id = doc_ref(shard32, index);
             let key = signer.read(&doc.text);
+            let score = keep_score(&job.cfg.keep, &doc.text, doc.keep);
             ExactEntry { key, doc: doc_id }.put(&mut exact_parts[(key as u64 % parts) as usize]);
             if job.minhash && seen.insert(key) {
                 for &k in signer.band_keys() {
                     BandEntry {
                         key: k,
                         doc: doc_id,
+                        score,
                     }
                     .put(&mut band_parts[(k % parts) as usize]);
                 }
             }
             let buf = docs.buf();
             let before = buf.len();
-            DocRecord::put(
-                &signer.shingles,
-                keep_score(&job.cfg.keep, &doc.text, doc.keep),
-                &doc.id,
-                buf,
-            );
+            DocRecord::put(&signer.shingles, score, &doc.id, buf);
             written += (buf.len() - before) as u64;
             offsets.push(written);
         }
