@@ -74,6 +74,17 @@ impl Grid {
     }
 }
 
+/// Units accuracies are summed in: 2^-40 m. Summed as integers, a
+/// group's total does not depend on the order its readings came in, so
+/// sums taken over disjoint sets of devices (shards of a day) add up to
+/// exactly the sum over all of them. An accuracy (an `f32`, at most
+/// 100 km after cleaning) loses nothing above 2^-40 m.
+const ACCURACY_SCALE: f64 = (1u64 << 40) as f64;
+
+fn accuracy_units(accuracy_m: f32) -> i128 {
+    (f64::from(accuracy_m) * ACCURACY_SCALE).round() as i128
+}
+
 /// One group's running totals.
 #[derive(Debug, Clone)]
 struct Group {
@@ -84,7 +95,8 @@ struct Group {
     /// The device added last; devices come one at a time, so a change
     /// means a new device.
     last_device: u32,
-    accuracy_sum: f64,
+    /// In [`ACCURACY_SCALE`] units.
+    accuracy_sum: i128,
     dwell_ms: i64,
     rssi_sum: [i64; 3],
     rssi_n: [u64; 3],
@@ -125,6 +137,30 @@ pub struct FeatureRow {
     pub accuracy_mean: f64,
     /// Mean signal strength per source ([`SOURCES`]), dBm.
     pub rssi_mean: [Option<f64>; 3],
+}
+
+/// One group's sums over some devices: what a shard of a day hands its
+/// merge, which adds the shards' sums of each group ([`Aggregator::add_partial`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// H3 cell index.
+    pub cell: u64,
+    /// Window start, UTC milliseconds.
+    pub window_start: i64,
+    /// Readings.
+    pub observations: u64,
+    /// Distinct devices (the shards' devices are disjoint, so these add).
+    pub devices: u64,
+    /// Accuracy sum in 2^-40 m.
+    pub accuracy_units: i128,
+    /// Dwell, milliseconds.
+    pub dwell_ms: i64,
+    /// Signal strength sums per source.
+    pub rssi_sum: [i64; 3],
+    /// Signal strengths per source.
+    pub rssi_n: [u64; 3],
+    /// Readings with a speed.
+    pub speeds: u64,
 }
 
 /// The features of one partition, and what k-anonymity removed.
@@ -221,7 +257,7 @@ impl Aggregator {
                 group.devices += 1;
                 group.last_device = device;
             }
-            group.accuracy_sum += f64::from(r.accuracy_m);
+            group.accuracy_sum += accuracy_units(r.accuracy_m);
             group.dwell_ms += dwell;
             let s = usize::from(r.source);
             if s < SOURCES.len() && r.rssi_dbm != RSSI_NONE {
@@ -252,13 +288,50 @@ impl Aggregator {
             observations: 0,
             devices: 0,
             last_device: 0,
-            accuracy_sum: 0.0,
+            accuracy_sum: 0,
             dwell_ms: 0,
             rssi_sum: [0; 3],
             rssi_n: [0; 3],
             speeds: 0,
             speed: None,
         });
+        Ok(g)
+    }
+
+    /// Each group's sums, in group order (the order the group indices of
+    /// [`Aggregator::take_speeds`] refer to).
+    pub fn partials(&self) -> Vec<Partial> {
+        self.groups
+            .iter()
+            .map(|g| Partial {
+                cell: g.cell,
+                window_start: g.window_start,
+                observations: g.observations,
+                devices: g.devices,
+                accuracy_units: g.accuracy_sum,
+                dwell_ms: g.dwell_ms,
+                rssi_sum: g.rssi_sum,
+                rssi_n: g.rssi_n,
+                speeds: g.speeds,
+            })
+            .collect()
+    }
+
+    /// Adds another aggregator's sums of one group, over devices none of
+    /// which this one has seen (a shard of the day's devices); returns the
+    /// group's index here, which that group's speeds are given back under.
+    pub fn add_partial(&mut self, p: &Partial) -> Result<u32, AggregateError> {
+        let g = self.group((p.cell, p.window_start))?;
+        let group = &mut self.groups[g as usize];
+        group.observations += p.observations;
+        group.devices += p.devices;
+        group.accuracy_sum += p.accuracy_units;
+        group.dwell_ms += p.dwell_ms;
+        for s in 0..SOURCES.len() {
+            group.rssi_sum[s] += p.rssi_sum[s];
+            group.rssi_n[s] += p.rssi_n[s];
+        }
+        group.speeds += p.speeds;
         Ok(g)
     }
 
@@ -337,7 +410,7 @@ impl Aggregator {
                 speed_p50: g.speed.map(|s| s[1]),
                 speed_p90: g.speed.map(|s| s[2]),
                 dwell_seconds: g.dwell_ms as f64 / 1000.0,
-                accuracy_mean: g.accuracy_sum / n,
+                accuracy_mean: g.accuracy_sum as f64 / ACCURACY_SCALE / n,
                 rssi_mean,
             });
         }
@@ -498,6 +571,54 @@ mod tests {
             a.add_device(1, &[reading(0, EAST.0, EAST.1, 1.0, 1.0)]),
             Err(AggregateError::TooManyGroups(1))
         );
+    }
+
+    #[test]
+    fn shards_of_the_devices_merge_to_the_whole() {
+        let devices: Vec<Vec<Reading>> = (0..9)
+            .map(|d| {
+                (0..40)
+                    .map(|i| {
+                        let at = if (i * 3 + d) % 4 == 0 { EAST } else { GATE };
+                        let mut r = reading(
+                            i * 400_000 + d,
+                            at.0,
+                            at.1,
+                            (i * 5 % 13) as f32 * 0.3,
+                            0.1 + (i % 7) as f32 * 1.7,
+                        );
+                        r.rssi_dbm = -40 - (i % 30) as i32;
+                        r.source = (i % 3) as u8;
+                        r
+                    })
+                    .collect()
+            })
+            .collect();
+        let whole = aggregate(&devices, 3, 1);
+        assert!(whole.rows.len() > 5);
+        for shards in [2usize, 3, 9] {
+            let mut merged = Aggregator::new(Grid::new(8, HOUR as u64).unwrap(), 1000);
+            let mut speeds = Vec::new();
+            for s in 0..shards {
+                let mut part = Aggregator::new(Grid::new(8, HOUR as u64).unwrap(), 1000);
+                for (d, rs) in devices.iter().enumerate().filter(|(d, _)| d % shards == s) {
+                    part.add_device(d as u32, rs).unwrap();
+                }
+                let at: Vec<u32> = part
+                    .partials()
+                    .iter()
+                    .map(|p| merged.add_partial(p).unwrap())
+                    .collect();
+                speeds.extend(
+                    part.take_speeds()
+                        .into_iter()
+                        .map(|(g, v)| (at[g as usize], v)),
+                );
+            }
+            merged.add_speeds(0, 1, &speeds).unwrap();
+            // Exactly: integer sums, and speeds sorted before they are summed.
+            assert_eq!(merged.finish(3), whole, "{shards} shards");
+        }
     }
 
     #[test]
