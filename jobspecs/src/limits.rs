@@ -81,6 +81,17 @@ pub const SHARDS_MAX: u32 = 100_000;
 /// output from one lease, which lists at most 10,000 upstream outputs.
 pub const EXPORT_SHARDS_MAX: u32 = 10_000;
 
+/// Largest `shards` of a sensor backfill (shards per date).
+pub const SENSOR_SHARDS_MAX: u32 = 1_024;
+
+/// Most part tasks of a sharded sensor backfill (dates × shards): each
+/// date's merge finds its parts among all of them, listed in one lease,
+/// which holds at most 10,000 upstream outputs.
+pub const SENSOR_PARTS_MAX: u64 = 10_000;
+
+/// Largest `memoryMb` of a sensor backfill task.
+pub const SENSOR_MEMORY_MB_MAX: u32 = 1 << 20;
+
 /// Largest `shards` and `bucketPartitions` of a dedup: every candidates
 /// task reads one part from each signatures task, so the stages exchange
 /// `shards × bucketPartitions` parts; 4,096 each keeps a stage's lease

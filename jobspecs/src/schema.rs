@@ -388,6 +388,16 @@ fn sensor_config() -> Value {
         "recompute" => {
             json!({"type": "boolean", "description": "Compute every partition again, even those whose committed features match their input, config and code. Default false."})
         }
+        "shards" => integer(
+            1,
+            u64::from(limits::SENSOR_SHARDS_MAX),
+            "Tasks each date's devices are split over: a part task per shard, then a merge per date. Default 1 (one task per date).",
+        ),
+        "memoryMb" => integer(
+            16,
+            u64::from(limits::SENSOR_MEMORY_MB_MAX),
+            "Memory a task aims to stay within, MiB; beyond it, it spills to scratch. Default the worker's (1024).",
+        ),
         _ => undocumented(),
     })
 }

@@ -65,6 +65,8 @@ impl Fixture {
                 .collect(),
             pseudonymize: KeySource::File(self.key.display().to_string()),
             recompute: false,
+            shards: 1,
+            memory_mb: None,
         }
     }
 }
@@ -645,4 +647,152 @@ async fn dictionary_and_large_string_readings_give_the_same_features() {
     let (_, got) = published(&fx.path("recoded"), DATES[0]).await;
     assert!(want.num_rows() > 20, "{} rows", want.num_rows());
     assert_eq!(got, want);
+}
+
+/// Runs date `DATES[0]` of `cfg` (with `shards` set) as its parts and
+/// then its merge, as job `job` with tokens from `token`; the merge's
+/// output and the parts'.
+async fn run_sharded(
+    executor: &SensorFeatures,
+    cfg: &SensorFeatureConfig,
+    job: u32,
+    token: u64,
+    scratch: &Path,
+) -> (OutputManifest, Vec<OutputManifest>) {
+    let shards = u64::from(cfg.shards);
+    let mut parts = Vec::new();
+    for s in 0..shards {
+        let mut t = lease(cfg, job, 0, token + s);
+        t.template = "features/part".into();
+        t.partition_index = s;
+        t.partition_key = format!("{}/{s}", DATES[0]);
+        t.task_id = format!("j{job}/0/{s}");
+        t.output_prefix = format!("jobs/j{job}/features/part/{s}/attempt-1-{}", token + s);
+        parts.push(run(executor, t, scratch).await.unwrap().0);
+    }
+    let mut merge = lease(cfg, job, 0, token + shards);
+    merge.template = "features/merge".into();
+    merge.task_id = format!("j{job}/1/0");
+    merge.output_prefix = format!("jobs/j{job}/features/merge/0/attempt-1-{}", token + shards);
+    merge.upstream_outputs = parts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| drover_proto::v1::UpstreamOutput {
+            template: "features/part".into(),
+            partition_index: i as u64,
+            partition_key: format!("{}/{i}", DATES[0]),
+            output_prefix: m.output_prefix.clone(),
+        })
+        .collect();
+    let (merged, _) = run(executor, merge, scratch).await.unwrap();
+    (merged, parts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_split_over_parts_gives_the_one_task_features_bit_for_bit() {
+    let fx = Fixture::new(60).await;
+    let whole = fx.config("whole");
+    run(
+        &SensorFeatures::default(),
+        lease(&whole, 1, 0, 10),
+        &fx.path("scratch"),
+    )
+    .await
+    .unwrap();
+    let (_, want) = published(&fx.path("whole"), DATES[0]).await;
+    assert!(want.num_rows() > 50, "{} rows", want.num_rows());
+    let whole_stats: serde_json::Value = {
+        let m = partition_manifest(&fx.path("whole"), DATES[0]).await;
+        let dir = fx.path("whole").join("jobs/j1/features/0/attempt-1-10");
+        assert!(m.files.len() == 1);
+        serde_json::from_slice(&std::fs::read(dir.join("stats.json")).unwrap()).unwrap()
+    };
+
+    // Three shards and a budget so small that every part spills and the
+    // merge takes the groups in several cuts.
+    let small = SensorFeatures {
+        memory_budget: 2 << 20,
+    };
+    for shards in [3u32, 7] {
+        let mut cfg = fx.config(&format!("sharded-{shards}"));
+        cfg.shards = shards;
+        let (merged, parts) = run_sharded(&small, &cfg, 2, 100, &fx.path("scratch")).await;
+        let (_, got) = published(&fx.path(&format!("sharded-{shards}")), DATES[0]).await;
+        assert_eq!(got, want, "{shards} shards");
+        let out = fx.path(&format!("sharded-{shards}"));
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(&parts[0].output_prefix).join("part.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(info["cuts"].as_u64().unwrap() > 1, "{info}");
+        let stats: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(&merged.output_prefix).join("stats.json")).unwrap(),
+        )
+        .unwrap();
+        for field in [
+            "readings",
+            "invalid",
+            "devices",
+            "clean",
+            "groups",
+            "rows",
+            "suppressedGroups",
+        ] {
+            assert_eq!(stats[field], whole_stats[field], "{shards} shards: {field}");
+        }
+        // The same fingerprint: a later whole-date run reuses these.
+        let m = partition_manifest(&out, DATES[0]).await;
+        let w = partition_manifest(&fx.path("whole"), DATES[0]).await;
+        assert_eq!(m.input_fingerprint, w.input_fingerprint);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_refuses_parts_that_saw_other_readings() {
+    let fx = Fixture::new(20).await;
+    let mut cfg = fx.config("out");
+    cfg.shards = 2;
+    let executor = SensorFeatures::default();
+    let mut part = lease(&cfg, 1, 0, 10);
+    part.template = "features/part".into();
+    part.partition_key = format!("{}/0", DATES[0]);
+    part.output_prefix = "jobs/j1/features/part/0/attempt-1-10".into();
+    let (p0, _) = run(&executor, part.clone(), &fx.path("scratch"))
+        .await
+        .unwrap();
+    // A late file lands before the second part reads the date.
+    let mut files = Vec::new();
+    files_below(&fx.path(&format!("readings/date={}", DATES[0])), &mut files);
+    let first = files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    std::fs::copy(first, first.with_file_name("late.parquet")).unwrap();
+    part.partition_index = 1;
+    part.partition_key = format!("{}/1", DATES[0]);
+    part.fencing_token = 11;
+    part.output_prefix = "jobs/j1/features/part/1/attempt-1-11".into();
+    let (p1, _) = run(&executor, part, &fx.path("scratch")).await.unwrap();
+    let mut merge = lease(&cfg, 1, 0, 12);
+    merge.template = "features/merge".into();
+    merge.output_prefix = "jobs/j1/features/merge/0/attempt-1-12".into();
+    merge.upstream_outputs = [p0, p1]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| drover_proto::v1::UpstreamOutput {
+            template: "features/part".into(),
+            partition_index: i as u64,
+            partition_key: format!("{}/{i}", DATES[0]),
+            output_prefix: m.output_prefix.clone(),
+        })
+        .collect();
+    let err = run(&executor, merge, &fx.path("scratch"))
+        .await
+        .unwrap_err();
+    assert!(!err.retryable);
+    assert!(
+        err.message.contains("changed while its parts ran"),
+        "{}",
+        err.message
+    );
 }

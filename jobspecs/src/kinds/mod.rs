@@ -85,6 +85,7 @@ impl KindConfig {
         match self {
             KindConfig::AnnotationExport(c) => c.stages(),
             KindConfig::Dedup(c) => c.stages(),
+            KindConfig::SensorFeatureBackfill(c) => c.stages(partitions),
             _ => vec![Stage {
                 name: None,
                 partitions: partitions.clone(),

@@ -1,12 +1,15 @@
 //! `sensor_feature_backfill`: H3-cell features per time window from
 //! crowdsourced device readings, with k-anonymity. One task per date
-//! partition, taken from the task's `partitions`.
+//! partition, taken from the task's `partitions`; with `shards: N`, each
+//! date is N `part` tasks (each the devices whose id hashes to it) and a
+//! `merge` that combines their sums into the date's features.
 
 use serde::{Deserialize, Serialize};
 
-use super::{KeySource, decode_key_source, urls};
+use super::{KeySource, Stage, decode_key_source, urls};
 use crate::decode;
 use crate::diagnostic::Diagnostics;
+use crate::limits;
 use crate::partitions::PartitionSet;
 use crate::yaml::Node;
 
@@ -22,6 +25,8 @@ pub const FIELDS: &[&str] = &[
     "features",
     "pseudonymize",
     "recompute",
+    "shards",
+    "memoryMb",
 ];
 
 /// Features the kind can compute.
@@ -62,6 +67,64 @@ pub struct SensorFeatureConfig {
     /// were made from the same input, config and code.
     #[serde(default)]
     pub recompute: bool,
+    /// Tasks each date's devices are split over (1: one task per date).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub shards: u32,
+    /// Memory a task aims to stay within, MiB; the worker's default (1
+    /// GiB) when absent. Beyond it, a task spills to scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl SensorFeatureConfig {
+    /// The stages of a task over `dates`: one per date, or with `shards`
+    /// over 1, `part` (a task per date and shard, keyed `DATE/SHARD`) then
+    /// `merge` (one per date).
+    pub fn stages(&self, dates: &PartitionSet) -> Vec<Stage> {
+        if self.shards <= 1 {
+            return vec![Stage {
+                name: None,
+                partitions: dates.clone(),
+                also_reads: &[],
+            }];
+        }
+        let keys = (0..dates.count())
+            .filter_map(|i| dates.key(i))
+            .flat_map(|date| (0..self.shards).map(move |s| part_key(&date, s)))
+            .collect();
+        vec![
+            Stage {
+                name: Some("part"),
+                partitions: PartitionSet::List { keys },
+                also_reads: &[],
+            },
+            Stage {
+                name: Some("merge"),
+                partitions: dates.clone(),
+                also_reads: &[],
+            },
+        ]
+    }
+}
+
+/// The partition key of shard `shard` of `date`'s part tasks.
+pub fn part_key(date: &str, shard: u32) -> String {
+    format!("{date}/{shard}")
+}
+
+/// The date and shard of a part task's partition key.
+pub fn parse_part_key(key: &str) -> Option<(&str, u32)> {
+    let (date, shard) = key.split_once('/')?;
+    Some((date, shard.parse().ok()?))
 }
 
 /// Decodes a `sensor_feature_backfill` config; `partitions` must be dates.
@@ -130,6 +193,35 @@ pub fn decode(
         None => Some(false),
         Some(n) => decode::boolean(d, n, &f.path("recompute")),
     };
+    let shards = match f.get("shards") {
+        None => Some(1),
+        Some(n) => {
+            let shards = decode::u32_in(d, n, &f.path("shards"), 1, limits::SENSOR_SHARDS_MAX);
+            let dates = partitions.map_or(0, PartitionSet::count);
+            match shards {
+                Some(s) if u64::from(s) > 1 && dates * u64::from(s) > limits::SENSOR_PARTS_MAX => {
+                    d.error_hint(
+                        n.span,
+                        &f.path("shards"),
+                        format!(
+                            "{dates} dates × {s} shards is {} part tasks; a backfill takes at most {}",
+                            dates * u64::from(s),
+                            limits::SENSOR_PARTS_MAX
+                        ),
+                        "use fewer shards, or split the dates over several jobs",
+                    );
+                    None
+                }
+                s => s,
+            }
+        }
+    };
+    let memory_mb = match f.get("memoryMb") {
+        None => Some(None),
+        Some(n) => {
+            decode::u32_in(d, n, &f.path("memoryMb"), 16, limits::SENSOR_MEMORY_MB_MAX).map(Some)
+        }
+    };
     if !dated {
         return None;
     }
@@ -144,6 +236,8 @@ pub fn decode(
         features: features?,
         pseudonymize: pseudonymize?,
         recompute: recompute?,
+        shards: shards?,
+        memory_mb: memory_mb?,
     })
 }
 

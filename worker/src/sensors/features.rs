@@ -219,6 +219,17 @@ impl Aggregator {
         self.groups.len()
     }
 
+    /// The (cell, window start) of group `g`.
+    pub fn key_of(&self, g: u32) -> (u64, i64) {
+        let group = &self.groups[g as usize];
+        (group.cell, group.window_start)
+    }
+
+    /// The group of (cell, window start), if there is one.
+    pub fn group_of(&self, key: (u64, i64)) -> Option<u32> {
+        self.index.get(&key).copied()
+    }
+
     /// Adds device `device`'s readings, clean and in time order. Every
     /// device is added once, with all its readings.
     pub fn add_device(&mut self, device: u32, readings: &[Reading]) -> Result<(), AggregateError> {

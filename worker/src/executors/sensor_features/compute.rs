@@ -20,7 +20,7 @@ use std::path::Path;
 
 use arrow_array::RecordBatch;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::input::Columns;
 use super::spill::Parts;
@@ -87,7 +87,7 @@ impl Fixed for (u32, f32) {
 /// the index that groups them by device) and one cut of speeds are in
 /// memory together, beside the groups: five eighths of the budget for the
 /// readings, one eighth for the speeds, a quarter for the groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Device buckets.
@@ -115,7 +115,7 @@ impl Plan {
 
 /// What a date's run read, dropped and wrote; `stats.json` beside the
 /// features.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// Rows read.
@@ -159,7 +159,29 @@ pub struct Ingest {
     /// reading.
     last: Option<(Vec<u8>, u32)>,
     expected_rows: u64,
+    /// Only the devices of this shard, of so many: (shard, shards).
+    shard: Option<(u64, u64)>,
     stats: Stats,
+}
+
+/// The shard of `shards` a device's raw id falls in: XXH3 of the id,
+/// fixed forever, so every part task of a date agrees without a key.
+pub fn device_shard(id: &[u8], shards: u64) -> u64 {
+    twox_hash::XxHash3_64::oneshot(id) % shards.max(1)
+}
+
+/// What aggregating a day's devices leaves: the groups, the speeds not
+/// yet given back (spilled by cut when there is more than one), and what
+/// cleaning dropped.
+pub struct Aggregated {
+    /// The groups.
+    pub agg: Aggregator,
+    /// Speeds by cut, when spilled.
+    pub speeds: Parts<(u32, f32)>,
+    /// Cuts of the speeds.
+    pub cuts: usize,
+    /// The run's counts so far.
+    pub stats: Stats,
 }
 
 impl Ingest {
@@ -187,6 +209,7 @@ impl Ingest {
             columns: Columns::default(),
             last: None,
             expected_rows,
+            shard: None,
             stats: Stats {
                 plan: Some(plan),
                 ..Stats::default()
@@ -194,14 +217,32 @@ impl Ingest {
         })
     }
 
+    /// Takes in only the readings of devices in shard `shard` of
+    /// `shards` ([`device_shard`]); rows without a device id count in
+    /// shard 0's.
+    pub fn only_shard(mut self, shard: u64, shards: u64) -> Self {
+        self.shard = Some((shard, shards));
+        self
+    }
+
     /// Takes in one batch of [`super::input::COLUMNS`].
     pub fn add(&mut self, batch: &RecordBatch, scratch: &Path) -> Result<(), TaskError> {
         let batch = &super::input::plain_strings(batch)?;
         let ids = self.columns.decode(batch)?;
         let c = &self.columns;
-        self.stats.readings += batch.num_rows() as u64;
         for i in 0..batch.num_rows() {
-            let (Some(id), Some(ts)) = (ids.get(i), c.ts[i]) else {
+            let id = ids.get(i);
+            if let Some((shard, shards)) = self.shard {
+                let mine = match id {
+                    Some(id) => device_shard(id, shards) == shard,
+                    None => shard == 0,
+                };
+                if !mine {
+                    continue;
+                }
+            }
+            self.stats.readings += 1;
+            let (Some(id), Some(ts)) = (id, c.ts[i]) else {
                 self.stats.invalid += 1;
                 continue;
             };
@@ -252,7 +293,7 @@ impl Ingest {
     /// Cleans every device and aggregates, suppressing groups of fewer
     /// than `k` devices.
     pub fn finish(
-        mut self,
+        self,
         grid: Grid,
         thresholds: &Thresholds,
         k: u32,
@@ -261,12 +302,60 @@ impl Ingest {
         progress: &Progress,
     ) -> Result<(Features, Stats), TaskError> {
         let io = |e| scratch_error(scratch, e);
+        let cuts = self.plan.speed_cuts;
+        let Aggregated {
+            mut agg,
+            mut speeds,
+            cuts,
+            mut stats,
+        } = self.aggregate(
+            grid,
+            thresholds,
+            cuts,
+            |_, g| g as usize % cuts,
+            scratch,
+            cancel,
+            progress,
+        )?;
+        for cut in 0..cuts {
+            stopped(cancel)?;
+            let cut_speeds = if cuts == 1 {
+                agg.take_speeds()
+            } else {
+                speeds.take(cut).map_err(io)?
+            };
+            agg.add_speeds(cut, cuts, &cut_speeds)
+                .map_err(|e| TaskError::permanent(e.to_string()))?;
+        }
+        stats.groups = agg.groups() as u64;
+        let features = agg.finish(k);
+        stats.suppressed_groups = features.suppressed_groups;
+        stats.suppressed_observations = features.suppressed_observations;
+        stats.rows = features.rows.len() as u64;
+        stats.spilled_bytes += speeds.spilled_bytes();
+        Ok((features, stats))
+    }
+
+    /// Cleans every device and adds it to the groups; the speeds are
+    /// spilled into `cuts` parts by `cut_of(aggregator, group)` when there
+    /// is more than one, else left in the aggregator.
+    #[allow(clippy::too_many_arguments)] // each is one thing the step needs
+    pub fn aggregate(
+        mut self,
+        grid: Grid,
+        thresholds: &Thresholds,
+        cuts: usize,
+        cut_of: impl Fn(&Aggregator, u32) -> usize,
+        scratch: &Path,
+        cancel: &Cancel,
+        progress: &Progress,
+    ) -> Result<Aggregated, TaskError> {
+        let io = |e| scratch_error(scratch, e);
         let devices = self.devices.len();
         self.stats.devices = devices as u64;
         // The pseudonyms are done with.
         drop(std::mem::take(&mut self.devices));
         let mut agg = Aggregator::new(grid, self.plan.groups_max);
-        let cuts = self.plan.speed_cuts;
         let mut speeds: Parts<(u32, f32)> = Parts::new(cuts, scratch, "speeds", 0).map_err(io)?;
         let mut dropped = Dropped::default();
         let mut start = vec![0usize; devices + 1];
@@ -312,36 +401,26 @@ impl Ingest {
                 }
                 if cuts > 1 && agg.pending_speeds() >= SPEEDS_BATCH {
                     for s in agg.take_speeds() {
-                        speeds.push(s.0 as usize, s).map_err(io)?;
+                        speeds.push(cut_of(&agg, s.0), s).map_err(io)?;
                     }
                 }
             }
         }
         if cuts > 1 {
             for s in agg.take_speeds() {
-                speeds.push(s.0 as usize, s).map_err(io)?;
+                speeds.push(cut_of(&agg, s.0), s).map_err(io)?;
             }
         }
-        for cut in 0..cuts {
-            stopped(cancel)?;
-            let cut_speeds = if cuts == 1 {
-                agg.take_speeds()
-            } else {
-                speeds.take(cut).map_err(io)?
-            };
-            agg.add_speeds(cut, cuts, &cut_speeds)
-                .map_err(|e| TaskError::permanent(e.to_string()))?;
-        }
-        self.stats.groups = agg.groups() as u64;
-        let features = agg.finish(k);
         self.stats.inaccurate = dropped.inaccurate;
         self.stats.duplicates = dropped.duplicates;
         self.stats.outliers = dropped.outliers;
-        self.stats.suppressed_groups = features.suppressed_groups;
-        self.stats.suppressed_observations = features.suppressed_observations;
-        self.stats.rows = features.rows.len() as u64;
-        self.stats.spilled_bytes = self.rows.spilled_bytes() + speeds.spilled_bytes();
-        Ok((features, self.stats))
+        self.stats.spilled_bytes = self.rows.spilled_bytes();
+        Ok(Aggregated {
+            agg,
+            speeds,
+            cuts,
+            stats: self.stats,
+        })
     }
 }
 
