@@ -744,6 +744,16 @@ async fn a_date_split_over_parts_gives_the_one_task_features_bit_for_bit() {
         let m = partition_manifest(&out, DATES[0]).await;
         let w = partition_manifest(&fx.path("whole"), DATES[0]).await;
         assert_eq!(m.input_fingerprint, w.input_fingerprint);
+        // Run again, the date unchanged: every part and the merge skip.
+        let mut again = lease(&cfg, 3, 0, 200);
+        again.template = "features/part".into();
+        again.partition_key = format!("{}/1", DATES[0]);
+        let (_, reused) = run(&small, again, &fx.path("scratch")).await.unwrap();
+        assert!(reused, "an unchanged date's part is skipped");
+        let mut again = lease(&cfg, 3, 0, 201);
+        again.template = "features/merge".into();
+        let (_, reused) = run(&small, again, &fx.path("scratch")).await.unwrap();
+        assert!(reused, "an unchanged date's merge is skipped");
     }
 }
 
