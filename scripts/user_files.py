@@ -10,7 +10,10 @@ with no _manifest.json, the string encodings other writers choose, a CSV.
 - OUT_DIR/csv/annotations/annotations.csv: the same rows as CSV
   (pyarrow.csv), with a header;
 - OUT_DIR/texts/part-0.parquet: the dedup corpus as Parquet, its text
-  `large_string`.
+  `large_string`;
+- OUT_DIR/sensors/date=D/part-0.parquet for every date of the demo's
+  readings: one file per date, `device_id` a dictionary, `source` a
+  `string_view`.
 """
 
 import json
@@ -61,7 +64,25 @@ def main():
         }
     )
     pq.write_table(table, os.path.join(d, "part-0.parquet"), row_group_size=4096)
-    print(f"user files: {rows.num_rows} annotation rows as large_string Parquet and CSV, {len(texts)} texts as Parquet, no manifests")
+    readings = 0
+    sensors = os.path.join(data, "sensors")
+    for day in sorted(d for d in os.listdir(sensors) if d.startswith("date=")):
+        files = sorted(
+            os.path.join(sensors, day, f) for f in os.listdir(os.path.join(sensors, day)) if f.endswith(".parquet")
+        )
+        table = pa.concat_tables(pq.read_table(f) for f in files)
+        device = table.schema.get_field_index("device_id")
+        table = table.set_column(device, "device_id", table.column(device).cast(pa.string()).dictionary_encode())
+        source = table.schema.get_field_index("source")
+        table = table.set_column(source, "source", table.column(source).cast(pa.string_view()))
+        d = os.path.join(out, "sensors", day)
+        os.makedirs(d, exist_ok=True)
+        pq.write_table(table, os.path.join(d, "part-0.parquet"))
+        readings += table.num_rows
+    print(
+        f"user files: {rows.num_rows} annotation rows as large_string Parquet and CSV, {len(texts)} texts as Parquet,"
+        f" {readings} readings with dictionary ids and string_view sources, no manifests"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// The manifest at `root` and the paths it lists.
+/// The manifest at `root` and the paths it lists, as published: each
+/// path a result's (`coco/x.json`) tagged with the publishing lease's
+/// fencing token (`coco/x.r29.json`), so the untagged name is asked for
+/// with [`at`].
 fn manifest_files(root: &std::path::Path) -> (serde_json::Value, Vec<String>) {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("_manifest.json")).unwrap()).unwrap();
@@ -21,6 +24,13 @@ fn manifest_files(root: &std::path::Path) -> (serde_json::Value, Vec<String>) {
         .map(|f| f["path"].as_str().unwrap().to_owned())
         .collect();
     (manifest, files)
+}
+
+/// The published path of a result's `name`, if the manifest names it.
+fn at(manifest: &serde_json::Value, files: &[String], name: &str) -> Option<String> {
+    let token = manifest["fencingToken"].as_u64()?;
+    let tagged = drover_worker::dataset::publish::tagged(name, token);
+    files.iter().find(|f| **f == tagged).cloned()
 }
 
 #[test]
@@ -70,14 +80,14 @@ fn dev_demo_runs_the_examples_to_success() {
         .find_map(|l| l.trim().strip_prefix("annotation-export.yaml: output in "))
         .unwrap_or_else(|| panic!("no output line: {stderr}"));
     let root = std::path::Path::new(place);
-    let (_, files) = manifest_files(root);
+    let (manifest, files) = manifest_files(root);
     for f in [
         "coco/street-objects-001.json",
         "quality/report.html",
         "jsonl/scene-type-000.jsonl",
     ] {
-        assert!(files.iter().any(|x| x == f), "{f} not in {files:?}");
-        assert!(root.join(f).is_file(), "{f}");
+        let path = at(&manifest, &files, f).unwrap_or_else(|| panic!("{f} not in {files:?}"));
+        assert!(root.join(path).is_file(), "{f}");
     }
     // The dedup's dataset: kept records, the duplicate map and the
     // report, every file in its manifest, the kept rows fewer than the
@@ -93,11 +103,12 @@ fn dev_demo_runs_the_examples_to_success() {
         "_dedup/report.html",
         "part-00000.jsonl",
     ] {
-        assert!(files.iter().any(|x| x == f), "{f} not in {files:?}");
-        assert!(root.join(f).is_file(), "{f}");
+        let path = at(&manifest, &files, f).unwrap_or_else(|| panic!("{f} not in {files:?}"));
+        assert!(root.join(path).is_file(), "{f}");
     }
+    let report = at(&manifest, &files, "_dedup/report.json").unwrap();
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("_dedup/report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(root.join(report)).unwrap()).unwrap();
     let (docs, kept) = (
         report["docs"].as_u64().unwrap(),
         report["kept"].as_u64().unwrap(),
