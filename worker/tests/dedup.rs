@@ -545,6 +545,24 @@ async fn a_hot_bucket_is_sampled_not_quadratic_and_still_clusters() {
     let dups = published.duplicates();
     assert!(dups.len() >= 590, "{} joined", dups.len());
     assert!(dups.values().all(|r| r == "d0000"));
+
+    // Keeping the longest, the bucket's members join its longest document,
+    // which stays, wherever it is in the input.
+    let mut docs = docs;
+    let text = docs[300]["text"].as_str().unwrap().to_owned();
+    docs[300]["text"] = serde_json::Value::String(format!("{text} end"));
+    write_jsonl(&tmp.path().join("hot-longest"), "part-0.jsonl", &docs);
+    let mut cfg = config(
+        &format!("file://{}/hot-longest", tmp.path().display()),
+        &format!("file://{}/out-longest", tmp.path().display()),
+        "minhash",
+    );
+    cfg.max_bucket_size = 50;
+    cfg.keep = "longest".into();
+    let outputs = run(&cfg, 1, tmp.path()).await.unwrap();
+    let dups = Published::of(&cfg, &outputs).await.duplicates();
+    assert!(dups.len() >= 590, "{} joined", dups.len());
+    assert!(dups.values().all(|r| r == "d0300"), "{dups:?}");
 }
 
 #[tokio::test]

@@ -10,14 +10,50 @@
 //! written sorted and distinct, so a pair found in several bands is
 //! verified once.
 
+use std::collections::HashMap;
+
 use drover_proto::v1::{LeasedTask, OutputManifest};
 
 use super::records::{self, BandEntry, ExactEntry, Pair};
 use super::stats::{PairStats, STATS_JSON};
-use super::{DocRef, Job, part};
+use super::{DocRef, Job, index_of, part, shard_of};
 use crate::dataset::manifest::DatasetManifest;
-use crate::executors::data_attempt::DataAttempt;
+use crate::executors::data_attempt::{DataAttempt, Upstream};
 use crate::executors::{AttemptContext, TaskError};
+
+/// The keep scores of the documents in buckets larger than `cap`, read
+/// from their signatures records (few: hot buckets are rare), so each such
+/// bucket's members can join the one `keep` prefers.
+async fn hot_scores(
+    bands: &[BandEntry],
+    cap: usize,
+    shards: &[Upstream],
+) -> Result<HashMap<DocRef, f64>, TaskError> {
+    let mut hot: Vec<DocRef> = bands
+        .chunk_by(|x, y| x.key == y.key)
+        .filter(|g| g.len() > cap)
+        .flat_map(|g| g.iter().map(|e| e.doc))
+        .collect();
+    hot.sort_unstable();
+    hot.dedup();
+    let mut scores = HashMap::with_capacity(hot.len());
+    for group in hot.chunk_by(|x, y| shard_of(*x) == shard_of(*y)) {
+        let shard = shard_of(group[0]);
+        let s = shards.get(shard as usize).ok_or_else(|| {
+            TaskError::permanent(format!(
+                "a band key names shard {shard}, which does not exist"
+            ))
+        })?;
+        let indices: Vec<u32> = group.iter().map(|d| index_of(*d)).collect();
+        for (d, r) in group
+            .iter()
+            .zip(records::read_docs(&s.location, &indices).await?)
+        {
+            scores.insert(*d, r.keep);
+        }
+    }
+    Ok(scores)
+}
 
 /// Runs one bucket partition.
 pub async fn run(
@@ -60,6 +96,7 @@ pub async fn run(
     // few documents are put in order afterwards, so every run emits alike.
     bands.sort_unstable_by_key(|e| e.key);
     let cap = job.cfg.max_bucket_size as usize;
+    let scores = hot_scores(&bands, cap, &shards).await?;
     for group in bands
         .chunk_by(|x, y| x.key == y.key)
         .filter(|g| g.len() > 1)
@@ -71,10 +108,12 @@ pub async fn run(
             stats.hot_buckets += 1;
             stats.hot_bucket_docs += (docs.len() - cap) as u64;
             // The hub: the highest keep score, ties to the earliest.
-            let hub = group
+            let score = |d: &DocRef| scores.get(d).copied().unwrap_or(f64::NEG_INFINITY);
+            let hub = docs
                 .iter()
-                .min_by(|x, y| y.score.total_cmp(&x.score).then(x.doc.cmp(&y.doc)))
-                .map_or(docs[0], |e| e.doc);
+                .copied()
+                .min_by(|x, y| score(y).total_cmp(&score(x)).then(x.cmp(y)))
+                .unwrap_or(docs[0]);
             docs.sort_by_key(|d| {
                 (
                     *d != hub,

@@ -26,15 +26,12 @@ const READ_THROUGH_BYTES: u64 = 64 << 10;
 const ID_BYTES_MAX: usize = 4096;
 
 /// One LSH band key of one document.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BandEntry {
     /// The band's hash (band index mixed in).
     pub key: u64,
     /// The document.
     pub doc: DocRef,
-    /// Its keep score, so a bucket too large to pair whole joins its
-    /// members to the one `keep` prefers.
-    pub score: f64,
 }
 
 /// The exact-duplicate key of one document.
@@ -73,17 +70,15 @@ impl Pair {
 }
 
 impl Fixed for BandEntry {
-    const SIZE: usize = 24;
+    const SIZE: usize = 16;
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key.to_le_bytes());
         out.extend_from_slice(&self.doc.to_le_bytes());
-        out.extend_from_slice(&self.score.to_le_bytes());
     }
     fn get(b: &[u8]) -> Self {
         Self {
             key: u64_at(b, 0),
             doc: u64_at(b, 8),
-            score: f64::from_bits(u64_at(b, 16)),
         }
     }
 }

@@ -89,7 +89,6 @@ pub async fn run(
                     BandEntry {
                         key: k,
                         doc: doc_id,
-                        score,
                     }
                     .put(&mut band_parts[(k % parts) as usize]);
                 }
