@@ -670,10 +670,23 @@ async fn run_sharded(
         t.output_prefix = format!("jobs/j{job}/features/part/{s}/attempt-1-{}", token + s);
         parts.push(run(executor, t, scratch).await.unwrap().0);
     }
-    let mut merge = lease(cfg, job, 0, token + shards);
+    let merge = merge_lease(cfg, job, token + shards, &parts);
+    let (merged, _) = run(executor, merge, scratch).await.unwrap();
+    (merged, parts)
+}
+
+/// The lease of `DATES[0]`'s merge in job `job` under `token`, listing
+/// the outputs of its `parts` in shard order.
+fn merge_lease(
+    cfg: &SensorFeatureConfig,
+    job: u32,
+    token: u64,
+    parts: &[OutputManifest],
+) -> LeasedTask {
+    let mut merge = lease(cfg, job, 0, token);
     merge.template = "features/merge".into();
     merge.task_id = format!("j{job}/1/0");
-    merge.output_prefix = format!("jobs/j{job}/features/merge/0/attempt-1-{}", token + shards);
+    merge.output_prefix = format!("jobs/j{job}/features/merge/0/attempt-1-{token}");
     merge.upstream_outputs = parts
         .iter()
         .enumerate()
@@ -684,8 +697,7 @@ async fn run_sharded(
             output_prefix: m.output_prefix.clone(),
         })
         .collect();
-    let (merged, _) = run(executor, merge, scratch).await.unwrap();
-    (merged, parts)
+    merge
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,19 +795,7 @@ async fn a_merge_refuses_parts_that_saw_other_readings() {
     part.fencing_token = 11;
     part.output_prefix = "jobs/j1/features/part/1/attempt-1-11".into();
     let (p1, _) = run(&executor, part, &fx.path("scratch")).await.unwrap();
-    let mut merge = lease(&cfg, 1, 0, 12);
-    merge.template = "features/merge".into();
-    merge.output_prefix = "jobs/j1/features/merge/0/attempt-1-12".into();
-    merge.upstream_outputs = [p0, p1]
-        .iter()
-        .enumerate()
-        .map(|(i, m)| drover_proto::v1::UpstreamOutput {
-            template: "features/part".into(),
-            partition_index: i as u64,
-            partition_key: format!("{}/{i}", DATES[0]),
-            output_prefix: m.output_prefix.clone(),
-        })
-        .collect();
+    let merge = merge_lease(&cfg, 1, 12, &[p0, p1]);
     let err = run(&executor, merge, &fx.path("scratch"))
         .await
         .unwrap_err();
