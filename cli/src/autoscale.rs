@@ -166,9 +166,11 @@ pub async fn run(args: AutoscaleArgs, coordinators: &str) -> Result<ExitCode> {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = crate::coordinator::shutdown_signal();
     tokio::pin!(shutdown);
-    println!(
+    outln!(
         "autoscaling pool {} between {} and {} workers",
-        args.pool, args.min, args.max
+        args.pool,
+        args.min,
+        args.max
     );
     loop {
         tokio::select! {
@@ -196,7 +198,7 @@ pub async fn run(args: AutoscaleArgs, coordinators: &str) -> Result<ExitCode> {
             .unwrap_or_default();
         match policy.decide(running, desired, Instant::now()) {
             Decision::Start(n) => {
-                println!(
+                outln!(
                     "workers {running} -> {}: desired {desired} ({reasons})",
                     running + n
                 );
@@ -212,7 +214,7 @@ pub async fn run(args: AutoscaleArgs, coordinators: &str) -> Result<ExitCode> {
                 }
             }
             Decision::Stop(n) => {
-                println!(
+                outln!(
                     "workers {running} -> {}: desired {desired} ({reasons})",
                     running - n
                 );
@@ -228,12 +230,12 @@ pub async fn run(args: AutoscaleArgs, coordinators: &str) -> Result<ExitCode> {
                 }
             }
             Decision::Hold(Some(why)) if desired != u64::from(running) => {
-                println!("workers {running}: desired {desired}, held ({why})");
+                outln!("workers {running}: desired {desired}, held ({why})");
             }
             Decision::Hold(_) => {}
         }
     }
-    println!("stopping {} workers", workers.len());
+    outln!("stopping {} workers", workers.len());
     for worker in workers.iter_mut().filter(|w| !w.stopping) {
         terminate(worker);
     }
@@ -248,9 +250,9 @@ fn reap(workers: &mut Vec<Worker>) {
     workers.retain_mut(|w| match w.child.try_wait() {
         Ok(Some(status)) => {
             if !w.stopping {
-                println!("worker {} exited by itself ({status})", w.id);
+                outln!("worker {} exited by itself ({status})", w.id);
             } else {
-                println!("worker {} drained and exited", w.id);
+                outln!("worker {} drained and exited", w.id);
             }
             false
         }

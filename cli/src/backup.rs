@@ -69,9 +69,9 @@ pub async fn backup(
             "schedules": h.schedules,
             "workers": h.workers,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "backup of log index {} from node {node_id}: {} jobs, {} schedules, {} workers; {} bytes written to {}",
             h.applied_index,
             h.jobs,
@@ -95,7 +95,7 @@ pub fn restore(
 ) -> Result<()> {
     let backup = Backup::read(file)?;
     let h = &backup.header;
-    println!(
+    outln!(
         "{}: taken by drover {} from node {} at log index {}, {} jobs, {} schedules, {} workers",
         file.display(),
         h.drover_version,
@@ -108,9 +108,10 @@ pub fn restore(
     let members: BTreeMap<u64, String> = parse_id_addresses(peers, "--peers")?;
     if dry_run {
         let (_, report) = backup.prepared_state()?;
-        println!(
+        outln!(
             "verified; a restore would hand back {} leases and start fencing tokens at {}",
-            report.released, report.next_token
+            report.released,
+            report.next_token
         );
         return Ok(());
     }
@@ -124,7 +125,7 @@ pub fn restore(
         .restore_into(data_dir, &members)
         .with_context(|| format!("restoring into {}", data_dir.display()))?;
     let ids: Vec<String> = members.keys().map(u64::to_string).collect();
-    println!(
+    outln!(
         "restored into {}: {} jobs ({} not finished), {} schedules; {} leases handed back (their tasks run again), fencing tokens start at {}",
         data_dir.display(),
         report.jobs,
@@ -133,7 +134,7 @@ pub fn restore(
         report.released,
         report.next_token
     );
-    println!(
+    outln!(
         "seed the other members' directories from the same file with the same --peers, then start each with `drover coordinator --node-id ID --data-dir DIR --peers {}` (ID one of {})",
         peers.join(","),
         ids.join(", ")

@@ -120,25 +120,25 @@ fn init(args: &InitArgs) -> Result<()> {
     }
     init_dir(&args.out, &identities, &args.hosts, args.days, args.force)?;
     let dir = args.out.display();
-    println!("wrote a CA and {} certificates to {dir}", identities.len());
-    println!(
+    outln!("wrote a CA and {} certificates to {dir}", identities.len());
+    outln!(
         "  ca.key signs new certificates (`drover certs issue`): keep it off the cluster's machines"
     );
     if let Some(id) = args.nodes.first() {
-        println!("coordinator {id}:");
-        println!(
+        outln!("coordinator {id}:");
+        outln!(
             "  drover coordinator --node-id {id} --tls-ca {dir}/ca.pem --tls-cert {dir}/node-{id}.pem --tls-key {dir}/node-{id}.key ..."
         );
     }
     if let Some(name) = args.workers.first() {
-        println!("worker:");
-        println!(
+        outln!("worker:");
+        outln!(
             "  drover worker --tls-ca {dir}/ca.pem --tls-cert {dir}/worker-{name}.pem --tls-key {dir}/worker-{name}.key ..."
         );
     }
     if let Some(name) = args.clients.first() {
-        println!("CLI:");
-        println!(
+        outln!("CLI:");
+        outln!(
             "  export DROVER_CA={dir}/ca.pem DROVER_CERT={dir}/client-{name}.pem DROVER_KEY={dir}/client-{name}.key"
         );
     }
@@ -166,7 +166,7 @@ fn issue(args: &IssueArgs) -> Result<()> {
         args.days,
         args.force,
     )?;
-    println!("wrote {} and {}", paths.0.display(), paths.1.display());
+    outln!("wrote {} and {}", paths.0.display(), paths.1.display());
     Ok(())
 }
 

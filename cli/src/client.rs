@@ -23,6 +23,23 @@ impl std::fmt::Display for RpcError {
 
 impl std::error::Error for RpcError {}
 
+/// No address accepted a connection: each address with why.
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot reach a coordinator ({}); is one running there? Name the cluster with \
+             --coordinators or DROVER_COORDINATORS=host:port,...",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 impl RpcError {
     /// The status code, when `err` is an answer from the cluster.
     pub fn code_of(err: &anyhow::Error) -> Option<Code> {
@@ -100,11 +117,22 @@ impl Coordinators {
         F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        let deadline = tokio::time::Instant::now() + patience;
+        let start = tokio::time::Instant::now();
+        let deadline = start + patience;
+        // Nothing listening at any address is told within seconds; a
+        // cluster that answers but cannot serve yet (an election) gets the
+        // whole patience.
+        let unreachable_deadline = start + UNREACHABLE_PATIENCE.min(patience);
+        let mut answered = false;
         let mut pause = Duration::from_millis(100);
         let mut tried: Vec<String> = Vec::new();
         loop {
-            let last_error = match self.pass(&mut f, &mut tried).await {
+            let give_up_at = if answered {
+                deadline
+            } else {
+                unreachable_deadline
+            };
+            let last_error = match self.pass(&mut f, &mut tried, give_up_at).await {
                 Ok(v) => return Ok(v),
                 Err(PassError::Answer(status)) if self.looks_like_tls_needed(&status) => {
                     return Err(anyhow!(
@@ -115,11 +143,23 @@ impl Coordinators {
                     ));
                 }
                 Err(PassError::Answer(status)) => return Err(RpcError(status).into()),
-                Err(PassError::Unavailable(text)) => text,
+                Err(PassError::Unavailable(text)) => {
+                    answered = true;
+                    text
+                }
+                Err(PassError::Unreachable(text)) => text,
             };
-            if tokio::time::Instant::now() + pause > deadline {
+            let give_up_at = if answered {
+                deadline
+            } else {
+                unreachable_deadline
+            };
+            if tokio::time::Instant::now() + pause > give_up_at {
                 tried.sort();
                 tried.dedup();
+                if !answered {
+                    return Err(Unreachable(last_error).into());
+                }
                 return Err(anyhow!(
                     "no coordinator could serve the request (tried {}): {last_error}",
                     tried.join(", ")
@@ -147,13 +187,21 @@ impl Coordinators {
     }
 
     /// One pass over the coordinators, following hints for a few hops.
-    async fn pass<T, F, Fut>(&self, f: &mut F, tried: &mut Vec<String>) -> Result<T, PassError>
+    async fn pass<T, F, Fut>(
+        &self,
+        f: &mut F,
+        tried: &mut Vec<String>,
+        give_up_at: tokio::time::Instant,
+    ) -> Result<T, PassError>
     where
         F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut queue: Vec<String> = self.addresses.clone();
         let mut last_error = "no address given".to_owned();
+        // Each address that refused this pass, for a cluster nobody answers.
+        let mut unreachable: Vec<String> = Vec::new();
+        let mut answered = false;
         // A few hops at most: leader hints can race with an election.
         for _ in 0..(self.addresses.len() + 4) {
             let Some(address) = queue.first().cloned() else {
@@ -165,18 +213,15 @@ impl Coordinators {
             // reason to try again.
             let endpoint = endpoint(&self.dialer, &address)
                 .map_err(|e| PassError::Answer(Status::invalid_argument(e.to_string())))?;
-            let channel = match self.dialer.connect(&endpoint).await {
-                Ok(c) => c,
-                Err(e) => {
-                    // tonic's top-level message is just "transport error";
-                    // the cause (connection refused...) is in the source.
-                    let mut text = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(cause) = source {
-                        text = format!("{text}: {cause}");
-                        source = cause.source();
-                    }
-                    last_error = format!("{address}: {text}");
+            let connect = tokio::time::timeout_at(give_up_at, self.dialer.connect(&endpoint));
+            let channel = match connect.await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    unreachable.push(format!("{address}: {}", transport_cause(&e)));
+                    continue;
+                }
+                Err(_) => {
+                    unreachable.push(format!("{address}: no answer to connect"));
                     continue;
                 }
             };
@@ -200,13 +245,43 @@ impl Coordinators {
                         }
                     }
                     last_error = format!("{address}: {}", status.message());
+                    answered = true;
                 }
                 Err(status) => return Err(PassError::Answer(status)),
             }
         }
-        Err(PassError::Unavailable(last_error))
+        Err(if answered || unreachable.is_empty() {
+            PassError::Unavailable(last_error)
+        } else {
+            unreachable.dedup();
+            PassError::Unreachable(unreachable.join("; "))
+        })
     }
 }
+
+/// Why a connection failed, without tonic's repeated wrappers: its
+/// top-level message is just "transport error", and hyper's connector
+/// repeats "tcp connect error" before the cause (connection refused...).
+fn transport_cause(e: &tonic::transport::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text != "transport error" && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        return e.to_string();
+    }
+    parts.join(": ")
+}
+
+/// How long the CLI tries when no address accepts a connection at all:
+/// long enough for a coordinator that is starting, short enough that a
+/// wrong address is told at once.
+pub const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(3);
 
 /// How long the CLI waits for the cluster to be able to answer: long enough
 /// for an election after a leader dies.
@@ -216,6 +291,8 @@ pub const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(15);
 enum PassError {
     /// The cluster answered with an error: final.
     Answer(Status),
-    /// Nobody could serve; worth another pass.
+    /// A coordinator answered but could not serve; worth another pass.
     Unavailable(String),
+    /// No address accepted a connection.
+    Unreachable(String),
 }

@@ -13,7 +13,7 @@ use drover_proto::v1::{
     ReplicationState, Settings, StateDigestRequest, TransferLeaderRequest, UpdateSettingsRequest,
 };
 
-use crate::client::Coordinators;
+use crate::client::{Coordinators, Unreachable};
 use crate::job::render::replication_state;
 
 #[derive(Debug, Subcommand)]
@@ -137,11 +137,14 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                     "sha256": d.sha256,
                     "stateBytes": d.state_bytes,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                outln!(
                     "node {}  applied {}  sha256 {}  ({} bytes)",
-                    d.node_id, d.applied_index, d.sha256, d.state_bytes
+                    d.node_id,
+                    d.applied_index,
+                    d.sha256,
+                    d.state_bytes
                 );
             }
         }
@@ -157,84 +160,7 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
             peers,
             dry_run,
         } => crate::backup::restore(&file, data_dir.as_ref(), &peers, dry_run)?,
-        ClusterCommand::Status { json } => {
-            let s = leader_status(coordinators).await?;
-            if json {
-                let members: Vec<serde_json::Value> = s
-                    .members
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "id": m.node_id,
-                            "address": m.address,
-                            "role": if m.role == MemberRole::Voter as i32 { "voter" } else { "learner" },
-                            "leader": m.is_leader,
-                            "matchIndex": m.match_index,
-                            "lag": m.lag_entries,
-                            "replication": replication_state(m.replication),
-                            "lastContactMs": m.last_contact_age_ms,
-                        })
-                    })
-                    .collect();
-                let out = serde_json::json!({
-                    "answeredBy": s.node_id,
-                    "leader": s.leader_id,
-                    "leaderAddress": s.leader_address,
-                    "term": s.term,
-                    "commitIndex": s.commit_index,
-                    "appliedIndex": s.applied_index,
-                    "members": members,
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!(
-                    "leader {} ({})  term {}  commit {}  applied {}  (answered by node {})",
-                    if s.leader_id == 0 {
-                        "none".to_owned()
-                    } else {
-                        s.leader_id.to_string()
-                    },
-                    if s.leader_address.is_empty() {
-                        "-"
-                    } else {
-                        &s.leader_address
-                    },
-                    s.term,
-                    s.commit_index,
-                    s.applied_index,
-                    s.node_id
-                );
-                if s.leader_id != s.node_id {
-                    println!(
-                        "(a follower's view: only the leader knows each member's MATCH and LAG)"
-                    );
-                }
-                println!(
-                    "{:>4}  {:<22} {:<8} {:>12} {:>8}  {:<10} {:>8}",
-                    "ID", "ADDRESS", "ROLE", "MATCH", "LAG", "STREAM", "CONTACT"
-                );
-                for m in &s.members {
-                    let role = if m.role == MemberRole::Voter as i32 {
-                        "voter"
-                    } else {
-                        "learner"
-                    };
-                    let star = if m.is_leader { "*" } else { " " };
-                    let (stream, contact) = if s.leader_id != s.node_id || m.is_leader {
-                        ("-".to_owned(), "-".to_owned())
-                    } else {
-                        (
-                            replication_state(m.replication),
-                            format!("{} ms", m.last_contact_age_ms),
-                        )
-                    };
-                    println!(
-                        "{:>3}{star}  {:<22} {:<8} {:>12} {:>8}  {:<10} {:>8}",
-                        m.node_id, m.address, role, m.match_index, m.lag_entries, stream, contact
-                    );
-                }
-            }
-        }
+        ClusterCommand::Status { json } => status(coordinators, json).await?,
         ClusterCommand::AddNode { id, address } => {
             let address_for_call = address.clone();
             coordinators
@@ -250,9 +176,7 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                     }
                 })
                 .await?;
-            println!(
-                "added node {id} at {address} as a learner; it becomes a voter once caught up"
-            );
+            outln!("added node {id} at {address} as a learner; it becomes a voter once caught up");
         }
         ClusterCommand::RemoveNode { id } => {
             coordinators
@@ -262,7 +186,7 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                         .await
                 })
                 .await?;
-            println!("removed node {id}");
+            outln!("removed node {id}");
         }
         ClusterCommand::TransferLeader { id } => {
             let r = coordinators
@@ -275,7 +199,7 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                         .map(|r| r.into_inner())
                 })
                 .await?;
-            println!("node {} ({}) is the leader", r.leader_id, r.leader_address);
+            outln!("node {} ({}) is the leader", r.leader_id, r.leader_address);
         }
         ClusterCommand::Settings {
             lease_ttl,
@@ -327,20 +251,20 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
                     "workerTimeoutMs": s.worker_timeout_ms,
                     "namespaceWeights": s.namespace_weights,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 let show = |ms: i64| {
                     humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
                 };
-                println!("lease TTL           {}", show(s.lease_ttl_ms));
-                println!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
-                println!("worker timeout      {}", show(s.worker_timeout_ms));
+                outln!("lease TTL           {}", show(s.lease_ttl_ms));
+                outln!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
+                outln!("worker timeout      {}", show(s.worker_timeout_ms));
                 if s.namespace_weights.is_empty() {
-                    println!("namespace weights   none (every namespace weighs 1)");
+                    outln!("namespace weights   none (every namespace weighs 1)");
                 }
                 for (i, (namespace, weight)) in s.namespace_weights.iter().enumerate() {
                     let label = if i == 0 { "namespace weights" } else { "" };
-                    println!("{label:<18}  {namespace}={weight}");
+                    outln!("{label:<18}  {namespace}={weight}");
                 }
             }
         }
@@ -371,9 +295,11 @@ async fn wait_healthy(
                             .iter()
                             .filter(|m| m.role == MemberRole::Voter as i32)
                             .count();
-                        println!(
+                        outln!(
                             "healthy: node {} leads term {}, all {voters} voters in contact and caught up (commit {})",
-                            s.leader_id, s.term, s.commit_index
+                            s.leader_id,
+                            s.term,
+                            s.commit_index
                         );
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -395,6 +321,174 @@ async fn wait_healthy(
 /// The status as the leader sees it (only the leader knows each member's
 /// progress), or as the first coordinator that answers sees it when there
 /// is no leader or it does not answer.
+/// `drover cluster status`: the leader's view of every member, and whether
+/// this machine can reach each member itself.
+async fn status(coordinators: &Coordinators, json: bool) -> Result<()> {
+    let s = leader_status(coordinators).await?;
+    let probes = probe_members(coordinators, &s).await;
+    if json {
+        let members: Vec<serde_json::Value> = s
+            .members
+            .iter()
+            .map(|m| {
+                let probe = probes.get(&m.node_id);
+                serde_json::json!({
+                    "id": m.node_id,
+                    "address": m.address,
+                    "role": if m.role == MemberRole::Voter as i32 { "voter" } else { "learner" },
+                    "leader": m.is_leader,
+                    "matchIndex": m.match_index,
+                    "lag": m.lag_entries,
+                    "replication": replication_state(m.replication),
+                    "lastContactMs": m.last_contact_age_ms,
+                    "reachable": probe.is_some_and(Result::is_ok),
+                    "probeError": probe.and_then(|p| p.as_ref().err()),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "answeredBy": s.node_id,
+            "leader": s.leader_id,
+            "leaderAddress": s.leader_address,
+            "term": s.term,
+            "commitIndex": s.commit_index,
+            "appliedIndex": s.applied_index,
+            "members": members,
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    outln!(
+        "leader {} ({})  term {}  commit {}  applied {}  (answered by node {})",
+        if s.leader_id == 0 {
+            "none".to_owned()
+        } else {
+            s.leader_id.to_string()
+        },
+        if s.leader_address.is_empty() {
+            "-"
+        } else {
+            &s.leader_address
+        },
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        s.node_id
+    );
+    let leaders_view = s.leader_id == s.node_id;
+    if !leaders_view {
+        outln!("(a follower's view: only the leader knows each member's MATCH and LAG)");
+    }
+    outln!(
+        "{:>4}  {:<22} {:<8} {:<11} {:>12} {:>8}  {:<10} {:>8}",
+        "ID",
+        "ADDRESS",
+        "ROLE",
+        "HEALTH",
+        "MATCH",
+        "LAG",
+        "STREAM",
+        "CONTACT"
+    );
+    let mut problems = Vec::new();
+    for m in &s.members {
+        let role = if m.role == MemberRole::Voter as i32 {
+            "voter"
+        } else {
+            "learner"
+        };
+        let star = if m.is_leader { "*" } else { " " };
+        let (stream, contact) = if !leaders_view || m.is_leader {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                replication_state(m.replication),
+                contact_age(m.last_contact_age_ms),
+            )
+        };
+        let health = match probes.get(&m.node_id) {
+            Some(Ok(())) if leaders_view && !m.is_leader && m.last_contact_age_ms > SILENT_MS => {
+                problems.push(format!(
+                    "node {} answers here but the leader has not heard from it for {}",
+                    m.node_id,
+                    contact_age(m.last_contact_age_ms)
+                ));
+                "silent"
+            }
+            Some(Ok(())) => "up",
+            Some(Err(e)) => {
+                problems.push(format!("node {} ({}): {e}", m.node_id, m.address));
+                "UNREACHABLE"
+            }
+            None => "-",
+        };
+        outln!(
+            "{:>3}{star}  {:<22} {:<8} {:<11} {:>12} {:>8}  {:<10} {:>8}",
+            m.node_id,
+            m.address,
+            role,
+            health,
+            m.match_index,
+            m.lag_entries,
+            stream,
+            contact
+        );
+    }
+    for p in &problems {
+        outln!("  {p}");
+    }
+    Ok(())
+}
+
+/// How long without contact from the leader's side marks a member that
+/// still answers this CLI as silent: several heartbeats and more than an
+/// election timeout.
+const SILENT_MS: i64 = 5_000;
+
+/// `850 ms`, or `16.9 s` past a second.
+fn contact_age(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// Asks every member at its own address, at once, whether it answers;
+/// an error says why not (refused, no answer in time).
+async fn probe_members(
+    coordinators: &Coordinators,
+    s: &ClusterStatusResponse,
+) -> BTreeMap<u64, Result<(), String>> {
+    let mut probes = tokio::task::JoinSet::new();
+    for m in &s.members {
+        let member = coordinators.at(&m.address);
+        let id = m.node_id;
+        probes.spawn(async move {
+            let answer = member
+                .call_within(Duration::from_secs(2), |ch| async move {
+                    AdminServiceClient::new(ch)
+                        .cluster_status(ClusterStatusRequest {})
+                        .await
+                        .map(|r| r.into_inner())
+                })
+                .await;
+            let answer = answer
+                .map(|_| ())
+                .map_err(|e| match e.downcast_ref::<Unreachable>() {
+                    Some(Unreachable(why)) => why.clone(),
+                    None => format!("{e:#}"),
+                });
+            (id, answer)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(Ok((id, answer))) = probes.join_next().await {
+        out.insert(id, answer);
+    }
+    out
+}
+
 async fn leader_status(coordinators: &Coordinators) -> Result<ClusterStatusResponse> {
     let ask = |c: Coordinators| async move {
         c.call_within(Duration::from_secs(2), |ch| async move {

@@ -29,7 +29,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "./drover-data")]
     data_dir: PathBuf,
     /// gRPC address (the CLI's default coordinator).
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// HTTP address for the coordinator's /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -47,6 +47,25 @@ pub struct DevArgs {
     /// use (kept for later runs); prints how the CLI uses them.
     #[arg(long)]
     secure: bool,
+}
+
+/// Where `drover dev` serves gRPC unless told otherwise: the address the
+/// CLI dials by default.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// How a client on this machine reaches `listen`: a wildcard address
+/// (`0.0.0.0:7070`) is dialled on loopback.
+fn cli_address(listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if listen.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, listen.port()).to_string()
+    } else {
+        listen.to_string()
+    }
 }
 
 /// The operator token `drover dev --secure` bootstraps, in DATA_DIR/tls.
@@ -98,7 +117,8 @@ fn dev_security(args: &DevArgs) -> Result<DevSecurity> {
     let client_files = files(&client);
     eprintln!("drover dev --secure: mutual TLS and tokens on; for the CLI:");
     eprintln!(
-        "  export DROVER_CA={} DROVER_CERT={} DROVER_KEY={} DROVER_TOKEN_FILE={}",
+        "  export DROVER_COORDINATORS={} DROVER_CA={} DROVER_CERT={} DROVER_KEY={} DROVER_TOKEN_FILE={}",
+        cli_address(args.listen),
         client_files.ca.display(),
         client_files.cert.display(),
         client_files.key.display(),
@@ -236,18 +256,26 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         })));
     }
     eprintln!(
-        "drover dev: coordinator on {} (http {}), {} workers x {} slots, data in {}",
+        "drover dev: coordinator on {}, console and metrics on http://{}/, {} workers x {} slots, data in {}",
         args.listen,
-        args.http,
+        cli_address(args.http),
         args.workers,
         args.slots,
         args.data_dir.display()
     );
+    // The CLI's default is this command's default; any other address has
+    // to be given to it (the secure line above already names it).
+    if !args.secure && args.listen.to_string() != DEFAULT_LISTEN {
+        eprintln!(
+            "  for the CLI: export DROVER_COORDINATORS={}",
+            cli_address(args.listen)
+        );
+    }
 
     let code = if args.demo {
         demo(&node, &args.data_dir).await?
     } else {
-        eprintln!("serving; submit with `drover job plan` specs, Ctrl-C to stop");
+        eprintln!("serving; submit specs with `drover job submit SPEC.yaml`, Ctrl-C to stop");
         crate::coordinator::shutdown_signal().await;
         ExitCode::SUCCESS
     };
@@ -438,19 +466,34 @@ fn write_key(path: &std::path::Path) -> Result<()> {
 }
 
 /// Submits `yaml` as `file` with `params`: as one job when `once`, else as
-/// the spec says (a job, or a schedule when it has one).
+/// the spec says (a job, or a schedule when it has one). The idempotency
+/// key names `label` and the spec's fingerprint, so a second `drover dev
+/// --demo` on the same data directory finds what the first submitted
+/// instead of registering the nightly schedule again; returns whether this
+/// call created it.
 async fn submit(
     node: &NodeHandle,
+    label: &str,
     file: &str,
     yaml: &str,
     params: Vec<(String, String)>,
     once: bool,
-) -> Result<Submitted> {
+) -> Result<(Submitted, bool)> {
+    let opts = drover_jobspecs::LoadOptions {
+        params: params.clone(),
+        logical_time: chrono::Utc::now(),
+    };
+    let fingerprint = drover_jobspecs::plan(file, yaml, &opts)
+        .map_err(|d| anyhow!("the demo's {file} does not plan: {d:?}"))?
+        .spec_hash;
     let submit = SubmitJob {
         file: file.to_owned(),
         spec_yaml: yaml.to_owned(),
         params,
-        idempotency_key: None,
+        idempotency_key: Some(format!(
+            "drover-dev-demo:{label}:{}",
+            &fingerprint[..fingerprint.len().min(16)]
+        )),
         // Proposed directly, not through SubmitJob: start the job's trace
         // here, as the service would.
         trace_parent: Some(trace::new_root().to_string()),
@@ -465,7 +508,7 @@ async fn submit(
         .await
         .map_err(|e| anyhow!("submitting {file}: {e}"))?;
     match out.into_iter().next() {
-        Some(Ok(Outcome::Submitted { id, .. })) => Ok(id),
+        Some(Ok(Outcome::Submitted { id, created })) => Ok((id, created)),
         other => bail!("submitting {file}: {other:?}"),
     }
 }
@@ -484,9 +527,13 @@ async fn submit_job(
     params: Vec<(String, String)>,
     once: bool,
 ) -> Result<Followed> {
-    match submit(node, file, yaml, params, once).await? {
-        Submitted::Job(id) => {
+    match submit(node, &label, file, yaml, params, once).await? {
+        (Submitted::Job(id), true) => {
             eprintln!("submitted {label} as {id}");
+            Ok(Followed { label, id })
+        }
+        (Submitted::Job(id), false) => {
+            eprintln!("{label} was submitted by an earlier demo as {id}");
             Ok(Followed { label, id })
         }
         other => bail!("submitting {file}: expected a job, got {other:?}"),
@@ -512,10 +559,13 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
         }
         params.retain(|(k, _)| k != "keyFile");
         params.push(("keyFile".to_owned(), data.device_key.clone()));
-        match submit(node, file, yaml, params.clone(), false).await? {
-            Submitted::Schedule(s) => eprintln!(
+        match submit(node, file, file, yaml, params.clone(), false).await? {
+            (Submitted::Schedule(s), true) => eprintln!(
                 "registered {file} as schedule {s}: nightly at 03:00 America/Los_Angeles for yesterday"
             ),
+            (Submitted::Schedule(s), false) => {
+                eprintln!("{file} was registered by an earlier demo as schedule {s}")
+            }
             other => bail!("submitting {file}: expected a schedule, got {other:?}"),
         }
         let (first, last) = &data.sensor_dates;

@@ -2,6 +2,10 @@
 //! subcommand to its module. Errors are printed as one line, never a
 //! backtrace, and map to a non-zero exit code.
 
+// First, so every module can use its macros.
+#[macro_use]
+mod stdout;
+
 mod autoscale;
 mod backup;
 mod certs;
@@ -15,7 +19,9 @@ mod deploy_check;
 mod dev;
 mod job;
 mod policies;
+mod schedule;
 mod security;
+mod shell;
 mod task_logs;
 mod tokens;
 mod worker;
@@ -74,6 +80,10 @@ enum Command {
     /// Work with job specs and jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Schedules (specs with a `schedule`): list them, or one's fire times
+    /// and runs.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Run a coordinator.
     Coordinator(coordinator::CoordinatorArgs),
     /// Cluster membership and status.
@@ -106,6 +116,11 @@ enum Command {
     /// namespace's specs may use.
     #[command(subcommand)]
     Policy(policies::PolicyCommand),
+    /// Print a shell completion script (`drover completions bash`).
+    Completions(shell::CompletionsArgs),
+    /// Write man pages for drover and every subcommand (`drover man --out
+    /// DIR`).
+    Man(shell::ManArgs),
 }
 
 /// `drover worker [OPTIONS]` runs a worker; `drover worker list|drain`
@@ -182,7 +197,12 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(cluster::run(cmd, &coordinators)))
         }),
+        Command::Schedule(cmd) => cluster().and_then(|coordinators| {
+            runtime().and_then(|rt| rt.block_on(schedule::run(cmd, &coordinators)))
+        }),
         Command::Certs(cmd) => certs::run(cmd),
+        Command::Completions(args) => shell::completions(args, Cli::command()),
+        Command::Man(args) => shell::man(args, Cli::command()),
         Command::Token(cmd) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| rt.block_on(tokens::run(cmd, &coordinators)))
         }),
@@ -192,6 +212,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if stdout::ended_by_closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the context chain on one line: "reading x.yaml: No such file".
             eprintln!("error: {err:#}");

@@ -62,9 +62,9 @@ pub async fn run(cmd: PolicyCommand, coordinators: &Coordinators) -> Result<Exit
             };
             let policy = set(coordinators, request).await?.unwrap_or_default();
             if json {
-                println!("{}", serde_json::to_string_pretty(&policy_json(&policy))?);
+                outln!("{}", serde_json::to_string_pretty(&policy_json(&policy))?);
             } else {
-                println!("set the policy of {}", describe(&policy.namespace));
+                outln!("set the policy of {}", describe(&policy.namespace));
                 print_policy(&policy);
             }
         }
@@ -75,7 +75,7 @@ pub async fn run(cmd: PolicyCommand, coordinators: &Coordinators) -> Result<Exit
                 ..Default::default()
             };
             set(coordinators, request).await?;
-            println!("cleared the policy of {}", describe(&namespace));
+            outln!("cleared the policy of {}", describe(&namespace));
         }
         PolicyCommand::List { json } => {
             let policies = coordinators
@@ -88,15 +88,15 @@ pub async fn run(cmd: PolicyCommand, coordinators: &Coordinators) -> Result<Exit
                 .await?;
             if json {
                 let list: Vec<_> = policies.iter().map(policy_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if policies.is_empty() {
-                println!("no namespace policies: every namespace may use any dataset URL");
+                outln!("no namespace policies: every namespace may use any dataset URL");
             } else {
                 for (i, policy) in policies.iter().enumerate() {
                     if i > 0 {
-                        println!();
+                        outln!();
                     }
-                    println!("{}", describe(&policy.namespace));
+                    outln!("{}", describe(&policy.namespace));
                     print_policy(policy);
                 }
             }
@@ -132,12 +132,12 @@ fn describe(namespace: &str) -> String {
 
 fn print_policy(policy: &NamespacePolicy) {
     if policy.allowed_urls.is_empty() {
-        println!("  datasets   none");
+        outln!("  datasets   none");
     }
     for (i, url) in policy.allowed_urls.iter().enumerate() {
-        println!("  {:<9}  {url}", if i == 0 { "datasets" } else { "" });
+        outln!("  {:<9}  {url}", if i == 0 { "datasets" } else { "" });
     }
-    println!(
+    outln!(
         "  command    {}",
         if policy.allow_command {
             "allowed"
@@ -145,7 +145,7 @@ fn print_policy(policy: &NamespacePolicy) {
             "refused"
         }
     );
-    println!(
+    outln!(
         "  set by     {} at {}",
         policy.updated_by,
         rfc3339(policy.updated_unix_ms)

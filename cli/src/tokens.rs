@@ -170,16 +170,20 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 .await?;
             if json {
                 let list: Vec<_> = tokens.iter().map(token_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if tokens.is_empty() {
-                println!("no tokens");
+                outln!("no tokens");
             } else {
-                println!(
+                outln!(
                     "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  CREATED BY",
-                    "ID", "NAME", "ROLE", "NAMESPACES", "EXPIRES"
+                    "ID",
+                    "NAME",
+                    "ROLE",
+                    "NAMESPACES",
+                    "EXPIRES"
                 );
                 for t in &tokens {
-                    println!(
+                    outln!(
                         "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  {}",
                         t.id,
                         t.name,
@@ -203,7 +207,7 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                     }
                 })
                 .await?;
-            println!("revoked token {id}");
+            outln!("revoked token {id}");
         }
         TokenCommand::Bind {
             identity,
@@ -217,7 +221,7 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 unbind: false,
             };
             let bound = bind(coordinators, request).await?.unwrap_or_default();
-            println!(
+            outln!(
                 "bound certificate {} to the {} role{}",
                 bound.identity,
                 role_name(bound.role),
@@ -234,7 +238,7 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 ..Default::default()
             };
             bind(coordinators, request).await?;
-            println!("certificate {identity} has no role now");
+            outln!("certificate {identity} has no role now");
         }
         TokenCommand::Bindings { json } => {
             let bindings = coordinators
@@ -258,16 +262,18 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if bindings.is_empty() {
-                println!("no certificate bindings");
+                outln!("no certificate bindings");
             } else {
-                println!(
+                outln!(
                     "{:<28}  {:<9}  {:<24}  CREATED BY",
-                    "CERTIFICATE", "ROLE", "NAMESPACES"
+                    "CERTIFICATE",
+                    "ROLE",
+                    "NAMESPACES"
                 );
                 for b in &bindings {
-                    println!(
+                    outln!(
                         "{:<28}  {:<9}  {:<24}  {}",
                         b.identity,
                         role_name(b.role),
@@ -306,16 +312,16 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                     "authRequired": me.auth_required,
                     "certificate": me.certificate,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("identity     {}", me.identity);
-                println!("role         {}", me.role);
-                println!("namespaces   {namespaces}");
+                outln!("identity     {}", me.identity);
+                outln!("role         {}", me.role);
+                outln!("namespaces   {namespaces}");
                 if !me.certificate.is_empty() {
-                    println!("certificate  {}", me.certificate);
+                    outln!("certificate  {}", me.certificate);
                 }
                 if !me.auth_required {
-                    println!("(this cluster does not require credentials)");
+                    outln!("(this cluster does not require credentials)");
                 }
             }
         }
@@ -362,7 +368,7 @@ fn hand_out(created: &CreateTokenResponse, out: Option<&Path>, json: bool) -> Re
         if out.is_none() {
             value["token"] = serde_json::Value::String(created.secret.clone());
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     eprintln!(
@@ -381,7 +387,7 @@ fn hand_out(created: &CreateTokenResponse, out: Option<&Path>, json: bool) -> Re
             path.display(),
             path.display()
         ),
-        None => println!("{}", created.secret),
+        None => outln!("{}", created.secret),
     }
     Ok(())
 }

@@ -55,7 +55,7 @@ pub async fn run(cmd: WorkerCommand, coordinators: &Coordinators) -> Result<Exit
                 })
                 .await?;
             let running = r.worker.map_or(0, |w| w.running_tasks);
-            println!("{id} is draining; it has {running} running tasks to finish or hand back");
+            outln!("{id} is draining; it has {running} running tasks to finish or hand back");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -89,24 +89,27 @@ async fn list(json: bool, coordinators: &Coordinators) -> Result<ExitCode> {
     }
     if json {
         let list: Vec<_> = workers.iter().map(render::worker_json).collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "workers": list }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
     if workers.is_empty() {
-        println!("no workers");
+        outln!("no workers");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<32} {:<9} {:>7}  {:<21} LABELS",
-        "WORKER", "STATE", "RUNNING", "LAST HEARTBEAT"
+        "WORKER",
+        "STATE",
+        "RUNNING",
+        "LAST HEARTBEAT"
     );
     for w in &workers {
         let mut labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
-        println!(
+        outln!(
             "{:<32} {:<9} {:>7}  {:<21} {}",
             w.worker_id,
             render::worker_state(w.state),

@@ -116,6 +116,28 @@ fn a_cluster_of_processes_survives_leader_loss_and_changes_members() {
     });
     eprintln!("new leader {second} after {:?}", killed_at.elapsed());
 
+    // `cluster status` marks the dead member, and says why.
+    let out = cli(&all, &["cluster", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dead = &ports[first as usize - 1].0;
+    let row = text
+        .lines()
+        .find(|l| l.contains(dead.as_str()) && !l.starts_with("  node"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("UNREACHABLE"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "  node {first} ({dead}): {dead}: tcp connect error"
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches("UNREACHABLE").count(), 1, "{text}");
+    let s = status(&all).unwrap();
+    for m in s["members"].as_array().unwrap() {
+        let alive = m["id"].as_u64() != Some(first);
+        assert_eq!(m["reachable"].as_bool(), Some(alive), "{m}");
+    }
+
     // The killed node restarts from its data directory and takes leadership
     // back on request.
     procs[first as usize - 1] = Some(start(

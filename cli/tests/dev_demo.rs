@@ -155,4 +155,31 @@ fn dev_demo_runs_the_examples_to_success() {
             .mode();
         assert_eq!(mode & 0o077, 0, "{key}: {mode:o}");
     }
+
+    // A second demo on the same data directory finds what the first
+    // submitted: no second nightly schedule, no job run twice.
+    let again = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "dev",
+            "--demo",
+            "--listen",
+            &free_addr(),
+            "--http",
+            &free_addr(),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    for line in [
+        "sensor-backfill.yaml was registered by an earlier demo as schedule s1",
+        "dag-sleep.yaml was submitted by an earlier demo as j1",
+        "was submitted by an earlier demo as j5",
+        "demo finished: every job succeeded",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+    assert!(!stderr.contains("s2") && !stderr.contains("j6"), "{stderr}");
 }

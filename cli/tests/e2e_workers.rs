@@ -321,14 +321,26 @@ fn cli_errors_are_one_line_and_rejected_specs_point_at_the_line() {
         2,
         "at most half the lease TTL",
     );
+    // Nothing listening: told within seconds, naming the address and
+    // where the CLI takes the cluster from.
+    let nobody = support::loopback();
+    let asked = std::time::Instant::now();
     let unreachable = support::drover()
-        .args(["--coordinators", &support::loopback(), "job", "list"])
+        .args(["--coordinators", &nobody, "job", "list"])
         .output()
         .unwrap();
+    let waited = asked.elapsed();
     assert_eq!(unreachable.status.code(), Some(2));
     let err = String::from_utf8_lossy(&unreachable.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("no coordinator could serve"), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach a coordinator ({nobody}: "))
+            && err.contains("DROVER_COORDINATORS"),
+        "{err}"
+    );
+    assert_eq!(err.matches("tcp connect error").count(), 1, "{err}");
+    // About 3 s of retries; the bound leaves room for a slow machine.
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
 
     // The cluster's verdict on a bad spec, rendered against the local file.
     let spec = spec_file(
@@ -347,4 +359,31 @@ fn cli_errors_are_one_line_and_rejected_specs_point_at_the_line() {
             .unwrap()
             .is_empty()
     );
+    // A reader that goes away (`drover job list | head -1`) ends the CLI
+    // quietly, with no panic. The pipe is closed before the CLI has
+    // dialled, so its first line already meets a closed pipe.
+    let spec = spec_file(dir.path(), "piped.yaml", &sleeps("piped", 3, 1));
+    assert!(cluster.cli(&["job", "submit", &spec]).status.success());
+    let listed = cluster.json(&["job", "list", "--json"]);
+    let id = listed["jobs"][0]["id"].as_str().unwrap().to_owned();
+    for args in [
+        &["job", "list"][..],
+        &["job", "list", "--json"],
+        &["job", "status", &id],
+        &["job", "events", &id],
+    ] {
+        let mut child = support::drover()
+            .arg("--coordinators")
+            .arg(cluster.addresses())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }

@@ -136,8 +136,28 @@ pub struct JobsQuery {
     kind: Option<String>,
     /// Runs of this scheduled job.
     parent: Option<String>,
+    /// Comma-separated `key=value` labels, all of which must match.
+    label: Option<String>,
     page_token: Option<String>,
     page_size: Option<u32>,
+}
+
+/// `key=value,key=value`.
+fn labels(text: Option<&str>) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in text
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(bad_request(format!(
+                "`{pair}` is not a label; write key=value"
+            )));
+        };
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
 }
 
 pub async fn jobs(AsCaller(c): AsCaller, Query(q): Query<JobsQuery>) -> ApiResult {
@@ -159,6 +179,7 @@ pub async fn jobs(AsCaller(c): AsCaller, Query(q): Query<JobsQuery>) -> ApiResul
         page_size: q.page_size.unwrap_or(0),
         page_token: q.page_token.unwrap_or_default(),
         kind: kind as i32,
+        labels: labels(q.label.as_deref())?,
     };
     let page = c
         .cluster

@@ -44,9 +44,9 @@ pub async fn cancel(args: CancelArgs, coordinators: &Coordinators) -> Result<Exi
             "id": args.id, "state": state, "changed": r.changed,
         }))?;
     } else if r.changed {
-        println!("{} cancelled; its running tasks are being stopped", args.id);
+        outln!("{} cancelled; its running tasks are being stopped", args.id);
     } else {
-        println!("{} had already ended ({state}); nothing to cancel", args.id);
+        outln!("{} had already ended ({state}); nothing to cancel", args.id);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,9 +86,10 @@ pub async fn retry(args: RetryArgs, coordinators: &Coordinators) -> Result<ExitC
             "id": args.id, "state": state, "requeued": r.requeued_task_count,
         }))?;
     } else {
-        println!(
+        outln!(
             "{}: {} tasks queued again; the job is {state}",
-            args.id, r.requeued_task_count
+            args.id,
+            r.requeued_task_count
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use drover_proto::v1::explain_task_response::Reason;
 use drover_proto::v1::job_service_client::JobServiceClient;
-use drover_proto::v1::{ExplainTaskRequest, JobEvent, JobEventsRequest};
+use drover_proto::v1::{ExplainTaskRequest, Job, JobEvent, JobEventsRequest};
 
 use super::render;
+use super::watch::{self, Watcher};
 use crate::client::Coordinators;
 
 #[derive(Debug, Args)]
@@ -25,9 +26,15 @@ pub struct EventsArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 10_000)]
     limit: usize,
-    /// Stable JSON on standard output.
+    /// Stable JSON on standard output; with `--follow`, one event object
+    /// per line.
     #[arg(long)]
     json: bool,
+    /// Keep printing events as they happen until the job ends, then exit
+    /// with its outcome (0 succeeded, 1 failed, 3 cancelled), as `job
+    /// watch` does. A broken stream is resumed after the last event shown.
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 /// Events fetched per call; the server caps pages too.
@@ -66,6 +73,9 @@ pub async fn events(args: EventsArgs, coordinators: &Coordinators) -> Result<Exi
         }
     }
     events.truncate(args.limit);
+    if args.follow {
+        return follow(&args, events, oldest, coordinators).await;
+    }
     if args.json {
         let list: Vec<_> = events.iter().map(render::event_json).collect();
         super::print_json(&serde_json::json!({
@@ -76,15 +86,72 @@ pub async fn events(args: EventsArgs, coordinators: &Coordinators) -> Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     if oldest > args.after + 1 {
-        println!("(events before #{oldest} were trimmed from this job's history)");
+        outln!("(events before #{oldest} were trimmed from this job's history)");
     }
     for e in &events {
-        println!("{}", render::event_line(e));
+        outln!("{}", render::event_line(e));
     }
     if events.is_empty() {
-        println!("no events");
+        outln!("no events");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `history`, then every later event of the job (of `args.task`
+/// only, if given) as it happens, until the job ends.
+async fn follow(
+    args: &EventsArgs,
+    history: Vec<JobEvent>,
+    oldest: u64,
+    coordinators: &Coordinators,
+) -> Result<ExitCode> {
+    let mut printer = Printer {
+        json: args.json,
+        task: args.task.clone(),
+        after: args.after,
+    };
+    if !args.json && oldest > args.after + 1 {
+        outln!("(events before #{oldest} were trimmed from this job's history)");
+    }
+    for e in &history {
+        printer.event(e);
+    }
+    let job = watch::stream(coordinators, &args.id, printer.after, &[], &mut printer).await?;
+    Ok(super::outcome_code(job.state))
+}
+
+/// Prints events as they arrive, each once.
+struct Printer {
+    json: bool,
+    task: Option<String>,
+    /// The last sequence number printed.
+    after: u64,
+}
+
+impl watch::Watcher for Printer {
+    fn event(&mut self, e: &JobEvent) {
+        // A resumed stream could repeat what the history page showed.
+        if e.seq <= self.after {
+            return;
+        }
+        self.after = e.seq;
+        if self.task.as_ref().is_some_and(|t| *t != e.task_id) {
+            return;
+        }
+        if self.json {
+            outln!("{}", render::event_json(e));
+        } else {
+            outln!("{}", render::event_line(e));
+        }
+    }
+
+    fn update(&mut self, _job: &Job) {}
+
+    fn finish(&mut self, _job: &Job) {}
+
+    fn note(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
 }
 
 #[derive(Debug, Args)]
@@ -150,7 +217,7 @@ pub async fn why(args: WhyArgs, coordinators: &Coordinators) -> Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(t) = &r.task {
-        println!(
+        outln!(
             "{}  {} (attempt {}/{})",
             t.task_id,
             render::task_state(t.state),
@@ -158,6 +225,6 @@ pub async fn why(args: WhyArgs, coordinators: &Coordinators) -> Result<ExitCode>
             t.max_attempts
         );
     }
-    println!("{}", r.summary);
+    outln!("{}", r.summary);
     Ok(ExitCode::SUCCESS)
 }

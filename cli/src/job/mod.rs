@@ -11,7 +11,7 @@ mod events;
 mod logs;
 mod plan;
 pub mod render;
-mod status;
+pub mod status;
 mod submit;
 mod watch;
 
@@ -55,7 +55,7 @@ pub fn run(cmd: JobCommand, coordinators: &Coordinators) -> Result<ExitCode> {
         JobCommand::Plan(args) => plan::run(args),
         JobCommand::Schema => {
             let schema = drover_jobspecs::schema::job_schema();
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            outln!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
         remote => crate::runtime()?.block_on(run_remote(remote, coordinators)),
@@ -86,7 +86,7 @@ fn outcome_code(state: i32) -> ExitCode {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+pub fn print_json(value: &serde_json::Value) -> Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -81,14 +81,14 @@ pub(super) fn run(args: PlanArgs) -> Result<ExitCode> {
                 if let (Some(inputs), Some(o)) = (&inputs, out.as_object_mut()) {
                     o.insert("inputs".into(), serde_json::to_value(inputs)?);
                 }
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for warning in &plan.warnings {
                     eprint!("{}", warning.render(&source));
                 }
-                print!("{}", plan.render());
+                out!("{}", plan.render());
                 for c in inputs.iter().flatten() {
-                    print!("{}", c.render());
+                    out!("{}", c.render());
                 }
             }
             Ok(if usable {
@@ -100,7 +100,7 @@ pub(super) fn run(args: PlanArgs) -> Result<ExitCode> {
         Err(diagnostics) => {
             if args.json {
                 let out = serde_json::json!({"valid": false, "diagnostics": diagnostics});
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 report(&name, &source, &diagnostics);
             }

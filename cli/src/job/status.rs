@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use drover_proto::v1::job_service_client::JobServiceClient;
-use drover_proto::v1::{GetJobRequest, Job, ListJobsRequest, ListTasksRequest, Task, TaskState};
+use drover_proto::v1::{
+    GetJobRequest, Job, JobListKind, ListJobsRequest, ListTasksRequest, Task, TaskState,
+};
 
 use super::render;
 use crate::client::Coordinators;
@@ -22,6 +24,16 @@ pub struct ListArgs {
     /// cancelled; repeatable or comma-separated).
     #[arg(long, value_delimiter = ',', value_parser = render::parse_job_state)]
     state: Vec<drover_proto::v1::JobState>,
+    /// Only jobs whose name starts with this.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only jobs with this label (`--label team=vision`; repeatable or
+    /// comma-separated, all must match).
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    label: Vec<(String, String)>,
+    /// List scheduled jobs too (`drover schedule list` lists only them).
+    #[arg(long)]
+    all: bool,
     /// At most this many jobs.
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -30,17 +42,72 @@ pub struct ListArgs {
     json: bool,
 }
 
+/// `key=value`, as labels are written in specs.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{text}` is not a label; write key=value")),
+    }
+}
+
 pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
+    let request = ListJobsRequest {
+        namespace: args.namespace.clone().unwrap_or_default(),
+        states: args.state.iter().map(|s| *s as i32).collect(),
+        name_prefix: args.name.clone().unwrap_or_default(),
+        labels: args.label.iter().cloned().collect(),
+        kind: if args.all {
+            JobListKind::Unspecified
+        } else {
+            JobListKind::Jobs
+        } as i32,
+        ..ListJobsRequest::default()
+    };
+    let jobs = list_jobs(coordinators, request, args.limit).await?;
+    if args.json {
+        let list: Vec<_> = jobs.iter().map(render::job_json).collect();
+        super::print_json(&serde_json::json!({ "jobs": list }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() {
+        outln!("no jobs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
+        "ID",
+        "NAMESPACE",
+        "NAME",
+        "STATE",
+        "DONE/TOTAL",
+        "ELAPSED"
+    );
+    for j in &jobs {
+        let counts = j.task_counts.unwrap_or_default();
+        outln!(
+            "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
+            j.job_id,
+            j.namespace,
+            j.name,
+            render::job_state(j.state),
+            format!("{}/{}", render::finished(&counts), counts.total),
+            render::elapsed(j.started_unix_ms, j.finished_unix_ms),
+            render::short_time(j.created_unix_ms),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Up to `limit` jobs matching `request`, newest first, over as many pages
+/// as that takes.
+pub async fn list_jobs(
+    coordinators: &Coordinators,
+    mut request: ListJobsRequest,
+    limit: usize,
+) -> Result<Vec<Job>> {
     let mut jobs: Vec<Job> = Vec::new();
-    let mut token = String::new();
     loop {
-        let request = ListJobsRequest {
-            namespace: args.namespace.clone().unwrap_or_default(),
-            states: args.state.iter().map(|s| *s as i32).collect(),
-            page_size: PAGE.min(args.limit.max(1) as u32),
-            page_token: token.clone(),
-            ..ListJobsRequest::default()
-        };
+        request.page_size = PAGE.min(limit.max(1) as u32);
         let page = coordinators
             .call(|ch| {
                 let r = request.clone();
@@ -53,39 +120,13 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
             })
             .await?;
         jobs.extend(page.jobs);
-        token = page.next_page_token;
-        if token.is_empty() || jobs.len() >= args.limit {
+        request.page_token = page.next_page_token;
+        if request.page_token.is_empty() || jobs.len() >= limit {
             break;
         }
     }
-    jobs.truncate(args.limit);
-    if args.json {
-        let list: Vec<_> = jobs.iter().map(render::job_json).collect();
-        super::print_json(&serde_json::json!({ "jobs": list }))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if jobs.is_empty() {
-        println!("no jobs");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
-        "ID", "NAMESPACE", "NAME", "STATE", "DONE/TOTAL", "ELAPSED"
-    );
-    for j in &jobs {
-        let counts = j.task_counts.unwrap_or_default();
-        println!(
-            "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
-            j.job_id,
-            j.namespace,
-            j.name,
-            render::job_state(j.state),
-            format!("{}/{}", render::finished(&counts), counts.total),
-            render::elapsed(j.started_unix_ms, j.finished_unix_ms),
-            render::short_time(j.created_unix_ms),
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    jobs.truncate(limit);
+    Ok(jobs)
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +149,9 @@ const TASKS_MAX: usize = 100_000;
 
 pub async fn status(args: StatusArgs, coordinators: &Coordinators) -> Result<ExitCode> {
     let job = get_job(coordinators, &args.id).await?;
+    if job.schedule.is_some() && !args.json {
+        return crate::schedule::show(job, 10, false, coordinators).await;
+    }
     let (tasks, truncated) = list_tasks(coordinators, &job.job_id).await?;
     if args.json {
         let tasks: Vec<_> = tasks.iter().map(render::task_json).collect();
@@ -205,8 +249,8 @@ fn print_results(job: &Job) {
     if last.is_empty() {
         return;
     }
-    println!();
-    println!("  {:<20} {:<44} STATUS", "RESULT OF", "AT");
+    outln!();
+    outln!("  {:<20} {:<44} STATUS", "RESULT OF", "AT");
     for (task, t) in last {
         let c = t.counts.unwrap_or_default();
         let sensor = t.kind == drover_proto::v1::TaskKind::SensorFeatureBackfill as i32;
@@ -222,38 +266,41 @@ fn print_results(job: &Job) {
         } else {
             format!("when {} succeeds", t.name)
         };
-        println!("  {task:<20} {at:<44} {status}");
+        outln!("  {task:<20} {at:<44} {status}");
     }
 }
 
 fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     let counts = job.task_counts.unwrap_or_default();
-    println!("job {}  {}/{}", job.job_id, job.namespace, job.name);
+    outln!("job {}  {}/{}", job.job_id, job.namespace, job.name);
     let mut state = render::job_state(job.state);
     if !job.state_reason.is_empty() {
         state = format!("{state} ({})", job.state_reason);
     }
-    println!("  state    {state}");
-    println!(
+    outln!("  state    {state}");
+    outln!(
         "  tasks    {}/{} done: {}",
         render::finished(&counts),
         counts.total,
         render::counts_line(&counts)
     );
-    println!(
+    outln!(
         "  created  {}   elapsed {}",
         render::short_time(job.created_unix_ms),
         render::elapsed(job.started_unix_ms, job.finished_unix_ms)
     );
     if !job.templates.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "  {:<20} {:<24} {:>5} {:>11}  STATUS",
-            "TEMPLATE", "KIND", "STAGE", "DONE/TOTAL"
+            "TEMPLATE",
+            "KIND",
+            "STAGE",
+            "DONE/TOTAL"
         );
         for t in &job.templates {
             let c = t.counts.unwrap_or_default();
-            println!(
+            outln!(
                 "  {:<20} {:<24} {:>5} {:>11}  {}",
                 t.name,
                 render::task_kind(t.kind),
@@ -269,10 +316,14 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     }
     let mut order: Vec<&Task> = tasks.iter().collect();
     order.sort_by_key(|t| attention_rank(t));
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  {:<14} {:<28} {:<10} {:>7}  {:<24} NOTE",
-        "TASK", "TEMPLATE[PARTITION]", "STATE", "ATTEMPT", "WORKER"
+        "TASK",
+        "TEMPLATE[PARTITION]",
+        "STATE",
+        "ATTEMPT",
+        "WORKER"
     );
     for t in order.iter().take(shown) {
         let note = if !t.last_error.is_empty() {
@@ -287,7 +338,7 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
         } else {
             format!("{}/{}", t.attempt, t.max_attempts)
         };
-        println!(
+        outln!(
             "  {:<14} {:<28} {:<10} {:>7}  {:<24} {}",
             t.task_id,
             format!("{}[{}]", t.template, t.partition_key),
@@ -302,7 +353,7 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
         );
     }
     if tasks.len() > shown {
-        println!(
+        outln!(
             "  ... {} more tasks (--tasks N or --json)",
             tasks.len() - shown
         );

@@ -91,13 +91,21 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         }
     };
     let tasks = response.plan.as_ref().map_or(0, |p| p.total_task_count);
-    if args.json && !args.wait {
-        let out = serde_json::json!({
+    let schedule = response.plan.as_ref().and_then(|p| p.schedule.as_ref());
+    if args.json && (!args.wait || schedule.is_some()) {
+        let mut out = serde_json::json!({
             "id": response.job_id,
             "created": response.created || generated,
             "tasks": tasks,
             "traceId": response.trace_id,
         });
+        if let Some(s) = schedule {
+            out["schedule"] = serde_json::json!({
+                "cron": s.cron,
+                "timezone": s.timezone,
+                "nextFireAt": s.next_fire_unix_ms.first().and_then(|t| render::time(*t)).map(|t| t.to_rfc3339()),
+            });
+        }
         super::print_json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -105,7 +113,17 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         for w in &response.warnings {
             eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.column, w.message);
         }
-        if response.created || generated {
+        if let Some(s) = schedule.filter(|_| response.created || generated) {
+            let next = s.next_fire_unix_ms.first().copied().unwrap_or(0);
+            eprintln!(
+                "submitted {name} as schedule {}: `{}` in {}, next run {}; see `drover schedule status {}`",
+                response.job_id,
+                s.cron,
+                s.timezone,
+                crate::schedule::zoned(next, s.timezone.parse().ok()),
+                response.job_id
+            );
+        } else if response.created || generated {
             eprintln!(
                 "submitted {name} as {} ({tasks} tasks, trace {})",
                 response.job_id, response.trace_id
@@ -116,9 +134,17 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
                 response.job_id
             );
         }
-        println!("{}", response.job_id);
+        outln!("{}", response.job_id);
     }
     if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if schedule.is_some() {
+        // A schedule has no end to wait for; its runs do.
+        eprintln!(
+            "{} is a schedule and does not end; follow a run with `drover job watch RUN`",
+            response.job_id
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let style = if args.json {

@@ -77,15 +77,41 @@ fn is_terminal(state: i32) -> bool {
 pub async fn follow(coordinators: &Coordinators, id: &str, style: Style) -> Result<Job> {
     let mut view = View::new(style);
     // Events from before the watch started are history, not news.
-    let mut after = super::status::get_job(coordinators, id)
+    let after = super::status::get_job(coordinators, id)
         .await?
         .last_event_seq;
+    stream(coordinators, id, after, EVENT_KINDS, &mut view).await
+}
+
+/// What a caller of [`stream`] does with what arrives.
+pub trait Watcher {
+    /// An event, in sequence order.
+    fn event(&mut self, event: &JobEvent);
+    /// The job's record, whenever it changed.
+    fn update(&mut self, job: &Job);
+    /// The job ended with this record.
+    fn finish(&mut self, job: &Job);
+    /// The stream broke and is being opened again.
+    fn note(&mut self, text: &str);
+}
+
+/// Streams job `id`'s events after `after` (only `kinds`, or all when
+/// empty) and its record to `watcher` until the job ends, and returns the
+/// final record. A broken stream is opened again after the last event
+/// seen, so nothing is shown twice or skipped.
+pub async fn stream(
+    coordinators: &Coordinators,
+    id: &str,
+    mut after: u64,
+    kinds: &[JobEventKind],
+    watcher: &mut dyn Watcher,
+) -> Result<Job> {
     let mut failures = 0u32;
     loop {
         let request = WatchJobRequest {
             job_id: id.to_owned(),
             after_seq: after,
-            event_kinds: EVENT_KINDS.iter().map(|k| *k as i32).collect(),
+            event_kinds: kinds.iter().map(|k| *k as i32).collect(),
         };
         let opened = coordinators
             .call(|ch| {
@@ -110,7 +136,7 @@ pub async fn follow(coordinators: &Coordinators, id: &str, style: Style) -> Resu
                 if failures > RECONNECTS_MAX {
                     return Err(err.context(format!("watching {id}")));
                 }
-                view.note(&format!("reconnecting: {err:#}"));
+                watcher.note(&format!("reconnecting: {err:#}"));
                 tokio::time::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
@@ -119,12 +145,12 @@ pub async fn follow(coordinators: &Coordinators, id: &str, style: Style) -> Resu
         while let Ok(Some(message)) = stream.message().await {
             for event in &message.events {
                 after = after.max(event.seq);
-                view.event(event);
+                watcher.event(event);
             }
             if let Some(job) = message.job {
-                view.update(&job);
+                watcher.update(&job);
                 if is_terminal(job.state) {
-                    view.finish(&job);
+                    watcher.finish(&job);
                     return Ok(job);
                 }
             }
@@ -155,15 +181,21 @@ impl View {
         }
     }
 
-    fn note(&self, text: &str) {
+    fn say(&self, text: &str) {
         match (&self.style, &self.bars) {
             (Style::Quiet, _) => {}
             (_, Some(bars)) => bars.multi.suspend(|| eprintln!("{text}")),
             _ => eprintln!("{text}"),
         }
     }
+}
 
-    fn event(&self, e: &JobEvent) {
+impl Watcher for View {
+    fn note(&mut self, text: &str) {
+        self.say(text);
+    }
+
+    fn event(&mut self, e: &JobEvent) {
         let kind = JobEventKind::try_from(e.kind).ok();
         // The job's own end is shown by `finish`.
         if matches!(
@@ -172,7 +204,7 @@ impl View {
         ) {
             return;
         }
-        self.note(&render::event_line(e));
+        self.say(&render::event_line(e));
     }
 
     fn update(&mut self, job: &Job) {

@@ -85,6 +85,9 @@ const EVENTS_SCAN_MAX: usize = 10_000;
 /// Jobs and schedules one ListJobs call looks at, for the same reason.
 const JOBS_SCAN_MAX: usize = 10_000;
 
+/// A schedule's recent notes GetJob returns.
+const SCHEDULE_NOTES_SHOWN: usize = 50;
+
 /// Partitions and task records one ListTasks call looks at. A filter that
 /// matches nothing in a 1,000,000-partition template costs at most this
 /// much per call, and the client follows the token.
@@ -442,6 +445,8 @@ struct JobFilter {
     states: Option<BTreeSet<JobState>>,
     /// Only names with this prefix.
     name_prefix: String,
+    /// Only jobs carrying all of these labels.
+    labels: BTreeMap<String, String>,
     /// Only runs of this scheduled job.
     parent: Option<JobRef>,
     /// Leave out jobs that run tasks (only scheduled jobs are wanted).
@@ -451,7 +456,13 @@ struct JobFilter {
 }
 
 impl JobFilter {
-    fn matches(&self, namespace: &str, name: &str, state: JobState) -> bool {
+    fn matches(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        state: JobState,
+    ) -> bool {
         self.namespace.as_deref().is_none_or(|n| n == namespace)
             && self
                 .allowed
@@ -459,6 +470,7 @@ impl JobFilter {
                 .is_none_or(|allowed| allowed.iter().any(|n| n == namespace))
             && self.states.as_ref().is_none_or(|s| s.contains(&state))
             && name.starts_with(&self.name_prefix)
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
     }
 }
 
@@ -536,7 +548,7 @@ fn scan_jobs(
             if let Some((id, job)) = jobs.next() {
                 cursor.job_before = id.0;
                 let parent_ok = parent_schedule.is_none_or(|s| job.schedule == Some(s));
-                if parent_ok && filter.matches(&job.namespace, &job.name, job.state) {
+                if parent_ok && filter.matches(&job.namespace, &job.name, &job.labels, job.state) {
                     out.push(Listed::Job(*id));
                 }
             }
@@ -545,6 +557,7 @@ fn scan_jobs(
             if filter.matches(
                 &schedule.namespace,
                 &schedule.name,
+                &BTreeMap::new(),
                 schedule_state(schedule),
             ) {
                 out.push(Listed::Schedule(*id));
@@ -854,7 +867,7 @@ mod convert {
         BackoffWait, CatchupPolicy, DependencyWait, Diagnostic, ExplainTaskResponse, FairShareWait,
         Job as WireJob, JobEvent, JobEventKind, JobPlan, JobState as WireJobState, MaxParallelWait,
         NoMatchingWorker, NotPending, OutputFile as WireOutputFile, OutputManifest, OverlapPolicy,
-        SchedulePlan, ScheduleStatus, Severity, Task, TaskCounts, TaskKind,
+        ScheduleNote, SchedulePlan, ScheduleStatus, Severity, Task, TaskCounts, TaskKind,
         TaskState as WireTaskState, TemplatePlan, TemplateProgress, UpstreamProgress,
         explain_task_response::Reason,
     };
@@ -1457,6 +1470,20 @@ mod convert {
                 plan: Some(schedule_plan(sm, s)),
                 last_fire_unix_ms: s.last_fire_ms.unwrap_or(0),
                 run_count: s.runs_started,
+                skipped_count: s.runs_skipped,
+                notes: if detail {
+                    let skip = s.notes.len().saturating_sub(super::SCHEDULE_NOTES_SHOWN);
+                    s.notes
+                        .iter()
+                        .skip(skip)
+                        .map(|(at, text)| ScheduleNote {
+                            at_unix_ms: *at,
+                            text: text.clone(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             }),
             spec_yaml: if include_spec {
                 s.spec_yaml.clone()
@@ -2029,6 +2056,7 @@ impl JobService for JobServer {
             &request.parent_job_id,
         )?;
         filter.allowed = caller.namespaces().map(<[String]>::to_vec);
+        filter.labels = request.labels.into_iter().collect();
         match JobListKind::try_from(request.kind) {
             Ok(JobListKind::Schedules) => filter.skip_jobs = true,
             Ok(JobListKind::Jobs) => filter.skip_schedules = true,
