@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use drover_net::{AuthChannel, Dialer};
-use drover_proto::LEADER_METADATA_KEY;
+use drover_proto::{LEADER_METADATA_KEY, NODE_FAILED_METADATA_KEY};
 use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
@@ -201,6 +201,9 @@ impl Coordinators {
         let mut last_error = "no address given".to_owned();
         // Each address that refused this pass, for a cluster nobody answers.
         let mut unreachable: Vec<String> = Vec::new();
+        // A coordinator that stopped on a storage failure (a full disk):
+        // final, unless another coordinator is electing a leader.
+        let mut failed: Option<Status> = None;
         let mut answered = false;
         // A few hops at most: leader hints can race with an election.
         for _ in 0..(self.addresses.len() + 4) {
@@ -227,6 +230,11 @@ impl Coordinators {
             };
             match f(channel).await {
                 Ok(v) => return Ok(v),
+                // Checked before UNAVAILABLE, which a failed node answers
+                // for storage errors other than a full disk.
+                Err(status) if status.metadata().get(NODE_FAILED_METADATA_KEY).is_some() => {
+                    failed = Some(status);
+                }
                 Err(status) if status.code() == Code::Unavailable => {
                     let hint = status
                         .metadata()
@@ -249,6 +257,9 @@ impl Coordinators {
                 }
                 Err(status) => return Err(PassError::Answer(status)),
             }
+        }
+        if let Some(status) = failed.filter(|_| !answered) {
+            return Err(PassError::Answer(status));
         }
         Err(if answered || unreachable.is_empty() {
             PassError::Unavailable(last_error)

@@ -331,7 +331,7 @@ pub fn openmetrics(body: String) -> impl IntoResponse {
 async fn readyz(State(Http { node, .. }): State<Http>) -> (StatusCode, Json<serde_json::Value>) {
     let s = node.status();
     let caught_up = s.commit_index.saturating_sub(s.applied_index) <= 100;
-    let ready = s.leader_id != 0 && caught_up;
+    let ready = s.leader_id != 0 && caught_up && s.failure.is_none();
     let body = serde_json::json!({
         "ready": ready,
         "node": s.id,
@@ -339,7 +339,12 @@ async fn readyz(State(Http { node, .. }): State<Http>) -> (StatusCode, Json<serd
         "term": s.term,
         "commit_index": s.commit_index,
         "applied_index": s.applied_index,
-        "reason": if s.leader_id == 0 { "no leader known" } else if !caught_up { "applying the log" } else { "ok" },
+        "reason": match &s.failure {
+            Some(failure) => failure.as_str(),
+            None if s.leader_id == 0 => "no leader known",
+            None if !caught_up => "applying the log",
+            None => "ok",
+        },
     });
     let code = if ready {
         StatusCode::OK

@@ -159,8 +159,13 @@ impl Started {
 /// a purely graceful shutdown would never end.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a node whose storage failed keeps answering (every request
+/// with the reason) before the server stops and the process exits.
+pub const FAILURE_LINGER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Starts the node; the returned future serves gRPC on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves, or fails once the node stopped on a storage
+/// failure (fail-stop: the process then exits non-zero).
 pub fn start(
     config: ServerConfig,
     listener: TcpListener,
@@ -243,6 +248,7 @@ pub fn start(
         JobServer::new(node.clone()).with_task_logs(config.task_logs.clone()),
     )
     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let mut node_status = node.watch_status();
     let serve = async move {
         let router = tonic::transport::Server::builder()
             .layer(guard)
@@ -277,6 +283,20 @@ pub fn start(
                 let _ = forced.wait_for(|s| *s).await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => {}
+            reason = async {
+                let failed = node_status
+                    .wait_for(|s| s.failure.is_some())
+                    .await
+                    .map(|s| s.failure.clone().unwrap_or_default());
+                let Ok(reason) = failed else {
+                    // Stopped without a failure: the other branches end it.
+                    return std::future::pending().await;
+                };
+                // Clients and `/readyz` are told why meanwhile; then the
+                // ports are released so a supervisor can restart the node.
+                tokio::time::sleep(FAILURE_LINGER).await;
+                reason
+            } => return Err(ServerError::Node(NodeError::Storage(reason))),
         }
         Ok(())
     };

@@ -56,6 +56,11 @@ pub const LEADER_METADATA_KEY: &str = "drover-leader";
 /// makes gRPC carry the value as base64-encoded bytes.
 pub const DIAGNOSTICS_METADATA_KEY: &str = "drover-diagnostics-bin";
 
+/// Metadata key on an error from a coordinator whose storage failed (a
+/// full disk): the node has stopped and is about to exit, so a client
+/// tries the other coordinators, and reports this error when none serves.
+pub const NODE_FAILED_METADATA_KEY: &str = "drover-node-failed";
+
 /// Request metadata key carrying the W3C trace context of the caller, so
 /// coordinator spans join the client's trace. On SubmitJob it becomes the
 /// job's trace: every attempt of the job's tasks runs in it (see [`trace`]).

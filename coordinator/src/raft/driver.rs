@@ -1360,6 +1360,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
             members,
             snapshot_index: self.raw.store().snapshot_meta().index,
             last_fsync_us: self.raw.store().last_sync_us(),
+            failure: None,
         }
     }
 }

@@ -237,6 +237,10 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// Time of the last fsync'd write, in microseconds (for metrics).
     pub last_fsync_us: u64,
+    /// Why the node stopped, when its storage failed (a full disk): it
+    /// then serves nothing more, and the server exits so a supervisor can
+    /// restart it once the cause is fixed.
+    pub failure: Option<String>,
 }
 
 /// A heartbeat on its way to the driver.
@@ -285,8 +289,17 @@ impl NodeHandle {
     fn send(&self, event: Event) -> Result<(), NodeError> {
         self.inbox.try_send(event).map_err(|e| match e {
             flume::TrySendError::Full(_) => NodeError::Overloaded,
-            flume::TrySendError::Disconnected(_) => NodeError::Stopped,
+            flume::TrySendError::Disconnected(_) => self.stopped(),
         })
+    }
+
+    /// Why a request to the stopped node fails: its storage failure, when
+    /// that is what stopped it.
+    fn stopped(&self) -> NodeError {
+        match &self.status.borrow().failure {
+            Some(reason) => NodeError::Storage(reason.clone()),
+            None => NodeError::Stopped,
+        }
     }
 
     /// The latest published status.
@@ -331,7 +344,7 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         self.send(Event::Propose(commands, tx))?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
-            Ok(reply) => reply.map_err(|_| NodeError::Stopped)?,
+            Ok(reply) => reply.map_err(|_| self.stopped())?,
             Err(_) => Err(NodeError::Indeterminate),
         }
     }
@@ -445,7 +458,7 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         self.send(Event::ChangeMembers(cc, member, tx))?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
-            Ok(reply) => reply.map_err(|_| NodeError::Stopped)?,
+            Ok(reply) => reply.map_err(|_| self.stopped())?,
             Err(_) => Err(NodeError::Indeterminate),
         }
     }
@@ -484,6 +497,7 @@ pub fn start(
     let log = LogStore::open(&config.data_dir.join("raft"))?
         .with_fsync_histogram(config.log_fsync_seconds.clone());
     let id = config.id;
+    let data_dir = config.data_dir.clone();
     let mut core = DriverCore::open(config, log, state, transport, clock.now())?;
     let (status_tx, status_rx) = watch::channel(core.status());
     let (leasable_tx, leasable_rx) = watch::channel(leasable(&core));
@@ -496,7 +510,7 @@ pub fn start(
     };
     let join = std::thread::Builder::new()
         .name(format!("raft-{id}"))
-        .spawn(move || run(core, clock, rx, status_tx, leasable_tx))
+        .spawn(move || run(core, clock, data_dir, rx, status_tx, leasable_tx))
         .map_err(|e| NodeError::Storage(e.to_string()))?;
     Ok((handle, join))
 }
@@ -538,11 +552,13 @@ type DiskCore = DriverCore<LogStore, DiskState>;
 fn run(
     mut core: DiskCore,
     clock: Clock,
+    data_dir: std::path::PathBuf,
     inbox: flume::Receiver<Event>,
     status: watch::Sender<NodeStatus>,
     leasable_tx: watch::Sender<bool>,
 ) {
     let mut stopping = false;
+    let mut failure: Option<String> = None;
     // At most one checkpoint is written off this thread at a time; its
     // result is handed back on the first turn after it finishes (within a
     // tick).
@@ -566,8 +582,15 @@ fn run(
             }
         }
         if let Err(e) = core.turn(clock.now()) {
-            tracing::error!(node = core.id(), error = %e, "raft storage failed; stopping");
-            core.fail_everything(NodeError::Storage(e.to_string()));
+            // Fail-stop: a node that cannot persist must not vote, lead or
+            // acknowledge anything more. Whatever it acknowledged is on
+            // disk (acknowledgements follow the fsync), and a restart
+            // replays the log.
+            let reason = storage_failure(core.id(), &data_dir, &e.to_string());
+            tracing::error!(node = core.id(), error = %e, data = %data_dir.display(), "raft storage failed; stopping");
+            core.fail_everything(NodeError::Storage(reason.clone()));
+            status.send_modify(|s| s.failure = Some(reason.clone()));
+            failure = Some(reason);
             break;
         }
         if let Some(job) = core.take_checkpoint_job() {
@@ -592,11 +615,20 @@ fn run(
         leasable_tx.send_if_modified(|was| std::mem::replace(was, now_leasable) != now_leasable);
     }
     // A checkpoint being written is finished (it is durable or not at
-    // all) and adopted, so a clean stop leaves the log compacted.
-    if checkpoint.is_some() {
-        core.checkpoint_staged(join_checkpoint(checkpoint.take()));
+    // all) and adopted, so a clean stop leaves the log compacted. After a
+    // storage failure nothing more is written: a flush on a full disk can
+    // block or fail again, and the log already holds every acknowledged
+    // entry.
+    if failure.is_none() {
+        if checkpoint.is_some() {
+            core.checkpoint_staged(join_checkpoint(checkpoint.take()));
+        }
+        core.close();
     }
-    core.close();
+    let refused = || match &failure {
+        Some(reason) => NodeError::Storage(reason.clone()),
+        None => NodeError::Stopped,
+    };
     // Requests still queued would otherwise sit in the channel for as
     // long as any handle lives: answer them, then drop the receiver at
     // once so later sends fail fast with `Stopped`.
@@ -604,14 +636,40 @@ fn run(
     while let Ok(event) = inbox.try_recv() {
         match event {
             Event::Propose(_, reply) => {
-                let _ = reply.send(Err(NodeError::Stopped));
+                let _ = reply.send(Err(refused()));
             }
             Event::ChangeMembers(_, _, reply) => {
-                let _ = reply.send(Err(NodeError::Stopped));
+                let _ = reply.send(Err(refused()));
             }
             _ => {}
         }
     }
+}
+
+/// What clients and `/readyz` are told when node `id`'s storage in
+/// `data_dir` failed with `error`: a full disk says so in words.
+pub fn storage_failure(id: u64, data_dir: &std::path::Path, error: &str) -> String {
+    if is_no_space(error) {
+        format!(
+            "node {id} has no space left on device for its data directory {} ({error}); free space and restart it",
+            data_dir.display()
+        )
+    } else {
+        format!(
+            "node {id} cannot write its data directory {} ({error}); fix the disk and restart it",
+            data_dir.display()
+        )
+    }
+}
+
+/// Whether a storage error's text is a full disk (ENOSPC) or quota.
+pub fn is_no_space(error: &str) -> bool {
+    // raft-engine words its own ENOSPC as `nospace`.
+    error.contains("No space left on device")
+        || error.contains("nospace")
+        || error.contains("os error 28")
+        || error.contains("Disk quota exceeded")
+        || error.contains("os error 122")
 }
 
 /// The result of a checkpoint thread that has finished (or is joined).

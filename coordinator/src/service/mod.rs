@@ -84,7 +84,19 @@ pub fn node_status(err: NodeError) -> Status {
         // gRPC's code for a concurrency conflict the caller may retry.
         NodeError::ChangeInProgress | NodeError::ChangeRefused => Status::aborted(err.to_string()),
         NodeError::Invalid(_) => Status::invalid_argument(err.to_string()),
-        NodeError::Storage(_) => Status::internal(err.to_string()),
+        // The node stops on a storage failure; other members can serve.
+        NodeError::Storage(reason) => {
+            let mut status = if crate::raft::node::is_no_space(reason) {
+                Status::resource_exhausted(err.to_string())
+            } else {
+                Status::unavailable(err.to_string())
+            };
+            status.metadata_mut().insert(
+                drover_proto::NODE_FAILED_METADATA_KEY,
+                MetadataValue::from_static("1"),
+            );
+            status
+        }
     }
 }
 
