@@ -211,3 +211,69 @@ fn events_follow_prints_each_event_once_as_it_happens_and_exits_with_the_outcome
     assert!(text.lines().count() >= 2, "{text}");
     assert!(text.lines().all(|l| l.contains(&task)), "{text}");
 }
+
+#[test]
+fn job_status_shows_each_tasks_attempts_worker_and_times_across_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1);
+    // `flaky` fails its first two attempts and has one retry, so the job
+    // fails and `after` never runs; `job retry` runs it a third time.
+    let job = spec_file(
+        dir.path(),
+        "flaky.yaml",
+        "apiVersion: drover/v1\nkind: Job\nmetadata: {name: flaky}\nspec:\n  tasks:\n    - name: flaky\n      kind: sleep\n      retries: {max: 1, backoff: constant, initialDelay: 1s, maxDelay: 1s}\n      config: {ms: 50, failTimes: 2}\n    - name: after\n      kind: noop\n      partitions: {shards: 2}\n      dependsOn: [flaky]\n",
+    );
+    let id = stdout(&cluster.cli(&["job", "submit", &job]));
+    let id = id.trim();
+    let _worker = cluster.worker("w1", 2, &[]);
+    cluster.wait_job(id, "failed", Duration::from_secs(60));
+    let status = cluster.job(id);
+    let tasks = status["tasks"].as_array().unwrap();
+    let flaky = &tasks[0];
+    assert_eq!(flaky["state"], "failed");
+    assert_eq!(flaky["attempt"], 2, "{flaky}");
+    assert_eq!(flaky["maxAttempts"], 2);
+    assert_eq!(flaky["worker"], "w1");
+    assert!(
+        flaky["startedAt"].is_string() && flaky["finishedAt"].is_string(),
+        "{flaky}"
+    );
+    for after in &tasks[1..] {
+        assert_eq!(after["state"], "upstream_failed", "{after}");
+        assert_eq!(after["attempt"], 0);
+        assert!(after["startedAt"].is_null());
+    }
+    assert_eq!(status["counts"]["failed"], 1);
+    assert_eq!(status["counts"]["upstreamFailed"], 2);
+    let templates = status["templates"].as_array().unwrap();
+    assert!(templates[0]["startedAt"].is_string() && templates[0]["finishedAt"].is_string());
+    assert!(templates[1]["startedAt"].is_null());
+    let text = stdout(&cluster.cli(&["job", "status", id]));
+    assert!(text.contains("1 failed, 2 upstream failed"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{id}/0/0 ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains("failed") && row.contains("2/2") && row.contains("w1"),
+        "{row}"
+    );
+
+    // Retried: a fresh budget, and the attempt numbers go on: 3rd of 4.
+    stdout(&cluster.cli(&["job", "retry", id]));
+    let done = cluster.wait_job(id, "succeeded", Duration::from_secs(60));
+    let tasks = done["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["attempt"], 3, "{}", tasks[0]);
+    assert_eq!(tasks[0]["maxAttempts"], 4);
+    assert_eq!(
+        tasks[0]["startedAt"], flaky["startedAt"],
+        "the first start stays"
+    );
+    for after in &tasks[1..] {
+        assert_eq!(
+            (after["state"].as_str(), after["attempt"].as_u64()),
+            (Some("succeeded"), Some(1))
+        );
+        assert_eq!(after["worker"], "w1");
+    }
+}

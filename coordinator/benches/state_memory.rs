@@ -4,7 +4,8 @@
 //! bytes per completed task held by the state machine alone and with the
 //! sled store it persists to (sled's page cache is on the heap too).
 //!
-//! Run: `cargo bench -p drover-coordinator --bench state_memory`.
+//! Run: `cargo bench -p drover-coordinator --bench state_memory`, with
+//! `STATE_MEMORY_PARTITIONS=10000000` for a 10M-partition job (default 1M).
 
 // A global allocator can only be written with `unsafe`; it only counts.
 #![allow(unsafe_code)]
@@ -97,13 +98,16 @@ fn drain(partitions: u64, store: Option<&StateStore>) -> isize {
 }
 
 fn main() {
-    const PARTITIONS: u64 = 1_000_000;
+    let partitions: u64 = std::env::var("STATE_MEMORY_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     const LEASED: u32 = 100_000;
     let now = 1_780_272_000_000i64;
     let mut sm = StateMachine::new(Config::default());
     common::register_worker(&mut sm, now);
     let before_submit = live();
-    submit(&mut sm, now, PARTITIONS);
+    submit(&mut sm, now, partitions);
     let after_submit = live();
     let mut grants = Vec::new();
     while grants.len() < LEASED as usize {
@@ -125,10 +129,10 @@ fn main() {
     let after_lease = live();
     let snapshot_len = sm.snapshot().len();
     let per = |bytes: isize, n: u64| bytes as f64 / n as f64;
-    println!("partitions submitted: {PARTITIONS}");
+    println!("partitions submitted: {partitions}");
     println!(
         "bytes per never-run partition: {:.3} (whole job record {} bytes)",
-        per(after_submit - before_submit, PARTITIONS),
+        per(after_submit - before_submit, partitions),
         after_submit - before_submit
     );
     println!(
@@ -144,16 +148,16 @@ fn main() {
     );
     drop(sm);
     drop(grants_bytes);
-    let drained = drain(PARTITIONS, None);
+    let drained = drain(partitions, None);
     println!(
         "bytes per completed task, state machine: {:.1}",
-        per(drained, PARTITIONS)
+        per(drained, partitions)
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let store = StateStore::open(dir.path()).expect("open the state store");
-    let stored = drain(PARTITIONS, Some(&store));
+    let stored = drain(partitions, Some(&store));
     println!(
         "bytes per completed task, state machine and its sled store: {:.1}",
-        per(stored, PARTITIONS)
+        per(stored, partitions)
     );
 }

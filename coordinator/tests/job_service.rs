@@ -957,9 +957,23 @@ async fn task_records_show_in_tasks_explain_events_and_retry() {
             (format!("{id}/0/2"), TaskState::Leased as i32),
             (format!("{id}/0/3"), TaskState::Ready as i32),
             (format!("{id}/0/4"), TaskState::Ready as i32),
-            // The upstream failure fails the downstream template at once.
-            (format!("{id}/1/0"), TaskState::Failed as i32),
+            // The upstream failure settles the downstream template at
+            // once, as upstream-failed rather than failed.
+            (format!("{id}/1/0"), TaskState::UpstreamFailed as i32),
         ]
+    );
+    // Each task that ran keeps its attempts, worker, start and finish.
+    let (done, failed_task, never) = (&all.tasks[0], &all.tasks[1], &all.tasks[5]);
+    assert_eq!((done.attempt, done.worker_id.as_str()), (1, "w1"));
+    assert!(done.started_unix_ms > 0 && done.finished_unix_ms >= done.started_unix_ms);
+    assert_eq!(
+        (failed_task.attempt, failed_task.worker_id.as_str()),
+        (1, "w1")
+    );
+    assert!(failed_task.finished_unix_ms > 0);
+    assert_eq!(
+        (never.attempt, never.started_unix_ms, never.finished_unix_ms),
+        (0, 0, 0)
     );
     assert_eq!(
         all.tasks[0].output_prefix,
@@ -1003,7 +1017,17 @@ async fn task_records_show_in_tasks_explain_events_and_retry() {
     .unwrap()
     .into_inner();
     let ids: Vec<&str> = failed.tasks.iter().map(|t| t.task_id.as_str()).collect();
-    assert_eq!(ids, [format!("{id}/0/1"), format!("{id}/1/0")]);
+    assert_eq!(ids, [format!("{id}/0/1")]);
+    let upstream = bounded(
+        "tasks",
+        h.client
+            .list_tasks(tasks(vec![TaskState::UpstreamFailed as i32])),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let ids: Vec<&str> = upstream.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(ids, [format!("{id}/1/0")]);
 
     // A ready task with a live worker waits for a slot.
     let explain = bounded(

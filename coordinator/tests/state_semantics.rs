@@ -361,7 +361,8 @@ fn retry_job_resets_failed_and_upstream_failed_tasks() {
     assert_eq!(h.job(job).state, JobState::Running);
     let g = h.lease("w", 2);
     assert_eq!(g.len(), 1, "only the failed partition reruns");
-    assert_eq!((g[0].task.partition, g[0].attempt), (1, 1));
+    // Attempt numbers go on across the retry.
+    assert_eq!((g[0].task.partition, g[0].attempt), (1, 2));
     h.complete("w", &g[0]).unwrap();
     assert_eq!(h.drain_all("w"), 1);
     assert_eq!(h.job(job).state, JobState::Succeeded);
@@ -1185,4 +1186,101 @@ fn a_task_log_request_names_the_attempt_its_worker_and_how_it_ended() {
         find_attempt(&h.sm, no_job, 0).unwrap_err().code(),
         Code::NotFound
     );
+}
+
+#[test]
+fn tasks_keep_attempts_last_worker_first_start_and_final_finish() {
+    use drover_coordinator::state::TaskKey;
+    let mut h = H::new();
+    let job = h.submit(&spec(
+        "history",
+        "",
+        "    - {name: a, kind: noop, partitions: {shards: 2}, retries: {max: 2, backoff: constant, initialDelay: 1s, maxDelay: 1s}}\n    - {name: b, kind: noop, dependsOn: [a]}\n",
+    ));
+    let key = |template, partition| TaskKey {
+        job,
+        template,
+        partition,
+    };
+    h.worker("w1", 2, &[]);
+    h.worker("w2", 2, &[]);
+    let t0 = h.now;
+    let first = h.lease("w1", 2);
+    h.complete("w1", &first[0]).unwrap();
+    // Partition 1 fails on w1, then on w2, then succeeds on w2: three
+    // attempts, the last on w2, from its first lease to its completion.
+    h.advance(500);
+    h.fail("w1", &first[1], true).unwrap();
+    h.advance(1_000);
+    let second = h.lease("w2", 1);
+    assert_eq!(second[0].attempt, 2);
+    h.fail("w2", &second[0], true).unwrap();
+    h.advance(1_000);
+    let third = h.lease("w2", 1);
+    h.advance(250);
+    h.complete("w2", &third[0]).unwrap();
+    let done = h.sm.task_history_of(key(0, 1)).unwrap();
+    assert_eq!(done.attempts, 3);
+    assert_eq!(done.worker.as_deref(), Some("w2"));
+    assert_eq!(done.started_ms, t0);
+    assert_eq!(done.finished_ms, Some(h.now));
+    let once = h.sm.task_history_of(key(0, 0)).unwrap();
+    assert_eq!((once.attempts, once.finished_ms), (1, Some(t0)));
+    assert_eq!(h.sm.template_times(job, 0), (Some(t0), Some(h.now)));
+    // A task that never ran has no history; template b has not started.
+    assert_eq!(h.sm.template_times(job, 1), (None, None));
+    assert_eq!(h.sm.task_history_of(key(1, 0)), None);
+}
+
+#[test]
+fn upstream_failed_tasks_are_told_apart_and_retry_budgets_restart_while_attempts_go_on() {
+    use drover_coordinator::state::{TaskKey, TaskState};
+    let mut h = H::new();
+    let job = h.submit(&spec(
+        "upstream",
+        "",
+        "    - {name: a, kind: noop, retries: {max: 1, backoff: constant, initialDelay: 1s, maxDelay: 1s}}\n    - {name: b, kind: noop, partitions: {shards: 3}, dependsOn: [a]}\n",
+    ));
+    h.worker("w", 4, &[]);
+    for _ in 0..2 {
+        let g = h.lease("w", 1);
+        h.fail("w", &g[0], true).unwrap();
+        h.advance(1_000);
+        h.tick();
+    }
+    assert_eq!(h.job(job).state, JobState::Failed);
+    let a = TaskKey {
+        job,
+        template: 0,
+        partition: 0,
+    };
+    let b = &h.job(job).templates[1];
+    assert_eq!(
+        h.job(job).templates[0].task_state(0),
+        Some(TaskState::Failed)
+    );
+    assert_eq!(b.task_state(2), Some(TaskState::UpstreamFailed));
+    assert_eq!(b.upstream_failed(), 3);
+    assert_eq!(h.job(job).templates[0].upstream_failed(), 0);
+    assert_eq!(h.sm.task_history_of(a).unwrap().attempts, 2);
+
+    // After `job retry` the task gets its 2 attempts again (max 1 retry),
+    // numbered 3 and 4; then it fails for good with 4 attempts in all.
+    h.run(Command::RetryJob { job }).unwrap();
+    assert_eq!(
+        h.job(job).templates[1].task_state(2),
+        Some(TaskState::Blocked)
+    );
+    let mut numbers = Vec::new();
+    for _ in 0..2 {
+        let g = h.lease("w", 1);
+        numbers.push(g[0].attempt);
+        h.fail("w", &g[0], true).unwrap();
+        h.advance(1_000);
+        h.tick();
+    }
+    assert_eq!(numbers, [3, 4]);
+    assert_eq!(h.job(job).state, JobState::Failed);
+    assert_eq!(h.sm.task_history_of(a).unwrap().attempts, 4);
+    assert!(h.lease("w", 1).is_empty());
 }

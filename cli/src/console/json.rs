@@ -21,7 +21,14 @@ use crate::job::render::{
 
 /// Task counts, zeros when absent (the page always has a bar to draw).
 fn counts(c: Option<&TaskCounts>) -> Value {
-    counts_json(&c.cloned().unwrap_or_default())
+    let mut counts = counts_json(&c.cloned().unwrap_or_default());
+    // The page's keys are state names, as its tasks' `state` values are.
+    if let Some(map) = counts.as_object_mut()
+        && let Some(n) = map.remove("upstreamFailed")
+    {
+        map.insert("upstream_failed".to_owned(), n);
+    }
+    counts
 }
 
 fn template(t: &TemplateProgress) -> Value {

@@ -121,13 +121,14 @@ pub fn counts_json(c: &TaskCounts) -> Value {
         "failed": c.failed,
         "cancelled": c.cancelled,
         "skipped": c.skipped,
+        "upstreamFailed": c.upstream_failed,
         "total": c.total,
     })
 }
 
 /// Tasks that reached an end state.
 pub fn finished(c: &TaskCounts) -> u64 {
-    c.succeeded + c.failed + c.cancelled + c.skipped
+    c.succeeded + c.failed + c.cancelled + c.skipped + c.upstream_failed
 }
 
 /// `3 leased, 1 failed, ...`: the non-zero counts, in lifecycle order.
@@ -139,6 +140,7 @@ pub fn counts_line(c: &TaskCounts) -> String {
         ("running", c.leased),
         ("succeeded", c.succeeded),
         ("failed", c.failed),
+        ("upstream failed", c.upstream_failed),
         ("cancelled", c.cancelled),
         ("skipped", c.skipped),
     ]

@@ -223,7 +223,7 @@ async fn list_tasks(coordinators: &Coordinators, job_id: &str) -> Result<(Vec<Ta
 /// someone looking at a job's status wants to see.
 fn attention_rank(t: &Task) -> u8 {
     match TaskState::try_from(t.state) {
-        Ok(TaskState::Failed) => 0,
+        Ok(TaskState::Failed | TaskState::UpstreamFailed) => 0,
         Ok(TaskState::Leased) => 1,
         Ok(TaskState::Backoff) => 2,
         Ok(TaskState::Ready) => 3,
@@ -292,20 +292,24 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     if !job.templates.is_empty() {
         outln!();
         outln!(
-            "  {:<20} {:<24} {:>5} {:>11}  STATUS",
+            "  {:<20} {:<24} {:>5} {:>11}  {:<20} {:<8} STATUS",
             "TEMPLATE",
             "KIND",
             "STAGE",
-            "DONE/TOTAL"
+            "DONE/TOTAL",
+            "STARTED",
+            "ELAPSED"
         );
         for t in &job.templates {
             let c = t.counts.unwrap_or_default();
             outln!(
-                "  {:<20} {:<24} {:>5} {:>11}  {}",
+                "  {:<20} {:<24} {:>5} {:>11}  {:<20} {:<8} {}",
                 t.name,
                 render::task_kind(t.kind),
                 t.stage,
                 format!("{}/{}", render::finished(&c), c.total),
+                render::short_time(t.started_unix_ms),
+                render::elapsed(t.started_unix_ms, t.finished_unix_ms),
                 render::counts_line(&c)
             );
         }
@@ -318,12 +322,14 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     order.sort_by_key(|t| attention_rank(t));
     outln!();
     outln!(
-        "  {:<14} {:<28} {:<10} {:>7}  {:<24} NOTE",
+        "  {:<14} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} NOTE",
         "TASK",
         "TEMPLATE[PARTITION]",
         "STATE",
         "ATTEMPT",
-        "WORKER"
+        "WORKER",
+        "STARTED",
+        "DURATION"
     );
     for t in order.iter().take(shown) {
         let note = if !t.last_error.is_empty() {
@@ -339,7 +345,7 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
             format!("{}/{}", t.attempt, t.max_attempts)
         };
         outln!(
-            "  {:<14} {:<28} {:<10} {:>7}  {:<24} {}",
+            "  {:<14} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} {}",
             t.task_id,
             format!("{}[{}]", t.template, t.partition_key),
             render::task_state(t.state),
@@ -349,6 +355,8 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
             } else {
                 &t.worker_id
             },
+            render::short_time(t.started_unix_ms),
+            render::elapsed(t.started_unix_ms, t.finished_unix_ms),
             note.lines().next().unwrap_or("")
         );
     }

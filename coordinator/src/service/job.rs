@@ -983,6 +983,7 @@ mod convert {
             TaskState::Failed => WireTaskState::Failed,
             TaskState::Cancelled => WireTaskState::Cancelled,
             TaskState::Skipped => WireTaskState::Skipped,
+            TaskState::UpstreamFailed => WireTaskState::UpstreamFailed,
         }
     }
 
@@ -1001,6 +1002,7 @@ mod convert {
                 Ok(WireTaskState::Failed) => TaskState::Failed,
                 Ok(WireTaskState::Cancelled) => TaskState::Cancelled,
                 Ok(WireTaskState::Skipped) => TaskState::Skipped,
+                Ok(WireTaskState::UpstreamFailed) => TaskState::UpstreamFailed,
                 Err(_) => continue,
             };
             set.insert(state);
@@ -1275,18 +1277,31 @@ mod convert {
     // ---- jobs ----
 
     /// Wire task counts.
-    pub fn counts(c: &Counts) -> TaskCounts {
+    /// `c` on the wire, `upstream_failed` of its failed tasks told apart.
+    pub fn counts(c: &Counts, upstream_failed: u64) -> TaskCounts {
         TaskCounts {
             blocked: c.blocked,
             ready: c.ready,
             backoff: c.backoff,
             leased: c.leased,
             succeeded: c.succeeded,
-            failed: c.failed,
+            failed: c.failed.saturating_sub(upstream_failed),
             cancelled: c.cancelled,
             skipped: c.skipped,
             total: c.total(),
+            upstream_failed,
         }
+    }
+
+    /// A job's counts on the wire.
+    pub fn job_counts(job: &Job) -> TaskCounts {
+        counts(
+            &job.counts,
+            job.templates
+                .iter()
+                .map(crate::state::Template::upstream_failed)
+                .sum(),
+        )
     }
 
     /// Why a job is in its state: the cancel reason, or which tasks failed
@@ -1355,9 +1370,9 @@ mod convert {
                             .map(|d| d.def.id.clone())
                             .collect(),
                         partition_count: template.def.count,
-                        counts: Some(counts(&template.counts)),
-                        started_unix_ms: 0,
-                        finished_unix_ms: 0,
+                        counts: Some(counts(&template.counts, template.upstream_failed())),
+                        started_unix_ms: sm.template_times(job.id, t).0.unwrap_or(0),
+                        finished_unix_ms: sm.template_times(job.id, t).1.unwrap_or(0),
                         output: super::data_output(&template.def.kind, &template.def.config_json),
                     })
                 })
@@ -1380,7 +1395,7 @@ mod convert {
             created_unix_ms: job.created_ms,
             started_unix_ms: job.started_ms.unwrap_or(0),
             finished_unix_ms: job.finished_ms.unwrap_or(0),
-            task_counts: Some(counts(&job.counts)),
+            task_counts: Some(job_counts(job)),
             templates,
             max_parallel: job.max_parallel,
             source_name: schedule.map(|s| s.file.clone()).unwrap_or_default(),
@@ -1524,7 +1539,7 @@ mod convert {
 
     /// The wire form of one task, from its record, its output, or the
     /// template's cursor.
-    pub fn task(job: &Job, t: u32, p: u64, state: TaskState) -> Task {
+    pub fn task(sm: &StateMachine, job: &Job, t: u32, p: u64, state: TaskState) -> Task {
         let Some(template) = job.templates.get(t as usize) else {
             return Task::default();
         };
@@ -1535,6 +1550,7 @@ mod convert {
         };
         let record = template.tasks.get(&p);
         let output = template.outputs.get(p);
+        let history = sm.task_history_of(key);
         Task {
             task_id: key.to_string(),
             job_id: job.id.to_string(),
@@ -1542,9 +1558,19 @@ mod convert {
             partition_index: p,
             partition_key: template.def.partitions.key(p).unwrap_or_default(),
             state: task_state(state) as i32,
-            attempt: record.map_or(0, |r| r.attempt),
-            max_attempts: template.def.retries.max.saturating_add(1),
-            worker_id: record.and_then(|r| r.worker.clone()).unwrap_or_default(),
+            attempt: history.as_ref().map_or(0, |h| h.attempts),
+            // A retried job's tasks get a fresh budget on top of what
+            // they had.
+            max_attempts: template
+                .def
+                .retries
+                .max
+                .saturating_add(1)
+                .saturating_add(sm.retry_base_of(key)),
+            worker_id: history
+                .as_ref()
+                .and_then(|h| h.worker.clone())
+                .unwrap_or_default(),
             fencing_token: record
                 .map(|r| r.token)
                 .or(output.map(|o| o.token))
@@ -1560,8 +1586,8 @@ mod convert {
             last_error: record
                 .and_then(|r| r.last_error.clone())
                 .unwrap_or_default(),
-            started_unix_ms: 0,
-            finished_unix_ms: 0,
+            started_unix_ms: history.as_ref().map_or(0, |h| h.started_ms),
+            finished_unix_ms: history.as_ref().and_then(|h| h.finished_ms).unwrap_or(0),
             output_prefix: output
                 .and_then(|o| o.manifest)
                 .map(|m| m.prefix.clone())
@@ -1929,7 +1955,7 @@ mod convert {
             }
         };
         ExplainTaskResponse {
-            task: Some(task(job, key.template, key.partition, state)),
+            task: Some(task(sm, job, key.template, key.partition, state)),
             summary,
             evaluated_unix_ms: sm.now_ms(),
             reason: Some(reason),
@@ -2344,7 +2370,7 @@ impl JobService for JobServer {
                 let tasks = found
                     .rows
                     .into_iter()
-                    .map(|(t, p, state)| convert::task(job, t, p, state))
+                    .map(|(t, p, state)| convert::task(sm, job, t, p, state))
                     .collect::<Vec<_>>();
                 Ok((tasks, found.next))
             })
@@ -2403,7 +2429,7 @@ impl JobService for JobServer {
                     ))
                 })?;
                 Ok(GetTaskOutputResponse {
-                    task: Some(convert::task(job, key.template, key.partition, state)),
+                    task: Some(convert::task(sm, job, key.template, key.partition, state)),
                     manifest: output.manifest.map(convert::output_manifest),
                     fencing_token: output.token,
                     reused: output.skipped,

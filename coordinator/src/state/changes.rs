@@ -19,6 +19,8 @@ pub struct Changes {
     pub tasks: BTreeSet<TaskKey>,
     /// Outputs written.
     pub outputs: BTreeSet<TaskKey>,
+    /// Task histories written.
+    pub history: BTreeSet<TaskKey>,
     /// Per job, the first event sequence number appended.
     pub events_from: BTreeMap<JobId, u64>,
     /// Workers written or removed.
@@ -43,6 +45,7 @@ impl Changes {
         self.jobs.extend(later.jobs);
         self.tasks.extend(later.tasks);
         self.outputs.extend(later.outputs);
+        self.history.extend(later.history);
         for (job, from) in later.events_from {
             let first = self.events_from.entry(job).or_insert(from);
             *first = (*first).min(from);
@@ -58,6 +61,7 @@ impl Changes {
         self.jobs.len()
             + self.tasks.len()
             + self.outputs.len()
+            + self.history.len()
             + self.events_from.len()
             + self.workers.len()
             + self.schedules.len()

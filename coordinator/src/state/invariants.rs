@@ -42,6 +42,40 @@ impl StateMachine {
                 if ready_records != template.requeued {
                     return Err(at("requeued set disagrees with ready records"));
                 }
+                // History: a task that can still run and has run has a
+                // running entry, and nothing else has one.
+                if let Some(h) = self.core.history.get(id).and_then(|h| h.templates.get(t)) {
+                    let with_history = h.partitions_in(0..template.def.count);
+                    let live_records = template.tasks.iter().filter(|(_, r)| {
+                        matches!(
+                            r.state,
+                            TaskState::Leased | TaskState::Backoff | TaskState::Ready
+                        )
+                    });
+                    for (p, _) in live_records {
+                        if with_history.binary_search(p).is_err() {
+                            return Err(at(&format!("partition {p} ran but has no history")));
+                        }
+                    }
+                    for p in with_history {
+                        let record = template.tasks.get(&p);
+                        let live = record.is_some_and(|r| {
+                            matches!(
+                                r.state,
+                                TaskState::Leased | TaskState::Backoff | TaskState::Ready
+                            )
+                        });
+                        let running = h.task(p, None).is_some_and(|t| t.finished_ms.is_none());
+                        if live != running {
+                            return Err(at(&format!(
+                                "partition {p}: history running {running}, record {:?}",
+                                record.map(|r| r.state)
+                            )));
+                        }
+                    }
+                } else {
+                    return Err(at("no history"));
+                }
                 let unstarted = template.def.count - template.cursor;
                 match template.status {
                     TemplateStatus::Open => {

@@ -48,7 +48,7 @@ impl Counts {
             TaskState::Backoff => &mut self.backoff,
             TaskState::Leased => &mut self.leased,
             TaskState::Succeeded => &mut self.succeeded,
-            TaskState::Failed => &mut self.failed,
+            TaskState::Failed | TaskState::UpstreamFailed => &mut self.failed,
             TaskState::Cancelled => &mut self.cancelled,
             TaskState::Skipped => &mut self.skipped,
         }
@@ -271,8 +271,8 @@ impl Template {
         self.counts.finished() == self.def.count
     }
 
-    /// The state of partition `p`, derived from the cursor for partitions
-    /// without a record.
+    /// The state of partition `p`, derived for partitions without a
+    /// record: a partition below the cursor without one has an output.
     pub fn task_state(&self, p: u64) -> Option<TaskState> {
         if p >= self.def.count {
             return None;
@@ -280,9 +280,10 @@ impl Template {
         if let Some(record) = self.tasks.get(&p) {
             return Some(record.state);
         }
-        if p < self.cursor {
-            let skipped = self.outputs.get(p).is_some_and(|o| o.skipped);
-            return Some(if skipped {
+        if p < self.cursor
+            && let Some(output) = self.outputs.get(p)
+        {
+            return Some(if output.skipped {
                 TaskState::Skipped
             } else {
                 TaskState::Succeeded
@@ -291,16 +292,28 @@ impl Template {
         Some(match self.status {
             TemplateStatus::Blocked => TaskState::Blocked,
             TemplateStatus::Open => TaskState::Ready,
-            // A done template with unrun partitions had them failed or
-            // cancelled in bulk.
+            // A done template's partitions that never ran were cancelled
+            // with the job, or failed in bulk because an upstream template
+            // failed (`fail_downstream`), which is the only other way.
             TemplateStatus::Done => {
                 if self.counts.cancelled > 0 {
                     TaskState::Cancelled
                 } else {
-                    TaskState::Failed
+                    TaskState::UpstreamFailed
                 }
             }
         })
+    }
+
+    /// Tasks counted as failed that never ran because an upstream template
+    /// failed.
+    pub fn upstream_failed(&self) -> u64 {
+        let ran_and_failed = self
+            .tasks
+            .values()
+            .filter(|r| r.state == TaskState::Failed)
+            .count() as u64;
+        self.counts.failed.saturating_sub(ran_and_failed)
     }
 }
 

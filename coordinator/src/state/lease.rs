@@ -171,6 +171,7 @@ impl StateMachine {
         let upstream = job.upstream_outputs(t, UPSTREAM_OUTPUTS_MAX);
         self.idx.deadlines.insert((expires, key));
         self.touch_task(key);
+        self.history_leased(key, worker_id);
         // Look up before inserting so the common case clones no id.
         match self.idx.worker_tasks.get_mut(worker_id) {
             Some(held) => {
@@ -590,6 +591,7 @@ impl StateMachine {
             || (WorkerId::default(), 0),
             |r| (r.worker.unwrap_or_default(), r.attempt),
         );
+        self.history_finished(key, attempt);
         self.event(
             key.job,
             EventKind::Completed {
@@ -736,6 +738,9 @@ impl StateMachine {
     ) -> Option<i64> {
         let now = self.core.now_ms;
         let record = self.end_lease(key)?;
+        // Attempt numbers go on across `job retry`; the budget counts from
+        // the retry.
+        let attempt_since_retry = record.attempt.saturating_sub(self.retry_base(key));
         let job = self.core.jobs.get_mut(&key.job)?;
         let template = &mut job.templates[key.template as usize];
         let policy = template.def.retries;
@@ -744,13 +749,13 @@ impl StateMachine {
             AttemptEnd::Expired(_) => true,
         };
         // Attempt n failing leaves n - 1 retries used; `max` retries allowed.
-        let retry = retryable && record.attempt <= policy.max;
+        let retry = retryable && attempt_since_retry <= policy.max;
         let message: String = message.chars().take(MESSAGE_MAX).collect();
         let entry = template.tasks.get_mut(&key.partition)?;
         entry.worker = None;
         entry.last_error = Some(message.clone());
         let retry_at_ms = if retry {
-            let at = now.saturating_add(policy.delay_ms(record.attempt) as i64);
+            let at = now.saturating_add(policy.delay_ms(attempt_since_retry) as i64);
             entry.attempt = record.attempt + 1;
             entry.ready_at_ms = at;
             if at <= now {
@@ -783,6 +788,9 @@ impl StateMachine {
             },
         };
         self.touch_task(key);
+        if retry_at_ms.is_none() {
+            self.history_finished(key, record.attempt);
+        }
         self.event(key.job, event);
         if retry_at_ms.is_none() {
             self.fail_downstream(key.job, key.template);

@@ -128,6 +128,9 @@ impl StateMachine {
             trace_parent,
         };
         let template_count = job.templates.len() as u32;
+        self.core
+            .history
+            .insert(id, super::history::JobHistory::new(job.templates.len()));
         self.core.jobs.insert(id, job);
         self.event(id, EventKind::Submitted);
         for t in 0..template_count {
@@ -172,6 +175,8 @@ impl StateMachine {
             return;
         };
         let mut freed_slots = 0u64;
+        let mut cancelled = Vec::new();
+        let mut done_templates = Vec::new();
         for (t, template) in job.templates.iter_mut().enumerate() {
             for (p, record) in template.tasks.iter_mut() {
                 let key = TaskKey {
@@ -200,7 +205,11 @@ impl StateMachine {
                 ) {
                     record.state = TaskState::Cancelled;
                     self.changes.tasks.insert(key);
+                    cancelled.push((key, record.attempt));
                 }
+            }
+            if template.status != TemplateStatus::Done {
+                done_templates.push(t as u32);
             }
             template.requeued.clear();
             template.cursor = template.def.count;
@@ -230,6 +239,13 @@ impl StateMachine {
             .ready
             .add_running(&namespace, -(freed_slots as i64));
         self.idx.ready.forget_job(job_id);
+        let now = self.core.now_ms;
+        for (key, attempts) in cancelled {
+            self.history_finished(key, attempts);
+        }
+        for t in done_templates {
+            self.history_template_finished(job_id, t, Some(now));
+        }
     }
 
     pub(super) fn retry(&mut self, job_id: JobId) -> Applied {
@@ -246,6 +262,7 @@ impl StateMachine {
             });
         }
         let mut reset = 0u64;
+        let mut retried = Vec::new();
         for t in 0..job.templates.len() {
             let template = &mut job.templates[t];
             // Tasks that ran and failed get a fresh retry budget.
@@ -256,18 +273,19 @@ impl StateMachine {
                 .map(|(p, _)| *p)
                 .collect();
             for p in &failed {
+                let key = TaskKey {
+                    job: job_id,
+                    template: t as u32,
+                    partition: *p,
+                };
                 if let Some(record) = template.tasks.get_mut(p) {
                     record.state = TaskState::Ready;
-                    record.attempt = 1;
                     record.last_error = None;
                     record.ready_at_ms = now;
                 }
                 template.requeued.insert(*p);
-                self.changes.tasks.insert(TaskKey {
-                    job: job_id,
-                    template: t as u32,
-                    partition: *p,
-                });
+                self.changes.tasks.insert(key);
+                retried.push(key);
             }
             let n = failed.len() as u64;
             // What remains failed never ran (an upstream failed): it goes
@@ -313,6 +331,26 @@ impl StateMachine {
             self.idx.finished.remove(&(at, job_id));
         }
         let templates = job.templates.len() as u32;
+        let reopened: Vec<u32> = (0..templates)
+            .filter(|t| job.templates[*t as usize].status != TemplateStatus::Done)
+            .collect();
+        // Attempt numbers go on from what each task had; its new budget
+        // counts from there (`retry_base`).
+        for key in retried {
+            let attempts = self.history_retried(key);
+            if let Some(record) = self
+                .core
+                .jobs
+                .get_mut(&job_id)
+                .and_then(|j| j.templates.get_mut(key.template as usize))
+                .and_then(|t| t.tasks.get_mut(&key.partition))
+            {
+                record.attempt = attempts.max(record.attempt) + 1;
+            }
+        }
+        for t in reopened {
+            self.history_template_finished(job_id, t, None);
+        }
         self.event(job_id, EventKind::Retried { tasks: reset });
         for t in 0..templates {
             self.refresh_template(job_id, t);
@@ -331,8 +369,10 @@ impl StateMachine {
         };
         let template = &mut job.templates[t as usize];
         let mut opened = Vec::new();
+        let mut finished = false;
         if template.all_finished() && template.status != TemplateStatus::Done {
             template.status = TemplateStatus::Done;
+            finished = true;
             let clean = template.counts.failed == 0 && template.counts.cancelled == 0;
             let downstream = template.def.downstream.clone();
             if clean {
@@ -348,6 +388,9 @@ impl StateMachine {
                     }
                 }
             }
+        }
+        if finished {
+            self.history_template_finished(job_id, t, Some(now));
         }
         for d in opened {
             self.refresh_template(job_id, d);
@@ -381,7 +424,9 @@ impl StateMachine {
             failed_templates.push(d);
         }
         failed_templates.sort_unstable();
+        let now = self.core.now_ms;
         for d in failed_templates {
+            self.history_template_finished(job_id, d, Some(now));
             self.event(job_id, EventKind::UpstreamFailed { template: d });
             self.refresh_template(job_id, d);
         }
@@ -429,6 +474,7 @@ impl StateMachine {
         let Some(job) = self.core.jobs.remove(&job_id) else {
             return;
         };
+        self.core.history.remove(&job_id);
         // Storage deletes every record of a job it no longer finds.
         self.changes.jobs.insert(job_id);
         if let Some(at) = job.finished_ms {

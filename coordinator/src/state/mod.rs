@@ -40,6 +40,7 @@ pub mod changes;
 pub mod command;
 pub mod events;
 pub mod explain;
+pub mod history;
 mod invariants;
 pub mod job;
 pub mod outputs;
@@ -99,9 +100,13 @@ pub struct Core {
     pub schedules: BTreeMap<ScheduleId, Schedule>,
     /// (namespace, idempotency key) -> what it submitted, and the spec hash.
     pub idempotency: BTreeMap<(String, String), (Submitted, String)>,
-    /// API tokens. (Last, so a version 2 snapshot decodes by appending an
-    /// empty one; see [`snapshot`].)
+    /// API tokens. (After the fields older snapshots have, so a version 2
+    /// snapshot decodes by appending an empty one; see [`snapshot`].)
     pub security: security::Security,
+    /// What each job's tasks did (attempts, last worker, first start,
+    /// final finish), by job; kept as long as the job. (Last, so a version
+    /// 4 snapshot decodes by appending an empty map.)
+    pub history: BTreeMap<JobId, history::JobHistory>,
 }
 
 /// Indexes derived from [`Core`]; never serialised.
@@ -179,6 +184,7 @@ impl StateMachine {
                 schedules: BTreeMap::new(),
                 idempotency: BTreeMap::new(),
                 security: security::Security::default(),
+                history: BTreeMap::new(),
             },
             idx,
         }
@@ -228,6 +234,10 @@ impl StateMachine {
                 };
                 all.tasks.extend(template.tasks.keys().map(|p| key(*p)));
                 all.outputs.extend(template.outputs.keys().map(key));
+                if let Some(h) = self.core.history.get(id).and_then(|h| h.templates.get(t)) {
+                    all.history
+                        .extend(h.partitions_in(0..u64::MAX).into_iter().map(key));
+                }
             }
         }
         all.workers.extend(self.core.workers.keys().cloned());

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::history::JobHistory;
 use super::policy::NamespacePolicy;
 use super::security::{CertificateBinding, Security};
 use super::{Core, StateMachine};
@@ -18,7 +19,8 @@ pub const MAGIC: &[u8; 8] = b"DROVERSM";
 /// `traceparent`, templates their open time. Version 3: API tokens, as the
 /// last field of [`Core`]. Version 4: namespace policies and client
 /// certificate bindings, as the last two fields of that last field.
-pub const FORMAT_VERSION: u32 = 4;
+/// Version 5: task history, as the last field of [`Core`].
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 2;
@@ -66,28 +68,33 @@ impl StateMachine {
             return Err(SnapshotError::BadMagic);
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        let body = match version {
-            FORMAT_VERSION => std::borrow::Cow::Borrowed(&bytes[12..]),
-            // Versions 3 and 4 each only added a last field at the very end
-            // of `Core`, and postcard writes fields one after another: an
-            // older body followed by the missing fields' empty bytes is the
-            // current encoding of the same state.
-            2 => {
-                let mut body = bytes[12..].to_vec();
-                body.extend(postcard::to_stdvec(&Security::default()).unwrap_or_default());
-                std::borrow::Cow::Owned(body)
-            }
-            3 => {
-                let mut body = bytes[12..].to_vec();
-                body.extend(postcard::to_stdvec(&added_in_4()).unwrap_or_default());
-                std::borrow::Cow::Owned(body)
-            }
-            found => return Err(SnapshotError::UnsupportedVersion { found }),
-        };
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err(SnapshotError::UnsupportedVersion { found: version });
+        }
+        // Versions 3, 4 and 5 each only added fields at the very end of
+        // `Core`, and postcard writes fields one after another: an older
+        // body followed by the missing fields' empty bytes is the current
+        // encoding of the same state.
+        let mut body = std::borrow::Cow::Borrowed(&bytes[12..]);
+        let mut append = |missing: Vec<u8>| body.to_mut().extend(missing);
+        if version == 2 {
+            append(postcard::to_stdvec(&Security::default()).unwrap_or_default());
+        }
+        if version == 3 {
+            append(postcard::to_stdvec(&added_in_4()).unwrap_or_default());
+        }
+        if version <= 4 {
+            append(postcard::to_stdvec(&added_in_5()).unwrap_or_default());
+        }
         let core: Core =
             postcard::from_bytes(&body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         Ok(StateMachine::from_core(core))
     }
+}
+
+/// What a version 4 snapshot lacks: no task history.
+fn added_in_5() -> BTreeMap<super::JobId, JobHistory> {
+    BTreeMap::new()
 }
 
 /// What a version 3 snapshot lacks: no namespace policies and no
@@ -151,21 +158,33 @@ mod tests {
     }
 
     #[test]
+    fn a_version_4_snapshot_restores_with_no_task_history() {
+        let v5 = current();
+        let v4 = older(&v5, &postcard::to_stdvec(&added_in_5()).unwrap(), 4);
+        let restored = StateMachine::restore(&v4).expect("a version 4 snapshot restores");
+        assert_eq!(restored.snapshot(), v5);
+    }
+
+    #[test]
     fn a_version_3_snapshot_restores_with_no_policies_or_bindings() {
-        let v4 = current();
-        let v3 = older(&v4, &postcard::to_stdvec(&added_in_4()).unwrap(), 3);
+        let v5 = current();
+        let mut missing = postcard::to_stdvec(&added_in_4()).unwrap();
+        missing.extend(postcard::to_stdvec(&added_in_5()).unwrap());
+        let v3 = older(&v5, &missing, 3);
         let restored = StateMachine::restore(&v3).expect("a version 3 snapshot restores");
-        assert_eq!(restored.snapshot(), v4);
+        assert_eq!(restored.snapshot(), v5);
     }
 
     #[test]
     fn a_version_2_snapshot_restores_with_no_tokens() {
         // A version 2 body lacks the whole of `Security`, tokens and
         // policies.
-        let v4 = current();
-        let v2 = older(&v4, &postcard::to_stdvec(&Security::default()).unwrap(), 2);
+        let v5 = current();
+        let mut missing = postcard::to_stdvec(&Security::default()).unwrap();
+        missing.extend(postcard::to_stdvec(&added_in_5()).unwrap());
+        let v2 = older(&v5, &missing, 2);
         let restored = StateMachine::restore(&v2).expect("a version 2 snapshot restores");
-        assert_eq!(restored.snapshot(), v4);
+        assert_eq!(restored.snapshot(), v5);
         let mut v1 = v2;
         v1[8..12].copy_from_slice(&1u32.to_le_bytes());
         assert!(matches!(

@@ -160,6 +160,9 @@ pub enum TaskState {
     Cancelled,
     /// Not run because an identical output already existed.
     Skipped,
+    /// Never run because a template it depends on failed. Derived for
+    /// display (a task record never holds it); counted with `failed`.
+    UpstreamFailed,
 }
 
 impl TaskState {
@@ -174,6 +177,7 @@ impl TaskState {
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
             TaskState::Skipped => "skipped",
+            TaskState::UpstreamFailed => "upstream_failed",
         }
     }
 }

@@ -11,6 +11,7 @@ use sled::{Batch, Transactional, Tree};
 use super::keys;
 use crate::state::changes::Changes;
 use crate::state::events::{Event, EventLog};
+use crate::state::history::{self, JobHistory, TemplateHistory};
 use crate::state::job::{Counts, TaskRecord, Template, TemplateDef, TemplateStatus};
 use crate::state::outputs::{Output, Outputs};
 use crate::state::schedule::Schedule;
@@ -25,7 +26,9 @@ use crate::state::{
 /// Version 3: task records, outputs and events are stored in chunks.
 /// Version 4: API tokens, in `meta/security`.
 /// Version 5: namespace policies, also in `meta/security`.
-pub const STORAGE_FORMAT_VERSION: u32 = 5;
+/// Version 6: task history: template headers in the job header, task
+/// records in `history`.
+pub const STORAGE_FORMAT_VERSION: u32 = 6;
 
 /// Task records, outputs or events per stored value. One sled value per
 /// chunk rather than per record: sled's per-insert cost dominated the
@@ -98,6 +101,7 @@ struct JobHeader {
     trace_parent: Option<String>,
     last_event_seq: u64,
     templates: Vec<TemplateHeader>,
+    history: Vec<history::TemplateHeader>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,7 +116,7 @@ struct TemplateHeader {
 }
 
 impl JobHeader {
-    fn of(job: &Job) -> Self {
+    fn of(job: &Job, history: Option<&JobHistory>) -> Self {
         Self {
             id: job.id,
             name: job.name.clone(),
@@ -146,10 +150,20 @@ impl JobHeader {
                     opened_ms: t.opened_ms,
                 })
                 .collect(),
+            history: history
+                .map(|h| h.templates.iter().map(TemplateHistory::header).collect())
+                .unwrap_or_default(),
         }
     }
 
-    fn into_job(self) -> (Job, u64) {
+    fn into_job(self) -> (Job, u64, JobHistory) {
+        let history = JobHistory {
+            templates: self
+                .history
+                .into_iter()
+                .map(TemplateHistory::from_header)
+                .collect(),
+        };
         let job = Job {
             id: self.id,
             name: self.name,
@@ -186,7 +200,7 @@ impl JobHeader {
             cancel_reason: self.cancel_reason,
             trace_parent: self.trace_parent,
         };
-        (job, self.last_event_seq)
+        (job, self.last_event_seq, history)
     }
 }
 
@@ -210,6 +224,7 @@ pub struct StateStore {
     jobs: Tree,
     tasks: Tree,
     outputs: Tree,
+    history: Tree,
     events: Tree,
     workers: Tree,
     schedules: Tree,
@@ -225,6 +240,7 @@ impl StateStore {
             jobs: db.open_tree("jobs")?,
             tasks: db.open_tree("tasks")?,
             outputs: db.open_tree("outputs")?,
+            history: db.open_tree("history")?,
             events: db.open_tree("events")?,
             workers: db.open_tree("workers")?,
             schedules: db.open_tree("schedules")?,
@@ -246,6 +262,7 @@ impl StateStore {
         let mut jobs = Batch::default();
         let mut tasks = Batch::default();
         let mut outputs = Batch::default();
+        let mut histories = Batch::default();
         let mut events = Batch::default();
         let mut workers = Batch::default();
         let mut schedules = Batch::default();
@@ -270,7 +287,10 @@ impl StateStore {
 
         for id in &changes.jobs {
             match core.jobs.get(id) {
-                Some(job) => jobs.insert(&keys::job(*id), encode(&JobHeader::of(job))),
+                Some(job) => jobs.insert(
+                    &keys::job(*id),
+                    encode(&JobHeader::of(job, core.history.get(id))),
+                ),
                 None => {
                     // Collected: drop every record of the job.
                     jobs.remove(&keys::job(*id));
@@ -278,6 +298,7 @@ impl StateStore {
                     for tree_and_batch in [
                         (&self.tasks, &mut tasks),
                         (&self.outputs, &mut outputs),
+                        (&self.history, &mut histories),
                         (&self.events, &mut events),
                     ] {
                         for key in tree_and_batch.0.scan_prefix(prefix).keys() {
@@ -293,6 +314,7 @@ impl StateStore {
         write_chunks(core, &changes.outputs, &mut outputs, |t, range| {
             t.outputs.range(range).collect()
         });
+        write_history_chunks(core, &changes.history, &mut histories);
         for (id, from) in &changes.events_from {
             let Some(job) = core.jobs.get(id) else {
                 continue;
@@ -360,6 +382,7 @@ impl StateStore {
             &self.jobs,
             &self.tasks,
             &self.outputs,
+            &self.history,
             &self.events,
             &self.workers,
             &self.schedules,
@@ -370,6 +393,7 @@ impl StateStore {
             jobs,
             tasks,
             outputs,
+            histories,
             events,
             workers,
             schedules,
@@ -407,6 +431,7 @@ impl StateStore {
             &self.jobs,
             &self.tasks,
             &self.outputs,
+            &self.history,
             &self.events,
             &self.workers,
             &self.schedules,
@@ -460,11 +485,24 @@ impl StateStore {
 
         let mut jobs = BTreeMap::new();
         let mut last_seqs = BTreeMap::new();
+        let mut histories = BTreeMap::new();
         for item in self.jobs.iter() {
             let (_, value) = item?;
-            let (job, last_seq) = decode::<JobHeader>("jobs", &value)?.into_job();
+            let (job, last_seq, history) = decode::<JobHeader>("jobs", &value)?.into_job();
             last_seqs.insert(job.id, last_seq);
+            histories.insert(job.id, history);
             jobs.insert(job.id, job);
+        }
+        for item in self.history.iter() {
+            let (key, value) = item?;
+            let chunk = keys::parse_task(&key).ok_or_else(|| corrupt_key("history"))?;
+            let records: history::Chunk = decode("history", &value)?;
+            if let Some(t) = histories
+                .get_mut(&chunk.job)
+                .and_then(|h: &mut JobHistory| h.templates.get_mut(chunk.template as usize))
+            {
+                t.load(records);
+            }
         }
         for item in self.tasks.iter() {
             let (key, value) = item?;
@@ -533,6 +571,7 @@ impl StateStore {
             workers,
             schedules,
             idempotency,
+            history: histories,
         };
         Ok(Some((StateMachine::from_core(core), applied_index)))
     }
@@ -557,6 +596,32 @@ fn write_chunks<'a, V: Serialize>(
         let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
         let records = template_of(core, chunk)
             .map(|t| records_in(t, range))
+            .unwrap_or_default();
+        if records.is_empty() {
+            batch.remove(&keys::task(chunk));
+        } else {
+            batch.insert(&keys::task(chunk), encode(&records));
+        }
+    }
+}
+
+/// Rewrites (or removes, once empty) every history chunk holding a
+/// changed key.
+fn write_history_chunks(core: &Core, changed: &BTreeSet<TaskKey>, batch: &mut Batch) {
+    let chunks: BTreeSet<TaskKey> = changed
+        .iter()
+        .map(|k| TaskKey {
+            partition: chunk_start(k.partition),
+            ..*k
+        })
+        .collect();
+    for chunk in chunks {
+        let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+        let records = core
+            .history
+            .get(&chunk.job)
+            .and_then(|h| h.templates.get(chunk.template as usize))
+            .map(|t| t.chunk(range))
             .unwrap_or_default();
         if records.is_empty() {
             batch.remove(&keys::task(chunk));

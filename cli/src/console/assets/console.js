@@ -10,7 +10,7 @@ const POLL_MS = Number(new URLSearchParams(location.search).get("poll_ms")) || 2
 // Events kept on a job page; older ones are a click on the CLI away.
 const EVENTS_KEPT = 2000;
 // Order of task states in bars and legends: done first, waiting last.
-const STATES = ["succeeded", "skipped", "leased", "failed", "cancelled", "backoff", "ready", "blocked"];
+const STATES = ["succeeded", "skipped", "leased", "failed", "upstream_failed", "cancelled", "backoff", "ready", "blocked"];
 const JOB_STATES = ["pending", "running", "succeeded", "failed", "cancelled"];
 
 // ---- small helpers ----
@@ -142,6 +142,17 @@ function duration(ms) {
 
 function ago(ms) {
   return ms ? `${duration(Date.now() - ms)} ago` : "—";
+}
+
+// Milliseconds from a start to its finish (or now, while it runs); -1
+// before it started, so unstarted rows sort first.
+function span(startMs, finishMs) {
+  if (!startMs) return -1;
+  return (finishMs || Date.now()) - startMs;
+}
+
+function spanText(startMs, finishMs) {
+  return startMs ? duration(span(startMs, finishMs)) : "—";
 }
 
 function jobDuration(j) {
@@ -410,7 +421,7 @@ function jobPage(id) {
 
   function drawHead(j) {
     const terminal = ["succeeded", "failed", "cancelled"].includes(j.state);
-    const failedTasks = j.counts.failed + j.counts.cancelled;
+    const failedTasks = j.counts.failed + j.counts.upstream_failed + j.counts.cancelled;
     const facts = [
       ["Id", h("code", {}, j.id)], ["Namespace", j.namespace], ["Priority", j.priority],
       ["Submitted", time(j.created_ms)], ["Started", time(j.started_ms)], ["Finished", time(j.finished_ms)],
@@ -442,7 +453,7 @@ function jobPage(id) {
 
   // A template's colour: the most pressing state among its tasks.
   function templateLook(c) {
-    if (c.failed) return "failed";
+    if (c.failed || c.upstream_failed) return "failed";
     if (c.leased) return "running";
     if (c.backoff) return "backoff";
     if (c.cancelled && c.cancelled + c.succeeded + c.skipped === c.total) return "cancelled";
@@ -494,6 +505,8 @@ function jobPage(id) {
       { key: "progress", label: "Progress", value: (t) => (t.counts.succeeded + t.counts.skipped) / (t.counts.total || 1),
         cell: (t) => h("div", { "data-template-progress": t.name }, bar(t.counts), h("span", { class: "muted" }, progressText(t.counts))) },
       { key: "depends_on", label: "Depends on", cell: (t) => t.depends_on.join(", ") || "—" },
+      { key: "started_ms", label: "Started", cell: (t) => time(t.started_ms) },
+      { key: "duration", label: "Duration", num: true, value: (t) => span(t.started_ms, t.finished_ms), cell: (t) => spanText(t.started_ms, t.finished_ms) },
     ], j.templates));
     const options = [h("option", { value: "" }, "every template"), ...j.templates.map((t) => h("option", { value: t.name }, t.name))];
     if (templateSelect.options.length !== options.length) fill(templateSelect, ...options);
@@ -509,10 +522,10 @@ function jobPage(id) {
       { key: "task", label: "Task", value: (t) => `${t.template}/${String(t.partition).padStart(12, "0")}`,
         cell: (t) => h("span", {}, t.template, " ", h("span", { class: "muted" }, t.partition_key || `#${t.partition}`)) },
       { key: "state", label: "State", cell: (t) => badge(t.state) },
-      // A finished task keeps only its output, not its attempt count: the
-      // task's panel counts attempts from its events.
       { key: "attempt", label: "Attempt", num: true, cell: (t) => t.attempt ? `${t.attempt}/${t.max_attempts}` : "—" },
       { key: "worker_id", label: "Worker", cell: (t) => t.worker_id ? h("code", {}, t.worker_id) : "—" },
+      { key: "started_ms", label: "Started", cell: (t) => time(t.started_ms) },
+      { key: "duration", label: "Duration", num: true, value: (t) => span(t.started_ms, t.finished_ms), cell: (t) => spanText(t.started_ms, t.finished_ms) },
       { key: "note", label: "Note", value: (t) => t.last_error || t.progress_message || "", cell: taskNote },
       { key: "progress", label: "Progress", num: true, cell: (t) => t.state === "leased" ? `${Math.round(t.progress * 100)}%` : "" },
     ], page.tasks, (t) => ({
