@@ -302,6 +302,7 @@ async fn complete_all(
                 fencing_token: t.fencing_token,
                 manifest: None,
                 reused_prior_output: false,
+                trace_parent: String::new(),
             })
             .collect(),
         failures: Vec::new(),

@@ -23,6 +23,7 @@ mod schedule;
 mod security;
 mod shell;
 mod task_logs;
+mod telemetry;
 mod tokens;
 mod worker;
 mod workers;
@@ -158,9 +159,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Job(cmd) => cluster().and_then(|c| job::run(cmd, &c)),
         Command::Coordinator(args) => runtime().and_then(|rt| {
-            init_logging(cli.log_format, "info");
-            rt.block_on(coordinator::run(args, &cli.security))
-                .map(|()| ExitCode::SUCCESS)
+            let telemetry = init_logging(&rt, cli.log_format, "info", Some("drover-coordinator"));
+            let result = rt
+                .block_on(coordinator::run(args, &cli.security))
+                .map(|()| ExitCode::SUCCESS);
+            telemetry.shutdown();
+            result
         }),
         Command::Worker(WorkerCli {
             command: Some(cmd), ..
@@ -169,28 +173,33 @@ fn main() -> ExitCode {
         }),
         Command::Worker(WorkerCli { command: None, run }) => cluster().and_then(|coordinators| {
             runtime().and_then(|rt| {
-                init_logging(cli.log_format, "info");
-                rt.block_on(worker::run(run, coordinators))
-                    .map(|()| ExitCode::SUCCESS)
+                let telemetry = init_logging(&rt, cli.log_format, "info", Some("drover-worker"));
+                let result = rt
+                    .block_on(worker::run(run, coordinators))
+                    .map(|()| ExitCode::SUCCESS);
+                telemetry.shutdown();
+                result
             })
         }),
         Command::Dev(args) => runtime().and_then(|rt| {
             // `drover dev` prints its own progress; only warnings from the
             // parts.
-            init_logging(cli.log_format, "warn");
-            rt.block_on(dev::run(args))
+            let telemetry = init_logging(&rt, cli.log_format, "warn", Some("drover-dev"));
+            let result = rt.block_on(dev::run(args));
+            telemetry.shutdown();
+            result
         }),
         Command::Bench(args) => {
             let coordinators =
                 named_cluster.then(|| client::Coordinators::parse(&cli.coordinators).addresses);
             runtime().and_then(|rt| {
-                init_logging(cli.log_format, "warn");
+                init_logging(&rt, cli.log_format, "warn", None);
                 rt.block_on(drover_bench::run(args, coordinators))
                     .map_err(anyhow::Error::from)
             })
         }
         Command::Autoscale(args) => runtime().and_then(|rt| {
-            init_logging(cli.log_format, "warn");
+            init_logging(&rt, cli.log_format, "warn", None);
             rt.block_on(autoscale::run(args, &cli.coordinators))
         }),
         Command::Datagen(cmd) => runtime().and_then(|rt| rt.block_on(datagen::run(cmd))),
@@ -231,8 +240,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `info` or `drover_coordinator=debug`) or else `default_level`. Each
 /// attempt a worker in this process runs also gets its events in its own
 /// log, at `info` and above whatever stderr shows, so a quiet `drover dev`
-/// still keeps what its tasks said.
-fn init_logging(format: LogFormat, default_level: &str) {
+/// still keeps what its tasks said. With `service`, spans are exported
+/// over OTLP when the environment asks (see [`telemetry`]); the returned
+/// exporter is shut down after the command, while `rt` still runs.
+fn init_logging(
+    rt: &tokio::runtime::Runtime,
+    format: LogFormat,
+    default_level: &str,
+    service: Option<&str>,
+) -> telemetry::Telemetry {
+    let _inside = rt.enter();
+    let telemetry = service.map(telemetry::Telemetry::start).unwrap_or_default();
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -254,5 +272,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     let _ = tracing_subscriber::registry()
         .with(stderr.with_filter(filter))
         .with(attempt_logs)
+        .with(telemetry.layer())
         .try_init();
+    telemetry
 }

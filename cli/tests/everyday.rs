@@ -98,6 +98,14 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
         ),
         [b]
     );
+    // A schedule carries its spec's labels.
+    assert_eq!(
+        ids(
+            &cluster.json(&["job", "list", "--all", "--label", "team=vision", "--json"]),
+            "jobs"
+        ),
+        [a, schedule.as_str()]
+    );
     let bad = cluster.cli(&["job", "list", "--label", "team"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("write key=value"));

@@ -389,6 +389,7 @@ fn completion(task: &str, attempt: u32, token: u64) -> wire::CompleteRequest {
             created_unix_ms: 0,
         }),
         reused_prior_output: false,
+        trace_parent: String::new(),
     }
 }
 
@@ -511,6 +512,7 @@ fn grpc_runs() -> Vec<(&'static str, Vec<Call>)> {
                         fencing_token: 3,
                         retryable: false,
                         message: "bad input".to_owned(),
+                        trace_parent: String::new(),
                     },
                 ),
                 task_call(Rpc::ExplainTask, "j1/1/0"),

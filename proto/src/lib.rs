@@ -25,10 +25,13 @@
 //!   contract and of trace propagation.
 //! - [`trace`]: the W3C `traceparent` value those keys and
 //!   `LeasedTask.trace_parent` carry: parsing, printing, new roots.
+//! - [`spans`]: `tracing` spans joined to that trace when they are
+//!   exported over OTLP.
 //!
 //! Wire types stay at the edge: each service converts them to domain types
 //! in its own `convert` module, and domain code never sees prost types.
 
+pub mod spans;
 pub mod trace;
 
 /// Generated code for package `drover.v1`.

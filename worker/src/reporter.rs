@@ -78,6 +78,8 @@ pub struct Report {
     pub token: u64,
     /// How it ended.
     pub ending: Ending,
+    /// The attempt's span as a `traceparent`, when spans are exported.
+    pub trace_parent: String,
 }
 
 type Queued = (Report, oneshot::Sender<AttemptOutcome>);
@@ -182,6 +184,7 @@ impl Sender {
                         fencing_token: r.token,
                         manifest: Some(manifest.clone()),
                         reused_prior_output: *reused,
+                        trace_parent: r.trace_parent.clone(),
                     });
                 }
                 Ending::Failed { retryable, message } => {
@@ -192,6 +195,7 @@ impl Sender {
                         fencing_token: r.token,
                         retryable: *retryable,
                         message: message.clone(),
+                        trace_parent: r.trace_parent.clone(),
                     });
                 }
             }

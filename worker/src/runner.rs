@@ -517,6 +517,9 @@ fn start_task(shared: &Arc<Shared>, task: LeasedTask) {
         trace_id = %drover_proto::trace::trace_id_of(&task.trace_parent).unwrap_or_default(),
         attempt_log = handed.as_ref().map(task_log::capture::HandedOver::number),
     );
+    // Exported spans: the attempt is a child of its lease in the job's
+    // trace.
+    drover_proto::spans::set_parent(&span, &task.trace_parent);
     drop(handed);
     let shared = shared.clone();
     let attempt = Attempt {
@@ -608,6 +611,10 @@ async fn hold(shared: Arc<Shared>, attempt: Attempt) {
                 task_id: task_id.clone(),
                 token,
                 ending,
+                // The report's span on the coordinator joins the trace
+                // under this attempt.
+                trace_parent: drover_proto::spans::traceparent_of(&tracing::Span::current())
+                    .unwrap_or_default(),
             })
             .await;
         // A drain that handed it back meanwhile counted it already.

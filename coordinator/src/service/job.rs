@@ -499,6 +499,18 @@ impl JobsCursor {
     };
 }
 
+/// The labels of a schedule's spec, as its runs get them; none when the
+/// spec no longer plans.
+fn schedule_labels(schedule: &Schedule, now_ms: i64) -> BTreeMap<String, String> {
+    let opts = drover_jobspecs::LoadOptions {
+        params: schedule.params.clone(),
+        logical_time: chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default(),
+    };
+    drover_jobspecs::plan(&schedule.file, &schedule.spec_yaml, &opts)
+        .map(|plan| plan.spec.labels)
+        .unwrap_or_default()
+}
+
 /// One page of jobs and schedules, newest first: the two id spaces are each
 /// ordered by creation time, so the page merges them by creation time.
 fn scan_jobs(
@@ -554,10 +566,17 @@ fn scan_jobs(
             }
         } else if let Some((id, schedule)) = schedules.next() {
             cursor.schedule_before = id.0;
+            // A schedule's labels are its spec's; planned only when a
+            // label filter asks (schedules are few, and a plan is cheap).
+            let labels = if filter.labels.is_empty() {
+                BTreeMap::new()
+            } else {
+                schedule_labels(schedule, sm.now_ms())
+            };
             if filter.matches(
                 &schedule.namespace,
                 &schedule.name,
-                &BTreeMap::new(),
+                &labels,
                 schedule_state(schedule),
             ) {
                 out.push(Listed::Schedule(*id));
@@ -1467,6 +1486,11 @@ mod convert {
             job_id: s.id.to_string(),
             namespace: s.namespace.clone(),
             name: s.name.clone(),
+            labels: if detail {
+                super::schedule_labels(s, sm.now_ms())
+            } else {
+                BTreeMap::new()
+            },
             state: job_state(state) as i32,
             state_reason: match (state, cancel_note) {
                 (JobState::Cancelled, Some((_, reason))) => reason.to_owned(),
@@ -1972,10 +1996,27 @@ impl JobService for JobServer {
         let trace = super::trace::continue_or_start(request.metadata());
         let span = tracing::info_span!(
             "submit_job",
-            trace_id = %trace.trace_id(),
+            trace_id = tracing::field::Empty,
             source = %request.get_ref().source_name,
             job_id = tracing::field::Empty,
         );
+        // With spans exported, the job's trace continues from this span:
+        // its leases, attempts and reports become its descendants.
+        let trace = if drover_proto::spans::exporting() {
+            if let Some(supplied) = request
+                .metadata()
+                .get(drover_proto::TRACEPARENT_METADATA_KEY)
+                .and_then(|v| v.to_str().ok())
+            {
+                drover_proto::spans::set_parent(&span, supplied);
+            }
+            drover_proto::spans::traceparent_of(&span)
+                .and_then(|own| TraceParent::parse(&own).ok())
+                .unwrap_or(trace)
+        } else {
+            trace
+        };
+        span.record("trace_id", trace.trace_id());
         let caller = Caller::of(&request);
         self.submit(caller, request.into_inner(), trace)
             .instrument(span)

@@ -372,7 +372,7 @@ impl WorkerServer {
                     max_tasks: r.max_tasks,
                 })
                 .await?;
-            let grants = match out {
+            let mut grants = match out {
                 Ok(Outcome::Leased(grants)) => grants,
                 Ok(Outcome::Draining) => {
                     return Ok(Response::new(LeaseResponse {
@@ -387,6 +387,9 @@ impl WorkerServer {
             };
             if !grants.is_empty() || tokio::time::Instant::now() >= deadline {
                 tracing::Span::current().record("granted", grants.len());
+                if drover_proto::spans::exporting() {
+                    lease_spans(&mut grants, &r.worker_id);
+                }
                 for g in &grants {
                     tracing::debug!(
                         job_id = %g.task.job,
@@ -476,31 +479,33 @@ impl WorkerServer {
         // Reports that fail before the state machine are answered in place;
         // the rest are proposed together and answered from their outcomes.
         let mut commands = Vec::with_capacity(reports);
-        let completions: Vec<(String, Option<Status>)> = r
+        let completions: Vec<(String, Option<Status>, tracing::Span)> = r
             .completions
             .into_iter()
             .map(|c| {
                 let id = c.task_id.clone();
+                let span = report_span("complete_task", &id, c.fencing_token, &c.trace_parent);
                 match complete_command(c) {
                     Ok(command) => {
                         commands.push(command);
-                        (id, None)
+                        (id, None, span)
                     }
-                    Err(status) => (id, Some(status)),
+                    Err(status) => (id, Some(status), span),
                 }
             })
             .collect();
-        let failures: Vec<(String, Option<Status>)> = r
+        let failures: Vec<(String, Option<Status>, tracing::Span)> = r
             .failures
             .into_iter()
             .map(|f| {
                 let id = f.task_id.clone();
+                let span = report_span("fail_task", &id, f.fencing_token, &f.trace_parent);
                 match fail_command(f) {
                     Ok(command) => {
                         commands.push(command);
-                        (id, None)
+                        (id, None, span)
                     }
-                    Err(status) => (id, Some(status)),
+                    Err(status) => (id, Some(status), span),
                 }
             })
             .collect();
@@ -513,7 +518,7 @@ impl WorkerServer {
         let mut next = || applied.next().ok_or_else(|| Status::internal("no outcome"));
         let results = completions
             .into_iter()
-            .map(|(task_id, refused)| {
+            .map(|(task_id, refused, span)| {
                 let answer = match refused {
                     Some(status) => Err(status),
                     None => next().and_then(complete_answer),
@@ -522,13 +527,14 @@ impl WorkerServer {
                     Ok(a) => convert::complete_result(a),
                     Err(status) => convert::complete_error(&status),
                 };
+                span.record("accepted", result.accepted);
                 result.task_id = task_id;
                 result
             })
             .collect();
         let failure_results = failures
             .into_iter()
-            .map(|(task_id, refused)| {
+            .map(|(task_id, refused, span)| {
                 let answer = match refused {
                     Some(status) => Err(status),
                     None => next().and_then(fail_answer),
@@ -537,6 +543,7 @@ impl WorkerServer {
                     Ok(a) => convert::fail_result(a),
                     Err(status) => convert::fail_error(&status),
                 };
+                span.record("accepted", result.accepted);
                 result.task_id = task_id;
                 result
             })
@@ -655,6 +662,9 @@ impl WorkerService for WorkerServer {
             token = r.fencing_token,
             trace_id = %trace_id,
         );
+        if drover_proto::spans::exporting() {
+            drover_proto::spans::set_parent(&span, &r.trace_parent);
+        }
         let result = self.complete_inner(r).instrument(span).await;
         self.record(WorkerRpc::Complete, started, &result, |c| !c.accepted);
         result
@@ -690,6 +700,9 @@ impl WorkerService for WorkerServer {
             token = r.fencing_token,
             trace_id = %trace_id,
         );
+        if drover_proto::spans::exporting() {
+            drover_proto::spans::set_parent(&span, &r.trace_parent);
+        }
         let result = self.fail_inner(r).instrument(span).await;
         self.record(WorkerRpc::Fail, started, &result, |f| !f.accepted);
         result
@@ -706,6 +719,45 @@ impl WorkerService for WorkerServer {
         self.record(WorkerRpc::Release, started, &result, |_| false);
         result
     }
+}
+
+/// One span per granted task in its job's trace, the parent of the
+/// attempt: the worker gets the span's `traceparent` with the task.
+fn lease_spans(grants: &mut [crate::state::Grant], worker_id: &str) {
+    for g in grants {
+        let Some(job_trace) = g.trace_parent.as_deref() else {
+            continue;
+        };
+        let span = tracing::info_span!(
+            "lease_task",
+            task_id = %g.task,
+            worker_id = %worker_id,
+            attempt = g.attempt,
+            token = g.token,
+        );
+        drover_proto::spans::set_parent(&span, job_trace);
+        if let Some(own) = drover_proto::spans::traceparent_of(&span) {
+            g.trace_parent = Some(own);
+        }
+    }
+}
+
+/// A span for one report in a job's trace, under the attempt's span the
+/// worker named (`trace_parent`), when spans are exported.
+fn report_span(kind: &'static str, task_id: &str, token: u64, trace_parent: &str) -> tracing::Span {
+    if !drover_proto::spans::exporting() || trace_parent.is_empty() {
+        return tracing::Span::none();
+    }
+    let span = match kind {
+        "fail_task" => {
+            tracing::info_span!("fail_task", task_id = %task_id, token = token, accepted = Empty)
+        }
+        _ => {
+            tracing::info_span!("complete_task", task_id = %task_id, token = token, accepted = Empty)
+        }
+    };
+    drover_proto::spans::set_parent(&span, trace_parent);
+    span
 }
 
 /// The trace id of a report's `traceparent` metadata (the job's trace,
