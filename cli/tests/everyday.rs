@@ -61,6 +61,14 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
             && said.contains(&format!("drover schedule status {schedule}")),
         "{said}"
     );
+    // `--once` runs the same spec as a job now: no schedule is named.
+    let once = cluster.cli(&["job", "submit", &nightly, "--once"]);
+    let said = String::from_utf8_lossy(&once.stderr);
+    assert!(once.status.success(), "{said}");
+    assert!(
+        said.contains("(1 tasks") && !said.contains("schedule"),
+        "{said}"
+    );
     let vision = spec_file(
         dir.path(),
         "a.yaml",
@@ -71,6 +79,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
         "b.yaml",
         &spec("backfill-b", "team: maps", "", 1, 1),
     );
+    let once = String::from_utf8_lossy(&once.stdout).trim().to_owned();
     let a = stdout(&cluster.cli(&["job", "submit", &vision]));
     let b = stdout(&cluster.cli(&["job", "submit", &maps]));
     let (a, b) = (a.trim(), b.trim());
@@ -78,18 +87,18 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     // `job list` lists jobs; schedules only when asked.
     assert_eq!(
         ids(&cluster.json(&["job", "list", "--json"]), "jobs"),
-        [b, a]
+        [b, a, once.as_str()]
     );
     assert_eq!(
         ids(&cluster.json(&["job", "list", "--all", "--json"]), "jobs"),
-        [b, a, schedule.as_str()]
+        [b, a, once.as_str(), schedule.as_str()]
     );
     assert_eq!(
         ids(
             &cluster.json(&["job", "list", "--label", "team=vision", "--json"]),
             "jobs"
         ),
-        [a]
+        [a, once.as_str()]
     );
     assert_eq!(
         ids(
@@ -104,7 +113,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
             &cluster.json(&["job", "list", "--all", "--label", "team=vision", "--json"]),
             "jobs"
         ),
-        [a, schedule.as_str()]
+        [a, once.as_str(), schedule.as_str()]
     );
     let bad = cluster.cli(&["job", "list", "--label", "team"]);
     assert_eq!(bad.status.code(), Some(2));

@@ -91,7 +91,13 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         }
     };
     let tasks = response.plan.as_ref().map_or(0, |p| p.total_task_count);
-    let schedule = response.plan.as_ref().and_then(|p| p.schedule.as_ref());
+    // A spec with a schedule registers one, unless `--once` runs it as a
+    // job now.
+    let schedule = response
+        .plan
+        .as_ref()
+        .and_then(|p| p.schedule.as_ref())
+        .filter(|_| !args.once);
     if args.json && (!args.wait || schedule.is_some()) {
         let mut out = serde_json::json!({
             "id": response.job_id,

@@ -1582,7 +1582,13 @@ mod convert {
             partition_index: p,
             partition_key: template.def.partitions.key(p).unwrap_or_default(),
             state: task_state(state) as i32,
-            attempt: history.as_ref().map_or(0, |h| h.attempts),
+            // A task running since before task history has none yet: its
+            // record still knows the attempt and the worker.
+            attempt: history
+                .as_ref()
+                .map(|h| h.attempts)
+                .or(record.map(|r| r.attempt))
+                .unwrap_or(0),
             // A retried job's tasks get a fresh budget on top of what
             // they had.
             max_attempts: template
@@ -1594,6 +1600,7 @@ mod convert {
             worker_id: history
                 .as_ref()
                 .and_then(|h| h.worker.clone())
+                .or_else(|| record.and_then(|r| r.worker.clone()))
                 .unwrap_or_default(),
             fencing_token: record
                 .map(|r| r.token)

@@ -191,7 +191,15 @@ impl StateMachine {
     }
 
     /// Rebuilds a state machine from its replicated core.
-    pub fn from_core(core: Core) -> Self {
+    pub fn from_core(mut core: Core) -> Self {
+        // Jobs from a state written before task history (snapshot format
+        // 4) start an empty one: their tasks' history begins now. The same
+        // on every replica, since each loads the same state.
+        for (id, job) in &core.jobs {
+            core.history
+                .entry(*id)
+                .or_insert_with(|| history::JobHistory::new(job.templates.len()));
+        }
         let mut sm = Self {
             changes: changes::Changes::default(),
             tally: tally::Tally::default(),
