@@ -89,8 +89,10 @@ async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
         outln!("no schedules");
         return Ok(ExitCode::SUCCESS);
     }
+    let short = render::short_ids(schedules.iter().map(|s| s.job_id.as_str()));
+    let width = short.values().map(String::len).max().unwrap_or(2).max(2);
     outln!(
-        "{:<10} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} RUNS",
+        "{:<width$} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} RUNS",
         "ID",
         "NAMESPACE",
         "NAME",
@@ -104,8 +106,8 @@ async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
         let status = s.schedule.clone().unwrap_or_default();
         let plan = status.plan.clone().unwrap_or_default();
         outln!(
-            "{:<10} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} {}",
-            s.job_id,
+            "{:<width$} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} {}",
+            short[&s.job_id],
             s.namespace,
             s.name,
             plan.cron,
@@ -186,8 +188,10 @@ pub async fn show(
     );
     if !runs.is_empty() {
         outln!();
+        let short = render::short_ids(runs.iter().map(|r| r.job_id.as_str()));
+        let width = short.values().map(String::len).max().unwrap_or(3).max(3);
         outln!(
-            "{:<10} {:<10} {:>11}  {:<8} FIRE TIME",
+            "{:<width$} {:<10} {:>11}  {:<8} FIRE TIME",
             "RUN",
             "STATE",
             "DONE/TOTAL",
@@ -196,8 +200,8 @@ pub async fn show(
         for r in &runs {
             let counts = r.task_counts.unwrap_or_default();
             outln!(
-                "{:<10} {:<10} {:>11}  {:<8} {}",
-                r.job_id,
+                "{:<width$} {:<10} {:>11}  {:<8} {}",
+                short[&r.job_id],
                 render::job_state(r.state),
                 format!("{}/{}", render::finished(&counts), counts.total),
                 render::elapsed(r.started_unix_ms, r.finished_unix_ms),

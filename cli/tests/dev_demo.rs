@@ -51,22 +51,25 @@ fn dev_demo_runs_the_examples_to_success() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("submitted dag-sleep.yaml as j1"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("dag-sleep.yaml j1: succeeded 9/9 done"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("annotation-export.yaml j2: succeeded 10/10 done"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("dedup.yaml j3: succeeded 19/19 done"),
-        "{stderr}"
-    );
+    // Each job as the demo named it when submitting.
+    let id_of = |label: &str| -> String {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("submitted {label} as ")))
+            .unwrap_or_else(|| panic!("{label} not submitted: {stderr}"))
+            .trim()
+            .to_owned()
+    };
+    let dag = id_of("dag-sleep.yaml");
+    assert_eq!(uuid::Uuid::parse_str(&dag).unwrap().get_version_num(), 7);
+    for (label, done) in [
+        ("dag-sleep.yaml", "9/9"),
+        ("annotation-export.yaml", "10/10"),
+        ("dedup.yaml", "19/19"),
+    ] {
+        let line = format!("{label} {}: succeeded {done} done", id_of(label));
+        assert!(stderr.contains(&line), "{line}: {stderr}");
+    }
     assert!(
         stderr.contains("demo finished: every job succeeded"),
         "{stderr}"
@@ -120,16 +123,29 @@ fn dev_demo_runs_the_examples_to_success() {
     // The sensor backfill: three dates computed, each published with a
     // manifest naming its one features file; the nightly run for the last
     // date, started after it, finds that date unchanged and skips it.
+    let schedule = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("registered sensor-backfill.yaml as schedule "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no schedule: {stderr}"))
+        .to_owned();
+    let submitted_as = |prefix: &str| -> String {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(" as ").next())
+            .unwrap_or_else(|| panic!("{prefix}: {stderr}"))
+            .trim()
+            .to_owned()
+    };
+    let backfill = submitted_as("submitted sensor-backfill.yaml backfill");
+    let nightly = submitted_as("submitted sensor-backfill.yaml nightly run");
     assert!(
-        stderr.contains("registered sensor-backfill.yaml as schedule s1"),
+        stderr.contains(&format!("{backfill}: succeeded 4/4 done")),
         "{stderr}"
     );
     assert!(
-        stderr.contains("backfill") && stderr.contains("j4: succeeded 4/4 done"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("j5: succeeded 2/2 done (1 skipped)"),
+        stderr.contains(&format!("{nightly}: succeeded 2/2 done (1 skipped)")),
         "{stderr}"
     );
     let features = dir.path().join("features");
@@ -174,12 +190,17 @@ fn dev_demo_runs_the_examples_to_success() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
     for line in [
-        "sensor-backfill.yaml was registered by an earlier demo as schedule s1",
-        "dag-sleep.yaml was submitted by an earlier demo as j1",
-        "was submitted by an earlier demo as j5",
-        "demo finished: every job succeeded",
+        format!("sensor-backfill.yaml was registered by an earlier demo as schedule {schedule}"),
+        format!("dag-sleep.yaml was submitted by an earlier demo as {dag}"),
+        format!("was submitted by an earlier demo as {nightly}"),
+        "demo finished: every job succeeded".to_owned(),
     ] {
-        assert!(stderr.contains(line), "{line}: {stderr}");
+        assert!(stderr.contains(&line), "{line}: {stderr}");
     }
-    assert!(!stderr.contains("s2") && !stderr.contains("j6"), "{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("registered ") || l.starts_with("submitted ")),
+        "{stderr}"
+    );
 }

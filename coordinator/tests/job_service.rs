@@ -255,7 +255,10 @@ fn decode_diagnostics(bytes: &[u8]) -> (Vec<Diag>, bool) {
 async fn submit_get_and_list_with_pagination() {
     let mut h = Harness::start().await;
     let first = h.submit(&spec("one", "demo", 3), "").await.unwrap();
-    assert_eq!(first.job_id, "j1");
+    // A UUIDv7.
+    let uuid = uuid::Uuid::parse_str(&first.job_id).unwrap();
+    assert_eq!(uuid.get_version_num(), 7);
+    assert_eq!(first.job_id, uuid.hyphenated().to_string());
     assert!(first.created);
     let plan = first.plan.unwrap();
     assert_eq!(plan.total_task_count, 4);
@@ -263,7 +266,7 @@ async fn submit_get_and_list_with_pagination() {
     assert_eq!(plan.templates[0].name, "a");
     assert_eq!(plan.templates[1].depends_on, ["a"]);
 
-    let job = h.get("j1").await.unwrap();
+    let job = h.get(&first.job_id).await.unwrap();
     assert_eq!(job.name, "one");
     assert_eq!(job.namespace, "demo");
     assert_eq!(job.state, JobState::Pending as i32);
@@ -275,11 +278,37 @@ async fn submit_get_and_list_with_pagination() {
     assert_eq!(job.templates[1].kind, TaskKind::Noop as i32);
     assert!(job.last_event_seq >= 1);
 
+    let mut ids = vec![first.job_id.clone()];
     for i in 2..=5 {
         let namespace = if i % 2 == 0 { "even" } else { "odd" };
-        let id = h.submit_ok(&spec(&format!("job{i}"), namespace, 1)).await;
-        assert_eq!(id, format!("j{i}"));
+        ids.push(h.submit_ok(&spec(&format!("job{i}"), namespace, 1)).await);
     }
+    // Time-ordered: each later than the one before.
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Any unambiguous prefix names a job; the time part alone is shared.
+    let short: String = ids[2].chars().rev().take(12).collect::<String>();
+    let tail: String = short.chars().rev().collect();
+    assert!(h.get(&tail).await.is_err(), "a suffix is not an id");
+    let unique = &ids[2][..ids[2]
+        .char_indices()
+        .map(|(i, _)| i + 1)
+        .find(|n| {
+            ids.iter()
+                .filter(|id| id.starts_with(&ids[2][..*n]))
+                .count()
+                == 1
+        })
+        .unwrap()
+        .max(4)];
+    assert_eq!(h.get(unique).await.unwrap().job_id, ids[2]);
+    // The first 4 digits are the top of the time, the same for years.
+    let shared = &ids[0][..4];
+    let ambiguous = h.get(shared).await.unwrap_err();
+    assert_eq!(ambiguous.code(), Code::InvalidArgument);
+    assert!(
+        ambiguous.message().contains("give more of the id"),
+        "{ambiguous:?}"
+    );
 
     // Newest first, two per page, every job exactly once.
     let mut seen = Vec::new();
@@ -304,7 +333,8 @@ async fn submit_get_and_list_with_pagination() {
             break;
         }
     }
-    assert_eq!(seen, ["j5", "j4", "j3", "j2", "j1"]);
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
 
     let even = bounded(
         "list",
@@ -316,8 +346,8 @@ async fn submit_get_and_list_with_pagination() {
     .await
     .unwrap()
     .into_inner();
-    let ids: Vec<&str> = even.jobs.iter().map(|j| j.job_id.as_str()).collect();
-    assert_eq!(ids, ["j4", "j2"]);
+    let listed: Vec<&str> = even.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(listed, [ids[3].as_str(), ids[1].as_str()]);
     assert!(even.next_page_token.is_empty());
 
     let prefixed = bounded(
@@ -374,8 +404,11 @@ async fn invalid_spec_is_invalid_argument_with_positioned_diagnostics() {
     assert!(d.hint.contains("dependsOn"));
 
     // Nothing was created.
-    let status = h.get("j1").await.unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
+    let listed = bounded("list", h.client.list_jobs(ListJobsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.jobs.is_empty());
 
     // Over the size limit: refused before parsing.
     let huge = format!("{INVALID}#{}\n", "x".repeat(1024 * 1024));
@@ -755,9 +788,10 @@ async fn watch_streams_until_the_job_is_terminal() {
 async fn scheduled_jobs_have_schedule_ids() {
     let mut h = Harness::start().await;
     let submitted = h.submit(SCHEDULED, "nightly").await.unwrap();
-    assert_eq!(submitted.job_id, "s1");
+    let s1 = submitted.job_id.clone();
+    assert_eq!(uuid::Uuid::parse_str(&s1).unwrap().get_version_num(), 7);
     assert!(submitted.plan.unwrap().schedule.is_some());
-    let job = h.get("s1").await.unwrap();
+    let job = h.get(&s1).await.unwrap();
     assert_eq!(job.name, "nightly");
     assert_eq!(job.labels.get("team").map(String::as_str), Some("maps"));
     assert_eq!(job.idempotency_key, "nightly");
@@ -772,11 +806,11 @@ async fn scheduled_jobs_have_schedule_ids() {
         .unwrap()
         .into_inner();
     let ids: Vec<&str> = listed.jobs.iter().map(|j| j.job_id.as_str()).collect();
-    assert_eq!(ids, [plain.as_str(), "s1"]);
+    assert_eq!(ids, [plain.as_str(), s1.as_str()]);
     let runs = bounded(
         "list",
         h.client.list_jobs(ListJobsRequest {
-            parent_job_id: "s1".to_owned(),
+            parent_job_id: s1.clone(),
             ..ListJobsRequest::default()
         }),
     )
@@ -785,11 +819,11 @@ async fn scheduled_jobs_have_schedule_ids() {
     .into_inner();
     assert!(runs.jobs.is_empty());
 
-    let (state, changed) = h.cancel("s1", "no longer needed").await.unwrap();
+    let (state, changed) = h.cancel(&s1, "no longer needed").await.unwrap();
     assert_eq!((state, changed), (JobState::Cancelled as i32, true));
-    let (_, changed) = h.cancel("s1", "again").await.unwrap();
+    let (_, changed) = h.cancel(&s1, "again").await.unwrap();
     assert!(!changed);
-    let job = h.get("s1").await.unwrap();
+    let job = h.get(&s1).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled as i32);
     assert_eq!(job.state_reason, "no longer needed");
     h.stop().await;

@@ -21,7 +21,8 @@
 //! tokens and answers on every run (only clock readings and API token
 //! secrets, drawn from the OS, differ), what an
 //! input covers does not depend on what ran before it, a crash reproduces
-//! from its input alone, and the seeds' ids (`j1`, token 1) mean something. It also lets
+//! from its input alone, and the seeds' ids (`j1`, token 1) mean something
+//! (see the id rewrite below). It also lets
 //! the check restart the node from its directory and compare the state. The
 //! directory lives in `/dev/shm` when there is one, so the log's fsyncs
 //! cost what a memory write costs: the code path is the real one.
@@ -36,6 +37,11 @@
 //!   every second of wall time, so they would land in some runs and not
 //!   others); expiry and schedules are left to the state machine targets.
 //! - Raft ticks every [`TICK_MS`], so its timers fire within an input.
+//! - Job ids are UUIDs drawn from the time, so no input can name one
+//!   ahead: an id written `j<N>` (`s<N>` for a schedule) in a request,
+//!   alone, at the start of a task id or after `jobs/` in an output
+//!   prefix, is rewritten to the id of the N-th job (schedule) this node
+//!   created in the input ([`SeedIds`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -412,6 +418,158 @@ struct Node {
     workers: WorkerServer,
     /// `AdminService`.
     admin: AdminServer,
+    /// Ids this node created, in order, for the seeds' `j<N>` names.
+    ids: std::sync::Mutex<Ids>,
+}
+
+/// The jobs and schedules created so far, in order.
+#[derive(Debug, Default)]
+struct Ids {
+    jobs: Vec<String>,
+    schedules: Vec<String>,
+}
+
+impl Ids {
+    /// `text` with a leading `j<N>` or `s<N>` (alone or before `/`)
+    /// replaced by the N-th id of its kind, when there is one.
+    fn rewrite(&self, text: &str) -> String {
+        let (head, rest) = match text.split_once('/') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (text, None),
+        };
+        let named = |letter: char, list: &[String]| {
+            let n: usize = head.strip_prefix(letter)?.parse().ok()?;
+            list.get(n.checked_sub(1)?).cloned()
+        };
+        match named('j', &self.jobs).or_else(|| named('s', &self.schedules)) {
+            Some(id) => match rest {
+                Some(rest) => format!("{id}/{rest}"),
+                None => id,
+            },
+            None => text.to_owned(),
+        }
+    }
+
+    /// An output prefix `jobs/j<N>/...` with its job rewritten.
+    fn rewrite_prefix(&self, prefix: &str) -> String {
+        match prefix.strip_prefix("jobs/") {
+            Some(rest) => format!("jobs/{}", self.rewrite(rest)),
+            None => prefix.to_owned(),
+        }
+    }
+}
+
+/// Requests whose ids the harness rewrites ([`Ids::rewrite`]); the rest
+/// carry none.
+trait SeedIds {
+    fn seed_ids(&mut self, _ids: &Ids) {}
+}
+
+macro_rules! no_ids {
+    ($($message:ty),* $(,)?) => {
+        $(impl SeedIds for $message {})*
+    };
+}
+
+no_ids!(
+    SubmitJobRequest,
+    PlanJobRequest,
+    RegisterRequest,
+    LeaseRequest,
+    ClusterStatusRequest,
+    AddNodeRequest,
+    RemoveNodeRequest,
+    TransferLeaderRequest,
+    DrainWorkerRequest,
+    ListWorkersRequest,
+    UpdateSettingsRequest,
+    StateDigestRequest,
+    BackupRequest,
+    BindCertificateRequest,
+    BootstrapTokenRequest,
+    CreateTokenRequest,
+    ListCertificateBindingsRequest,
+    ListNamespacePoliciesRequest,
+    ListTokensRequest,
+    RevokeTokenRequest,
+    SetNamespacePolicyRequest,
+    WhoAmIRequest,
+);
+
+macro_rules! job_id_field {
+    ($($message:ty => $field:ident),* $(,)?) => {
+        $(impl SeedIds for $message {
+            fn seed_ids(&mut self, ids: &Ids) {
+                self.$field = ids.rewrite(&self.$field);
+            }
+        })*
+    };
+}
+
+job_id_field!(
+    GetJobRequest => job_id,
+    WatchJobRequest => job_id,
+    CancelJobRequest => job_id,
+    RetryJobRequest => job_id,
+    ListJobsRequest => parent_job_id,
+    ExplainTaskRequest => task_id,
+    GetTaskOutputRequest => task_id,
+    GetTaskLogRequest => task_id,
+);
+
+impl SeedIds for JobEventsRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        self.job_id = ids.rewrite(&self.job_id);
+        self.task_id = ids.rewrite(&self.task_id);
+    }
+}
+
+impl SeedIds for ListTasksRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        self.job_id = ids.rewrite(&self.job_id);
+    }
+}
+
+impl SeedIds for CompleteRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        self.task_id = ids.rewrite(&self.task_id);
+        if let Some(m) = &mut self.manifest {
+            m.output_prefix = ids.rewrite_prefix(&m.output_prefix);
+        }
+    }
+}
+
+impl SeedIds for FailRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        self.task_id = ids.rewrite(&self.task_id);
+    }
+}
+
+impl SeedIds for CompleteBatchRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        for c in &mut self.completions {
+            c.seed_ids(ids);
+        }
+        for f in &mut self.failures {
+            f.seed_ids(ids);
+        }
+    }
+}
+
+impl SeedIds for HeartbeatRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        for t in &mut self.tasks {
+            t.task_id = ids.rewrite(&t.task_id);
+        }
+    }
+}
+
+impl SeedIds for ReleaseRequest {
+    fn seed_ids(&mut self, ids: &Ids) {
+        for t in &mut self.tasks {
+            t.task_id = ids.rewrite(&t.task_id);
+        }
+    }
 }
 
 impl Node {
@@ -442,6 +600,7 @@ impl Node {
             admin: AdminServer::new(node.clone()),
             node,
             thread,
+            ids: std::sync::Mutex::new(Ids::default()),
         }
     }
 
@@ -478,9 +637,12 @@ impl Node {
         // Builds the tonic request for `$message`, or gives up on the call.
         macro_rules! request {
             ($message:ty) => {{
-                let Ok(message) = <$message>::decode(body) else {
+                let Ok(mut message) = <$message>::decode(body) else {
                     return None;
                 };
+                if let Ok(ids) = self.ids.lock() {
+                    message.seed_ids(&ids);
+                }
                 let mut request = tonic::Request::new(message);
                 if let Some(value) = call
                     .traceparent
@@ -496,11 +658,24 @@ impl Node {
             }};
         }
         let result: Result<(), Status> = match call.rpc {
-            Rpc::SubmitJob => self
-                .jobs
-                .submit_job(request!(SubmitJobRequest))
-                .await
-                .map(drop),
+            Rpc::SubmitJob => {
+                self.jobs
+                    .submit_job(request!(SubmitJobRequest))
+                    .await
+                    .map(|answer| {
+                        let answer = answer.into_inner();
+                        let schedule = answer.plan.as_ref().is_some_and(|p| p.schedule.is_some());
+                        if let Ok(mut ids) = self.ids.lock()
+                            && answer.created
+                        {
+                            if schedule {
+                                ids.schedules.push(answer.job_id);
+                            } else {
+                                ids.jobs.push(answer.job_id);
+                            }
+                        }
+                    })
+            }
             Rpc::PlanJob => self.jobs.plan_job(request!(PlanJobRequest)).await.map(drop),
             Rpc::GetJob => self.jobs.get_job(request!(GetJobRequest)).await.map(drop),
             Rpc::ListJobs => self

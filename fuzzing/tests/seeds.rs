@@ -118,7 +118,7 @@ fn register(worker: &str) -> Command {
 
 fn task(job: u64, template: u32, partition: u64) -> TaskKey {
     TaskKey {
-        job: drover_coordinator::state::JobId(job),
+        job: drover_coordinator::state::JobId(u128::from(job)),
         template,
         partition,
     }

@@ -73,8 +73,10 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
         outln!("no jobs");
         return Ok(ExitCode::SUCCESS);
     }
+    let short = render::short_ids(jobs.iter().map(|j| j.job_id.as_str()));
+    let width = short.values().map(String::len).max().unwrap_or(2).max(2);
     outln!(
-        "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
+        "{:<width$} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
         "ID",
         "NAMESPACE",
         "NAME",
@@ -85,8 +87,8 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
     for j in &jobs {
         let counts = j.task_counts.unwrap_or_default();
         outln!(
-            "{:<10} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
-            j.job_id,
+            "{:<width$} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
+            short[&j.job_id],
             j.namespace,
             j.name,
             render::job_state(j.state),
@@ -321,8 +323,16 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
     let mut order: Vec<&Task> = tasks.iter().collect();
     order.sort_by_key(|t| attention_rank(t));
     outln!();
+    // Whole ids: a table of one job's tasks cannot tell what prefix of
+    // them no other job shares.
+    let width = order
+        .iter()
+        .map(|t| t.task_id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     outln!(
-        "  {:<14} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} NOTE",
+        "  {:<width$} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} NOTE",
         "TASK",
         "TEMPLATE[PARTITION]",
         "STATE",
@@ -345,7 +355,7 @@ fn print_status(job: &Job, tasks: &[Task], shown: usize) {
             format!("{}/{}", t.attempt, t.max_attempts)
         };
         outln!(
-            "  {:<14} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} {}",
+            "  {:<width$} {:<28} {:<15} {:>7}  {:<24} {:<20} {:<8} {}",
             t.task_id,
             format!("{}[{}]", t.template, t.partition_key),
             render::task_state(t.state),

@@ -52,6 +52,7 @@ use tracing::Instrument;
 use super::{node_status, rejection_status};
 use crate::auth::Caller;
 use crate::raft::node::{NodeError, NodeHandle};
+use crate::state::ids::{IdLookupError, JobRef};
 use crate::state::job::Job;
 use crate::state::schedule::Schedule;
 use crate::state::{
@@ -171,6 +172,28 @@ impl JobServer {
             .into_iter()
             .next()
             .ok_or_else(|| Status::internal("the state machine returned no outcome"))
+    }
+
+    /// The job or schedule a request's id names: a whole id or a prefix,
+    /// resolved against this (leading) node's state.
+    async fn resolve(&self, text: &str) -> Result<JobRef, Status> {
+        let text = text.to_owned();
+        self.node
+            .read_local(move |sm| sm.resolve_id(&text))
+            .await
+            .map_err(node_status)?
+            .map_err(lookup_status)
+    }
+
+    /// The task a request's id names, its job part resolved as in
+    /// [`Self::resolve`].
+    async fn resolve_task(&self, text: &str) -> Result<TaskKey, Status> {
+        let text = text.to_owned();
+        self.node
+            .read_local(move |sm| sm.resolve_task(&text))
+            .await
+            .map_err(node_status)?
+            .map_err(lookup_status)
     }
 
     /// `Ok` when `caller` may see and touch `job`: at once for callers not
@@ -306,20 +329,12 @@ impl JobServer {
     }
 }
 
-/// A job id from a request: a job (`j42`) or a scheduled job (`s7`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobRef {
-    /// A one-off job or a run of a schedule.
-    Job(JobId),
-    /// A scheduled job.
-    Schedule(ScheduleId),
-}
-
-impl std::fmt::Display for JobRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JobRef::Job(id) => id.fmt(f),
-            JobRef::Schedule(id) => id.fmt(f),
+/// How a request's id that names nothing (or several things) is refused.
+fn lookup_status(err: IdLookupError) -> Status {
+    match err {
+        IdLookupError::Unknown(_) => Status::not_found(err.to_string()),
+        IdLookupError::Malformed(_) | IdLookupError::Ambiguous { .. } => {
+            Status::invalid_argument(err.to_string())
         }
     }
 }
@@ -487,15 +502,15 @@ enum Listed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct JobsCursor {
     /// Exclusive upper bound on job ids.
-    job_before: u64,
+    job_before: u128,
     /// Exclusive upper bound on schedule ids.
-    schedule_before: u64,
+    schedule_before: u128,
 }
 
 impl JobsCursor {
     const START: JobsCursor = JobsCursor {
-        job_before: u64::MAX,
-        schedule_before: u64::MAX,
+        job_before: u128::MAX,
+        schedule_before: u128::MAX,
     };
 }
 
@@ -898,36 +913,11 @@ mod convert {
     use crate::state::job::{Counts, Job};
     use crate::state::schedule::Schedule;
     use crate::state::types::{DEFAULT_NAMESPACE_WEIGHT, Manifest};
-    use crate::state::{
-        JobId, JobState, ScheduleId, StateMachine, TaskKey, TaskState, WorkerState,
-    };
+    use crate::state::{JobState, StateMachine, TaskKey, TaskState, WorkerState};
 
     // ---- ids and tokens ----
 
     /// A job id from a request.
-    pub fn job_ref(id: &str) -> Result<JobRef, Status> {
-        if let Some(n) = id.strip_prefix('s') {
-            return n
-                .parse()
-                .map(|n| JobRef::Schedule(ScheduleId(n)))
-                .map_err(|_| {
-                    Status::invalid_argument(format!(
-                        "`{}` is not a job id (like j42 or s7)",
-                        crate::state::types::shown(id)
-                    ))
-                });
-        }
-        id.parse::<JobId>()
-            .map(JobRef::Job)
-            .map_err(|e| Status::invalid_argument(format!("{e}; scheduled jobs look like s7")))
-    }
-
-    /// A task id from a request.
-    pub fn task_key(id: &str) -> Result<TaskKey, Status> {
-        id.parse::<TaskKey>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))
-    }
-
     /// The ListJobs page token.
     pub fn jobs_token(cursor: JobsCursor) -> String {
         format!("{}.{}", cursor.job_before, cursor.schedule_before)
@@ -1064,7 +1054,7 @@ mod convert {
         namespace: String,
         states: &[i32],
         name_prefix: String,
-        parent: &str,
+        parent: Option<JobRef>,
     ) -> Result<JobFilter, Status> {
         let mut set = BTreeSet::new();
         let mut any = states.is_empty();
@@ -1081,11 +1071,7 @@ mod convert {
             namespace: (!namespace.is_empty()).then_some(namespace),
             states: (!any).then_some(set),
             name_prefix,
-            parent: if parent.is_empty() {
-                None
-            } else {
-                Some(job_ref(parent)?)
-            },
+            parent,
             ..JobFilter::default()
         })
     }
@@ -2091,7 +2077,7 @@ impl JobService for JobServer {
     ) -> Result<Response<GetJobResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let include_spec = request.include_spec;
         let mut job = self
@@ -2123,11 +2109,15 @@ impl JobService for JobServer {
         if !request.namespace.is_empty() {
             caller.check_namespace(&request.namespace)?;
         }
+        let parent = match request.parent_job_id.as_str() {
+            "" => None,
+            id => Some(self.resolve(id).await?),
+        };
         let mut filter = convert::job_filter(
             request.namespace,
             &request.states,
             request.name_prefix,
-            &request.parent_job_id,
+            parent,
         )?;
         filter.allowed = caller.namespaces().map(<[String]>::to_vec);
         filter.labels = request.labels.into_iter().collect();
@@ -2169,7 +2159,7 @@ impl JobService for JobServer {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let kinds: BTreeSet<i32> = request.event_kinds.into_iter().collect();
         let after = request.after_seq;
@@ -2201,7 +2191,7 @@ impl JobService for JobServer {
     ) -> Result<Response<CancelJobResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let reason: String = request.reason.chars().take(REASON_CHARS_MAX).collect();
         super::require_leader(&self.node)?;
@@ -2258,7 +2248,7 @@ impl JobService for JobServer {
     ) -> Result<Response<RetryJobResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let job = match job_ref {
             JobRef::Job(job) => job,
@@ -2326,11 +2316,11 @@ impl JobService for JobServer {
     ) -> Result<Response<JobEventsResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let task = match request.task_id.as_str() {
             "" => None,
-            id => Some(convert::task_key(id)?),
+            id => Some(self.resolve_task(id).await?),
         };
         if let Some(key) = task
             && JobRef::Job(key.job) != job_ref
@@ -2374,7 +2364,7 @@ impl JobService for JobServer {
     ) -> Result<Response<ListTasksResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let job_ref = convert::job_ref(&request.job_id)?;
+        let job_ref = self.resolve(&request.job_id).await?;
         self.check_access(&caller, job_ref).await?;
         let states = convert::task_states(&request.states);
         let start = convert::parse_tasks_token(&request.page_token)?;
@@ -2436,7 +2426,7 @@ impl JobService for JobServer {
         request: Request<ExplainTaskRequest>,
     ) -> Result<Response<ExplainTaskResponse>, Status> {
         let caller = Caller::of(&request);
-        let key = convert::task_key(&request.into_inner().task_id)?;
+        let key = self.resolve_task(&request.into_inner().task_id).await?;
         self.check_access(&caller, JobRef::Job(key.job)).await?;
         let answer = self
             .read(move |sm| {
@@ -2455,7 +2445,7 @@ impl JobService for JobServer {
         request: Request<GetTaskOutputRequest>,
     ) -> Result<Response<GetTaskOutputResponse>, Status> {
         let caller = Caller::of(&request);
-        let key = convert::task_key(&request.into_inner().task_id)?;
+        let key = self.resolve_task(&request.into_inner().task_id).await?;
         self.check_access(&caller, JobRef::Job(key.job)).await?;
         let answer = self
             .read(move |sm| {
@@ -2493,7 +2483,7 @@ impl JobService for JobServer {
     ) -> Result<Response<GetTaskLogResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let key = convert::task_key(&request.task_id)?;
+        let key = self.resolve_task(&request.task_id).await?;
         self.check_access(&caller, JobRef::Job(key.job)).await?;
         let token = request.fencing_token;
         let found = self

@@ -91,7 +91,8 @@ impl StateMachine {
         schedule: Option<(ScheduleId, i64)>,
         trace_parent: Option<String>,
     ) -> JobId {
-        let id = JobId(self.core.next_job);
+        let id = self.new_job_id(trace_parent.as_deref());
+        let submit_seq = self.core.next_job;
         self.core.next_job += 1;
         let mut templates = templates_from_graph(&plan.graph);
         for t in &mut templates {
@@ -116,7 +117,7 @@ impl StateMachine {
             idempotency_key,
             schedule: schedule.map(|(s, _)| s),
             fire_time_ms: schedule.map(|(_, at)| at),
-            submit_seq: id.0,
+            submit_seq,
             state: JobState::Pending,
             created_ms: self.core.now_ms,
             started_ms: None,

@@ -41,6 +41,7 @@ pub mod command;
 pub mod events;
 pub mod explain;
 pub mod history;
+pub mod ids;
 mod invariants;
 pub mod job;
 pub mod outputs;
@@ -107,6 +108,9 @@ pub struct Core {
     /// final finish), by job; kept as long as the job. (Last, so a version
     /// 4 snapshot decodes by appending an empty map.)
     pub history: BTreeMap<JobId, history::JobHistory>,
+    /// Seeds job and schedule ids ([`ids`]); 0 until the first is drawn.
+    /// (After `history`: a version 4 snapshot decodes by appending 0.)
+    pub id_seed: u64,
 }
 
 /// Indexes derived from [`Core`]; never serialised.
@@ -185,6 +189,7 @@ impl StateMachine {
                 idempotency: BTreeMap::new(),
                 security: security::Security::default(),
                 history: BTreeMap::new(),
+                id_seed: 0,
             },
             idx,
         }

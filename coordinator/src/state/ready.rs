@@ -240,11 +240,11 @@ mod tests {
         index.insert_job(JobId(2), 50, "a", 2);
         index.insert_job(JobId(3), 50, "b", 3);
         index.insert_job(JobId(4), 90, "c", 4);
-        let order: Vec<u64> = index.in_order().map(|j| j.0).collect();
+        let order: Vec<u128> = index.in_order().map(|j| j.0).collect();
         assert_eq!(order, [4, 1, 2, 3]);
         // Namespace a now runs 2 tasks, b none: b goes first at priority 50.
         index.add_running("a", 2);
-        let order: Vec<u64> = index.in_order().map(|j| j.0).collect();
+        let order: Vec<u128> = index.in_order().map(|j| j.0).collect();
         assert_eq!(order, [4, 3, 1, 2]);
     }
 

@@ -68,6 +68,9 @@ impl StateMachine {
             self.event(key.job, EventKind::Released { task: key, token });
         }
         self.core.next_token = self.core.next_token.saturating_add(RESTORE_COUNTER_GAP);
+        // The new cluster's ids must differ from those the old one gave
+        // after the backup.
+        self.reseed_ids();
         self.core.next_epoch = self.core.next_epoch.saturating_add(RESTORE_COUNTER_GAP);
         RestoreReport {
             released: leased.len() as u64,

@@ -98,7 +98,7 @@ struct Demand {
     running: u64,
     oldest_ready_ms: Option<i64>,
     /// Jobs whose caps held work back, with (leased, cap).
-    capped: BTreeMap<u64, (u64, u64)>,
+    capped: BTreeMap<super::JobId, (u64, u64)>,
 }
 
 impl StateMachine {
@@ -142,7 +142,7 @@ impl StateMachine {
                     } else {
                         (leased, template.def.max_parallel.map_or(0, u64::from))
                     };
-                    demand.capped.insert(job.id.0, cap);
+                    demand.capped.insert(job.id, cap);
                 }
                 if runnable > 0 {
                     let mut since =
@@ -236,7 +236,7 @@ impl StateMachine {
                 .capped
                 .iter()
                 .take(CAPPED_JOBS_SHOWN)
-                .map(|(job, (leased, cap))| format!("j{job}: cap {cap}, {leased} running"))
+                .map(|(job, (leased, cap))| format!("{job}: cap {cap}, {leased} running"))
                 .collect();
             reasons.push(format!(
                 "{} ready task{} held back by maxParallel ({}{}) ask for no workers",
@@ -469,9 +469,13 @@ mod tests {
         assert_eq!(p.held_back_tasks, 65);
         assert_eq!(p.desired_workers, 2);
         let held = p.reasons.iter().find(|r| r.contains("held back")).unwrap();
+        let ids: Vec<_> = sm.core().jobs.keys().collect();
         assert_eq!(
-            held,
-            "65 ready tasks are held back by maxParallel (j1: cap 3, 0 running; j2: cap 2, 0 running) ask for no workers"
+            *held,
+            format!(
+                "65 ready tasks are held back by maxParallel ({}: cap 3, 0 running; {}: cap 2, 0 running) ask for no workers",
+                ids[0], ids[1]
+            )
         );
     }
 
@@ -570,11 +574,12 @@ mod tests {
         let s = sm.scaling(&ScalingSettings::default());
         // Only `a` is ready; `b`'s 40 are blocked.
         assert_eq!((s[0].ready_tasks, s[0].desired_workers), (1, 1));
+        let job = *sm.core().jobs.keys().next().unwrap();
         apply(
             &mut sm,
             2_000,
             Command::CancelJob {
-                job: crate::state::JobId(1),
+                job,
                 reason: "test".into(),
             },
         );

@@ -98,7 +98,7 @@ impl StateMachine {
         plan: &drover_jobspecs::Plan,
     ) -> ScheduleId {
         let now = self.core.now_ms;
-        let id = ScheduleId(self.core.next_schedule);
+        let id = self.new_schedule_id(submit.trace_parent.as_deref());
         self.core.next_schedule += 1;
         let spec = plan.spec.schedule.as_ref().expect("a schedule");
         let next = spec

@@ -19,7 +19,9 @@ pub const MAGIC: &[u8; 8] = b"DROVERSM";
 /// `traceparent`, templates their open time. Version 3: API tokens, as the
 /// last field of [`Core`]. Version 4: namespace policies and client
 /// certificate bindings, as the last two fields of that last field.
-/// Version 5: task history, as the last field of [`Core`].
+/// Version 5: task history and the id seed, as the last fields of
+/// [`Core`] (job and schedule ids grew to 128 bits, which postcard's
+/// varints read back unchanged).
 pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format this build still reads.
@@ -92,9 +94,10 @@ impl StateMachine {
     }
 }
 
-/// What a version 4 snapshot lacks: no task history.
-fn added_in_5() -> BTreeMap<super::JobId, JobHistory> {
-    BTreeMap::new()
+/// What a version 4 snapshot lacks: no task history, and ids not yet
+/// seeded.
+fn added_in_5() -> (BTreeMap<super::JobId, JobHistory>, u64) {
+    (BTreeMap::new(), 0)
 }
 
 /// What a version 3 snapshot lacks: no namespace policies and no

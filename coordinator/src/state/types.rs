@@ -5,13 +5,38 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A job's id: a sequence number assigned at submit, shown as `j42`.
+/// A job's id: a UUIDv7 drawn when the job is created
+/// (`0193a5f2-7c1e-7d3a-9b2f-4c8e1a2b3c4d`, see [`super::ids`]). A job
+/// created before ids were UUIDs keeps its sequence number, shown `j42`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct JobId(pub u64);
+pub struct JobId(pub u128);
+
+/// The largest id of the sequence-number era: every UUIDv7 is larger (its
+/// leading 48 bits are the time in milliseconds).
+pub const LEGACY_ID_MAX: u128 = u64::MAX as u128;
+
+/// `id` as shown: `j42` (or `s7`) for a sequence number, else the UUID.
+fn show_id(f: &mut fmt::Formatter<'_>, letter: char, id: u128) -> fmt::Result {
+    if id <= LEGACY_ID_MAX {
+        write!(f, "{letter}{id}")
+    } else {
+        write!(f, "{}", uuid::Uuid::from_u128(id).hyphenated())
+    }
+}
+
+/// Parses a whole id: `j42` (with `letter` `j`) or a UUID in any of its
+/// usual forms. A prefix is resolved against the state instead
+/// ([`super::StateMachine::resolve_id`]).
+fn parse_id(s: &str, letter: char) -> Option<u128> {
+    if let Some(n) = s.strip_prefix(letter).and_then(|n| n.parse::<u64>().ok()) {
+        return Some(u128::from(n));
+    }
+    uuid::Uuid::try_parse(s).ok().map(|u| u.as_u128())
+}
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "j{}", self.0)
+        show_id(f, 'j', self.0)
     }
 }
 
@@ -32,20 +57,34 @@ pub fn shown(s: &str) -> String {
 impl std::str::FromStr for JobId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.strip_prefix('j')
-            .and_then(|n| n.parse().ok())
-            .map(JobId)
-            .ok_or_else(|| IdError(format!("`{}` is not a job id (like j42)", shown(s))))
+        parse_id(s, 'j').map(JobId).ok_or_else(|| {
+            IdError(format!(
+                "`{}` is not a job id (a UUID such as 0193a5f2-7c1e-7d3a-9b2f-4c8e1a2b3c4d)",
+                shown(s)
+            ))
+        })
     }
 }
 
-/// A schedule's id, shown as `s7`.
+/// A schedule's id: a UUIDv7 like a job's; `s7` from before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ScheduleId(pub u64);
+pub struct ScheduleId(pub u128);
 
 impl fmt::Display for ScheduleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s{}", self.0)
+        show_id(f, 's', self.0)
+    }
+}
+
+impl std::str::FromStr for ScheduleId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_id(s, 's').map(ScheduleId).ok_or_else(|| {
+            IdError(format!(
+                "`{}` is not a schedule id (a UUID such as 0193a5f2-7c1e-7d3a-9b2f-4c8e1a2b3c4d)",
+                shown(s)
+            ))
+        })
     }
 }
 
@@ -80,7 +119,12 @@ impl fmt::Display for TaskKey {
 impl std::str::FromStr for TaskKey {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IdError(format!("`{}` is not a task id (like j42/0/17)", shown(s)));
+        let err = || {
+            IdError(format!(
+                "`{}` is not a task id (JOB/TEMPLATE/PARTITION, as `job status` lists them)",
+                shown(s)
+            ))
+        };
         let mut parts = s.split('/');
         let job = parts.next().ok_or_else(err)?.parse().map_err(|_| err())?;
         let template = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;

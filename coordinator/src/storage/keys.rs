@@ -2,53 +2,53 @@
 
 use crate::state::{JobId, ScheduleId, TaskKey};
 
-/// `jobs` key.
-pub fn job(id: JobId) -> [u8; 8] {
+/// `jobs` key, and the prefix of every key of the job's records.
+pub fn job(id: JobId) -> [u8; 16] {
     id.0.to_be_bytes()
 }
 
-/// `tasks` and `outputs` key.
-pub fn task(key: TaskKey) -> [u8; 20] {
-    let mut out = [0u8; 20];
-    out[..8].copy_from_slice(&key.job.0.to_be_bytes());
-    out[8..12].copy_from_slice(&key.template.to_be_bytes());
-    out[12..].copy_from_slice(&key.partition.to_be_bytes());
+/// `tasks`, `outputs` and `history` key.
+pub fn task(key: TaskKey) -> [u8; 28] {
+    let mut out = [0u8; 28];
+    out[..16].copy_from_slice(&key.job.0.to_be_bytes());
+    out[16..20].copy_from_slice(&key.template.to_be_bytes());
+    out[20..].copy_from_slice(&key.partition.to_be_bytes());
     out
 }
 
-/// Decodes a `tasks` or `outputs` key.
+/// Decodes a `tasks`, `outputs` or `history` key.
 pub fn parse_task(bytes: &[u8]) -> Option<TaskKey> {
-    if bytes.len() != 20 {
+    if bytes.len() != 28 {
         return None;
     }
     Some(TaskKey {
-        job: JobId(u64::from_be_bytes(bytes[..8].try_into().ok()?)),
-        template: u32::from_be_bytes(bytes[8..12].try_into().ok()?),
-        partition: u64::from_be_bytes(bytes[12..].try_into().ok()?),
+        job: JobId(u128::from_be_bytes(bytes[..16].try_into().ok()?)),
+        template: u32::from_be_bytes(bytes[16..20].try_into().ok()?),
+        partition: u64::from_be_bytes(bytes[20..].try_into().ok()?),
     })
 }
 
 /// `events` key.
-pub fn event(job: JobId, seq: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&job.0.to_be_bytes());
-    out[8..].copy_from_slice(&seq.to_be_bytes());
+pub fn event(job: JobId, seq: u64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..16].copy_from_slice(&job.0.to_be_bytes());
+    out[16..].copy_from_slice(&seq.to_be_bytes());
     out
 }
 
 /// Decodes an `events` key.
 pub fn parse_event(bytes: &[u8]) -> Option<(JobId, u64)> {
-    if bytes.len() != 16 {
+    if bytes.len() != 24 {
         return None;
     }
     Some((
-        JobId(u64::from_be_bytes(bytes[..8].try_into().ok()?)),
-        u64::from_be_bytes(bytes[8..].try_into().ok()?),
+        JobId(u128::from_be_bytes(bytes[..16].try_into().ok()?)),
+        u64::from_be_bytes(bytes[16..].try_into().ok()?),
     ))
 }
 
 /// `schedules` key.
-pub fn schedule(id: ScheduleId) -> [u8; 8] {
+pub fn schedule(id: ScheduleId) -> [u8; 16] {
     id.0.to_be_bytes()
 }
 

@@ -26,8 +26,8 @@ use crate::state::{
 /// Version 3: task records, outputs and events are stored in chunks.
 /// Version 4: API tokens, in `meta/security`.
 /// Version 5: namespace policies, also in `meta/security`.
-/// Version 6: task history: template headers in the job header, task
-/// records in `history`.
+/// Version 6: task history (template headers in the job header, task
+/// records in `history`), 128-bit job and schedule ids in keys.
 pub const STORAGE_FORMAT_VERSION: u32 = 6;
 
 /// Task records, outputs or events per stored value. One sled value per
@@ -75,6 +75,7 @@ struct CoreMeta {
     next_schedule: u64,
     next_token: u64,
     next_epoch: u64,
+    id_seed: u64,
 }
 
 /// A job without its task records, outputs and events, which have trees of
@@ -278,6 +279,7 @@ impl StateStore {
                 next_schedule: core.next_schedule,
                 next_token: core.next_token,
                 next_epoch: core.next_epoch,
+                id_seed: core.id_seed,
             }),
         );
         meta.insert("applied_index", &applied_index.to_be_bytes());
@@ -572,6 +574,7 @@ impl StateStore {
             schedules,
             idempotency,
             history: histories,
+            id_seed: meta.id_seed,
         };
         Ok(Some((StateMachine::from_core(core), applied_index)))
     }
