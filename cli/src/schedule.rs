@@ -89,8 +89,12 @@ async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
         outln!("no schedules");
         return Ok(ExitCode::SUCCESS);
     }
-    let short = render::short_ids(schedules.iter().map(|s| s.job_id.as_str()));
-    let width = short.values().map(String::len).max().unwrap_or(2).max(2);
+    let width = schedules
+        .iter()
+        .map(|s| render::short_id(s).len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     outln!(
         "{:<width$} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} RUNS",
         "ID",
@@ -107,7 +111,7 @@ async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
         let plan = status.plan.clone().unwrap_or_default();
         outln!(
             "{:<width$} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} {}",
-            short[&s.job_id],
+            render::short_id(s),
             s.namespace,
             s.name,
             plan.cron,
@@ -188,8 +192,12 @@ pub async fn show(
     );
     if !runs.is_empty() {
         outln!();
-        let short = render::short_ids(runs.iter().map(|r| r.job_id.as_str()));
-        let width = short.values().map(String::len).max().unwrap_or(3).max(3);
+        let width = runs
+            .iter()
+            .map(|r| render::short_id(r).len())
+            .max()
+            .unwrap_or(3)
+            .max(3);
         outln!(
             "{:<width$} {:<10} {:>11}  {:<8} FIRE TIME",
             "RUN",
@@ -201,7 +209,7 @@ pub async fn show(
             let counts = r.task_counts.unwrap_or_default();
             outln!(
                 "{:<width$} {:<10} {:>11}  {:<8} {}",
-                short[&r.job_id],
+                render::short_id(r),
                 render::job_state(r.state),
                 format!("{}/{}", render::finished(&counts), counts.total),
                 render::elapsed(r.started_unix_ms, r.finished_unix_ms),

@@ -335,6 +335,27 @@ async fn submit_get_and_list_with_pagination() {
     }
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
+    // Each job's short id is the shortest start (8 or more characters) no
+    // other id shares, and names it back.
+    for id in &ids {
+        let short = h.get(id).await.unwrap().short_id;
+        assert!(
+            short.len() >= 8 && id.starts_with(&short),
+            "{short} of {id}"
+        );
+        assert_eq!(
+            ids.iter().filter(|other| other.starts_with(&short)).count(),
+            1
+        );
+        assert_eq!(h.get(&short).await.unwrap().job_id, *id);
+        let shorter = &short[..short.len() - 1];
+        if shorter.len() >= 8 && !shorter.ends_with('-') {
+            assert!(
+                ids.iter().filter(|o| o.starts_with(shorter)).count() > 1,
+                "{short}"
+            );
+        }
+    }
 
     let even = bounded(
         "list",

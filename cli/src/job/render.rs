@@ -189,6 +189,7 @@ pub fn job_json(j: &Job) -> Value {
         "specFingerprint": j.spec_fingerprint,
         "parentJobId": j.parent_job_id,
         "lastEventSeq": j.last_event_seq,
+        "shortId": short_id(j),
     })
 }
 
@@ -273,35 +274,15 @@ pub fn worker_json(w: &WorkerInfo) -> Value {
     })
 }
 
-/// Ids as tables show them: each UUID cut to the shortest start of at
-/// least 8 characters that no other id of the table shares (as git
-/// abbreviates hashes), which every command accepts back; other ids
-/// (`j42`) whole. Ids drawn within a minute share their first 8
-/// characters (the time), so those rows show more.
-pub fn short_ids<'a>(
-    ids: impl IntoIterator<Item = &'a str>,
-) -> std::collections::HashMap<String, String> {
-    const MIN: usize = 8;
-    let mut sorted: Vec<&str> = ids.into_iter().collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
-    let mut out = std::collections::HashMap::with_capacity(sorted.len());
-    for (i, id) in sorted.iter().enumerate() {
-        if uuid::Uuid::try_parse(id).is_err() {
-            out.insert((*id).to_owned(), (*id).to_owned());
-            continue;
-        }
-        let before = i.checked_sub(1).map_or(0, |j| common(sorted[j], id));
-        let after = sorted.get(i + 1).map_or(0, |next| common(next, id));
-        let mut n = (before.max(after) + 1).max(MIN).min(id.len());
-        // Never end on a dash.
-        while n < id.len() && id.as_bytes()[n - 1] == b'-' {
-            n += 1;
-        }
-        out.insert((*id).to_owned(), id[..n].to_owned());
+/// A job's id as tables show it: the shortest start no other job or
+/// schedule shares, as the coordinator computed it (which every command
+/// accepts back), or the whole id from a coordinator that sends none.
+pub fn short_id(j: &Job) -> &str {
+    if j.short_id.is_empty() {
+        &j.job_id
+    } else {
+        &j.short_id
     }
-    out
 }
 
 #[cfg(test)]
@@ -352,30 +333,5 @@ mod tests {
         assert_eq!(elapsed(0, 5_500), "-");
         assert_eq!(elapsed(1, 3_600_001), "1h 0m");
         assert_eq!(elapsed(1_000, 126_000), "2m 5s");
-    }
-}
-
-#[cfg(test)]
-mod short_id_tests {
-    use super::short_ids;
-
-    #[test]
-    fn short_ids_are_the_shortest_unshared_starts_of_at_least_8() {
-        let a = "0193a5f2-7c1e-7d3a-9b2f-4c8e1a2b3c4d";
-        let b = "0193a5f2-7c1e-7d3b-8b2f-4c8e1a2b3c4d";
-        let c = "0193b000-0000-7000-8000-000000000000";
-        let short = short_ids([a, b, c, "j42"]);
-        assert_eq!(short[a], "0193a5f2-7c1e-7d3a");
-        assert_eq!(short[b], "0193a5f2-7c1e-7d3b");
-        assert_eq!(short[c], "0193b000");
-        assert_eq!(short["j42"], "j42");
-        // Never ending on a dash.
-        let d = "0193c000-1000-7000-8000-000000000000";
-        let e = "0193c000-2000-7000-8000-000000000000";
-        let short = short_ids([d, e]);
-        assert_eq!(
-            (short[d].as_str(), short[e].as_str()),
-            ("0193c000-1", "0193c000-2")
-        );
     }
 }

@@ -73,8 +73,12 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
         outln!("no jobs");
         return Ok(ExitCode::SUCCESS);
     }
-    let short = render::short_ids(jobs.iter().map(|j| j.job_id.as_str()));
-    let width = short.values().map(String::len).max().unwrap_or(2).max(2);
+    let width = jobs
+        .iter()
+        .map(|j| render::short_id(j).len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     outln!(
         "{:<width$} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
         "ID",
@@ -88,7 +92,7 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
         let counts = j.task_counts.unwrap_or_default();
         outln!(
             "{:<width$} {:<12} {:<24} {:<10} {:>11}  {:<8} {}",
-            short[&j.job_id],
+            render::short_id(j),
             j.namespace,
             j.name,
             render::job_state(j.state),

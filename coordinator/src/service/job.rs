@@ -1390,6 +1390,7 @@ mod convert {
             None => (String::new(), BTreeMap::new()),
         };
         WireJob {
+            short_id: sm.short_id(JobRef::Job(job.id)),
             job_id: job.id.to_string(),
             namespace: job.namespace.clone(),
             name: job.name.clone(),
@@ -1469,6 +1470,7 @@ mod convert {
             String::new()
         };
         WireJob {
+            short_id: sm.short_id(JobRef::Schedule(s.id)),
             job_id: s.id.to_string(),
             namespace: s.namespace.clone(),
             name: s.name.clone(),

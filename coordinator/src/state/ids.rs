@@ -34,6 +34,9 @@ use super::types::{JobId, LEGACY_ID_MAX, ScheduleId, TaskKey, shown};
 /// minute share).
 pub const PREFIX_DIGITS_MIN: usize = 4;
 
+/// Fewest characters of an id tables show.
+pub const SHORT_ID_MIN: usize = 8;
+
 /// A job or a scheduled job, as one id names either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobRef {
@@ -212,6 +215,55 @@ impl StateMachine {
         }
     }
 
+    /// The shortest start of `id`'s text, at least [`SHORT_ID_MIN`]
+    /// characters and never ending on a dash, that no other job's or
+    /// schedule's id shares now; an id from before UUIDs (`j42`) whole.
+    pub fn short_id(&self, id: JobRef) -> String {
+        let text = id.to_string();
+        let raw = match id {
+            JobRef::Job(j) => j.0,
+            JobRef::Schedule(s) => s.0,
+        };
+        if raw <= LEGACY_ID_MAX {
+            return text;
+        }
+        use std::ops::Bound::{Excluded, Unbounded};
+        let jobs = &self.core.jobs;
+        let schedules = &self.core.schedules;
+        let neighbours = [
+            jobs.range(..JobId(raw)).next_back().map(|(k, _)| k.0),
+            jobs.range((Excluded(JobId(raw)), Unbounded))
+                .next()
+                .map(|(k, _)| k.0),
+            schedules
+                .range(..ScheduleId(raw))
+                .next_back()
+                .map(|(k, _)| k.0),
+            schedules
+                .range((Excluded(ScheduleId(raw)), Unbounded))
+                .next()
+                .map(|(k, _)| k.0),
+        ];
+        let shared = neighbours
+            .into_iter()
+            .flatten()
+            .map(|other| {
+                let other = JobId(other).to_string();
+                other
+                    .bytes()
+                    .zip(text.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut n = (shared + 1).max(SHORT_ID_MIN).min(text.len());
+        while n < text.len() && text.as_bytes()[n - 1] == b'-' {
+            n += 1;
+        }
+        text[..n].to_owned()
+    }
+
     /// The task `text` names: `JOB/TEMPLATE/PARTITION`, the job part
     /// resolved as [`Self::resolve_id`] does.
     pub fn resolve_task(&self, text: &str) -> Result<TaskKey, IdLookupError> {
@@ -270,6 +322,8 @@ mod tests {
         let mut other = StateMachine::new(Config::default());
         other.core = sm.core.clone();
         assert_eq!(other.new_job_id(None), sm.new_job_id(None));
+        // An id from before UUIDs is shown whole.
+        assert_eq!(sm.short_id(JobRef::Job(JobId(42))), "j42");
         // A restore draws others.
         let before = sm.new_job_id(None);
         sm.reseed_ids();
