@@ -124,6 +124,7 @@ impl Coordinators {
         // whole patience.
         let unreachable_deadline = start + UNREACHABLE_PATIENCE.min(patience);
         let mut answered = false;
+        let mut hung_up: Option<String> = None;
         let mut pause = Duration::from_millis(100);
         let mut tried: Vec<String> = Vec::new();
         loop {
@@ -134,15 +135,14 @@ impl Coordinators {
             };
             let last_error = match self.pass(&mut f, &mut tried, give_up_at).await {
                 Ok(v) => return Ok(v),
-                Err(PassError::Answer(status)) if self.looks_like_tls_needed(&status) => {
-                    return Err(anyhow!(
-                        "{}: the coordinator hung up on a plaintext connection; does the \
-                         cluster use TLS? Give --tls-ca, --tls-cert and --tls-key (or \
-                         DROVER_CA, DROVER_CERT, DROVER_KEY)",
-                        status.message()
-                    ));
-                }
                 Err(PassError::Answer(status)) => return Err(RpcError(status).into()),
+                // Every address hung up: a TLS-only cluster to a plaintext
+                // client, unless a later pass finds one that answers (a
+                // coordinator that was exiting hangs up too).
+                Err(PassError::HungUp(text)) => {
+                    hung_up = Some(text.clone());
+                    text
+                }
                 Err(PassError::Unavailable(text)) => {
                     answered = true;
                     text
@@ -157,6 +157,13 @@ impl Coordinators {
             if tokio::time::Instant::now() + pause > give_up_at {
                 tried.sort();
                 tried.dedup();
+                if let Some(text) = hung_up.filter(|_| !answered) {
+                    return Err(anyhow!(
+                        "{text}: the coordinator hung up on a plaintext connection; does the \
+                         cluster use TLS? Give --tls-ca, --tls-cert and --tls-key (or \
+                         DROVER_CA, DROVER_CERT, DROVER_KEY)"
+                    ));
+                }
                 if !answered {
                     return Err(Unreachable(last_error).into());
                 }
@@ -204,6 +211,7 @@ impl Coordinators {
         // A coordinator that stopped on a storage failure (a full disk):
         // final, unless another coordinator is electing a leader.
         let mut failed: Option<Status> = None;
+        let mut hung_up: Option<String> = None;
         let mut answered = false;
         // A few hops at most: leader hints can race with an election.
         for _ in 0..(self.addresses.len() + 4) {
@@ -255,11 +263,19 @@ impl Coordinators {
                     last_error = format!("{address}: {}", status.message());
                     answered = true;
                 }
+                // Hung up on: try the others. Safe to repeat, as every
+                // call must be (see `call`).
+                Err(status) if self.looks_like_tls_needed(&status) => {
+                    hung_up = Some(format!("{address}: {}", status.message()));
+                }
                 Err(status) => return Err(PassError::Answer(status)),
             }
         }
         if let Some(status) = failed.filter(|_| !answered) {
             return Err(PassError::Answer(status));
+        }
+        if let Some(text) = hung_up.filter(|_| !answered) {
+            return Err(PassError::HungUp(text));
         }
         Err(if answered || unreachable.is_empty() {
             PassError::Unavailable(last_error)
@@ -306,4 +322,7 @@ enum PassError {
     Unavailable(String),
     /// No address accepted a connection.
     Unreachable(String),
+    /// A coordinator hung up on the request (a plaintext client of a TLS
+    /// cluster, or a coordinator exiting).
+    HungUp(String),
 }
