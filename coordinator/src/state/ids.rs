@@ -87,24 +87,24 @@ impl StateMachine {
     /// A new job id; `entropy` is the submit's trace context, used once to
     /// seed a cluster's ids.
     pub(super) fn new_job_id(&mut self, entropy: Option<&str>) -> JobId {
-        let counter = self.core.next_job;
-        let mut attempt = 0;
-        loop {
-            let id = JobId(self.draw(Kind::Job, counter, attempt, entropy));
-            if !self.core.jobs.contains_key(&id) {
-                return id;
-            }
-            attempt += 1;
-        }
+        JobId(self.draw_unused(Kind::Job, self.core.next_job, entropy))
     }
 
     /// A new schedule id.
     pub(super) fn new_schedule_id(&mut self, entropy: Option<&str>) -> ScheduleId {
-        let counter = self.core.next_schedule;
+        ScheduleId(self.draw_unused(Kind::Schedule, self.core.next_schedule, entropy))
+    }
+
+    /// The first draw for `counter` that no job or schedule of `kind` has.
+    fn draw_unused(&mut self, kind: Kind, counter: u64, entropy: Option<&str>) -> u128 {
         let mut attempt = 0;
         loop {
-            let id = ScheduleId(self.draw(Kind::Schedule, counter, attempt, entropy));
-            if !self.core.schedules.contains_key(&id) {
+            let id = self.draw(kind, counter, attempt, entropy);
+            let taken = match kind {
+                Kind::Job => self.core.jobs.contains_key(&JobId(id)),
+                Kind::Schedule => self.core.schedules.contains_key(&ScheduleId(id)),
+            };
+            if !taken {
                 return id;
             }
             attempt += 1;

@@ -588,48 +588,48 @@ fn write_chunks<'a, V: Serialize>(
     batch: &mut Batch,
     records_in: impl Fn(&'a Template, Range<u64>) -> Vec<(u64, V)>,
 ) {
-    let chunks: BTreeSet<TaskKey> = changed
-        .iter()
-        .map(|k| TaskKey {
-            partition: chunk_start(k.partition),
-            ..*k
-        })
-        .collect();
-    for chunk in chunks {
-        let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+    rewrite_chunks(changed, batch, |chunk, range| {
         let records = template_of(core, chunk)
             .map(|t| records_in(t, range))
             .unwrap_or_default();
-        if records.is_empty() {
-            batch.remove(&keys::task(chunk));
-        } else {
-            batch.insert(&keys::task(chunk), encode(&records));
-        }
-    }
+        (!records.is_empty()).then(|| encode(&records))
+    });
 }
 
 /// Rewrites (or removes, once empty) every history chunk holding a
 /// changed key.
 fn write_history_chunks(core: &Core, changed: &BTreeSet<TaskKey>, batch: &mut Batch) {
-    let chunks: BTreeSet<TaskKey> = changed
-        .iter()
-        .map(|k| TaskKey {
-            partition: chunk_start(k.partition),
-            ..*k
-        })
-        .collect();
-    for chunk in chunks {
-        let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+    rewrite_chunks(changed, batch, |chunk, range| {
         let records = core
             .history
             .get(&chunk.job)
             .and_then(|h| h.templates.get(chunk.template as usize))
             .map(|t| t.chunk(range))
             .unwrap_or_default();
-        if records.is_empty() {
-            batch.remove(&keys::task(chunk));
-        } else {
-            batch.insert(&keys::task(chunk), encode(&records));
+        (!records.is_empty()).then(|| encode(&records))
+    });
+}
+
+/// For every chunk holding a key of `changed`, writes what `encoded`
+/// gives for the chunk's key and partition range, or removes the chunk
+/// when it gives nothing.
+fn rewrite_chunks(
+    changed: &BTreeSet<TaskKey>,
+    batch: &mut Batch,
+    encoded: impl Fn(TaskKey, Range<u64>) -> Option<Vec<u8>>,
+) {
+    let chunks: BTreeSet<TaskKey> = changed
+        .iter()
+        .map(|k| TaskKey {
+            partition: chunk_start(k.partition),
+            ..*k
+        })
+        .collect();
+    for chunk in chunks {
+        let range = chunk.partition..chunk.partition.saturating_add(CHUNK_RECORDS);
+        match encoded(chunk, range) {
+            Some(bytes) => batch.insert(&keys::task(chunk), bytes),
+            None => batch.remove(&keys::task(chunk)),
         }
     }
 }
