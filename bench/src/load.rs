@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, failed};
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     CompleteBatchRequest, CompleteRequest, HeartbeatRequest, LeaseRequest, LeasedTask,
     RegisterRequest, SubmitJobRequest, TaskHeartbeat, TaskKind,
 };
-use drover_worker::conn::Conn;
 use tonic::Code;
 
 use super::stats::Latencies;
@@ -126,7 +126,7 @@ pub struct WorkerPlan {
     /// Its id.
     pub id: String,
     /// Its way to the leader; workers may share one (and its channel).
-    pub conn: Conn,
+    pub conn: Coordinators,
     /// Tasks asked for per lease call, and completed per CompleteBatch.
     pub batch: u32,
     /// Hold leased tasks (heartbeating them) instead of completing them,
@@ -136,7 +136,7 @@ pub struct WorkerPlan {
 
 /// Registers, then returns the session epoch and heartbeat interval.
 async fn register(
-    conn: &Conn,
+    conn: &Coordinators,
     plan: &WorkerPlan,
 ) -> std::result::Result<(u64, Duration), tonic::Status> {
     let request = RegisterRequest {
@@ -147,7 +147,7 @@ async fn register(
         ..RegisterRequest::default()
     };
     let r = conn
-        .call(|mut c| {
+        .workers(|mut c| {
             let r = request.clone();
             async move { c.register(r).await.map(|r| r.into_inner()) }
         })
@@ -212,11 +212,12 @@ pub async fn run_worker(plan: WorkerPlan, tally: Arc<Tally>) -> WorkerLatencies 
             wait_ms: LEASE_WAIT_MS,
         };
         let leased = conn
-            .call(|mut c| {
+            .workers(|mut c| {
                 let r = request.clone();
                 async move { c.lease(r).await.map(|r| r.into_inner().tasks) }
             })
-            .await;
+            .await
+            .map_err(CallError::into_status);
         let tasks = match leased {
             Ok(tasks) => tasks,
             Err(status) => {
@@ -287,7 +288,7 @@ fn record_dispatch(tally: &Tally, tasks: &[LeasedTask], at: Instant, into: &mut 
 /// completion must not be lost to a leader change; repeats are answered as
 /// duplicates) for as long as the bench runs plus a grace period.
 async fn complete_all(
-    conn: &Conn,
+    conn: &Coordinators,
     worker: &str,
     tasks: Vec<LeasedTask>,
     tally: &Tally,
@@ -310,7 +311,7 @@ async fn complete_all(
     for _ in 0..200 {
         let sent = Instant::now();
         let answer = conn
-            .call(|mut c| {
+            .workers(|mut c| {
                 let r = request.clone();
                 async move { c.complete_batch(r).await.map(|r| r.into_inner().results) }
             })
@@ -352,7 +353,7 @@ async fn complete_all(
 /// Heartbeats every held task at the cluster's interval, recording each
 /// call's latency into `lat`.
 async fn heartbeat_loop(
-    conn: Conn,
+    conn: Coordinators,
     worker: String,
     epoch: u64,
     interval: Duration,
@@ -386,7 +387,7 @@ async fn heartbeat_loop(
         };
         let sent = Instant::now();
         let answer = conn
-            .call(|mut c| {
+            .workers(|mut c| {
                 let r = request.clone();
                 async move { c.heartbeat(r).await.map(|_| ()) }
             })
@@ -415,7 +416,7 @@ fn rand_below(n: u64) -> u64 {
 
 /// Submits one job, following the leader and retrying with the same
 /// idempotency key; returns the job id.
-pub async fn submit(conn: &Conn, name: &str, spec_yaml: String) -> Result<String> {
+pub async fn submit(conn: &Coordinators, name: &str, spec_yaml: String) -> Result<String> {
     let request = SubmitJobRequest {
         spec_yaml,
         source_name: format!("{name}.yaml"),
@@ -425,7 +426,7 @@ pub async fn submit(conn: &Conn, name: &str, spec_yaml: String) -> Result<String
     let mut last = None;
     for _ in 0..50 {
         let answer = conn
-            .call_channel(|channel| {
+            .call(|channel| {
                 let r = request.clone();
                 async move {
                     JobServiceClient::new(channel)
@@ -434,7 +435,8 @@ pub async fn submit(conn: &Conn, name: &str, spec_yaml: String) -> Result<String
                         .map(|r| r.into_inner().job_id)
                 }
             })
-            .await;
+            .await
+            .map_err(CallError::into_status);
         match answer {
             Ok(id) => return Ok(id),
             Err(status) if matches!(status.code(), Code::InvalidArgument) => {

@@ -111,7 +111,7 @@ async fn succeeded_tasks(env: &Env, prefix: &str, ids: &[String]) -> Result<u64>
     };
     let jobs = env
         .conn()
-        .call_channel(|c| {
+        .call(|c| {
             let r = request.clone();
             async move { JobServiceClient::new(c).list_jobs(r).await }
         })

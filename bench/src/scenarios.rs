@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result, bail, failed};
+use drover_net::{Coordinators, Policy};
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{GetJobRequest, JobState, Settings, UpdateSettingsRequest};
-use drover_worker::conn::Conn;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -47,8 +47,8 @@ pub struct Env {
 
 impl Env {
     /// A leader-following connection to the cluster.
-    pub fn conn(&self) -> Conn {
-        Conn::new(self.coordinators.clone())
+    pub fn conn(&self) -> Coordinators {
+        Coordinators::new(self.coordinators.clone()).with_policy(Policy::WORKER)
     }
 
     /// Starts `n` simulated workers asking for `batch` tasks each.
@@ -164,12 +164,12 @@ async fn succeeded(env: &Env, ids: &[String]) -> Result<usize> {
                 include_spec: false,
             };
             let job = conn
-                .call_channel(|c| {
+                .call(|c| {
                     let r = request.clone();
                     async move { JobServiceClient::new(c).get_job(r).await }
                 })
                 .await
-                .map_err(|s| failed!("reading job {id}: {}", s.message()))?
+                .map_err(|e| failed!("reading job {id}: {e}"))?
                 .into_inner()
                 .job;
             if job.is_some_and(|j| j.state == JobState::Succeeded as i32) {
@@ -537,8 +537,8 @@ pub async fn heartbeats(
     result
 }
 
-async fn update_settings(conn: &Conn, settings: Settings) -> Result<Settings> {
-    conn.call_channel(|c| {
+async fn update_settings(conn: &Coordinators, settings: Settings) -> Result<Settings> {
+    conn.call(|c| {
         let r = UpdateSettingsRequest {
             settings: Some(settings.clone()),
         };
@@ -546,7 +546,7 @@ async fn update_settings(conn: &Conn, settings: Settings) -> Result<Settings> {
     })
     .await
     .map(|r| r.into_inner().settings.unwrap_or_default())
-    .map_err(|s| failed!("updating the lease settings: {}", s.message()))
+    .map_err(|e| failed!("updating the lease settings: {e}"))
 }
 
 async fn hold_and_heartbeat(

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use drover_net::{Coordinators, Policy};
 use drover_proto::v1::ListWorkersRequest;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
-use drover_worker::conn::Conn;
 
 use crate::error::{Context, Result, bail};
 use crate::procfs::{self, Sample};
@@ -87,11 +87,11 @@ impl RealWorkers {
     }
 
     async fn wait_registered(&self, coordinators: &[String]) -> Result<()> {
-        let conn = Conn::new(coordinators.to_vec());
+        let conn = Coordinators::new(coordinators.to_vec()).with_policy(Policy::WORKER);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let listed = conn
-                .call_channel(|c| async move {
+                .call(|c| async move {
                     AdminServiceClient::new(c)
                         .list_workers(ListWorkersRequest::default())
                         .await

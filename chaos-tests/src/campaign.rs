@@ -20,7 +20,7 @@ use crate::observation::{
     EventRecord, EventType, JobRecord, Observation, ProbeRecord, ReplicaDigest, TemplateRecord,
 };
 use crate::rng::Rng;
-use crate::workload::{self, Client};
+use crate::workload;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
     for c in 0..config.clients {
         clients.push(tokio::spawn(workload::run_client(
             format!("client-{c}"),
-            Client::new(cluster.client_addresses()),
+            workload::client(cluster.client_addresses()),
             rng.fork(),
             history.clone(),
             stop_rx.clone(),

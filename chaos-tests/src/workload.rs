@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use drover_proto::LEADER_METADATA_KEY;
-use drover_proto::v1::job_service_client::JobServiceClient;
+use drover_net::{CallError, Coordinators, Policy};
 use drover_proto::v1::{CancelJobRequest, SubmitJobRequest};
 use tokio::sync::watch;
 use tonic::{Code, Status};
@@ -30,73 +29,24 @@ pub fn is_indeterminate(status: &Status) -> bool {
     )
 }
 
-/// A client connection that follows the leader among `addresses`.
-#[derive(Debug, Clone)]
-pub struct Client {
-    addresses: Vec<String>,
-    preferred: Option<String>,
-}
+/// How a workload client calls the cluster: within [`CALL_TIMEOUT`], and
+/// never sending again a call whose outcome is unknown (the workload
+/// records it as such and retries with the same key itself). A follower's
+/// refusal, which did nothing, is retried.
+const POLICY: Policy = Policy {
+    patience: CALL_TIMEOUT,
+    unreachable_patience: CALL_TIMEOUT,
+    pause: Duration::from_millis(50),
+    max_pause: Duration::from_millis(400),
+    connect_timeout: Duration::from_secs(1),
+    request_timeout: CALL_TIMEOUT,
+    call_timeout: Some(CALL_TIMEOUT),
+    retry_unknown: false,
+};
 
-impl Client {
-    /// A client of the cluster at `addresses`.
-    pub fn new(addresses: Vec<String>) -> Self {
-        Self {
-            addresses,
-            preferred: None,
-        }
-    }
-
-    /// Calls `f` once on what is believed to be the leader. A refusal from a
-    /// follower (which did nothing) moves on to its hint or the next node,
-    /// within the call timeout; anything else is returned.
-    pub async fn call<T, F, Fut>(&mut self, mut f: F) -> Result<T, Status>
-    where
-        F: FnMut(JobServiceClient<tonic::transport::Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>>,
-    {
-        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
-        let mut queue: Vec<String> = self.preferred.iter().cloned().collect();
-        queue.extend(self.addresses.iter().cloned());
-        let mut last = Status::unavailable("no coordinator reachable");
-        while let Some(address) = (!queue.is_empty()).then(|| queue.remove(0)) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let Ok(endpoint) = drover_proto::endpoint(&address) else {
-                continue;
-            };
-            let endpoint = endpoint
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(left);
-            let Ok(channel) = endpoint.connect().await else {
-                continue;
-            };
-            match tokio::time::timeout(left, f(JobServiceClient::new(channel))).await {
-                Err(_) => return Err(Status::deadline_exceeded("the call timed out")),
-                Ok(Ok(v)) => {
-                    self.preferred = Some(address);
-                    return Ok(v);
-                }
-                // NotLeader is UNAVAILABLE with a hint and means the node
-                // did nothing, so trying elsewhere is safe.
-                Ok(Err(status)) if status.metadata().contains_key(LEADER_METADATA_KEY) => {
-                    if let Some(hint) = status
-                        .metadata()
-                        .get(LEADER_METADATA_KEY)
-                        .and_then(|v| v.to_str().ok())
-                        .filter(|h| !h.is_empty() && *h != address)
-                    {
-                        queue.retain(|a| a != hint);
-                        queue.insert(0, hint.to_owned());
-                    }
-                    last = status;
-                }
-                Ok(Err(status)) => return Err(status),
-            }
-        }
-        Err(last)
-    }
+/// A client of the cluster at `addresses` that follows its leader.
+pub fn client(addresses: Vec<String>) -> Coordinators {
+    Coordinators::new(addresses).with_policy(POLICY)
 }
 
 /// A small DAG of probe tasks named after its idempotency key: a fan-out
@@ -136,7 +86,7 @@ spec:
 /// One client: submits and cancels until `stop` turns true.
 pub async fn run_client(
     name: String,
-    mut client: Client,
+    client: Coordinators,
     mut rng: Rng,
     history: History,
     stop: watch::Receiver<bool>,
@@ -147,12 +97,12 @@ pub async fn run_client(
     while !*stop.borrow() {
         if !jobs.is_empty() && rng.chance(0.12) {
             let job = rng.pick(&jobs).cloned().unwrap_or_default();
-            cancel(&name, &mut client, &history, &job).await;
+            cancel(&name, &client, &history, &job).await;
         } else {
             n += 1;
             let key = format!("{key_prefix}-{name}-{n}");
             let spec = job_spec(&key, &mut rng);
-            if let Some(job) = submit(&name, &mut client, &history, &key, &spec).await {
+            if let Some(job) = submit(&name, &client, &history, &key, &spec).await {
                 jobs.push(job);
             }
         }
@@ -163,7 +113,7 @@ pub async fn run_client(
 /// Submits with one key until a definite answer or the tries run out.
 async fn submit(
     name: &str,
-    client: &mut Client,
+    client: &Coordinators,
     history: &History,
     key: &str,
     spec: &str,
@@ -177,11 +127,12 @@ async fn submit(
             ..SubmitJobRequest::default()
         };
         let result = client
-            .call(|mut c| {
+            .jobs(|mut c| {
                 let request = request.clone();
                 async move { c.submit_job(request).await }
             })
-            .await;
+            .await
+            .map_err(CallError::into_status);
         match result {
             Ok(response) => {
                 let job = response.into_inner().job_id;
@@ -209,18 +160,19 @@ async fn submit(
     None
 }
 
-async fn cancel(name: &str, client: &mut Client, history: &History, job: &str) {
+async fn cancel(name: &str, client: &Coordinators, history: &History, job: &str) {
     history.record(Op::new(name, OpType::Invoke, "cancel").job(job));
     let request = CancelJobRequest {
         job_id: job.to_owned(),
         reason: "chaos workload".to_owned(),
     };
     let result = client
-        .call(|mut c| {
+        .jobs(|mut c| {
             let request = request.clone();
             async move { c.cancel_job(request).await }
         })
-        .await;
+        .await
+        .map_err(CallError::into_status);
     let op = match result {
         Ok(_) => Op::new(name, OpType::Ok, "cancel"),
         Err(status) if is_indeterminate(&status) => {

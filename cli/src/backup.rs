@@ -14,8 +14,8 @@ use drover_proto::v1::BackupRequest;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use tokio_stream::StreamExt;
 
-use crate::client::Coordinators;
 use crate::coordinator::parse_id_addresses;
+use drover_net::Coordinators;
 
 /// Takes a backup through any coordinator, verifies it, and writes it to
 /// `out` through `out.partial` (synced, then renamed), so `out` is never a

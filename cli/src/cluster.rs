@@ -13,8 +13,8 @@ use drover_proto::v1::{
     ReplicationState, Settings, StateDigestRequest, TransferLeaderRequest, UpdateSettingsRequest,
 };
 
-use crate::client::{Coordinators, Unreachable};
 use crate::job::render::replication_state;
+use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -473,12 +473,10 @@ async fn probe_members(
                         .map(|r| r.into_inner())
                 })
                 .await;
-            let answer = answer
-                .map(|_| ())
-                .map_err(|e| match e.downcast_ref::<Unreachable>() {
-                    Some(Unreachable(why)) => why.clone(),
-                    None => format!("{e:#}"),
-                });
+            let answer = answer.map(|_| ()).map_err(|e| match e {
+                CallError::Unreachable(why) => why,
+                e => e.to_string(),
+            });
             (id, answer)
         });
     }

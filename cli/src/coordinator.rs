@@ -2,25 +2,15 @@
 //! health and metrics on `--http`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::console::Console;
 use crate::security::SecurityArgs;
 use anyhow::{Context, Result, anyhow, bail};
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use clap::Args;
-use drover_coordinator::metrics::{self, Metrics};
-use drover_coordinator::raft::node::NodeHandle;
-use drover_coordinator::scaling::{Scaling, emf_line};
 use drover_coordinator::server::{self, ServerConfig};
-use drover_coordinator::state::scaling::parse_pool;
 use drover_net::Dialer;
+use drover_web::Console;
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
@@ -150,7 +140,7 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
     config.task_logs = args
         .task_logs
         .as_deref()
-        .map(crate::task_logs::open)
+        .map(drover_web::task_logs::open)
         .transpose()?;
     config.tls = security.tls_files()?;
     config.auth_required = args.auth;
@@ -174,7 +164,7 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
         .scaling()
         .set_default_slots(args.scaling_default_slots);
     let emf_task = args.emf.then(|| {
-        tokio::spawn(print_emf(
+        tokio::spawn(drover_web::emf::print(
             started.node.clone(),
             started.metrics.scaling().clone(),
             args.emf_interval.max(std::time::Duration::from_secs(1)),
@@ -186,7 +176,7 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
         dial_address(args.listen),
         console_dialer,
     );
-    let http_task = tokio::spawn(serve_http(
+    let http_task = tokio::spawn(drover_web::serve(
         http,
         started.node.clone(),
         started.metrics.clone(),
@@ -202,33 +192,6 @@ pub async fn run(args: CoordinatorArgs, security: &SecurityArgs) -> Result<()> {
     result.map_err(|e| anyhow!("{e}"))
 }
 
-/// What the HTTP handlers read.
-#[derive(Debug, Clone)]
-struct Http {
-    /// For readiness and the state metrics.
-    node: NodeHandle,
-    /// The coordinator's registry.
-    metrics: Metrics,
-}
-
-/// Serves /healthz, /readyz, /metrics and the web console (`/ui`, with its
-/// API under `/api/v1/`) for `node` on `listener`.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    node: NodeHandle,
-    metrics: Metrics,
-    console: Console,
-) -> std::io::Result<()> {
-    let routes = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/scaling", get(scaling))
-        .with_state(Http { node, metrics })
-        .merge(crate::console::routes(console));
-    axum::serve(listener, routes).await
-}
-
 /// An address this process can dial its own gRPC server at: `listen`, or
 /// loopback on its port when it listens on every interface.
 pub fn dial_address(listen: SocketAddr) -> String {
@@ -238,120 +201,6 @@ pub fn dial_address(listen: SocketAddr) -> String {
         ip => ip,
     };
     SocketAddr::new(ip, listen.port()).to_string()
-}
-
-/// `GET /v1/scaling[?pool=NAME]`: desired workers per pool, with the
-/// counts behind them and the reasons in words.
-async fn scaling(
-    State(http): State<Http>,
-    Query(query): Query<ScalingQuery>,
-) -> (StatusCode, Json<serde_json::Value>) {
-    let wanted = match query.pool.as_deref().map(parse_pool) {
-        None => None,
-        Some(Some(labels)) => Some(labels),
-        Some(None) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({
-                    "error": "`pool` is `default` or labels as key=value,key=value"
-                })),
-            );
-        }
-    };
-    match http
-        .metrics
-        .scaling()
-        .read(&http.node, wanted.clone())
-        .await
-    {
-        Ok(mut report) => {
-            if let Some(labels) = &wanted {
-                report.pools.retain(|p| &p.labels == labels);
-            }
-            (
-                StatusCode::OK,
-                Json(serde_json::to_value(&report).unwrap_or_default()),
-            )
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        ),
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct ScalingQuery {
-    pool: Option<String>,
-}
-
-/// Prints the scaling signal as EMF lines every `interval` while this node
-/// leads (followers stay quiet, so each pool gets one line per interval).
-async fn print_emf(
-    node: NodeHandle,
-    scaling: Scaling,
-    interval: std::time::Duration,
-    namespace: String,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if !node.status().is_leader {
-            continue;
-        }
-        match scaling.read(&node, None).await {
-            Ok(report) => {
-                let now = chrono::Utc::now().timestamp_millis();
-                let mut out = std::io::stdout().lock();
-                for pool in &report.pools {
-                    let _ = writeln!(out, "{}", emf_line(&namespace, now, pool));
-                }
-                let _ = out.flush();
-            }
-            Err(e) => tracing::warn!(error = %e, "EMF: the scaling signal could not be read"),
-        }
-    }
-}
-
-/// The Prometheus scrape: OpenMetrics text.
-async fn metrics_text(State(http): State<Http>) -> impl IntoResponse {
-    let body = http.metrics.render(&http.node).await;
-    openmetrics(body)
-}
-
-/// A response carrying OpenMetrics text, for the coordinator's and the
-/// worker's `/metrics`.
-pub fn openmetrics(body: String) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
-}
-
-/// Ready when a leader is known and this node has applied what it knows to
-/// be committed (within a small margin), so it serves current reads.
-async fn readyz(State(Http { node, .. }): State<Http>) -> (StatusCode, Json<serde_json::Value>) {
-    let s = node.status();
-    let caught_up = s.commit_index.saturating_sub(s.applied_index) <= 100;
-    let ready = s.leader_id != 0 && caught_up && s.failure.is_none();
-    let body = serde_json::json!({
-        "ready": ready,
-        "node": s.id,
-        "leader": s.leader_id,
-        "term": s.term,
-        "commit_index": s.commit_index,
-        "applied_index": s.applied_index,
-        "reason": match &s.failure {
-            Some(failure) => failure.as_str(),
-            None if s.leader_id == 0 => "no leader known",
-            None if !caught_up => "applying the log",
-            None => "ok",
-        },
-    });
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
 }
 
 pub async fn shutdown_signal() {

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::console::Console;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_coordinator::raft::node::NodeHandle;
@@ -15,6 +14,7 @@ use drover_coordinator::server::{self, ServerConfig};
 use drover_coordinator::service::trace;
 use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
 use drover_net::{Dialer, PeerIdentity, TlsFiles};
+use drover_web::Console;
 use drover_worker::runner::{self, WorkerConfig};
 
 #[derive(Debug, Args)]
@@ -214,7 +214,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         .task_logs
         .clone()
         .unwrap_or_else(|| args.data_dir.join("task-logs").display().to_string());
-    config.task_logs = Some(crate::task_logs::open(&task_logs)?);
+    config.task_logs = Some(drover_web::task_logs::open(&task_logs)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let (started, serve) = server::start(config, listener, async move {
@@ -228,7 +228,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
         crate::coordinator::dial_address(args.listen),
         security.console.clone(),
     );
-    let http_task = tokio::spawn(crate::coordinator::serve_http(
+    let http_task = tokio::spawn(drover_web::serve(
         http,
         node.clone(),
         started.metrics.clone(),

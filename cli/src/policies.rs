@@ -7,8 +7,8 @@ use clap::Subcommand;
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{ListNamespacePoliciesRequest, NamespacePolicy, SetNamespacePolicyRequest};
 
-use crate::client::Coordinators;
 use crate::tokens::rfc3339;
+use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -120,6 +120,7 @@ async fn set(
             }
         })
         .await
+        .map_err(Into::into)
 }
 
 fn describe(namespace: &str) -> String {

@@ -12,9 +12,9 @@ use drover_proto::v1::{
 };
 use serde_json::{Value, json};
 
-use crate::client::Coordinators;
+use crate::job::fetch::{get_job, list_jobs};
 use crate::job::render;
-use crate::job::status::{get_job, list_jobs};
+use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {

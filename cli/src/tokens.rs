@@ -16,7 +16,7 @@ use drover_proto::v1::{
     RevokeTokenRequest, TokenInfo, TokenRole, WhoAmIRequest,
 };
 
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -147,14 +147,9 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 ttl_ms,
             };
             let created = coordinators
-                .call(|ch| {
+                .admin(|mut c| {
                     let request = request.clone();
-                    async move {
-                        AdminServiceClient::new(ch)
-                            .create_token(request)
-                            .await
-                            .map(|r| r.into_inner())
-                    }
+                    async move { c.create_token(request).await.map(|r| r.into_inner()) }
                 })
                 .await?;
             hand_out(&created, out.as_deref(), json)?;
@@ -344,6 +339,7 @@ async fn bind(
             }
         })
         .await
+        .map_err(Into::into)
 }
 
 fn wire_role(role: RoleArg) -> i32 {

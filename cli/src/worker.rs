@@ -1,7 +1,7 @@
 //! `drover worker`: a stateless worker process, with /healthz and /metrics
 //! on `--http` when given.
 
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,7 +109,7 @@ async fn serve_http(listener: tokio::net::TcpListener, metrics: Metrics) -> std:
 }
 
 async fn metrics_text(State(metrics): State<Metrics>) -> impl IntoResponse {
-    crate::coordinator::openmetrics(metrics.render())
+    drover_web::openmetrics(metrics.render())
 }
 
 pub async fn run(args: WorkerArgs, cluster: Coordinators) -> Result<()> {
@@ -133,8 +133,8 @@ pub async fn run(args: WorkerArgs, cluster: Coordinators) -> Result<()> {
         },
         (None, None) => new_worker_id(""),
     };
-    let mut config = WorkerConfig::new(id, cluster.addresses);
-    config.dialer = cluster.dialer;
+    let mut config = WorkerConfig::new(id, cluster.addresses().to_vec());
+    config.dialer = cluster.dialer().clone();
     config.slots = args.slots.max(1);
     config.labels = labels;
     config.data_root = args.data_root;

@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{DrainWorkerRequest, ListWorkersRequest, WorkerInfo};
 
-use crate::client::Coordinators;
 use crate::job::render;
+use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
@@ -44,14 +43,9 @@ pub async fn run(cmd: WorkerCommand, coordinators: &Coordinators) -> Result<Exit
                 reason,
             };
             let r = coordinators
-                .call(|ch| {
+                .admin(|mut c| {
                     let r = request.clone();
-                    async move {
-                        AdminServiceClient::new(ch)
-                            .drain_worker(r)
-                            .await
-                            .map(|r| r.into_inner())
-                    }
+                    async move { c.drain_worker(r).await.map(|r| r.into_inner()) }
                 })
                 .await?;
             let running = r.worker.map_or(0, |w| w.running_tasks);
@@ -71,14 +65,9 @@ async fn list(json: bool, coordinators: &Coordinators) -> Result<ExitCode> {
             page_token: token.clone(),
         };
         let page = coordinators
-            .call(|ch| {
+            .admin(|mut c| {
                 let r = request.clone();
-                async move {
-                    AdminServiceClient::new(ch)
-                        .list_workers(r)
-                        .await
-                        .map(|r| r.into_inner())
-                }
+                async move { c.list_workers(r).await.map(|r| r.into_inner()) }
             })
             .await?;
         workers.extend(page.workers);

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::backend::write_durably;
-use crate::raft::node::NodeError;
+use crate::raft::error::NodeError;
 
 /// The data directory format this binary writes. Version 1: `raft/`
 /// (raft-engine), `state/` (sled), `checkpoint.snap`, `members.json`.

@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod clock;
 pub mod data_dir;
 pub mod durable;
 pub mod metrics;

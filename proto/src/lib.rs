@@ -25,12 +25,15 @@
 //!   contract and of trace propagation.
 //! - [`trace`]: the W3C `traceparent` value those keys and
 //!   `LeasedTask.trace_parent` carry: parsing, printing, new roots.
+//! - [`names`]: the names users see for the wire enums (`succeeded`,
+//!   `annotation_export`), one table each.
 //! - [`spans`]: `tracing` spans joined to that trace when they are
 //!   exported over OTLP.
 //!
 //! Wire types stay at the edge: each service converts them to domain types
 //! in its own `convert` module, and domain code never sees prost types.
 
+pub mod names;
 pub mod spans;
 pub mod trace;
 

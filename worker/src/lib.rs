@@ -13,7 +13,6 @@
 //!   calls (bounded by count and a short linger, a few in flight).
 //! - [`annotation`]: consensus labels and agreement metrics for the
 //!   annotation export.
-//! - [`conn`]: the leader-following connection the loop calls through.
 //! - [`imds`]: the EC2 instance metadata service: the instance id, and the
 //!   spot interruption and scale-in notices that start a drain.
 //! - [`metrics`]: the worker's Prometheus metrics (running tasks,
@@ -40,7 +39,7 @@
 //! but the attempts it was running, which are leased again after their TTL.
 
 pub mod annotation;
-pub mod conn;
+pub mod config;
 pub mod datagen;
 pub mod dataset;
 pub mod dedup;
@@ -55,4 +54,5 @@ pub mod reporter;
 pub mod runner;
 pub mod sensors;
 pub mod session;
+pub mod shared;
 pub mod task_log;

@@ -17,8 +17,8 @@ use drover_proto::v1::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Code;
 
-use crate::conn::Conn;
 use crate::metrics::AttemptOutcome;
+use drover_net::{CallError, Coordinators};
 
 /// Reports waiting to be sent, at most; an attempt that ends while the
 /// queue is full waits for room.
@@ -95,7 +95,7 @@ impl Reporter {
     /// Starts batching reports of `worker_id` to the cluster behind
     /// `conn`. The batcher stops once every `Reporter` clone is dropped and
     /// the queue is empty.
-    pub fn spawn(conn: Conn, worker_id: String, limits: BatchLimits) -> Self {
+    pub fn spawn(conn: Coordinators, worker_id: String, limits: BatchLimits) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE_MAX);
         tokio::spawn(batch_loop(rx, Arc::new(Sender { conn, worker_id }), limits));
         Self { queue }
@@ -154,7 +154,7 @@ async fn batch_loop(mut rx: mpsc::Receiver<Queued>, sender: Arc<Sender>, limits:
 
 /// What sends batches.
 struct Sender {
-    conn: Conn,
+    conn: Coordinators,
     worker_id: String,
 }
 
@@ -248,11 +248,12 @@ impl Sender {
         for attempt in 0..SEND_TRIES_MAX {
             let result = self
                 .conn
-                .call(|mut c| {
+                .workers(|mut c| {
                     let r = request.clone();
                     async move { c.complete_batch(r).await.map(|r| r.into_inner()) }
                 })
-                .await;
+                .await
+                .map_err(CallError::into_status);
             match result {
                 Ok(response) => return Some(response),
                 Err(status) if fenced(status.code()) => {
@@ -274,11 +275,12 @@ impl Sender {
         for attempt in 0..SEND_TRIES_MAX {
             let result = self
                 .conn
-                .call(|mut c| {
+                .workers(|mut c| {
                     let r = request.clone();
                     async move { c.fail(r).await.map(|r| r.into_inner().accepted) }
                 })
-                .await;
+                .await
+                .map_err(CallError::into_status);
             match result {
                 Ok(true) => return AttemptOutcome::Failed,
                 Ok(false) => return AttemptOutcome::Stopped,

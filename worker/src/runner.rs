@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,220 +26,20 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-use crate::conn::Conn;
-use crate::dataset::location::Location;
+pub use crate::config::{WorkerConfig, WorkerReport};
 use crate::executors::{self, AttemptContext, Executor, Progress, TaskError};
-use crate::metrics::{AttemptOutcome, Metrics};
+use crate::metrics::AttemptOutcome;
 use crate::prefetch::Prefetch;
 use crate::reporter::{BatchLimits, Ending, Report, Reporter};
-use crate::session::{self, Session};
+use crate::session;
+use crate::shared::{Held, Shared};
 use crate::task_log::upload::LogUploader;
 use crate::task_log::{self, AttemptLog};
+use drover_net::{CallError, Coordinators, Policy};
 
 /// Lease calls in flight at once: one long poll, and one more for slots
 /// that free up while it waits.
 const LEASE_CALLS_MAX: usize = 2;
-
-/// How a worker is set up.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Unique id; a restarted worker should use a new one.
-    pub worker_id: String,
-    /// Coordinator addresses; the worker follows the leader among them.
-    pub coordinators: Vec<String>,
-    /// Tasks run at once.
-    pub slots: u32,
-    /// Labels matched against task constraints.
-    pub labels: BTreeMap<String, String>,
-    /// Root below which attempts write their outputs, each under its own
-    /// attempt-scoped prefix.
-    pub data_root: PathBuf,
-    /// Scratch space for running attempts (cleared after each).
-    pub work_dir: PathBuf,
-    /// Run `command` tasks (arbitrary programs).
-    pub allow_command: bool,
-    /// Run `probe` tasks, recording each attempt to a side log in this
-    /// directory.
-    pub probe_log: Option<PathBuf>,
-    /// On shutdown, how long running tasks may finish before they are
-    /// released to other workers.
-    pub drain_timeout: Duration,
-    /// Long-poll length of one lease call.
-    pub lease_wait: Duration,
-    /// Most tasks leased ahead of the free slots (the depth itself follows
-    /// how long tasks run; see [`crate::prefetch`]); 0 turns lease-ahead off.
-    /// The cap binds only for tasks far shorter than a lease round trip: a
-    /// busy cluster answers in about 10 ms, and 512 keeps four 64-slot
-    /// workers of millisecond tasks busy through it.
-    pub prefetch_max: usize,
-    /// How long a finished attempt's report waits for others to join its
-    /// batch.
-    pub report_linger: Duration,
-    /// Where the worker records its metrics; the caller keeps a clone to
-    /// serve them.
-    pub metrics: Metrics,
-    /// How coordinators are dialled: plaintext, or mutual TLS with the
-    /// worker's certificate, and a token if the cluster wants one.
-    pub dialer: drover_net::Dialer,
-}
-
-impl WorkerConfig {
-    /// Defaults for a worker talking to `coordinators`.
-    pub fn new(worker_id: impl Into<String>, coordinators: Vec<String>) -> Self {
-        Self {
-            worker_id: worker_id.into(),
-            coordinators,
-            slots: 4,
-            labels: BTreeMap::new(),
-            data_root: PathBuf::from("./drover-data/outputs"),
-            work_dir: PathBuf::from("./drover-data/worker"),
-            allow_command: false,
-            probe_log: None,
-            drain_timeout: Duration::from_secs(30),
-            lease_wait: Duration::from_secs(10),
-            prefetch_max: 512,
-            report_linger: Duration::from_millis(2),
-            metrics: Metrics::new(),
-            dialer: drover_net::Dialer::plaintext(),
-        }
-    }
-}
-
-/// What a worker did, returned when it stops.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkerReport {
-    /// Completions the coordinator accepted.
-    pub completed: u64,
-    /// Failures reported.
-    pub failed: u64,
-    /// Tasks stopped because their lease was lost or their job cancelled.
-    pub stopped: u64,
-    /// Tasks handed back when draining.
-    pub released: u64,
-}
-
-/// A task held from its grant until its report is answered.
-pub(crate) struct Held {
-    /// Its lease's token.
-    pub(crate) token: u64,
-    /// Tells the attempt to stop (lease lost, job cancelled, drain).
-    pub(crate) cancel: watch::Sender<bool>,
-    /// What its heartbeats say of its progress.
-    pub(crate) progress: Progress,
-    /// Set once it holds an execution slot: a drain hands back at once the
-    /// tasks still waiting for one.
-    started: Arc<AtomicBool>,
-}
-
-/// What the lease loop, the attempts, the heartbeats and the drain share.
-pub(crate) struct Shared {
-    pub(crate) config: WorkerConfig,
-    pub(crate) conn: Conn,
-    /// Every held task, by id.
-    pub(crate) held: Mutex<BTreeMap<String, Held>>,
-    /// Held tasks that have not finished running (waiting for a slot or
-    /// running): what lease-ahead counts against the slots.
-    unfinished: AtomicUsize,
-    /// One permit per slot; an attempt runs while it holds one.
-    slots: Arc<Semaphore>,
-    /// Signalled when an attempt stops running or its report is answered.
-    finished: Notify,
-    report: Mutex<WorkerReport>,
-    pub(crate) executors: BTreeMap<&'static str, Arc<dyn Executor>>,
-    /// The cluster's task log store, as the last registration named it.
-    task_logs: Mutex<Option<Location>>,
-    /// The session every lease and heartbeat names; replaced when the
-    /// worker registers again.
-    pub(crate) session: Mutex<Session>,
-    /// Batches the reports of ended attempts.
-    reporter: Reporter,
-    /// The lease-ahead depth.
-    prefetch: Mutex<Prefetch>,
-    /// Set when the cluster asked this worker to drain.
-    pub(crate) draining: AtomicBool,
-    /// Lease calls that failed in a row (no leader reachable): how long
-    /// the next waits.
-    lease_failures: AtomicU32,
-}
-
-impl Shared {
-    /// Follows the task log store a registration named; empty keeps no
-    /// logs.
-    pub(crate) fn set_task_log_store(&self, url: &str) {
-        let store = if url.is_empty() {
-            None
-        } else {
-            match Location::parse(url) {
-                Ok(store) => Some(store),
-                Err(e) => {
-                    tracing::warn!(url, error = %e, "cannot use the cluster's task log store; attempts' logs are not stored");
-                    None
-                }
-            }
-        };
-        if let Ok(mut current) = self.task_logs.lock() {
-            *current = store;
-        }
-    }
-
-    fn task_log_store(&self) -> Option<Location> {
-        self.task_logs.lock().ok().and_then(|s| s.clone())
-    }
-
-    /// Whether attempts' logs are stored, and so worth keeping.
-    fn keeps_task_logs(&self) -> bool {
-        self.task_logs.lock().is_ok_and(|s| s.is_some())
-    }
-
-    fn held_count(&self) -> usize {
-        self.held.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    /// The current session.
-    pub(crate) fn session(&self) -> Session {
-        self.session.lock().map(|s| *s).unwrap_or_default()
-    }
-
-    /// Takes a task out of `held`; false when it was no longer there (a
-    /// drain handed it back).
-    fn forget(&self, task_id: &str) -> bool {
-        let Ok(mut held) = self.held.lock() else {
-            return false;
-        };
-        let was_held = held.remove(task_id).is_some();
-        self.config.metrics.set_running(held.len());
-        was_held
-    }
-
-    /// Counts attempts that ended, in the report and the metrics alike.
-    fn count_finished(&self, outcome: AttemptOutcome, n: u64) {
-        if let Ok(mut r) = self.report.lock() {
-            let field = match outcome {
-                AttemptOutcome::Completed => &mut r.completed,
-                AttemptOutcome::Failed => &mut r.failed,
-                AttemptOutcome::Stopped => &mut r.stopped,
-                AttemptOutcome::Released => &mut r.released,
-            };
-            *field += n;
-        }
-        self.config.metrics.attempts_finished(outcome, n);
-    }
-
-    /// Tasks to ask for now: the slots plus the lease-ahead depth, less
-    /// what is held unfinished and what calls in flight already ask for.
-    fn wanted(&self, asked: usize) -> usize {
-        let slots = self.config.slots.max(1) as usize;
-        let depth = self.prefetch.lock().map_or(0, |p| p.depth(slots));
-        (slots + depth).saturating_sub(self.unfinished.load(Ordering::Acquire) + asked)
-    }
-
-    /// Marks one held task as done running, freeing its place for the
-    /// leaser.
-    fn unfinished_done(&self) {
-        self.unfinished.fetch_sub(1, Ordering::AcqRel);
-        self.finished.notify_one();
-    }
-}
 
 /// The executors a worker with `config` runs, by kind name.
 fn executors_for(config: &WorkerConfig) -> BTreeMap<&'static str, Arc<dyn Executor>> {
@@ -277,7 +76,9 @@ fn executors_for(config: &WorkerConfig) -> BTreeMap<&'static str, Arc<dyn Execut
 /// Runs a worker until `shutdown` resolves, then drains.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> WorkerReport {
     let executors = executors_for(&config);
-    let conn = Conn::new(config.coordinators.clone()).with_dialer(config.dialer.clone());
+    let conn = Coordinators::new(config.coordinators.clone())
+        .with_dialer(config.dialer.clone())
+        .with_policy(Policy::WORKER);
     let kinds = session::kinds_of(&executors);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -384,11 +185,12 @@ async fn lease_loop(shared: Arc<Shared>, kinds: Vec<i32>, stop: watch::Receiver<
             tokio::spawn(async move {
                 let started = Instant::now();
                 let result = conn
-                    .call(|mut c| {
+                    .workers(|mut c| {
                         let r = request.clone();
                         async move { c.lease(r).await.map(|r| r.into_inner()) }
                     })
-                    .await;
+                    .await
+                    .map_err(CallError::into_status);
                 let _ = tx
                     .send(Answer {
                         asked: n,
@@ -767,36 +569,9 @@ fn ending(
     }
 }
 
-/// Every kind this worker knows, by wire value.
-const KINDS: [TaskKind; 7] = [
-    TaskKind::Noop,
-    TaskKind::Sleep,
-    TaskKind::Command,
-    TaskKind::Probe,
-    TaskKind::AnnotationExport,
-    TaskKind::Dedup,
-    TaskKind::SensorFeatureBackfill,
-];
-
-/// The wire value of an executor's kind name.
-pub(crate) fn wire_kind(name: &str) -> TaskKind {
-    KINDS
-        .into_iter()
-        .find(|k| kind_name(*k) == name)
-        .unwrap_or(TaskKind::Unspecified)
-}
-
+/// A kind's name, as specs and executors spell it.
 fn kind_name(kind: TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Noop => "noop",
-        TaskKind::Sleep => "sleep",
-        TaskKind::Command => "command",
-        TaskKind::Probe => "probe",
-        TaskKind::AnnotationExport => "annotation_export",
-        TaskKind::Dedup => "dedup",
-        TaskKind::SensorFeatureBackfill => "sensor_feature_backfill",
-        TaskKind::Unspecified => "unspecified",
-    }
+    drover_proto::names::task_kind_name(kind).unwrap_or("unspecified")
 }
 
 /// Waits for running attempts up to the drain timeout, then stops the rest
@@ -855,11 +630,12 @@ async fn release(shared: &Arc<Shared>, which: impl Fn(&Held) -> bool, exiting: b
     };
     let released = shared
         .conn
-        .call(|mut c| {
+        .workers(|mut c| {
             let r = request.clone();
             async move { c.release(r).await.map(|r| r.into_inner()) }
         })
         .await
+        .map_err(CallError::into_status)
         .is_ok();
     // Unreleased tasks are left to their lease's expiry.
     shared.count_finished(
@@ -892,7 +668,7 @@ mod tests {
         let executors = executors_for(&config);
         assert!(executors.len() >= 6);
         for name in executors.keys() {
-            let kind = wire_kind(name);
+            let kind = drover_proto::names::task_kind_named(name);
             assert_ne!(kind, TaskKind::Unspecified, "`{name}` has no wire kind");
             assert_eq!(kind_name(kind), *name);
         }

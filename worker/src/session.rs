@@ -16,43 +16,23 @@ use drover_proto::v1::{HeartbeatRequest, HeartbeatStatus, RegisterRequest, TaskH
 use tokio::sync::watch;
 use tonic::Code;
 
-use crate::conn::Conn;
+use crate::config::WorkerConfig;
 use crate::executors::Executor;
-use crate::runner::{Shared, WorkerConfig, wire_kind};
-
-/// What the cluster told the worker when it registered.
-#[derive(Debug, Clone, Copy)]
-pub struct Session {
-    /// The session every lease and heartbeat names.
-    pub epoch: u64,
-    /// How often to heartbeat.
-    pub heartbeat_interval: Duration,
-    /// Most tasks one lease call grants, and most reports one batch holds.
-    pub lease_batch_max: usize,
-    /// Longest long poll the cluster honours.
-    pub lease_wait_max: Duration,
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Self {
-            epoch: 0,
-            heartbeat_interval: Duration::from_secs(5),
-            lease_batch_max: 256,
-            lease_wait_max: Duration::from_secs(10),
-        }
-    }
-}
+use crate::shared::{Session, Shared};
+use drover_net::{CallError, Coordinators};
 
 /// The wire kinds of the executors a worker runs.
 pub fn kinds_of(executors: &BTreeMap<&'static str, Arc<dyn Executor>>) -> Vec<i32> {
-    executors.keys().map(|k| wire_kind(k) as i32).collect()
+    executors
+        .keys()
+        .map(|k| drover_proto::names::task_kind_named(k) as i32)
+        .collect()
 }
 
 /// Registers until the cluster answers (or `stop` is set): the new session
 /// and the cluster's task log store.
 pub async fn register(
-    conn: &Conn,
+    conn: &Coordinators,
     config: &WorkerConfig,
     kinds: &[i32],
     stop: watch::Receiver<bool>,
@@ -71,11 +51,12 @@ pub async fn register(
             ..RegisterRequest::default()
         };
         match conn
-            .call(|mut c| {
+            .workers(|mut c| {
                 let r = request.clone();
                 async move { c.register(r).await.map(|r| r.into_inner()) }
             })
             .await
+            .map_err(CallError::into_status)
         {
             Ok(r) => {
                 let session = Session {
@@ -153,11 +134,12 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, kinds: Vec<i32>) {
         };
         let response = match shared
             .conn
-            .call(|mut c| {
+            .workers(|mut c| {
                 let r = request.clone();
                 async move { c.heartbeat(r).await.map(|r| r.into_inner()) }
             })
             .await
+            .map_err(CallError::into_status)
         {
             Ok(response) => response,
             Err(status) => {

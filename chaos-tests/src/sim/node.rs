@@ -10,7 +10,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use drover_coordinator::raft::driver::{DriverCore, Now};
+use drover_coordinator::clock::Now;
+use drover_coordinator::raft::driver::DriverCore;
 use drover_coordinator::raft::mem_log::MemLog;
 use drover_coordinator::raft::mem_state::MemState;
 use drover_coordinator::raft::node::{NodeConfig, Transport};

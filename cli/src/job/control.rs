@@ -4,11 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{CancelJobRequest, RetryJobRequest};
 
 use super::render;
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
@@ -28,14 +27,9 @@ pub async fn cancel(args: CancelArgs, coordinators: &Coordinators) -> Result<Exi
         reason: args.reason.clone(),
     };
     let r = coordinators
-        .call(|ch| {
+        .jobs(|mut c| {
             let r = request.clone();
-            async move {
-                JobServiceClient::new(ch)
-                    .cancel_job(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { c.cancel_job(r).await.map(|r| r.into_inner()) }
         })
         .await?;
     let state = render::job_state(r.state);
@@ -70,14 +64,9 @@ pub async fn retry(args: RetryArgs, coordinators: &Coordinators) -> Result<ExitC
         reason: args.reason.clone(),
     };
     let r = coordinators
-        .call(|ch| {
+        .jobs(|mut c| {
             let r = request.clone();
-            async move {
-                JobServiceClient::new(ch)
-                    .retry_job(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { c.retry_job(r).await.map(|r| r.into_inner()) }
         })
         .await?;
     let state = render::job_state(r.state);

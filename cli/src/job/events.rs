@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use drover_proto::v1::explain_task_response::Reason;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{ExplainTaskRequest, Job, JobEvent, JobEventsRequest};
 
 use super::render;
 use super::watch::{self, Watcher};
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -53,14 +52,9 @@ pub async fn events(args: EventsArgs, coordinators: &Coordinators) -> Result<Exi
             kinds: vec![],
         };
         let page = coordinators
-            .call(|ch| {
+            .jobs(|mut c| {
                 let r = request.clone();
-                async move {
-                    JobServiceClient::new(ch)
-                        .job_events(r)
-                        .await
-                        .map(|r| r.into_inner())
-                }
+                async move { c.job_events(r).await.map(|r| r.into_inner()) }
             })
             .await?;
         oldest = page.oldest_seq;
@@ -168,14 +162,9 @@ pub async fn why(args: WhyArgs, coordinators: &Coordinators) -> Result<ExitCode>
         task_id: args.task_id.clone(),
     };
     let r = coordinators
-        .call(|ch| {
+        .jobs(|mut c| {
             let r = request.clone();
-            async move {
-                JobServiceClient::new(ch)
-                    .explain_task(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { c.explain_task(r).await.map(|r| r.into_inner()) }
         })
         .await?;
     if args.json {

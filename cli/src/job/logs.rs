@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{GetTaskLogRequest, GetTaskLogResponse};
 
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 /// How often `--follow` asks again; workers store a running attempt's log
 /// every 5 s.
@@ -82,16 +81,12 @@ async fn fetch(
     request: &GetTaskLogRequest,
 ) -> Result<GetTaskLogResponse> {
     coordinators
-        .call(|ch| {
+        .jobs(|mut c| {
             let r = request.clone();
-            async move {
-                JobServiceClient::new(ch)
-                    .get_task_log(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { c.get_task_log(r).await.map(|r| r.into_inner()) }
         })
         .await
+        .map_err(Into::into)
 }
 
 /// 0 when a log was shown, 1 when there is none.

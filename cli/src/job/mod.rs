@@ -8,6 +8,7 @@
 
 mod control;
 mod events;
+pub mod fetch;
 mod logs;
 mod plan;
 pub mod render;
@@ -21,7 +22,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use drover_proto::v1::JobState;
 
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {

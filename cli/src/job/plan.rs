@@ -186,14 +186,15 @@ impl TaskInput {
 
 /// Reads every data task's input as its tasks would.
 fn check_inputs(plan: &drover_jobspecs::Plan) -> Result<Vec<TaskInput>> {
-    use drover_worker::executors::input_check;
-
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut out = Vec::new();
     for t in &plan.spec.tasks {
-        let Some(found) = rt.block_on(input_check::check(&t.kind, &t.partitions)) else {
+        let Some(found) = rt.block_on(drover_worker::executors::check_input(
+            &t.kind,
+            &t.partitions,
+        )) else {
             continue;
         };
         let (found, error) = match found {

@@ -4,74 +4,13 @@
 //! in UTC and absent times are `null`.
 
 use chrono::{DateTime, Utc};
-use drover_proto::v1::{
-    Job, JobEvent, JobEventKind, JobState, ReplicationState, Task, TaskCounts, TaskKind, TaskState,
-    TemplateProgress, WorkerInfo, WorkerState,
-};
+use drover_proto::v1::{Job, JobEvent, Task, TaskCounts, TemplateProgress, WorkerInfo};
 use serde_json::{Value, json};
 
-/// The lower-case name of a wire enum value, without its type prefix:
-/// `JOB_STATE_SUCCEEDED` becomes `succeeded`.
-pub fn enum_name(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix)
-        .unwrap_or(full)
-        .to_ascii_lowercase()
-}
-
-pub fn job_state(v: i32) -> String {
-    JobState::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "JOB_STATE_"),
-    )
-}
-
-pub fn task_state(v: i32) -> String {
-    TaskState::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "TASK_STATE_"),
-    )
-}
-
-pub fn task_kind(v: i32) -> String {
-    TaskKind::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "TASK_KIND_"),
-    )
-}
-
-pub fn event_kind(v: i32) -> String {
-    JobEventKind::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "JOB_EVENT_KIND_"),
-    )
-}
-
-pub fn worker_state(v: i32) -> String {
-    WorkerState::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "WORKER_STATE_"),
-    )
-}
-
-/// How the leader replicates to a member: `probe`, `replicate`,
-/// `snapshot`, or `unspecified` outside the leader's view.
-pub fn replication_state(v: i32) -> String {
-    ReplicationState::try_from(v).map_or_else(
-        |_| format!("unknown({v})"),
-        |s| enum_name(s.as_str_name(), "REPLICATION_STATE_"),
-    )
-}
-
-/// Parses a job state name as `job list --state` takes it.
-pub fn parse_job_state(name: &str) -> Result<JobState, String> {
-    let wanted = format!("JOB_STATE_{}", name.to_ascii_uppercase());
-    match JobState::from_str_name(&wanted) {
-        Some(s) if s != JobState::Unspecified => Ok(s),
-        _ => Err(format!(
-            "unknown job state `{name}` (expected pending, running, succeeded, failed or cancelled)"
-        )),
-    }
-}
+pub use drover_proto::names::{
+    enum_name, event_kind, job_state, parse_job_state, replication_state, task_kind, task_state,
+    worker_state,
+};
 
 /// A wire time (Unix ms, 0 for none) as RFC 3339, or `None`.
 pub fn time(ms: i64) -> Option<DateTime<Utc>> {
@@ -288,32 +227,6 @@ pub fn short_id(j: &Job) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn enum_names_are_lower_case_without_prefix() {
-        assert_eq!(job_state(JobState::Succeeded as i32), "succeeded");
-        assert_eq!(task_state(TaskState::Leased as i32), "leased");
-        assert_eq!(
-            event_kind(JobEventKind::TaskStaleTokenRejected as i32),
-            "task_stale_token_rejected"
-        );
-        assert_eq!(
-            task_kind(TaskKind::SensorFeatureBackfill as i32),
-            "sensor_feature_backfill"
-        );
-        assert_eq!(job_state(99), "unknown(99)");
-    }
-
-    #[test]
-    fn job_states_parse_from_their_names() {
-        assert_eq!(parse_job_state("Running"), Ok(JobState::Running));
-        assert!(parse_job_state("unspecified").is_err());
-        assert!(
-            parse_job_state("done")
-                .unwrap_err()
-                .contains("expected pending")
-        );
-    }
 
     #[test]
     fn counts_line_lists_only_non_zero_counts() {

@@ -4,16 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use drover_proto::v1::job_service_client::JobServiceClient;
-use drover_proto::v1::{
-    GetJobRequest, Job, JobListKind, ListJobsRequest, ListTasksRequest, Task, TaskState,
-};
+use drover_proto::v1::{Job, JobListKind, ListJobsRequest, ListTasksRequest, Task, TaskState};
 
+use super::fetch::{get_job, list_jobs};
 use super::render;
-use crate::client::Coordinators;
-
-/// Jobs fetched per page; the server caps pages too.
-const PAGE: u32 = 500;
+use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -104,37 +99,6 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Up to `limit` jobs matching `request`, newest first, over as many pages
-/// as that takes.
-pub async fn list_jobs(
-    coordinators: &Coordinators,
-    mut request: ListJobsRequest,
-    limit: usize,
-) -> Result<Vec<Job>> {
-    let mut jobs: Vec<Job> = Vec::new();
-    loop {
-        request.page_size = PAGE.min(limit.max(1) as u32);
-        let page = coordinators
-            .call(|ch| {
-                let r = request.clone();
-                async move {
-                    JobServiceClient::new(ch)
-                        .list_jobs(r)
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .await?;
-        jobs.extend(page.jobs);
-        request.page_token = page.next_page_token;
-        if request.page_token.is_empty() || jobs.len() >= limit {
-            break;
-        }
-    }
-    jobs.truncate(limit);
-    Ok(jobs)
-}
-
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The job id (`j12`) or schedule id (`s3`).
@@ -171,27 +135,6 @@ pub async fn status(args: StatusArgs, coordinators: &Coordinators) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get_job(coordinators: &Coordinators, id: &str) -> Result<Job> {
-    let request = GetJobRequest {
-        job_id: id.to_owned(),
-        include_spec: false,
-    };
-    let response = coordinators
-        .call(|ch| {
-            let r = request.clone();
-            async move {
-                JobServiceClient::new(ch)
-                    .get_job(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await?;
-    response
-        .job
-        .ok_or_else(|| anyhow::anyhow!("the coordinator answered without the job"))
-}
-
 /// Every task of a job up to [`TASKS_MAX`], and whether there were more.
 async fn list_tasks(coordinators: &Coordinators, job_id: &str) -> Result<(Vec<Task>, bool)> {
     let mut tasks = Vec::new();
@@ -204,14 +147,9 @@ async fn list_tasks(coordinators: &Coordinators, job_id: &str) -> Result<(Vec<Ta
             ..ListTasksRequest::default()
         };
         let page = coordinators
-            .call(|ch| {
+            .jobs(|mut c| {
                 let r = request.clone();
-                async move {
-                    JobServiceClient::new(ch)
-                        .list_tasks(r)
-                        .await
-                        .map(|r| r.into_inner())
-                }
+                async move { c.list_tasks(r).await.map(|r| r.into_inner()) }
             })
             .await?;
         tasks.extend(page.tasks);

@@ -13,7 +13,7 @@ use prost::Message;
 use tonic::Code;
 
 use super::{plan, render, watch};
-use crate::client::{Coordinators, RpcError};
+use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -74,7 +74,8 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
                     .map(|r| r.into_inner())
             }
         })
-        .await;
+        .await
+        .map_err(anyhow::Error::from);
     let response = match submitted {
         Ok(r) => r,
         Err(err) => {
@@ -180,7 +181,7 @@ fn invocation_key() -> Result<String> {
 /// The diagnostics of a spec the cluster rejected, from the error's
 /// metadata; `None` for any other error.
 fn rejected_spec(err: &anyhow::Error, name: &str) -> Option<Vec<Diagnostic>> {
-    let status = &err.downcast_ref::<RpcError>()?.0;
+    let status = err.downcast_ref::<CallError>()?.answer()?;
     if status.code() != Code::InvalidArgument {
         return None;
     }

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{Job, JobEvent, JobEventKind, JobState, WatchJobRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tonic::Code;
 
 use super::render;
-use crate::client::{Coordinators, RpcError};
+use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -77,7 +76,7 @@ fn is_terminal(state: i32) -> bool {
 pub async fn follow(coordinators: &Coordinators, id: &str, style: Style) -> Result<Job> {
     let mut view = View::new(style);
     // Events from before the watch started are history, not news.
-    let after = super::status::get_job(coordinators, id)
+    let after = super::fetch::get_job(coordinators, id)
         .await?
         .last_event_seq;
     stream(coordinators, id, after, EVENT_KINDS, &mut view).await
@@ -114,22 +113,21 @@ pub async fn stream(
             event_kinds: kinds.iter().map(|k| *k as i32).collect(),
         };
         let opened = coordinators
-            .call(|ch| {
+            .jobs(|mut c| {
                 let r = request.clone();
-                async move {
-                    JobServiceClient::new(ch)
-                        .watch_job(r)
-                        .await
-                        .map(|r| r.into_inner())
-                }
+                async move { c.watch_job(r).await.map(|r| r.into_inner()) }
             })
-            .await;
+            .await
+            .map_err(anyhow::Error::from);
         let mut stream = match opened {
             Ok(s) => s,
             Err(err) => {
                 // A definite answer (unknown job) ends the watch; being
                 // unable to reach a leader is waited out.
-                if RpcError::code_of(&err).is_some_and(|c| c != Code::Unavailable) {
+                let code = err
+                    .downcast_ref::<CallError>()
+                    .and_then(CallError::answer_code);
+                if code.is_some_and(|c| c != Code::Unavailable) {
                     return Err(err);
                 }
                 failures += 1;

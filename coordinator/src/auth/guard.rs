@@ -255,7 +255,7 @@ impl Shared {
             )));
         }
         if let Some(expires) = token.expires_ms
-            && expires <= now_ms()
+            && expires <= crate::clock::wall_now_ms()
         {
             return Err(Status::unauthenticated(format!(
                 "token {} expired at {}",
@@ -364,10 +364,6 @@ fn peer_of(extensions: &http::Extensions) -> (Option<PeerIdentity>, String) {
         .get::<TcpConnectInfo>()
         .and_then(|c| c.remote_addr());
     (None, peer.map(|p| p.to_string()).unwrap_or_default())
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// One cache of the book: entries by key, each with when it was read.

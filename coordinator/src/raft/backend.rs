@@ -16,8 +16,7 @@ use raft::Storage;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use serde::{Deserialize, Serialize};
 
-use super::log_store::LogStoreError;
-use super::node::NodeError;
+use super::error::{LogStoreError, NodeError};
 use crate::state::StateMachine;
 use crate::state::changes::Changes;
 use crate::storage::{STORAGE_FORMAT_VERSION, StateStore};

@@ -19,7 +19,7 @@ use protobuf::Message as _;
 use raft::prelude::{ConfState, Snapshot};
 
 use super::backend::{SnapshotPayload, write_durably};
-use super::node::NodeError;
+use super::error::NodeError;
 use crate::state::Core;
 
 /// Everything a checkpoint at `index` holds, copied off the driver.

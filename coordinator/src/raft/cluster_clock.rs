@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use super::driver::Now;
+use crate::clock::Now;
 
 /// Readings within this much of each other agree.
 pub const AGREEMENT_MS: i64 = 2_000;

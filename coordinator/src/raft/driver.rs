@@ -10,7 +10,9 @@
 //! is about the real driver.
 //!
 //! **Architecture invariant:** a proposer hears "ok" only after its command
-//! was committed, applied and written to the state store. Proposals are
+//! was committed (fsynced in a quorum's logs) and applied. The state store
+//! is written afterwards, in batches (`write_state`); after a
+//! crash the fsynced log replays whatever it lacks. Proposals are
 //! tracked by (term, index); an entry applied at that index with another term,
 //! or a loss of leadership, fails the proposal with a retryable error, never
 //! a false success.
@@ -34,9 +36,12 @@ use tokio::sync::oneshot;
 use super::backend::{BOOTSTRAP_INDEX, LogBackend, SnapshotPayload, StateBackend};
 use super::checkpoint::{CheckpointJob, snapshot_of};
 use super::cluster_clock::ClusterClock;
+use super::config::{NodeConfig, Transport};
 use super::entry::ENTRY_FORMAT;
+use super::error::NodeError;
 use super::lease_timers::LeaseTimers;
-use super::node::{MemberStatus, NodeConfig, NodeError, NodeStatus, Replication, Transport};
+use super::status::{MemberStatus, NodeStatus, Replication};
+use crate::clock::Now;
 use crate::state::changes::Changes;
 use crate::state::{
     Applied, Command, HeartbeatReply, HeartbeatStatus, LogEntry, Rejection, StateMachine,
@@ -115,18 +120,6 @@ pub enum ApplyRecord {
         /// The snapshot's index.
         index: u64,
     },
-}
-
-/// The time as the caller sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Monotonic milliseconds from any origin: schedules ticks, the state
-    /// tick cadence and read timeouts.
-    pub mono_ms: u64,
-    /// Wall-clock Unix milliseconds: this node's reading, one of the
-    /// voters' readings the leader stamps entries from
-    /// ([`ClusterClock`]); it may be wrong.
-    pub wall_ms: i64,
 }
 
 /// A `ConfChangeV2` with one change.

@@ -21,6 +21,7 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
 
 use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
+pub use super::error::LogStoreError;
 
 /// Size at which raft-engine starts a new log file (its default).
 const LOG_FILE_BYTES: u64 = 128 * 1024 * 1024;
@@ -45,17 +46,6 @@ impl MessageExt for EntryExt {
     fn index(e: &Entry) -> u64 {
         e.index
     }
-}
-
-/// Why the log store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LogStoreError {
-    /// raft-engine reported an error (IO, full disk, corruption).
-    #[error("raft log: {0}")]
-    Engine(#[from] raft_engine::Error),
-    /// A stored protobuf does not decode.
-    #[error("raft log: corrupt {0}")]
-    Corrupt(&'static str),
 }
 
 /// The Raft log store.

@@ -9,25 +9,27 @@
 //! events and publishes the status.
 //!
 //! **Architecture invariant:** a proposer hears "ok" only after its command
-//! was committed, applied and written to the state store (see the core).
+//! was committed and applied (see the core).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prometheus_client::metrics::histogram::Histogram;
 use raft::prelude::{ConfChangeType, ConfChangeV2, Message, Snapshot};
 use tokio::sync::{oneshot, watch};
 
 use super::backend::DiskState;
-use super::driver::{ChangeReply, DriverCore, Now, ProposeReply, ReadFn, conf_change};
-use super::log_store::{LogStore, LogStoreError};
+use super::driver::{ChangeReply, DriverCore, ProposeReply, ReadFn, conf_change};
+use super::log_store::LogStore;
+use crate::clock::Clock;
+
+pub use super::config::{NodeConfig, Transport};
+pub use super::error::NodeError;
+pub use super::status::{MemberStatus, NodeStatus, Replication, is_no_space, storage_failure};
+pub use crate::clock::wall_now_ms;
 use crate::state::{
-    Applied, Command, Config as StateConfig, HeartbeatReply, Rejection, StateMachine, TaskProgress,
-    WorkerId,
+    Applied, Command, HeartbeatReply, Rejection, StateMachine, TaskProgress, WorkerId,
 };
-use crate::storage::StorageError;
 
 pub use super::driver::ENTRY_COMMANDS_MAX;
 
@@ -42,206 +44,6 @@ pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a heartbeat waits for the driver (it writes nothing, so only a
 /// stalled node takes long).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Settings of one node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// This node's id (non-zero).
-    pub id: u64,
-    /// Where the Raft log, the state store and checkpoints live.
-    pub data_dir: PathBuf,
-    /// Known members and their addresses (this node included). With
-    /// `bootstrap`, they become the voters of a new cluster when the log is
-    /// blank; without it (a node joining an existing cluster) they are only
-    /// where to reach the others until the log says otherwise.
-    pub peers: BTreeMap<u64, String>,
-    /// Create a new cluster from `peers` if the log is blank.
-    pub bootstrap: bool,
-    /// Raft tick length.
-    pub tick_ms: u64,
-    /// Ticks without a leader before an election (randomised up to 2x).
-    pub election_ticks: usize,
-    /// Leader heartbeat period in ticks.
-    pub heartbeat_ticks: usize,
-    /// How often the leader proposes a state machine `Tick`.
-    pub state_tick_ms: u64,
-    /// Applied entries between checkpoints (and log compaction).
-    pub checkpoint_entries: u64,
-    /// Longest the state store may lag the applied state. Applied changes
-    /// are written to it together, so a record changed by many entries in
-    /// that time is written once; the log still holds every entry after
-    /// the store's applied index, so a crash loses nothing (recovery
-    /// replays them).
-    pub state_write_ms: u64,
-    /// State machine settings for a new cluster.
-    pub state_config: StateConfig,
-    /// Where the driver records how long each synced log write took (the
-    /// fsync latency metric); `None` records nothing.
-    pub log_fsync_seconds: Option<Histogram>,
-    /// Where the leader records how many commands each proposed entry
-    /// packs; `None` records nothing.
-    pub entry_commands: Option<Histogram>,
-    /// Draw election timeouts from this seed instead of raft-rs's
-    /// thread-local RNG, so a run is a function of its seed (the
-    /// deterministic simulation). `None` in a real node.
-    pub election_seed: Option<u64>,
-    /// Bugs planted for the chaos suite's proofs.
-    #[cfg(feature = "planted-bugs")]
-    pub planted: crate::planted::PlantedBugs,
-}
-
-impl NodeConfig {
-    /// Defaults for a node with `id` storing under `data_dir`.
-    pub fn new(id: u64, data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            id,
-            data_dir: data_dir.into(),
-            peers: BTreeMap::new(),
-            bootstrap: true,
-            tick_ms: 100,
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            state_tick_ms: 1000,
-            checkpoint_entries: 10_000,
-            state_write_ms: 100,
-            state_config: StateConfig::default(),
-            log_fsync_seconds: None,
-            entry_commands: None,
-            election_seed: None,
-            #[cfg(feature = "planted-bugs")]
-            planted: crate::planted::PlantedBugs::default(),
-        }
-    }
-}
-
-/// Why a request to the node failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    /// This node is not the leader; the leader, if known, is given.
-    #[error("not the leader (leader: {})", leader.as_ref().map_or("unknown".to_owned(), |(id, addr)| format!("{id} at {addr}")))]
-    NotLeader {
-        /// Leader id and address, when known.
-        leader: Option<(u64, String)>,
-    },
-    /// Leadership changed while the command was in flight: it may or may not
-    /// have been applied. Retry (with an idempotency key for submits).
-    #[error(
-        "leadership changed while the request was in flight; it may or may not have been applied"
-    )]
-    Indeterminate,
-    /// The node's inbox is full.
-    #[error("the node is overloaded; retry")]
-    Overloaded,
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// A read or change did not complete in time (no leader, partition).
-    #[error("timed out waiting for the cluster")]
-    Timeout,
-    /// A membership change was asked for while another is still being
-    /// committed or applied; Raft runs one at a time. Retry once it has.
-    #[error(
-        "another membership change is still in progress (a learner being added or promoted, or a removal); retry once it has applied"
-    )]
-    ChangeInProgress,
-    /// A proposed membership change did not take effect: its log slot was
-    /// taken by another leader's entry, or Raft refused it. It is safe to
-    /// retry.
-    #[error(
-        "the membership change did not take effect (leadership changed or Raft refused it); retry"
-    )]
-    ChangeRefused,
-    /// The request is invalid (bad membership change, too large).
-    #[error("{0}")]
-    Invalid(String),
-    /// Storage failed; the node stops.
-    #[error("storage: {0}")]
-    Storage(String),
-    /// This node has just become leader and has not yet applied its log
-    /// up to what it committed, so it cannot answer from its state yet.
-    #[error("the leader is still applying its log; retry")]
-    CatchingUp,
-}
-
-impl From<LogStoreError> for NodeError {
-    fn from(e: LogStoreError) -> Self {
-        NodeError::Storage(e.to_string())
-    }
-}
-
-impl From<StorageError> for NodeError {
-    fn from(e: StorageError) -> Self {
-        NodeError::Storage(e.to_string())
-    }
-}
-
-/// Sends Raft messages to peers; implemented by the gRPC transport (and by
-/// in-memory networks in tests). Must not block.
-pub trait Transport: Send + 'static {
-    /// Queues messages for delivery; delivery is best effort (Raft retries).
-    fn send(&self, messages: Vec<Message>);
-    /// Learns a peer's address (membership changed).
-    fn set_peer(&self, id: u64, address: Option<String>);
-}
-
-/// A member as the node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberStatus {
-    /// Node id.
-    pub id: u64,
-    /// Address for Raft and clients.
-    pub address: String,
-    /// Voter or learner.
-    pub voter: bool,
-    /// Highest index known replicated there (leader's view).
-    pub match_index: u64,
-    /// How the leader replicates to it (leader's view).
-    pub replication: Replication,
-    /// Time since the leader last heard from it; `None` when not the
-    /// leader's view, for the leader itself, or never heard from.
-    pub last_contact_age_ms: Option<u64>,
-}
-
-/// How the leader replicates to a member (raft-rs's progress state).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Replication {
-    /// Not the leader's view, or the leader itself.
-    #[default]
-    Unknown,
-    /// Probing for the last matching entry.
-    Probe,
-    /// Streaming entries.
-    Replicate,
-    /// Sending a snapshot.
-    Snapshot,
-}
-
-/// A snapshot of the node's Raft state, published after every loop turn.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node.
-    pub id: u64,
-    /// Current leader (0 when none known).
-    pub leader_id: u64,
-    /// Current term.
-    pub term: u64,
-    /// Highest committed index known.
-    pub commit_index: u64,
-    /// Highest applied index.
-    pub applied_index: u64,
-    /// Whether this node leads.
-    pub is_leader: bool,
-    /// Members and, on the leader, their progress.
-    pub members: Vec<MemberStatus>,
-    /// Index of the latest checkpoint (log compacted up to it).
-    pub snapshot_index: u64,
-    /// Time of the last fsync'd write, in microseconds (for metrics).
-    pub last_fsync_us: u64,
-    /// Why the node stopped, when its storage failed (a full disk): it
-    /// then serves nothing more, and the server exits so a supervisor can
-    /// restart it once the cause is fixed.
-    pub failure: Option<String>,
-}
 
 /// A heartbeat on its way to the driver.
 struct HeartbeatCall {
@@ -515,36 +317,6 @@ pub fn start(
     Ok((handle, join))
 }
 
-/// The real clocks, read only here.
-struct Clock {
-    /// The monotonic origin.
-    started: Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-        }
-    }
-
-    fn now(&self) -> Now {
-        Now {
-            mono_ms: self.started.elapsed().as_millis() as u64,
-            wall_ms: wall_now_ms(),
-        }
-    }
-}
-
-/// This node's wall clock in Unix milliseconds (it may be wrong; the
-/// cluster's time does not trust it alone).
-pub fn wall_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 type DiskCore = DriverCore<LogStore, DiskState>;
 
 /// The driver thread: waits for events until the next tick is due, hands
@@ -644,32 +416,6 @@ fn run(
             _ => {}
         }
     }
-}
-
-/// What clients and `/readyz` are told when node `id`'s storage in
-/// `data_dir` failed with `error`: a full disk says so in words.
-pub fn storage_failure(id: u64, data_dir: &std::path::Path, error: &str) -> String {
-    if is_no_space(error) {
-        format!(
-            "node {id} has no space left on device for its data directory {} ({error}); free space and restart it",
-            data_dir.display()
-        )
-    } else {
-        format!(
-            "node {id} cannot write its data directory {} ({error}); fix the disk and restart it",
-            data_dir.display()
-        )
-    }
-}
-
-/// Whether a storage error's text is a full disk (ENOSPC) or quota.
-pub fn is_no_space(error: &str) -> bool {
-    // raft-engine words its own ENOSPC as `nospace`.
-    error.contains("No space left on device")
-        || error.contains("nospace")
-        || error.contains("os error 28")
-        || error.contains("Disk quota exceeded")
-        || error.contains("os error 122")
 }
 
 /// The result of a checkpoint thread that has finished (or is joined).

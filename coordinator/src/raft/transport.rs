@@ -244,7 +244,7 @@ async fn peer_loop(
             let request = RaftMessageBatch {
                 from_id: from,
                 to_id: to,
-                sent_unix_ms: super::node::wall_now_ms(),
+                sent_unix_ms: crate::clock::wall_now_ms(),
                 messages: messages
                     .iter()
                     .filter_map(|m| m.write_to_bytes().ok().map(Into::into))

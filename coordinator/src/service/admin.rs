@@ -80,14 +80,6 @@ const BACKUP_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// gRPC's message limit).
 const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// The wall clock in Unix milliseconds, for the backup's header and token
-/// expiry.
-pub(crate) fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Serves `AdminService` for one node.
 #[derive(Debug, Clone)]
 pub struct AdminServer {
@@ -388,7 +380,7 @@ impl AdminService for AdminServer {
         _request: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
         let node_id = self.node.status().id;
-        let now_unix_ms = unix_ms_now();
+        let now_unix_ms = crate::clock::wall_now_ms();
         let (header, state) = self
             .node
             .read_at_index(BACKUP_READ_TIMEOUT, move |sm, index| {

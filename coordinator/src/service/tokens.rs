@@ -17,10 +17,10 @@ use drover_proto::v1::{
 };
 use tonic::Status;
 
-use super::admin::unix_ms_now;
 use super::{node_status, propose_one, propose_then_read};
 use crate::auth::Caller;
 use crate::auth::secret;
+use crate::clock::wall_now_ms;
 use crate::raft::node::NodeHandle;
 use crate::state::Command;
 use crate::state::security::{CertificateBinding, Role, Token};
@@ -59,7 +59,7 @@ impl Tokens {
                 "a token's ttl is 0 (no expiry) up to ten years",
             ));
         }
-        let expires_ms = (request.ttl_ms > 0).then(|| unix_ms_now() + request.ttl_ms);
+        let expires_ms = (request.ttl_ms > 0).then(|| wall_now_ms() + request.ttl_ms);
         self.mint(
             Token {
                 id: String::new(),

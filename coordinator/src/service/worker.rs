@@ -89,40 +89,14 @@ impl WorkerServer {
 pub mod convert {
     use drover_proto::v1::{
         CompleteResponse, CompleteResult, FailResponse, FailResult, HeartbeatStatus as WireStatus,
-        LeasedTask, OutputManifest, TaskHeartbeatResult, TaskKind, UpstreamOutput,
+        LeasedTask, OutputManifest, TaskHeartbeatResult, UpstreamOutput,
     };
     use tonic::Status;
 
     use crate::state::types::OutputFile;
     use crate::state::{Grant, HeartbeatStatus, Manifest, TaskKey};
 
-    /// A task kind as the spec names it.
-    pub fn kind_name(kind: TaskKind) -> Option<&'static str> {
-        Some(match kind {
-            TaskKind::Noop => "noop",
-            TaskKind::Sleep => "sleep",
-            TaskKind::Command => "command",
-            TaskKind::Probe => "probe",
-            TaskKind::AnnotationExport => "annotation_export",
-            TaskKind::Dedup => "dedup",
-            TaskKind::SensorFeatureBackfill => "sensor_feature_backfill",
-            TaskKind::Unspecified => return None,
-        })
-    }
-
-    /// The wire enum for a kind name.
-    pub fn kind_of(name: &str) -> TaskKind {
-        match name {
-            "noop" => TaskKind::Noop,
-            "sleep" => TaskKind::Sleep,
-            "command" => TaskKind::Command,
-            "probe" => TaskKind::Probe,
-            "annotation_export" => TaskKind::AnnotationExport,
-            "dedup" => TaskKind::Dedup,
-            "sensor_feature_backfill" => TaskKind::SensorFeatureBackfill,
-            _ => TaskKind::Unspecified,
-        }
-    }
+    pub use drover_proto::names::{task_kind_name as kind_name, task_kind_named as kind_of};
 
     /// A grant as sent to the worker, with its job's trace and the
     /// outputs of the tasks it reads.

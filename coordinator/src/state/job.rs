@@ -377,6 +377,24 @@ pub struct UpstreamOutput {
 }
 
 impl Job {
+    /// Each template's stage: 0 without dependencies, else one past its
+    /// deepest upstream.
+    pub fn stages(&self) -> Vec<u32> {
+        let mut stages: Vec<u32> = Vec::with_capacity(self.templates.len());
+        for template in &self.templates {
+            let stage = template
+                .def
+                .depends_on
+                .iter()
+                .filter_map(|d| stages.get(*d as usize))
+                .map(|s| s + 1)
+                .max()
+                .unwrap_or(0);
+            stages.push(stage);
+        }
+        stages
+    }
+
     /// The accepted outputs of the templates template `t` depends on, in
     /// template then partition order; `None` when there are more than
     /// `max` (the caller says so rather than sending a partial list).
@@ -478,4 +496,11 @@ pub fn templates_from_graph(graph: &drover_jobspecs::TaskGraph) -> Vec<Template>
             }
         })
         .collect()
+}
+
+/// Template indexes in stage order, ties in graph order.
+pub fn stage_order(stages: &[u32]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..stages.len() as u32).collect();
+    order.sort_by_key(|t| (stages[*t as usize], *t));
+    order
 }

@@ -7,9 +7,10 @@
 //! that was paused past its lease can never commit over a newer attempt.
 
 use super::attempt::{attempt_prefix, is_own_prefix};
-use super::command::{Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection, TaskProgress};
+use super::command::TaskProgress;
 use super::events::{EventKind, ExpiryReason};
 use super::job::TaskRecord;
+use super::outcome::{Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection};
 use super::outputs::Output;
 use super::ready::SCAN_MAX;
 use super::types::{JobState, MANIFEST_BYTES_MAX, Manifest, TaskKey, TaskState, WorkerId};

@@ -4,9 +4,10 @@
 use chrono::{TimeZone, Utc};
 use drover_jobspecs::{LoadOptions, Plan};
 
-use super::command::{Outcome, Rejection, SubmitJob, Submitted};
+use super::command::SubmitJob;
 use super::events::EventKind;
 use super::job::{Counts, Job, TemplateStatus, templates_from_graph};
+use super::outcome::{Outcome, Rejection, Submitted};
 use super::types::{JobId, JobState, ScheduleId, TRACE_PARENT_BYTES_MAX, TaskKey, TaskState};
 use super::{Applied, StateMachine};
 
@@ -59,9 +60,7 @@ impl StateMachine {
         }
         // After the idempotency check: a retried submit of a job already
         // admitted gets that job, even if the policy has changed since.
-        self.core
-            .security
-            .admit(&plan)
+        super::policy::admit(&self.core.security.policies, &plan)
             .map_err(Rejection::PolicyDenied)?;
         let id = if plan.spec.schedule.is_some() && !once {
             Submitted::Schedule(self.create_schedule(submit, &plan))

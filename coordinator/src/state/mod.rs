@@ -44,6 +44,7 @@ pub mod history;
 pub mod ids;
 mod invariants;
 pub mod job;
+pub mod outcome;
 pub mod outputs;
 pub mod policy;
 pub mod ready;
@@ -65,11 +66,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use command::{
-    Command, Grant, HeartbeatReply, HeartbeatStatus, LogEntry, Outcome, Rejection, SubmitJob,
-    Submitted, TaskProgress, TickReport,
-};
+pub use command::{Command, LogEntry, SubmitJob, TaskProgress};
 pub use job::{Counts, Job, Template, TemplateStatus};
+pub use outcome::{
+    Grant, HeartbeatReply, HeartbeatStatus, Outcome, Rejection, Submitted, TickReport,
+};
 pub use stats::Stats;
 pub use types::{Config, JobId, JobState, Manifest, ScheduleId, TaskKey, TaskState, WorkerId};
 pub use workers::{Worker, WorkerState};

@@ -1,17 +1,18 @@
 //! Namespace policies: where each namespace's specs may read and write.
 //!
-//! A policy is replicated with the tokens (in [`Security`]), and every spec
+//! A policy is replicated with the tokens (in [`Security`](super::security::Security)), and every spec
 //! is checked against its namespace's policy inside the state machine, at
 //! submit and again at each scheduled run, so every replica admits exactly
 //! the same specs and a policy tightened later also stops a schedule's
 //! next runs. Jobs already admitted keep running.
 
+use std::collections::BTreeMap;
+
 use drover_jobspecs::kinds::urls;
 use drover_jobspecs::{KindConfig, Plan};
 use serde::{Deserialize, Serialize};
 
-use super::command::{Outcome, Rejection};
-use super::security::Security;
+use super::outcome::{Outcome, Rejection};
 use super::types::shown;
 use super::{Applied, StateMachine};
 
@@ -43,53 +44,58 @@ pub struct NamespacePolicy {
     pub updated_ms: i64,
 }
 
-impl Security {
-    /// The policy governing `namespace` and the name it is kept under: its
-    /// own, else the default, else none.
-    pub fn policy_for(&self, namespace: &str) -> Option<(&str, &NamespacePolicy)> {
-        self.policies
-            .get_key_value(namespace)
-            .or_else(|| self.policies.get_key_value(DEFAULT_POLICY))
-            .map(|(name, policy)| (name.as_str(), policy))
-    }
+/// The policies of the namespaces, by name ([`DEFAULT_POLICY`] for the
+/// others); replicated with the tokens.
+pub type Policies = BTreeMap<String, NamespacePolicy>;
 
-    /// Whether a plan's tasks stay inside its namespace's policy; the
-    /// error names the first task and URL outside it, and what is allowed.
-    pub fn admit(&self, plan: &Plan) -> Result<(), String> {
-        let namespace = &plan.spec.namespace;
-        let Some((governing, policy)) = self.policy_for(namespace) else {
-            return Ok(());
-        };
-        let whose = if governing == DEFAULT_POLICY {
-            format!("the default policy (for namespaces without their own, such as `{namespace}`)")
-        } else {
-            format!("namespace `{namespace}`'s policy")
-        };
-        for task in &plan.spec.tasks {
-            if matches!(task.kind, KindConfig::Command(_)) && !policy.allow_command {
+/// The policy governing `namespace` and the name it is kept under: its own,
+/// else the default, else none.
+pub fn governing<'a>(
+    policies: &'a Policies,
+    namespace: &str,
+) -> Option<(&'a str, &'a NamespacePolicy)> {
+    policies
+        .get_key_value(namespace)
+        .or_else(|| policies.get_key_value(DEFAULT_POLICY))
+        .map(|(name, policy)| (name.as_str(), policy))
+}
+
+/// Whether a plan's tasks stay inside its namespace's policy; the error
+/// names the first task and URL outside it, and what is allowed.
+pub fn admit(policies: &Policies, plan: &Plan) -> Result<(), String> {
+    let namespace = &plan.spec.namespace;
+    let Some((governing, policy)) = governing(policies, namespace) else {
+        return Ok(());
+    };
+    let whose = if governing == DEFAULT_POLICY {
+        format!("the default policy (for namespaces without their own, such as `{namespace}`)")
+    } else {
+        format!("namespace `{namespace}`'s policy")
+    };
+    for task in &plan.spec.tasks {
+        if matches!(task.kind, KindConfig::Command(_)) && !policy.allow_command {
+            return Err(format!(
+                "task `{}` is a `command`, which {whose} does not allow; ask an operator (drover policy set {governing} --allow-command)",
+                task.name
+            ));
+        }
+        for (field, url) in task.kind.dataset_urls() {
+            if !policy.allowed_urls.iter().any(|p| urls::is_under(url, p)) {
+                let allowed = if policy.allowed_urls.is_empty() {
+                    "no dataset locations".to_owned()
+                } else {
+                    policy.allowed_urls.join(", ")
+                };
                 return Err(format!(
-                    "task `{}` is a `command`, which {whose} does not allow; ask an operator (drover policy set {governing} --allow-command)",
-                    task.name
+                    "task `{}` {} `{}`, outside what {whose} allows: {allowed}",
+                    task.name,
+                    if field == "output" { "writes" } else { "reads" },
+                    shown_url(url),
                 ));
             }
-            for (field, url) in task.kind.dataset_urls() {
-                if !policy.allowed_urls.iter().any(|p| urls::is_under(url, p)) {
-                    let allowed = if policy.allowed_urls.is_empty() {
-                        "no dataset locations".to_owned()
-                    } else {
-                        policy.allowed_urls.join(", ")
-                    };
-                    return Err(format!(
-                        "task `{}` {} `{}`, outside what {whose} allows: {allowed}",
-                        task.name,
-                        if field == "output" { "writes" } else { "reads" },
-                        shown_url(url),
-                    ));
-                }
-            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// A URL quoted in an error, cut like other caller strings but longer.

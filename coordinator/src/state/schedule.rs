@@ -13,8 +13,9 @@ use drover_jobspecs::LoadOptions;
 use drover_jobspecs::schedule::{Catchup, Overlap};
 use serde::{Deserialize, Serialize};
 
-use super::command::{Outcome, Rejection, SubmitJob};
+use super::command::SubmitJob;
 use super::lifecycle::to_utc;
+use super::outcome::{Outcome, Rejection};
 use super::types::{JobId, ScheduleId};
 use super::{Applied, StateMachine};
 
@@ -250,7 +251,7 @@ impl StateMachine {
             // The policy may have changed since the schedule was created:
             // each run is admitted as a fresh submit would be.
             if let Ok(plan) = &planned
-                && let Err(denied) = self.core.security.admit(plan)
+                && let Err(denied) = super::policy::admit(&self.core.security.policies, plan)
             {
                 notes.push(format!(
                     "run at {} skipped: {denied}",

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Outcome, Rejection};
-use super::policy::NamespacePolicy;
+use super::outcome::{Outcome, Rejection};
+use super::policy::Policies;
 use super::types::shown;
 use super::{Applied, StateMachine};
 
@@ -103,7 +103,7 @@ pub struct Security {
     pub tokens: BTreeMap<String, Token>,
     /// What each namespace's specs may touch, by namespace;
     /// [`super::policy::DEFAULT_POLICY`] holds the one for namespaces without their own.
-    pub policies: BTreeMap<String, NamespacePolicy>,
+    pub policies: Policies,
     /// Roles of client certificates, by identity (`client/ci`), for
     /// callers that present a certificate and no token. (Last, with
     /// `policies`: both added in snapshot format 4.)

@@ -7,9 +7,9 @@
 //! [`Command::WorkersLost`](super::Command::WorkersLost)), so no wall clock
 //! can hasten or stall them.
 
-use super::command::TickReport;
 use super::events::ExpiryReason;
 use super::lease::AttemptEnd;
+use super::outcome::TickReport;
 use super::types::{JobId, ScheduleId, TaskKey, TaskState};
 use super::{StateMachine, TICK_WORK_MAX};
 

@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Outcome, Rejection};
 use super::events::EventKind;
 use super::job::TemplateDef;
+use super::outcome::{Outcome, Rejection};
 use super::types::WorkerId;
 use super::{Applied, StateMachine};
 

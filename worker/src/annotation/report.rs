@@ -6,8 +6,6 @@
 
 use serde::Serialize;
 
-use super::Votes;
-use super::stats::{CLASSIFICATION, ProjectStats};
 use crate::html::{bars, escape};
 
 /// An annotator whose spammer score is below this is flagged: their
@@ -82,37 +80,6 @@ pub struct ProjectQuality {
     pub labels: Vec<LabelCount>,
     /// Per annotator, by pseudonym.
     pub annotators: Vec<AnnotatorQuality>,
-}
-
-/// The figures of a classification project. `labels` are the consensus
-/// per item; `class_names` and `annotator_names` (pseudonyms) name the
-/// indices of `votes`.
-pub fn classification_quality(
-    project: &str,
-    consensus: &str,
-    votes: &Votes,
-    labels: &[Option<u32>],
-    class_names: &[String],
-    annotator_names: &[String],
-) -> ProjectQuality {
-    let mut by_item: Vec<Vec<(&str, &str)>> = vec![Vec::new(); votes.items];
-    for v in &votes.votes {
-        by_item[v.item as usize].push((
-            &annotator_names[v.annotator as usize],
-            &class_names[v.class as usize],
-        ));
-    }
-    let mut stats = ProjectStats::new(CLASSIFICATION);
-    stats.items = votes.items as u64;
-    for (item, item_votes) in by_item.iter().enumerate() {
-        let label = labels
-            .get(item)
-            .copied()
-            .flatten()
-            .map(|c| class_names[c as usize].as_str());
-        stats.add_classification(item_votes, label);
-    }
-    stats.quality(project, consensus)
 }
 
 /// Text safe inside HTML elements and attributes.
@@ -208,6 +175,7 @@ pub fn render_html(title: &str, projects: &[ProjectQuality]) -> String {
 mod tests {
     use super::*;
     use crate::annotation::consensus::dawid_skene;
+    use crate::annotation::stats::classification_quality;
     use crate::annotation::testdata::simulate;
 
     #[test]

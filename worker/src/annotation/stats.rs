@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::Votes;
 use super::agreement::AgreementSums;
 use super::consensus::spammer_score;
 use super::report::{
@@ -260,6 +261,37 @@ fn confusion_rows(
                 .collect()
         })
         .collect()
+}
+
+/// The figures of a classification project. `labels` are the consensus
+/// per item; `class_names` and `annotator_names` (pseudonyms) name the
+/// indices of `votes`.
+pub fn classification_quality(
+    project: &str,
+    consensus: &str,
+    votes: &Votes,
+    labels: &[Option<u32>],
+    class_names: &[String],
+    annotator_names: &[String],
+) -> ProjectQuality {
+    let mut by_item: Vec<Vec<(&str, &str)>> = vec![Vec::new(); votes.items];
+    for v in &votes.votes {
+        by_item[v.item as usize].push((
+            &annotator_names[v.annotator as usize],
+            &class_names[v.class as usize],
+        ));
+    }
+    let mut stats = ProjectStats::new(CLASSIFICATION);
+    stats.items = votes.items as u64;
+    for (item, item_votes) in by_item.iter().enumerate() {
+        let label = labels
+            .get(item)
+            .copied()
+            .flatten()
+            .map(|c| class_names[c as usize].as_str());
+        stats.add_classification(item_votes, label);
+    }
+    stats.quality(project, consensus)
 }
 
 #[cfg(test)]

@@ -5,11 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use drover_jobspecs::kinds::KindConfig;
-use drover_jobspecs::partitions::PartitionSet;
 use serde::Serialize;
-
-use super::TaskError;
 
 /// What was found in one task's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,23 +62,4 @@ impl InputCheck {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
-}
-
-/// Checks the input of a task of `kind` over `partitions`; `None` for a
-/// kind that reads no dataset. An input that cannot be listed at all is
-/// the error.
-pub async fn check(
-    kind: &KindConfig,
-    partitions: &PartitionSet,
-) -> Option<Result<InputCheck, TaskError>> {
-    Some(match kind {
-        KindConfig::AnnotationExport(cfg) => super::annotation_export::check_input(cfg).await,
-        KindConfig::Dedup(cfg) => super::dedup::check_input(cfg).await,
-        KindConfig::SensorFeatureBackfill(cfg) => {
-            super::sensor_features::check_input(cfg, partitions).await
-        }
-        KindConfig::Noop | KindConfig::Sleep(_) | KindConfig::Command(_) | KindConfig::Probe(_) => {
-            return None;
-        }
-    })
 }

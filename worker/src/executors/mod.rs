@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use drover_jobspecs::kinds::KindConfig;
+use drover_jobspecs::partitions::PartitionSet;
 use drover_proto::v1::{LeasedTask, OutputManifest};
 use tokio::sync::watch;
 
@@ -134,6 +136,25 @@ impl Progress {
             .map(|p| (p.fraction, p.note.clone()))
             .unwrap_or_default()
     }
+}
+
+/// Checks the input of a task of `kind` over `partitions`; `None` for a
+/// kind that reads no dataset. An input that cannot be listed at all is
+/// the error.
+pub async fn check_input(
+    kind: &KindConfig,
+    partitions: &PartitionSet,
+) -> Option<Result<input_check::InputCheck, TaskError>> {
+    Some(match kind {
+        KindConfig::AnnotationExport(cfg) => annotation_export::check_input(cfg).await,
+        KindConfig::Dedup(cfg) => dedup::check_input(cfg).await,
+        KindConfig::SensorFeatureBackfill(cfg) => {
+            sensor_features::check_input(cfg, partitions).await
+        }
+        KindConfig::Noop | KindConfig::Sleep(_) | KindConfig::Command(_) | KindConfig::Probe(_) => {
+            return None;
+        }
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use drover_coordinator::raft::node::NodeHandle;
 
-use crate::client::Coordinators;
+use drover_net::Coordinators;
 
 /// What the console's handlers share.
 #[derive(Debug, Clone)]
@@ -52,6 +52,7 @@ impl Console {
 /// the cluster checks that person's role and namespaces, never the serving
 /// node's. Without one, a cluster that requires credentials answers 401
 /// and the page asks for a token.
+#[derive(Debug)]
 pub struct AsCaller(pub Console);
 
 impl axum::extract::FromRequestParts<Console> for AsCaller {

@@ -25,7 +25,7 @@ use tonic::Code;
 
 use super::json;
 use super::{AsCaller, Console};
-use crate::client::{Coordinators, RpcError};
+use drover_net::{CallError, Coordinators};
 
 /// How long a page request waits for a cluster that cannot answer (an
 /// election) before the page shows the error and polls again.
@@ -36,6 +36,7 @@ const MEMBER_TIMEOUT: Duration = Duration::from_secs(2);
 const REASON_BYTES_MAX: usize = 1024;
 
 /// An error as the page shows it: an HTTP status and one sentence.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -44,9 +45,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        let status = match RpcError::code_of(&e) {
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        let status = match e.answer_code() {
             Some(Code::NotFound) => StatusCode::NOT_FOUND,
             Some(Code::InvalidArgument | Code::OutOfRange) => StatusCode::BAD_REQUEST,
             Some(Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted) => {
@@ -59,7 +60,7 @@ impl From<anyhow::Error> for ApiError {
             None | Some(Code::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(status, format!("{e:#}"))
+        ApiError(status, e.to_string())
     }
 }
 
@@ -78,7 +79,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 
 /// `running` → the wire enum value, for filters.
 fn job_state_named(name: &str) -> Result<i32, ApiError> {
-    crate::job::render::parse_job_state(name)
+    drover_proto::names::parse_job_state(name)
         .map(|s| s as i32)
         .map_err(bad_request)
 }
@@ -372,7 +373,7 @@ pub async fn cancel(
         })
         .await?;
     Ok(Json(json!({
-        "state": crate::job::render::job_state(answer.state),
+        "state": drover_proto::names::job_state(answer.state),
         "changed": answer.changed,
     })))
 }
@@ -395,7 +396,7 @@ pub async fn retry(
         })
         .await?;
     Ok(Json(json!({
-        "state": crate::job::render::job_state(answer.state),
+        "state": drover_proto::names::job_state(answer.state),
         "requeued": answer.requeued_task_count,
     })))
 }
@@ -440,9 +441,7 @@ pub async fn drain(
 /// does not answer is listed with the error), plus the leader's view of
 /// replication.
 pub async fn cluster(AsCaller(c): AsCaller) -> ApiResult {
-    let here = ask_status(&c.cluster, &c.own_address)
-        .await
-        .map_err(ApiError::from)?;
+    let here = ask_status(&c.cluster, &c.own_address).await?;
     let mut asks = tokio::task::JoinSet::new();
     for m in &here.members {
         let (id, address) = (m.node_id, m.address.clone());
@@ -462,7 +461,7 @@ pub async fn cluster(AsCaller(c): AsCaller) -> ApiResult {
                 }
                 json!({ "id": id, "address": address, "status": json::node_status(&status) })
             }
-            Err(e) => json!({ "id": id, "address": address, "error": format!("{e:#}") }),
+            Err(ApiError(_, e)) => json!({ "id": id, "address": address, "error": e }),
         });
     }
     nodes.sort_by_key(|n| n["id"].as_u64());
@@ -477,7 +476,7 @@ pub async fn cluster(AsCaller(c): AsCaller) -> ApiResult {
 async fn ask_status(
     cluster: &Coordinators,
     address: &str,
-) -> anyhow::Result<drover_proto::v1::ClusterStatusResponse> {
+) -> Result<drover_proto::v1::ClusterStatusResponse, ApiError> {
     let one = cluster.at(address);
     tokio::time::timeout(
         MEMBER_TIMEOUT * 2,
@@ -489,5 +488,11 @@ async fn ask_status(
         }),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("{address} did not answer within {MEMBER_TIMEOUT:?}"))?
+    .map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{address} did not answer within {MEMBER_TIMEOUT:?}"),
+        )
+    })?
+    .map_err(ApiError::from)
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use drover_coordinator::task_logs::{StoredTail, TailFuture, TaskLogStore};
+use drover_worker::dataset::DatasetError;
 use drover_worker::dataset::location::Location;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
@@ -18,15 +18,39 @@ pub struct ObjectTaskLogs {
     url: String,
 }
 
+/// A `--task-logs` value that names no usable store.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskLogsError {
+    /// Not a URL or directory a store can be opened at.
+    #[error("--task-logs {url}: {source}")]
+    Url {
+        /// As given.
+        url: String,
+        /// Why.
+        source: DatasetError,
+    },
+    /// A relative directory that cannot be made absolute.
+    #[error("--task-logs {url}: {source}")]
+    Directory {
+        /// As given.
+        url: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Opens the store `--task-logs` names.
-pub fn open(url: &str) -> Result<Arc<dyn TaskLogStore>> {
+pub fn open(url: &str) -> Result<Arc<dyn TaskLogStore>, TaskLogsError> {
     let url = absolute(url)?;
-    let location = Location::parse(&url).with_context(|| format!("--task-logs {url}"))?;
+    let location = Location::parse(&url).map_err(|source| TaskLogsError::Url {
+        url: url.clone(),
+        source,
+    })?;
     Ok(Arc::new(ObjectTaskLogs { location, url }))
 }
 
 /// `url` with a relative local path made absolute.
-fn absolute(url: &str) -> Result<String> {
+fn absolute(url: &str) -> Result<String, TaskLogsError> {
     if url.starts_with("s3://") {
         return Ok(url.to_owned());
     }
@@ -34,7 +58,10 @@ fn absolute(url: &str) -> Result<String> {
     if path.starts_with('/') {
         return Ok(path.to_owned());
     }
-    let path = std::path::absolute(path).with_context(|| format!("--task-logs {url}"))?;
+    let path = std::path::absolute(path).map_err(|source| TaskLogsError::Directory {
+        url: url.to_owned(),
+        source,
+    })?;
     Ok(path.display().to_string())
 }
 

@@ -14,21 +14,27 @@ use serde_json::{Value, json};
 use super::graph::{self, Vertex};
 
 // Enum values are named as the CLI's `--json` names them.
-use crate::job::render::{
-    counts_json, enum_name as short, event_kind, job_state, replication_state, task_kind,
-    task_state,
+use drover_proto::names::{
+    enum_name as short, event_kind, job_state, replication_state, task_kind, task_state,
+    worker_state,
 };
 
-/// Task counts, zeros when absent (the page always has a bar to draw).
+/// Task counts by state name, as the page's tasks name their `state`;
+/// zeros when absent (the page always has a bar to draw).
 fn counts(c: Option<&TaskCounts>) -> Value {
-    let mut counts = counts_json(&c.cloned().unwrap_or_default());
-    // The page's keys are state names, as its tasks' `state` values are.
-    if let Some(map) = counts.as_object_mut()
-        && let Some(n) = map.remove("upstreamFailed")
-    {
-        map.insert("upstream_failed".to_owned(), n);
-    }
-    counts
+    let c = c.cloned().unwrap_or_default();
+    json!({
+        "blocked": c.blocked,
+        "ready": c.ready,
+        "backoff": c.backoff,
+        "leased": c.leased,
+        "succeeded": c.succeeded,
+        "failed": c.failed,
+        "cancelled": c.cancelled,
+        "skipped": c.skipped,
+        "upstream_failed": c.upstream_failed,
+        "total": c.total,
+    })
 }
 
 fn template(t: &TemplateProgress) -> Value {
@@ -213,7 +219,7 @@ pub fn task_log(l: &GetTaskLogResponse) -> Value {
 pub fn worker(w: &WorkerInfo) -> Value {
     json!({
         "id": w.worker_id,
-        "state": crate::job::render::worker_state(w.state),
+        "state": worker_state(w.state),
         "slots": w.slots,
         "labels": w.labels,
         "running_tasks": w.running_tasks,
