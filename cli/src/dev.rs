@@ -11,11 +11,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_coordinator::raft::node::NodeHandle;
 use drover_coordinator::server::{self, ServerConfig};
-use drover_coordinator::service::trace;
-use drover_coordinator::state::{Command, JobId, JobState, Outcome, SubmitJob, Submitted};
-use drover_net::{Dialer, PeerIdentity, TlsFiles};
+use drover_net::{Bearer, Coordinators, Dialer, PeerIdentity, TlsFiles};
+use drover_proto::names::job_state;
+use drover_proto::v1::{Job, JobState, SubmitJobRequest, TaskKind};
 use drover_web::Console;
 use drover_worker::runner::{self, WorkerConfig};
+
+use crate::job::fetch::get_job;
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -154,6 +156,24 @@ async fn bootstrap_operator_token(node: &NodeHandle, dir: &std::path::Path) -> R
     crate::certs::write(&path, &format!("{}\n", created.secret), true, false)
 }
 
+/// The demo's client of its own node: it submits and follows jobs
+/// through the job service as any remote client does, so the service's
+/// size, namespace and policy checks apply (as the operator when
+/// `--secure`).
+fn demo_client(args: &DevArgs) -> Result<Coordinators> {
+    let mut dialer = Dialer::plaintext();
+    if args.secure {
+        let dir = args.data_dir.join("tls");
+        let client = PeerIdentity::Client(SECURE_CLIENT.to_owned());
+        let path = dir.join(OPERATOR_TOKEN_FILE);
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        dialer = Dialer::tls(TlsFiles::in_dir(&dir, &crate::certs::stem(&client)))?
+            .with_bearer(Bearer::token(&token)?);
+    }
+    Ok(Coordinators::parse(&cli_address(args.listen)).with_dialer(dialer))
+}
+
 /// The examples the demo runs: those whose kinds have executors today.
 const DEMO_SPECS: &[(&str, &str)] = &[
     (
@@ -273,7 +293,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     }
 
     let code = if args.demo {
-        demo(&node, &args.data_dir).await?
+        demo(&demo_client(&args)?, &args.data_dir).await?
     } else {
         eprintln!("serving; submit specs with `drover job submit SPEC.yaml`, Ctrl-C to stop");
         crate::coordinator::shutdown_signal().await;
@@ -289,28 +309,21 @@ pub async fn run(args: DevArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Where a finished job's last template put its output: its `output`
-/// config (a data job's dataset root) joined with the accepted prefix.
-async fn final_output(node: &NodeHandle, id: JobId) -> Result<Option<String>> {
-    node.read_local(move |sm| {
-        // The last template that writes a dataset (a `noop` after it
-        // writes none) publishes its result at its `output`.
-        sm.job(id)?.templates.iter().rev().find_map(|t| {
-            let config: serde_json::Value = serde_json::from_str(&t.def.config_json).ok()?;
-            let root = config["output"].as_str().map(|r| {
-                r.trim_start_matches("file://")
-                    .trim_end_matches('/')
-                    .to_owned()
-            })?;
-            // Sensor features are published by date under the root.
-            if t.def.kind == "sensor_feature_backfill" {
-                return Some(format!("{root}/date=*/"));
-            }
-            Some(format!("{root}/"))
+/// Where a finished job's last template put its output: the `output` of
+/// the last template that writes a dataset (a `noop` after it writes
+/// none); sensor features are published by date under it.
+fn final_output(job: &Job) -> Option<String> {
+    job.templates.iter().rev().find_map(|t| {
+        if t.output.is_empty() {
+            return None;
+        }
+        let root = t.output.trim_start_matches("file://").trim_end_matches('/');
+        Some(if t.kind == TaskKind::SensorFeatureBackfill as i32 {
+            format!("{root}/date=*/")
+        } else {
+            format!("{root}/")
         })
     })
-    .await
-    .map_err(|e| anyhow!("{e}"))
 }
 
 async fn wait_for_leader(node: &NodeHandle) -> Result<()> {
@@ -465,20 +478,30 @@ fn write_key(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Submits `yaml` as `file` with `params`: as one job when `once`, else as
-/// the spec says (a job, or a schedule when it has one). The idempotency
-/// key names `label` and the spec's fingerprint, so a second `drover dev
-/// --demo` on the same data directory finds what the first submitted
-/// instead of registering the nightly schedule again; returns whether this
-/// call created it.
+/// What a submit created (or found).
+struct Submission {
+    /// The job's or schedule's id.
+    id: String,
+    /// False when an earlier submit with the same key made it.
+    created: bool,
+    /// Whether it is a schedule.
+    schedule: bool,
+}
+
+/// Submits `yaml` as `file` with `params` through the job service, as any
+/// client does: as one job when `once`, else as the spec says (a job, or a
+/// schedule when it has one). The idempotency key names `label` and the
+/// spec's fingerprint, so a second `drover dev --demo` on the same data
+/// directory finds what the first submitted instead of registering the
+/// nightly schedule again.
 async fn submit(
-    node: &NodeHandle,
+    cluster: &Coordinators,
     label: &str,
     file: &str,
     yaml: &str,
     params: Vec<(String, String)>,
     once: bool,
-) -> Result<(Submitted, bool)> {
+) -> Result<Submission> {
     let opts = drover_jobspecs::LoadOptions {
         params: params.clone(),
         logical_time: chrono::Utc::now(),
@@ -486,65 +509,73 @@ async fn submit(
     let fingerprint = drover_jobspecs::plan(file, yaml, &opts)
         .map_err(|d| anyhow!("the demo's {file} does not plan: {d:?}"))?
         .spec_hash;
-    let submit = SubmitJob {
-        file: file.to_owned(),
+    let request = SubmitJobRequest {
         spec_yaml: yaml.to_owned(),
-        params,
-        idempotency_key: Some(format!(
+        source_name: file.to_owned(),
+        params: params.into_iter().collect(),
+        idempotency_key: format!(
             "drover-dev-demo:{label}:{}",
             &fingerprint[..fingerprint.len().min(16)]
-        )),
-        // Proposed directly, not through SubmitJob: start the job's trace
-        // here, as the service would.
-        trace_parent: Some(trace::new_root().to_string()),
+        ),
+        once,
     };
-    let command = if once {
-        Command::SubmitOnce(submit)
-    } else {
-        Command::SubmitJob(submit)
-    };
-    let out = node
-        .propose(vec![command])
+    let response = cluster
+        .jobs(|mut c| {
+            let r = request.clone();
+            async move { c.submit_job(r).await.map(|r| r.into_inner()) }
+        })
         .await
-        .map_err(|e| anyhow!("submitting {file}: {e}"))?;
-    match out.into_iter().next() {
-        Some(Ok(Outcome::Submitted { id, created })) => Ok((id, created)),
-        other => bail!("submitting {file}: {other:?}"),
-    }
+        .with_context(|| format!("submitting {file}"))?;
+    let schedule = !once && response.plan.as_ref().is_some_and(|p| p.schedule.is_some());
+    Ok(Submission {
+        id: response.job_id,
+        created: response.created,
+        schedule,
+    })
 }
 
 /// A job the demo follows, and what to call it.
 struct Followed {
     label: String,
-    id: JobId,
+    id: String,
 }
 
 async fn submit_job(
-    node: &NodeHandle,
+    cluster: &Coordinators,
     label: String,
     file: &str,
     yaml: &str,
     params: Vec<(String, String)>,
     once: bool,
 ) -> Result<Followed> {
-    match submit(node, &label, file, yaml, params, once).await? {
-        (Submitted::Job(id), true) => {
-            eprintln!("submitted {label} as {id}");
-            Ok(Followed { label, id })
-        }
-        (Submitted::Job(id), false) => {
-            eprintln!("{label} was submitted by an earlier demo as {id}");
-            Ok(Followed { label, id })
-        }
-        other => bail!("submitting {file}: expected a job, got {other:?}"),
+    let submitted = submit(cluster, &label, file, yaml, params, once).await?;
+    if submitted.schedule {
+        bail!(
+            "submitting {file}: expected a job, got schedule {}",
+            submitted.id
+        );
     }
+    if submitted.created {
+        eprintln!("submitted {label} as {}", submitted.id);
+    } else {
+        eprintln!(
+            "{label} was submitted by an earlier demo as {}",
+            submitted.id
+        );
+    }
+    Ok(Followed {
+        label,
+        id: submitted.id,
+    })
 }
 
-async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode> {
+/// Runs the examples through the job service of the node at `cluster`
+/// and follows them to the end.
+async fn demo(cluster: &Coordinators, data_dir: &std::path::Path) -> Result<ExitCode> {
     let data = demo_data(data_dir).await?;
     let mut jobs: Vec<Followed> = Vec::new();
     // The nightly's run for yesterday, started once the backfill is done.
-    let mut nightly: Option<(Vec<(String, String)>, JobId)> = None;
+    let mut nightly: Option<(Vec<(String, String)>, String)> = None;
     for (file, yaml) in DEMO_SPECS {
         // Only the examples that declare a param take it.
         let mut params: Vec<(String, String)> = data
@@ -554,26 +585,26 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
             .cloned()
             .collect();
         if *file != SENSOR_SPEC.0 {
-            jobs.push(submit_job(node, (*file).to_owned(), file, yaml, params, false).await?);
+            jobs.push(submit_job(cluster, (*file).to_owned(), file, yaml, params, false).await?);
             continue;
         }
         params.retain(|(k, _)| k != "keyFile");
         params.push(("keyFile".to_owned(), data.device_key.clone()));
-        match submit(node, file, file, yaml, params.clone(), false).await? {
-            (Submitted::Schedule(s), true) => eprintln!(
+        let nightly_schedule = submit(cluster, file, file, yaml, params.clone(), false).await?;
+        let s = &nightly_schedule.id;
+        match (nightly_schedule.schedule, nightly_schedule.created) {
+            (true, true) => eprintln!(
                 "registered {file} as schedule {s}: nightly at 03:00 America/Los_Angeles for yesterday"
             ),
-            (Submitted::Schedule(s), false) => {
-                eprintln!("{file} was registered by an earlier demo as schedule {s}")
-            }
-            other => bail!("submitting {file}: expected a schedule, got {other:?}"),
+            (true, false) => eprintln!("{file} was registered by an earlier demo as schedule {s}"),
+            (false, _) => bail!("submitting {file}: expected a schedule, got job {s}"),
         }
         let (first, last) = &data.sensor_dates;
         let mut range = params.clone();
         range.push(("start".to_owned(), first.clone()));
         range.push(("end".to_owned(), last.clone()));
         let backfill = submit_job(
-            node,
+            cluster,
             format!("{file} backfill {first}..{last}"),
             file,
             yaml,
@@ -581,34 +612,30 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
             true,
         )
         .await?;
-        nightly = Some((params, backfill.id));
+        nightly = Some((params, backfill.id.clone()));
         jobs.push(backfill);
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last_line = String::new();
     loop {
-        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-        let states = node
-            .read_local(move |sm| {
-                ids.iter()
-                    .map(|id| sm.job(*id).map(|j| (j.state, j.counts, j.counts.total())))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut states: Vec<Job> = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            states.push(get_job(cluster, &job.id).await?);
+        }
         let mut line = String::new();
         let mut all_done = true;
         let mut all_ok = true;
         let mut start_nightly = false;
         for (job, state) in jobs.iter().zip(&states) {
-            let Some((s, c, total)) = state else {
-                bail!("job {} disappeared", job.id);
-            };
-            all_done &= s.is_terminal();
-            all_ok &= *s == JobState::Succeeded;
+            let c = state.task_counts.unwrap_or_default();
+            let succeeded = state.state == JobState::Succeeded as i32;
+            all_done &= [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+                .iter()
+                .any(|s| *s as i32 == state.state);
+            all_ok &= succeeded;
             start_nightly |= nightly
                 .as_ref()
-                .is_some_and(|(_, after)| *after == job.id && *s == JobState::Succeeded);
+                .is_some_and(|(_, after)| *after == job.id && succeeded);
             let skipped = if c.skipped > 0 {
                 format!(" ({} skipped)", c.skipped)
             } else {
@@ -618,9 +645,9 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
                 "{} {}: {} {}/{} done{skipped}, {} running, {} failed  ",
                 job.label,
                 job.id,
-                s.as_str(),
+                job_state(state.state),
                 c.succeeded + c.skipped,
-                total,
+                c.total,
                 c.leased,
                 c.failed
             ));
@@ -632,7 +659,7 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
         if start_nightly && let Some((params, _)) = nightly.take() {
             jobs.push(
                 submit_job(
-                    node,
+                    cluster,
                     format!("{} nightly run for {}", SENSOR_SPEC.0, data.sensor_dates.1),
                     SENSOR_SPEC.0,
                     SENSOR_SPEC.1,
@@ -646,13 +673,13 @@ async fn demo(node: &NodeHandle, data_dir: &std::path::Path) -> Result<ExitCode>
         if all_done && (nightly.is_none() || !all_ok) {
             if all_ok {
                 eprintln!("demo finished: every job succeeded");
-                for job in &jobs {
-                    match final_output(node, job.id).await? {
+                for (job, state) in jobs.iter().zip(&states) {
+                    match final_output(state) {
                         Some(place) => eprintln!("  {}: output in {place}", job.label),
                         None => eprintln!("  {}: its tasks write no files", job.label),
                     }
                 }
-                let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
+                let first = jobs.first().map(|j| j.id.clone()).unwrap_or_default();
                 eprintln!(
                     "state is kept in {}; run `drover dev` to serve it again, then `drover job status {first}`, \
                      or `drover job logs {first}/0/0` for a task's log",

@@ -26,10 +26,10 @@
 //! - `planted` (feature `planted-bugs` only): bugs planted on purpose so
 //!   the chaos suite can prove its checkers catch them.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod backup;
 pub mod clock;
-pub mod data_dir;
+pub(crate) mod data_dir;
 pub mod durable;
 pub mod metrics;
 #[cfg(feature = "planted-bugs")]

@@ -29,5 +29,5 @@ pub mod secret;
 
 pub use audit::AuditLog;
 pub use guard::{AuthSettings, GuardLayer};
-pub use policy::{Caller, Grant};
+pub use policy::Caller;
 pub use rate::Rate;

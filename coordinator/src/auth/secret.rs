@@ -16,9 +16,6 @@ pub const PREFIX: &str = "drv_";
 /// Hex digits of the secret part.
 const SECRET_HEX_LEN: usize = 64;
 
-/// Length of a whole token string.
-pub const TOKEN_STRING_LEN: usize = PREFIX.len() + TOKEN_ID_LEN + 1 + SECRET_HEX_LEN;
-
 /// A freshly drawn token: what the user gets, and what the cluster keeps.
 #[derive(Clone)]
 pub struct NewToken {
@@ -113,7 +110,10 @@ mod tests {
     fn a_generated_token_parses_and_matches_only_its_own_hash() {
         let a = generate().unwrap();
         let b = generate().unwrap();
-        assert_eq!(a.token.len(), TOKEN_STRING_LEN);
+        assert_eq!(
+            a.token.len(),
+            PREFIX.len() + TOKEN_ID_LEN + 1 + SECRET_HEX_LEN
+        );
         assert_ne!(a.id, b.id);
         let presented = Presented::parse(&a.token).expect("a generated token parses");
         assert_eq!(presented.id, a.id);

@@ -24,17 +24,17 @@
 //! - [`service`]: the `RaftService` server for messages from peers.
 
 pub mod backend;
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod cluster_clock;
 pub mod config;
 pub mod driver;
 pub mod entry;
 pub mod error;
-pub mod lease_timers;
+pub(crate) mod lease_timers;
 pub mod log_store;
 pub mod mem_log;
 pub mod mem_state;
 pub mod node;
-pub mod service;
+pub(crate) mod service;
 pub mod status;
-pub mod transport;
+pub(crate) mod transport;

@@ -6,10 +6,10 @@
 
 pub mod admin;
 pub mod job;
-pub mod policies;
+pub(crate) mod policies;
 pub mod task_log;
 pub mod tokens;
-pub mod trace;
+pub(crate) mod trace;
 pub mod worker;
 
 use drover_proto::LEADER_METADATA_KEY;
