@@ -134,60 +134,15 @@ async fn inject(cluster: &mut Cluster, fault: &str, rng: &mut Rng, history: &His
             tokio::time::sleep(Duration::from_millis(rng.between(200, 2_000))).await;
             format!("worker {worker}")
         }
-        "partition-isolate" => {
-            // Symmetric: one node (often the leader) cut from all others.
-            let node = if rng.chance(0.5) {
-                leader.unwrap_or(any_node)
-            } else {
-                any_node
+        "partition-isolate" | "partition-one-way" | "partition-bridge" | "slow-links" => {
+            let target = Target {
+                members: &members,
+                leader,
+                any_node,
             };
-            for other in members.iter().filter(|m| **m != node) {
-                cluster.set_peer_link(node, *other, LinkFaults::partitioned());
-                cluster.set_peer_link(*other, node, LinkFaults::partitioned());
-            }
+            let hit = cut_links(cluster, fault, &target, rng);
             tokio::time::sleep(hold).await;
-            format!("node {node} isolated")
-        }
-        "partition-one-way" => {
-            // Asymmetric: the leader hears the others, they do not hear it
-            // (or the reverse).
-            let node = leader.unwrap_or(any_node);
-            let outbound = rng.chance(0.5);
-            for other in members.iter().filter(|m| **m != node) {
-                if outbound {
-                    cluster.set_peer_link(node, *other, LinkFaults::partitioned());
-                } else {
-                    cluster.set_peer_link(*other, node, LinkFaults::partitioned());
-                }
-            }
-            tokio::time::sleep(hold).await;
-            format!(
-                "node {node} {}",
-                if outbound {
-                    "cannot send"
-                } else {
-                    "cannot receive"
-                }
-            )
-        }
-        "partition-bridge" => {
-            // Two sides that only a bridge node connects (a majority on
-            // each side of the bridge).
-            let mut shuffled = members.clone();
-            for i in (1..shuffled.len()).rev() {
-                shuffled.swap(i, rng.below(i as u64 + 1) as usize);
-            }
-            let bridge = shuffled[0];
-            let half = (shuffled.len() - 1) / 2;
-            let (left, right) = shuffled[1..].split_at(half);
-            for a in left {
-                for b in right {
-                    cluster.set_peer_link(*a, *b, LinkFaults::partitioned());
-                    cluster.set_peer_link(*b, *a, LinkFaults::partitioned());
-                }
-            }
-            tokio::time::sleep(hold).await;
-            format!("bridge {bridge}: {left:?} | {right:?}")
+            hit
         }
         "partition-worker" => {
             // The worker cannot reach any coordinator; its leases expire
@@ -195,23 +150,6 @@ async fn inject(cluster: &mut Cluster, fault: &str, rng: &mut Rng, history: &His
             cluster.set_worker_links(worker, LinkFaults::partitioned());
             tokio::time::sleep(pause_for(rng)).await;
             format!("worker {worker}")
-        }
-        "slow-links" => {
-            let delay = rng.between(20, 200);
-            for from in &members {
-                for to in members.iter().filter(|t| *t != from) {
-                    cluster.set_peer_link(
-                        *from,
-                        *to,
-                        LinkFaults {
-                            delay_ms: delay,
-                            ..LinkFaults::default()
-                        },
-                    );
-                }
-            }
-            tokio::time::sleep(hold).await;
-            format!("{delay} ms")
         }
         "close-connections" => {
             cluster.close_all_connections();
@@ -258,6 +196,89 @@ async fn inject(cluster: &mut Cluster, fault: &str, rng: &mut Rng, history: &His
             }
             tokio::time::sleep(Duration::from_millis(rng.between(200, 1_500))).await;
             "every process".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The nodes a network fault picks from.
+struct Target<'a> {
+    members: &'a [u64],
+    leader: Option<u64>,
+    any_node: u64,
+}
+
+/// Cuts or slows the links between nodes as `fault` says; returns what it
+/// hit. The links heal when the nemesis heals the cluster.
+fn cut_links(cluster: &mut Cluster, fault: &str, target: &Target<'_>, rng: &mut Rng) -> String {
+    match fault {
+        "partition-isolate" => {
+            // Symmetric: one node (often the leader) cut from all others.
+            let node = if rng.chance(0.5) {
+                target.leader.unwrap_or(target.any_node)
+            } else {
+                target.any_node
+            };
+            for other in target.members.iter().filter(|m| **m != node) {
+                cluster.set_peer_link(node, *other, LinkFaults::partitioned());
+                cluster.set_peer_link(*other, node, LinkFaults::partitioned());
+            }
+            format!("node {node} isolated")
+        }
+        "partition-one-way" => {
+            // Asymmetric: the leader hears the others, they do not hear it
+            // (or the reverse).
+            let node = target.leader.unwrap_or(target.any_node);
+            let outbound = rng.chance(0.5);
+            for other in target.members.iter().filter(|m| **m != node) {
+                if outbound {
+                    cluster.set_peer_link(node, *other, LinkFaults::partitioned());
+                } else {
+                    cluster.set_peer_link(*other, node, LinkFaults::partitioned());
+                }
+            }
+            format!(
+                "node {node} {}",
+                if outbound {
+                    "cannot send"
+                } else {
+                    "cannot receive"
+                }
+            )
+        }
+        "partition-bridge" => {
+            // Two sides that only a bridge node connects (a majority on
+            // each side of the bridge).
+            let mut shuffled = target.members.to_vec();
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let bridge = shuffled[0];
+            let half = (shuffled.len() - 1) / 2;
+            let (left, right) = shuffled[1..].split_at(half);
+            for a in left {
+                for b in right {
+                    cluster.set_peer_link(*a, *b, LinkFaults::partitioned());
+                    cluster.set_peer_link(*b, *a, LinkFaults::partitioned());
+                }
+            }
+            format!("bridge {bridge}: {left:?} | {right:?}")
+        }
+        "slow-links" => {
+            let delay = rng.between(20, 200);
+            for from in target.members {
+                for to in target.members.iter().filter(|t| *t != from) {
+                    cluster.set_peer_link(
+                        *from,
+                        *to,
+                        LinkFaults {
+                            delay_ms: delay,
+                            ..LinkFaults::default()
+                        },
+                    );
+                }
+            }
+            format!("{delay} ms")
         }
         _ => String::new(),
     }

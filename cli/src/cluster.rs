@@ -208,68 +208,90 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
             namespace_weights,
             json,
         } => {
-            let mut weights = BTreeMap::new();
-            for entry in &namespace_weights {
-                let (namespace, weight) = entry
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("`{entry}` is not NAMESPACE=WEIGHT"))?;
-                let weight: u32 = weight
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("`{weight}` in `{entry}` is not a weight (1 to 1000)"))?;
-                weights.insert(namespace.trim().to_owned(), weight);
-            }
-            let ms = |d: Option<Duration>| {
-                d.map_or(0, |d| {
-                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
-                })
-            };
-            let wanted = Settings {
-                lease_ttl_ms: ms(lease_ttl),
-                heartbeat_interval_ms: ms(heartbeat_interval),
-                worker_timeout_ms: ms(worker_timeout),
-                namespace_weights: weights,
-            };
-            let r = coordinators
-                .call(move |ch| {
-                    let wanted = wanted.clone();
-                    async move {
-                        AdminServiceClient::new(ch)
-                            .update_settings(UpdateSettingsRequest {
-                                settings: Some(wanted),
-                            })
-                            .await
-                            .map(|r| r.into_inner())
-                    }
-                })
-                .await?;
-            let s = r.settings.unwrap_or_default();
-            if json {
-                let out = serde_json::json!({
-                    "leaseTtlMs": s.lease_ttl_ms,
-                    "heartbeatIntervalMs": s.heartbeat_interval_ms,
-                    "workerTimeoutMs": s.worker_timeout_ms,
-                    "namespaceWeights": s.namespace_weights,
-                });
-                outln!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                let show = |ms: i64| {
-                    humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
-                };
-                outln!("lease TTL           {}", show(s.lease_ttl_ms));
-                outln!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
-                outln!("worker timeout      {}", show(s.worker_timeout_ms));
-                if s.namespace_weights.is_empty() {
-                    outln!("namespace weights   none (every namespace weighs 1)");
-                }
-                for (i, (namespace, weight)) in s.namespace_weights.iter().enumerate() {
-                    let label = if i == 0 { "namespace weights" } else { "" };
-                    outln!("{label:<18}  {namespace}={weight}");
-                }
-            }
+            let wanted = wanted_settings(
+                lease_ttl,
+                heartbeat_interval,
+                worker_timeout,
+                &namespace_weights,
+            )?;
+            settings(coordinators, wanted, json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings `cluster settings` asks for; zero leaves one as it is.
+fn wanted_settings(
+    lease_ttl: Option<Duration>,
+    heartbeat_interval: Option<Duration>,
+    worker_timeout: Option<Duration>,
+    namespace_weights: &[String],
+) -> Result<Settings> {
+    let mut weights = BTreeMap::new();
+    for entry in namespace_weights {
+        let (namespace, weight) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow!("`{entry}` is not NAMESPACE=WEIGHT"))?;
+        let weight: u32 = weight
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("`{weight}` in `{entry}` is not a weight (1 to 1000)"))?;
+        weights.insert(namespace.trim().to_owned(), weight);
+    }
+    let ms = |d: Option<Duration>| {
+        d.map_or(0, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+        })
+    };
+    let wanted = Settings {
+        lease_ttl_ms: ms(lease_ttl),
+        heartbeat_interval_ms: ms(heartbeat_interval),
+        worker_timeout_ms: ms(worker_timeout),
+        namespace_weights: weights,
+    };
+    Ok(wanted)
+}
+
+/// Updates the cluster's settings with `wanted` and shows the result.
+async fn settings(coordinators: &Coordinators, wanted: Settings, json: bool) -> Result<()> {
+    let r = coordinators
+        .call(move |ch| {
+            let wanted = wanted.clone();
+            async move {
+                AdminServiceClient::new(ch)
+                    .update_settings(UpdateSettingsRequest {
+                        settings: Some(wanted),
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let s = r.settings.unwrap_or_default();
+    if json {
+        let out = serde_json::json!({
+            "leaseTtlMs": s.lease_ttl_ms,
+            "heartbeatIntervalMs": s.heartbeat_interval_ms,
+            "workerTimeoutMs": s.worker_timeout_ms,
+            "namespaceWeights": s.namespace_weights,
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let show = |ms: i64| {
+            humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
+        };
+        outln!("lease TTL           {}", show(s.lease_ttl_ms));
+        outln!("heartbeat interval  {}", show(s.heartbeat_interval_ms));
+        outln!("worker timeout      {}", show(s.worker_timeout_ms));
+        if s.namespace_weights.is_empty() {
+            outln!("namespace weights   none (every namespace weighs 1)");
+        }
+        for (i, (namespace, weight)) in s.namespace_weights.iter().enumerate() {
+            let label = if i == 0 { "namespace weights" } else { "" };
+            outln!("{label:<18}  {namespace}={weight}");
+        }
+    }
+    Ok(())
 }
 
 /// How recently the leader must have heard from a voter for it to count as

@@ -115,11 +115,10 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
     match cmd {
         TokenCommand::Bootstrap { name, out } => {
             let created = coordinators
-                .call(|ch| {
+                .admin(|mut c| {
                     let name = name.clone();
                     async move {
-                        AdminServiceClient::new(ch)
-                            .bootstrap_token(BootstrapTokenRequest { name })
+                        c.bootstrap_token(BootstrapTokenRequest { name })
                             .await
                             .map(|r| r.into_inner())
                     }
@@ -154,49 +153,13 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
                 .await?;
             hand_out(&created, out.as_deref(), json)?;
         }
-        TokenCommand::List { json } => {
-            let tokens = coordinators
-                .call(|ch| async move {
-                    AdminServiceClient::new(ch)
-                        .list_tokens(ListTokensRequest {})
-                        .await
-                        .map(|r| r.into_inner().tokens)
-                })
-                .await?;
-            if json {
-                let list: Vec<_> = tokens.iter().map(token_json).collect();
-                outln!("{}", serde_json::to_string_pretty(&list)?);
-            } else if tokens.is_empty() {
-                outln!("no tokens");
-            } else {
-                outln!(
-                    "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  CREATED BY",
-                    "ID",
-                    "NAME",
-                    "ROLE",
-                    "NAMESPACES",
-                    "EXPIRES"
-                );
-                for t in &tokens {
-                    outln!(
-                        "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  {}",
-                        t.id,
-                        t.name,
-                        role_name(t.role),
-                        namespaces_text(t),
-                        expiry_text(t.expires_unix_ms),
-                        t.created_by
-                    );
-                }
-            }
-        }
+        TokenCommand::List { json } => list(coordinators, json).await?,
         TokenCommand::Revoke { id } => {
             coordinators
-                .call(|ch| {
+                .admin(|mut c| {
                     let id = id.clone();
                     async move {
-                        AdminServiceClient::new(ch)
-                            .revoke_token(RevokeTokenRequest { id })
+                        c.revoke_token(RevokeTokenRequest { id })
                             .await
                             .map(|r| r.into_inner())
                     }
@@ -235,93 +198,140 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
             bind(coordinators, request).await?;
             outln!("certificate {identity} has no role now");
         }
-        TokenCommand::Bindings { json } => {
-            let bindings = coordinators
-                .call(|ch| async move {
-                    AdminServiceClient::new(ch)
-                        .list_certificate_bindings(ListCertificateBindingsRequest {})
-                        .await
-                        .map(|r| r.into_inner().bindings)
-                })
-                .await?;
-            if json {
-                let list: Vec<_> = bindings
-                    .iter()
-                    .map(|b| {
-                        serde_json::json!({
-                            "identity": b.identity,
-                            "role": role_name(b.role),
-                            "namespaces": b.namespaces,
-                            "createdBy": b.created_by,
-                            "createdAt": rfc3339(b.created_unix_ms),
-                        })
-                    })
-                    .collect();
-                outln!("{}", serde_json::to_string_pretty(&list)?);
-            } else if bindings.is_empty() {
-                outln!("no certificate bindings");
-            } else {
-                outln!(
-                    "{:<28}  {:<9}  {:<24}  CREATED BY",
-                    "CERTIFICATE",
-                    "ROLE",
-                    "NAMESPACES"
-                );
-                for b in &bindings {
-                    outln!(
-                        "{:<28}  {:<9}  {:<24}  {}",
-                        b.identity,
-                        role_name(b.role),
-                        if b.namespaces.is_empty() {
-                            "-".to_owned()
-                        } else {
-                            b.namespaces.join(",")
-                        },
-                        b.created_by
-                    );
-                }
-            }
-        }
-        TokenCommand::Whoami { json } => {
-            let me = coordinators
-                .call(|ch| async move {
-                    AdminServiceClient::new(ch)
-                        .who_am_i(WhoAmIRequest {})
-                        .await
-                        .map(|r| r.into_inner())
-                })
-                .await?;
-            let namespaces = if me.all_namespaces {
-                "all".to_owned()
-            } else if me.namespaces.is_empty() {
-                "none".to_owned()
-            } else {
-                me.namespaces.join(",")
-            };
-            if json {
-                let out = serde_json::json!({
-                    "identity": me.identity,
-                    "role": me.role,
-                    "namespaces": me.namespaces,
-                    "allNamespaces": me.all_namespaces,
-                    "authRequired": me.auth_required,
-                    "certificate": me.certificate,
-                });
-                outln!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                outln!("identity     {}", me.identity);
-                outln!("role         {}", me.role);
-                outln!("namespaces   {namespaces}");
-                if !me.certificate.is_empty() {
-                    outln!("certificate  {}", me.certificate);
-                }
-                if !me.auth_required {
-                    outln!("(this cluster does not require credentials)");
-                }
-            }
-        }
+        TokenCommand::Bindings { json } => bindings(coordinators, json).await?,
+        TokenCommand::Whoami { json } => whoami(coordinators, json).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `drover token list`.
+async fn list(coordinators: &Coordinators, json: bool) -> Result<()> {
+    let tokens = coordinators
+        .call(|ch| async move {
+            AdminServiceClient::new(ch)
+                .list_tokens(ListTokensRequest {})
+                .await
+                .map(|r| r.into_inner().tokens)
+        })
+        .await?;
+    if json {
+        let list: Vec<_> = tokens.iter().map(token_json).collect();
+        outln!("{}", serde_json::to_string_pretty(&list)?);
+    } else if tokens.is_empty() {
+        outln!("no tokens");
+    } else {
+        outln!(
+            "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  CREATED BY",
+            "ID",
+            "NAME",
+            "ROLE",
+            "NAMESPACES",
+            "EXPIRES"
+        );
+        for t in &tokens {
+            outln!(
+                "{:<12}  {:<20}  {:<9}  {:<24}  {:<20}  {}",
+                t.id,
+                t.name,
+                role_name(t.role),
+                namespaces_text(t),
+                expiry_text(t.expires_unix_ms),
+                t.created_by
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `drover token bindings`.
+async fn bindings(coordinators: &Coordinators, json: bool) -> Result<()> {
+    let bindings = coordinators
+        .call(|ch| async move {
+            AdminServiceClient::new(ch)
+                .list_certificate_bindings(ListCertificateBindingsRequest {})
+                .await
+                .map(|r| r.into_inner().bindings)
+        })
+        .await?;
+    if json {
+        let list: Vec<_> = bindings
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "identity": b.identity,
+                    "role": role_name(b.role),
+                    "namespaces": b.namespaces,
+                    "createdBy": b.created_by,
+                    "createdAt": rfc3339(b.created_unix_ms),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&list)?);
+    } else if bindings.is_empty() {
+        outln!("no certificate bindings");
+    } else {
+        outln!(
+            "{:<28}  {:<9}  {:<24}  CREATED BY",
+            "CERTIFICATE",
+            "ROLE",
+            "NAMESPACES"
+        );
+        for b in &bindings {
+            outln!(
+                "{:<28}  {:<9}  {:<24}  {}",
+                b.identity,
+                role_name(b.role),
+                if b.namespaces.is_empty() {
+                    "-".to_owned()
+                } else {
+                    b.namespaces.join(",")
+                },
+                b.created_by
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `drover token whoami`.
+async fn whoami(coordinators: &Coordinators, json: bool) -> Result<()> {
+    let me = coordinators
+        .call(|ch| async move {
+            AdminServiceClient::new(ch)
+                .who_am_i(WhoAmIRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await?;
+    let namespaces = if me.all_namespaces {
+        "all".to_owned()
+    } else if me.namespaces.is_empty() {
+        "none".to_owned()
+    } else {
+        me.namespaces.join(",")
+    };
+    if json {
+        let out = serde_json::json!({
+            "identity": me.identity,
+            "role": me.role,
+            "namespaces": me.namespaces,
+            "allNamespaces": me.all_namespaces,
+            "authRequired": me.auth_required,
+            "certificate": me.certificate,
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        outln!("identity     {}", me.identity);
+        outln!("role         {}", me.role);
+        outln!("namespaces   {namespaces}");
+        if !me.certificate.is_empty() {
+            outln!("certificate  {}", me.certificate);
+        }
+        if !me.auth_required {
+            outln!("(this cluster does not require credentials)");
+        }
+    }
+    Ok(())
 }
 
 async fn bind(

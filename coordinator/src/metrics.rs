@@ -305,6 +305,156 @@ struct Inner {
     entry_commands: Histogram,
 }
 
+/// Registers the scaling signal's gauges (per pool).
+fn register_scaling(registry: &mut Registry, pools: &ScalingGauges) {
+    for (name, help, family) in [
+        (
+            "scaling_desired_workers",
+            "Workers each pool should have: ceil((ready tasks that can run now + running tasks) / slots per worker); see GET /v1/scaling for the reasons",
+            &pools.desired_workers,
+        ),
+        (
+            "scaling_ready_tasks",
+            "Ready tasks per pool that a free slot would lease now (not those held back by maxParallel)",
+            &pools.ready_tasks,
+        ),
+        (
+            "scaling_held_back_tasks",
+            "Ready tasks per pool held back by a job's or template's maxParallel; they ask for no workers",
+            &pools.held_back_tasks,
+        ),
+        (
+            "scaling_running_tasks",
+            "Leased tasks per pool",
+            &pools.running_tasks,
+        ),
+        (
+            "scaling_alive_workers",
+            "Live workers whose labels include the pool's",
+            &pools.alive_workers,
+        ),
+    ] {
+        registry.register(name, help, family.clone());
+    }
+    registry.register(
+        "scaling_load_per_worker",
+        "(ready + running tasks) / (slots per worker x live workers, at least one) per pool: the metric for a target-tracking policy, target 1",
+        pools.load_per_worker.clone(),
+    );
+    registry.register_with_unit(
+        "scaling_oldest_ready_task_age",
+        "How long each pool's oldest leasable ready task has waited",
+        Unit::Seconds,
+        pools.oldest_ready_age.clone(),
+    );
+}
+
+/// Registers the gauges and totals read from the state machine.
+fn register_state(registry: &mut Registry, state: &StateGauges) {
+    registry.register(
+        "tasks",
+        "Tasks per state and namespace, over the jobs this node's state holds (finished jobs count until they are collected)",
+        state.tasks.clone(),
+    );
+    registry.register(
+        "ready_tasks",
+        "Tasks ready to be leased: the backlog that more workers would drain",
+        state.ready_tasks.clone(),
+    );
+    registry.register(
+        "ready_jobs",
+        "Jobs with a template that can lease now",
+        state.ready_jobs.clone(),
+    );
+    registry.register_with_unit(
+        "oldest_ready_task_age",
+        "How long the longest-waiting ready task has waited, measured on the state machine's clock (the latest applied entry's time, at most about a second behind the leader's wall clock); 0 with no ready task",
+        Unit::Seconds,
+        state.oldest_ready_age.clone(),
+    );
+    registry.register(
+        "workers",
+        "Registered workers per state (alive, draining, lost)",
+        state.workers.clone(),
+    );
+    registry.register(
+        "workers_alive",
+        "Registered workers not lost (alive or draining)",
+        state.workers_alive.clone(),
+    );
+    registry.register(
+        "metrics_state_read_failures",
+        "Scrapes that could not read the state machine (node stopped or overloaded) and showed the previous scrape's state gauges",
+        state.read_failures.clone(),
+    );
+    registry.register(
+        "jobs_finished",
+        "Jobs that reached a terminal state, by namespace and state, as applied by this node since it started (every replica counts the same jobs: aggregate with max, not sum)",
+        state.totals.jobs_finished.clone(),
+    );
+    registry.register(
+        "task_attempts_finished",
+        "Task attempts that ended, by namespace and outcome (succeeded, skipped, failed, lease_expired, timed_out, released), as applied by this node since it started",
+        state.totals.attempts.clone(),
+    );
+    registry.register(
+        "stale_token_rejections",
+        "Completions, failures and heartbeats refused for a stale fencing token, by namespace: fencing doing its job",
+        state.totals.stale_rejections.clone(),
+    );
+}
+
+/// Registers the Raft gauges and histograms.
+fn register_raft(
+    registry: &mut Registry,
+    raft: &RaftGauges,
+    log_fsync: &Histogram,
+    entry_commands: &Histogram,
+) {
+    registry.register("raft_term", "Current Raft term", raft.term.clone());
+    registry.register(
+        "raft_commit_index",
+        "Highest log index this node knows to be committed",
+        raft.commit_index.clone(),
+    );
+    registry.register(
+        "raft_applied_index",
+        "Highest log index applied to this node's state machine",
+        raft.applied_index.clone(),
+    );
+    registry.register(
+        "raft_apply_lag_entries",
+        "Committed entries not yet applied on this node (commit index minus applied index)",
+        raft.apply_lag.clone(),
+    );
+    registry.register(
+        "raft_snapshot_index",
+        "Index of the latest checkpoint; the log is compacted up to it",
+        raft.snapshot_index.clone(),
+    );
+    registry.register(
+        "raft_is_leader",
+        "1 when this node is the Raft leader, else 0",
+        raft.is_leader.clone(),
+    );
+    registry.register(
+        "raft_leader_id",
+        "Id of the leader this node knows, 0 when none",
+        raft.leader_id.clone(),
+    );
+    registry.register_with_unit(
+        "raft_log_fsync",
+        "Duration of each synced raft-engine write (one per Raft Ready that must be durable: its entries and hard state, then fsync)",
+        Unit::Seconds,
+        log_fsync.clone(),
+    );
+    registry.register(
+        "raft_entry_commands",
+        "Commands packed into each log entry this node proposed as leader: how well concurrent requests are batched",
+        entry_commands.clone(),
+    );
+}
+
 /// The coordinator's metrics; clones share one registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -324,46 +474,7 @@ impl Metrics {
         let state = StateGauges::default();
         let raft = RaftGauges::default();
         let pools = ScalingGauges::default();
-        for (name, help, family) in [
-            (
-                "scaling_desired_workers",
-                "Workers each pool should have: ceil((ready tasks that can run now + running tasks) / slots per worker); see GET /v1/scaling for the reasons",
-                &pools.desired_workers,
-            ),
-            (
-                "scaling_ready_tasks",
-                "Ready tasks per pool that a free slot would lease now (not those held back by maxParallel)",
-                &pools.ready_tasks,
-            ),
-            (
-                "scaling_held_back_tasks",
-                "Ready tasks per pool held back by a job's or template's maxParallel; they ask for no workers",
-                &pools.held_back_tasks,
-            ),
-            (
-                "scaling_running_tasks",
-                "Leased tasks per pool",
-                &pools.running_tasks,
-            ),
-            (
-                "scaling_alive_workers",
-                "Live workers whose labels include the pool's",
-                &pools.alive_workers,
-            ),
-        ] {
-            registry.register(name, help, family.clone());
-        }
-        registry.register(
-            "scaling_load_per_worker",
-            "(ready + running tasks) / (slots per worker x live workers, at least one) per pool: the metric for a target-tracking policy, target 1",
-            pools.load_per_worker.clone(),
-        );
-        registry.register_with_unit(
-            "scaling_oldest_ready_task_age",
-            "How long each pool's oldest leasable ready task has waited",
-            Unit::Seconds,
-            pools.oldest_ready_age.clone(),
-        );
+        register_scaling(&mut registry, &pools);
         let rpc_requests = Family::<RpcLabels, Counter>::default();
         let refused = Family::<RefusalLabels, Counter>::default();
         let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(
@@ -373,99 +484,8 @@ impl Metrics {
         let log_fsync = Histogram::new(fsync_buckets());
         let entry_commands = Histogram::new(entry_command_buckets());
 
-        registry.register(
-            "tasks",
-            "Tasks per state and namespace, over the jobs this node's state holds (finished jobs count until they are collected)",
-            state.tasks.clone(),
-        );
-        registry.register(
-            "ready_tasks",
-            "Tasks ready to be leased: the backlog that more workers would drain",
-            state.ready_tasks.clone(),
-        );
-        registry.register(
-            "ready_jobs",
-            "Jobs with a template that can lease now",
-            state.ready_jobs.clone(),
-        );
-        registry.register_with_unit(
-            "oldest_ready_task_age",
-            "How long the longest-waiting ready task has waited, measured on the state machine's clock (the latest applied entry's time, at most about a second behind the leader's wall clock); 0 with no ready task",
-            Unit::Seconds,
-            state.oldest_ready_age.clone(),
-        );
-        registry.register(
-            "workers",
-            "Registered workers per state (alive, draining, lost)",
-            state.workers.clone(),
-        );
-        registry.register(
-            "workers_alive",
-            "Registered workers not lost (alive or draining)",
-            state.workers_alive.clone(),
-        );
-        registry.register(
-            "metrics_state_read_failures",
-            "Scrapes that could not read the state machine (node stopped or overloaded) and showed the previous scrape's state gauges",
-            state.read_failures.clone(),
-        );
-        registry.register(
-            "jobs_finished",
-            "Jobs that reached a terminal state, by namespace and state, as applied by this node since it started (every replica counts the same jobs: aggregate with max, not sum)",
-            state.totals.jobs_finished.clone(),
-        );
-        registry.register(
-            "task_attempts_finished",
-            "Task attempts that ended, by namespace and outcome (succeeded, skipped, failed, lease_expired, timed_out, released), as applied by this node since it started",
-            state.totals.attempts.clone(),
-        );
-        registry.register(
-            "stale_token_rejections",
-            "Completions, failures and heartbeats refused for a stale fencing token, by namespace: fencing doing its job",
-            state.totals.stale_rejections.clone(),
-        );
-        registry.register("raft_term", "Current Raft term", raft.term.clone());
-        registry.register(
-            "raft_commit_index",
-            "Highest log index this node knows to be committed",
-            raft.commit_index.clone(),
-        );
-        registry.register(
-            "raft_applied_index",
-            "Highest log index applied to this node's state machine",
-            raft.applied_index.clone(),
-        );
-        registry.register(
-            "raft_apply_lag_entries",
-            "Committed entries not yet applied on this node (commit index minus applied index)",
-            raft.apply_lag.clone(),
-        );
-        registry.register(
-            "raft_snapshot_index",
-            "Index of the latest checkpoint; the log is compacted up to it",
-            raft.snapshot_index.clone(),
-        );
-        registry.register(
-            "raft_is_leader",
-            "1 when this node is the Raft leader, else 0",
-            raft.is_leader.clone(),
-        );
-        registry.register(
-            "raft_leader_id",
-            "Id of the leader this node knows, 0 when none",
-            raft.leader_id.clone(),
-        );
-        registry.register_with_unit(
-            "raft_log_fsync",
-            "Duration of each synced raft-engine write (one per Raft Ready that must be durable: its entries and hard state, then fsync)",
-            Unit::Seconds,
-            log_fsync.clone(),
-        );
-        registry.register(
-            "raft_entry_commands",
-            "Commands packed into each log entry this node proposed as leader: how well concurrent requests are batched",
-            entry_commands.clone(),
-        );
+        register_state(&mut registry, &state);
+        register_raft(&mut registry, &raft, &log_fsync, &entry_commands);
         registry.register(
             "worker_rpc_requests",
             "WorkerService calls answered, by method and outcome (ok, rejected: a completion or failure fenced off, error: an error status)",

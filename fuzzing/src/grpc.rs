@@ -631,59 +631,90 @@ impl Node {
             .expect("the node runs");
     }
 
+    /// Builds the tonic request of `call` as an `M`, with the ids of the
+    /// seeds' `j<N>` filled in and its `traceparent`; `None` when the body
+    /// does not decode.
+    fn request<M: prost::Message + Default + SeedIds>(
+        &self,
+        call: &Call,
+    ) -> Option<tonic::Request<M>> {
+        let mut message = M::decode(call.body.as_slice()).ok()?;
+        if let Ok(ids) = self.ids.lock() {
+            message.seed_ids(&ids);
+        }
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = call
+            .traceparent
+            .as_deref()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| MetadataValue::try_from(t).ok())
+        {
+            request
+                .metadata_mut()
+                .insert(TRACEPARENT_METADATA_KEY, value);
+        }
+        Some(request)
+    }
+
     /// Sends one call; `None` when its body does not decode.
     async fn call(&self, call: &Call) -> Option<Code> {
-        let body = call.body.as_slice();
-        // Builds the tonic request for `$message`, or gives up on the call.
-        macro_rules! request {
-            ($message:ty) => {{
-                let Ok(mut message) = <$message>::decode(body) else {
-                    return None;
-                };
-                if let Ok(ids) = self.ids.lock() {
-                    message.seed_ids(&ids);
-                }
-                let mut request = tonic::Request::new(message);
-                if let Some(value) = call
-                    .traceparent
-                    .as_deref()
-                    .and_then(|t| std::str::from_utf8(t).ok())
-                    .and_then(|t| MetadataValue::try_from(t).ok())
-                {
-                    request
-                        .metadata_mut()
-                        .insert(TRACEPARENT_METADATA_KEY, value);
-                }
-                request
-            }};
-        }
-        let result: Result<(), Status> = match call.rpc {
-            Rpc::SubmitJob => {
-                self.jobs
-                    .submit_job(request!(SubmitJobRequest))
-                    .await
-                    .map(|answer| {
-                        let answer = answer.into_inner();
-                        let schedule = answer.plan.as_ref().is_some_and(|p| p.schedule.is_some());
-                        if let Ok(mut ids) = self.ids.lock()
-                            && answer.created
-                        {
-                            if schedule {
-                                ids.schedules.push(answer.job_id);
-                            } else {
-                                ids.jobs.push(answer.job_id);
-                            }
-                        }
-                    })
-            }
-            Rpc::PlanJob => self.jobs.plan_job(request!(PlanJobRequest)).await.map(drop),
-            Rpc::GetJob => self.jobs.get_job(request!(GetJobRequest)).await.map(drop),
-            Rpc::ListJobs => self
+        // The variants follow the `.proto` files, service by service.
+        let rpc = call.rpc as u8;
+        let result = if rpc < Rpc::Register as u8 {
+            self.call_jobs(call).await?
+        } else if rpc < Rpc::ClusterStatus as u8 {
+            self.call_workers(call).await?
+        } else {
+            self.call_admin(call).await?
+        };
+        let (code, message) = match &result {
+            Ok(()) => (Code::Ok, ""),
+            Err(status) => (status.code(), status.message()),
+        };
+        check_code(&format!("{:?}", call.rpc), code, message);
+        Some(code)
+    }
+
+    /// Sends a JobService call; `None` when its body does not decode.
+    async fn call_jobs(&self, call: &Call) -> Option<Result<(), Status>> {
+        Some(match call.rpc {
+            Rpc::SubmitJob => self
                 .jobs
-                .list_jobs(request!(ListJobsRequest))
+                .submit_job(self.request::<SubmitJobRequest>(call)?)
+                .await
+                .map(|answer| {
+                    let answer = answer.into_inner();
+                    let schedule = answer.plan.as_ref().is_some_and(|p| p.schedule.is_some());
+                    if let Ok(mut ids) = self.ids.lock()
+                        && answer.created
+                    {
+                        if schedule {
+                            ids.schedules.push(answer.job_id);
+                        } else {
+                            ids.jobs.push(answer.job_id);
+                        }
+                    }
+                }),
+            Rpc::PlanJob => self
+                .jobs
+                .plan_job(self.request::<PlanJobRequest>(call)?)
                 .await
                 .map(drop),
-            Rpc::WatchJob => match self.jobs.watch_job(request!(WatchJobRequest)).await {
+            Rpc::GetJob => self
+                .jobs
+                .get_job(self.request::<GetJobRequest>(call)?)
+                .await
+                .map(drop),
+            Rpc::ListJobs => self
+                .jobs
+                .list_jobs(self.request::<ListJobsRequest>(call)?)
+                .await
+                .map(drop),
+            Rpc::WatchJob => match self
+                .jobs
+                .watch_job(self.request::<WatchJobRequest>(call)?)
+                .await
+            {
                 Ok(stream) => {
                     let first = stream.into_inner().next().await;
                     let Some(first) = first else {
@@ -697,52 +728,59 @@ impl Node {
             },
             Rpc::CancelJob => self
                 .jobs
-                .cancel_job(request!(CancelJobRequest))
+                .cancel_job(self.request::<CancelJobRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::RetryJob => self
                 .jobs
-                .retry_job(request!(RetryJobRequest))
+                .retry_job(self.request::<RetryJobRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::JobEvents => self
                 .jobs
-                .job_events(request!(JobEventsRequest))
+                .job_events(self.request::<JobEventsRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ListTasks => self
                 .jobs
-                .list_tasks(request!(ListTasksRequest))
+                .list_tasks(self.request::<ListTasksRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ExplainTask => self
                 .jobs
-                .explain_task(request!(ExplainTaskRequest))
+                .explain_task(self.request::<ExplainTaskRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::GetTaskOutput => self
                 .jobs
-                .get_task_output(request!(GetTaskOutputRequest))
+                .get_task_output(self.request::<GetTaskOutputRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::GetTaskLog => self
                 .jobs
-                .get_task_log(request!(GetTaskLogRequest))
+                .get_task_log(self.request::<GetTaskLogRequest>(call)?)
                 .await
                 .map(drop),
+            other => unreachable!("{other:?} is not a JobService rpc"),
+        })
+    }
+
+    /// Sends a WorkerService call; `None` when its body does not decode.
+    async fn call_workers(&self, call: &Call) -> Option<Result<(), Status>> {
+        Some(match call.rpc {
             Rpc::Register => self
                 .workers
-                .register(request!(RegisterRequest))
+                .register(self.request::<RegisterRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::Lease => {
-                let mut request = request!(LeaseRequest);
+                let mut request = self.request::<LeaseRequest>(call)?;
                 let wait_ms = &mut request.get_mut().wait_ms;
                 *wait_ms = (*wait_ms).min(0);
                 self.workers.lease(request).await.map(drop)
             }
             Rpc::Heartbeat => {
-                let request = request!(HeartbeatRequest);
+                let request = self.request::<HeartbeatRequest>(call)?;
                 let sent = request.get_ref().tasks.len();
                 self.workers.heartbeat(request).await.map(|answer| {
                     let got = answer.get_ref().tasks.len();
@@ -751,11 +789,11 @@ impl Node {
             }
             Rpc::Complete => self
                 .workers
-                .complete(request!(CompleteRequest))
+                .complete(self.request::<CompleteRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::CompleteBatch => {
-                let request = request!(CompleteBatchRequest);
+                let request = self.request::<CompleteBatchRequest>(call)?;
                 let sent = request.get_ref().completions.len();
                 self.workers.complete_batch(request).await.map(|answer| {
                     let results = &answer.get_ref().results;
@@ -770,56 +808,71 @@ impl Node {
                     }
                 })
             }
-            Rpc::Fail => self.workers.fail(request!(FailRequest)).await.map(drop),
+            Rpc::Fail => self
+                .workers
+                .fail(self.request::<FailRequest>(call)?)
+                .await
+                .map(drop),
             Rpc::Release => {
-                let request = request!(ReleaseRequest);
+                let request = self.request::<ReleaseRequest>(call)?;
                 let sent = request.get_ref().tasks.len();
                 self.workers.release(request).await.map(|answer| {
                     let got = answer.get_ref().results.len();
                     assert_eq!(got, sent, "Release answers one result per task sent");
                 })
             }
+            other => unreachable!("{other:?} is not a WorkerService rpc"),
+        })
+    }
+
+    /// Sends a AdminService call; `None` when its body does not decode.
+    async fn call_admin(&self, call: &Call) -> Option<Result<(), Status>> {
+        Some(match call.rpc {
             Rpc::ClusterStatus => self
                 .admin
-                .cluster_status(request!(ClusterStatusRequest))
+                .cluster_status(self.request::<ClusterStatusRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::AddNode => self
                 .admin
-                .add_node(request!(AddNodeRequest))
+                .add_node(self.request::<AddNodeRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::RemoveNode => self
                 .admin
-                .remove_node(request!(RemoveNodeRequest))
+                .remove_node(self.request::<RemoveNodeRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::TransferLeader => self
                 .admin
-                .transfer_leader(request!(TransferLeaderRequest))
+                .transfer_leader(self.request::<TransferLeaderRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::DrainWorker => self
                 .admin
-                .drain_worker(request!(DrainWorkerRequest))
+                .drain_worker(self.request::<DrainWorkerRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ListWorkers => self
                 .admin
-                .list_workers(request!(ListWorkersRequest))
+                .list_workers(self.request::<ListWorkersRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::UpdateSettings => self
                 .admin
-                .update_settings(request!(UpdateSettingsRequest))
+                .update_settings(self.request::<UpdateSettingsRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::StateDigest => self
                 .admin
-                .state_digest(request!(StateDigestRequest))
+                .state_digest(self.request::<StateDigestRequest>(call)?)
                 .await
                 .map(drop),
-            Rpc::Backup => match self.admin.backup(request!(BackupRequest)).await {
+            Rpc::Backup => match self
+                .admin
+                .backup(self.request::<BackupRequest>(call)?)
+                .await
+            {
                 Ok(stream) => {
                     check_backup(stream.into_inner()).await;
                     Ok(())
@@ -828,52 +881,51 @@ impl Node {
             },
             Rpc::CreateToken => self
                 .admin
-                .create_token(request!(CreateTokenRequest))
+                .create_token(self.request::<CreateTokenRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ListTokens => self
                 .admin
-                .list_tokens(request!(ListTokensRequest))
+                .list_tokens(self.request::<ListTokensRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::RevokeToken => self
                 .admin
-                .revoke_token(request!(RevokeTokenRequest))
+                .revoke_token(self.request::<RevokeTokenRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::BootstrapToken => self
                 .admin
-                .bootstrap_token(request!(BootstrapTokenRequest))
+                .bootstrap_token(self.request::<BootstrapTokenRequest>(call)?)
                 .await
                 .map(drop),
-            Rpc::WhoAmI => self.admin.who_am_i(request!(WhoAmIRequest)).await.map(drop),
+            Rpc::WhoAmI => self
+                .admin
+                .who_am_i(self.request::<WhoAmIRequest>(call)?)
+                .await
+                .map(drop),
             Rpc::SetNamespacePolicy => self
                 .admin
-                .set_namespace_policy(request!(SetNamespacePolicyRequest))
+                .set_namespace_policy(self.request::<SetNamespacePolicyRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ListNamespacePolicies => self
                 .admin
-                .list_namespace_policies(request!(ListNamespacePoliciesRequest))
+                .list_namespace_policies(self.request::<ListNamespacePoliciesRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::BindCertificate => self
                 .admin
-                .bind_certificate(request!(BindCertificateRequest))
+                .bind_certificate(self.request::<BindCertificateRequest>(call)?)
                 .await
                 .map(drop),
             Rpc::ListCertificateBindings => self
                 .admin
-                .list_certificate_bindings(request!(ListCertificateBindingsRequest))
+                .list_certificate_bindings(self.request::<ListCertificateBindingsRequest>(call)?)
                 .await
                 .map(drop),
-        };
-        let (code, message) = match &result {
-            Ok(()) => (Code::Ok, ""),
-            Err(status) => (status.code(), status.message()),
-        };
-        check_code(&format!("{:?}", call.rpc), code, message);
-        Some(code)
+            other => unreachable!("{other:?} is not a AdminService rpc"),
+        })
     }
 
     /// The well-formed probes a serving coordinator answers.

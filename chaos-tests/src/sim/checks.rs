@@ -16,8 +16,8 @@ use drover_coordinator::planted::PlantedBugs;
 use drover_coordinator::raft::backend::BOOTSTRAP_INDEX;
 use drover_coordinator::raft::cluster_clock::AGREEMENT_MS;
 use drover_coordinator::state::{
-    Applied, Command, Config, HeartbeatStatus, JobId, LogEntry, Outcome, StateMachine, Submitted,
-    TaskKey,
+    Applied, Command, Config, Grant, HeartbeatStatus, JobId, LogEntry, Outcome, StateMachine,
+    Submitted, TaskKey,
 };
 
 use super::history::History;
@@ -274,100 +274,12 @@ impl Replay {
                 }
             }
             (Command::ExpireLeases { tasks }, Ok(Outcome::LeasesExpired(expired))) => {
-                for (task, token) in tasks {
-                    if !expired.contains(task) {
-                        continue;
-                    }
-                    let Some(track) = self.tasks.get_mut(task) else {
-                        continue;
-                    };
-                    let Some(live) = track.live.filter(|l| l.token == *token) else {
-                        continue;
-                    };
-                    // The expiring leader timed the lease from its own
-                    // grant or its own last renewal: one TTL must have
-                    // passed since, in real (virtual) time, whatever the
-                    // wall clocks say. Renewals by other leaders do not
-                    // bind it (it restarted every timer when it took over).
-                    let grant = (live.granted.0 == at.term).then_some(live.granted.1);
-                    let renewed = self
-                        .renewals
-                        .get(&(*task, *token))
-                        .into_iter()
-                        .flatten()
-                        .filter(|(term, t)| *term == at.term && *t <= at.applied_ms)
-                        .map(|(_, t)| *t)
-                        .max();
-                    if let Some(last) = grant.max(renewed) {
-                        findings.check(
-                            "leases-not-expired-early",
-                            at_ms,
-                            at.applied_ms >= last + self.lease_ttl_ms,
-                            || {
-                                format!(
-                                    "at index {index}, the lease of task {task} with token {token} expired at {} ms, {} ms after the leader of term {} last granted or renewed it (the TTL is {} ms)",
-                                    at.applied_ms,
-                                    at.applied_ms - last,
-                                    at.term,
-                                    self.lease_ttl_ms
-                                )
-                            },
-                        );
-                    }
-                    track.live = None;
-                }
+                self.replay_expiry(at, tasks, expired, findings);
             }
             (
                 Command::Lease { .. } | Command::LeaseInSession { .. },
                 Ok(Outcome::Leased(grants)),
-            ) => {
-                for grant in grants {
-                    let upstream = self.upstream_unfinished(grant.task);
-                    let track = self.tasks.entry(grant.task).or_default();
-                    findings.check(
-                        "tokens-increase",
-                        at_ms,
-                        grant.token > track.last_token,
-                        || {
-                            format!(
-                                "at index {index}, task {} was granted token {} after token {}",
-                                grant.task, grant.token, track.last_token
-                            )
-                        },
-                    );
-                    findings.check("no-overlapping-grants", at_ms, track.live.is_none(), || {
-                        format!(
-                            "at index {index}, task {} was granted token {} while token {} was live",
-                            grant.task,
-                            grant.token,
-                            track.live.map_or(0, |l| l.token)
-                        )
-                    });
-                    findings.check("no-overlapping-grants", at_ms, track.accepted.is_none(), || {
-                        format!(
-                            "at index {index}, task {} was granted token {} after it succeeded with token {}",
-                            grant.task,
-                            grant.token,
-                            track.accepted.unwrap_or(0)
-                        )
-                    });
-                    if let Some(unfinished) = upstream {
-                        findings.check("dag-order", at_ms, unfinished.is_empty(), || {
-                            format!(
-                                "at index {index}, task {} was granted before upstream tasks {unfinished:?} succeeded",
-                                grant.task
-                            )
-                        });
-                    }
-                    track.last_token = track.last_token.max(grant.token);
-                    track.live = Some(Live {
-                        token: grant.token,
-                        lease_deadline_ms: grant.lease_deadline_ms,
-                        timeout_deadline_ms: now.saturating_add(grant.timeout_ms as i64),
-                        granted: (at.term, at.applied_ms),
-                    });
-                }
-            }
+            ) => self.replay_grants(at, grants, findings),
             (Command::Heartbeat { tasks, .. }, Ok(Outcome::Heartbeat(reply))) => {
                 for (progress, (task, status)) in tasks.iter().zip(&reply.tasks) {
                     if let HeartbeatStatus::Ok { lease_deadline_ms } = status
@@ -434,6 +346,113 @@ impl Replay {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Leases the leader expired: none before one TTL after the expiring
+    /// leader's own grant or renewal.
+    fn replay_expiry(
+        &mut self,
+        at: At,
+        tasks: &[(TaskKey, u64)],
+        expired: &[TaskKey],
+        findings: &mut Findings,
+    ) {
+        let (index, at_ms) = (at.index, at.check_ms);
+        for (task, token) in tasks {
+            if !expired.contains(task) {
+                continue;
+            }
+            let Some(track) = self.tasks.get_mut(task) else {
+                continue;
+            };
+            let Some(live) = track.live.filter(|l| l.token == *token) else {
+                continue;
+            };
+            // The expiring leader timed the lease from its own
+            // grant or its own last renewal: one TTL must have
+            // passed since, in real (virtual) time, whatever the
+            // wall clocks say. Renewals by other leaders do not
+            // bind it (it restarted every timer when it took over).
+            let grant = (live.granted.0 == at.term).then_some(live.granted.1);
+            let renewed = self
+                .renewals
+                .get(&(*task, *token))
+                .into_iter()
+                .flatten()
+                .filter(|(term, t)| *term == at.term && *t <= at.applied_ms)
+                .map(|(_, t)| *t)
+                .max();
+            if let Some(last) = grant.max(renewed) {
+                findings.check(
+                    "leases-not-expired-early",
+                    at_ms,
+                    at.applied_ms >= last + self.lease_ttl_ms,
+                    || {
+                        format!(
+                            "at index {index}, the lease of task {task} with token {token} expired at {} ms, {} ms after the leader of term {} last granted or renewed it (the TTL is {} ms)",
+                            at.applied_ms,
+                            at.applied_ms - last,
+                            at.term,
+                            self.lease_ttl_ms
+                        )
+                    },
+                );
+            }
+            track.live = None;
+        }
+    }
+
+    /// Grants: tokens increase, never two live grants of one task or a
+    /// grant after its success, never before its upstream succeeded.
+    fn replay_grants(&mut self, at: At, grants: &[Grant], findings: &mut Findings) {
+        let now = self.now_ms;
+        let (index, at_ms) = (at.index, at.check_ms);
+        for grant in grants {
+            let upstream = self.upstream_unfinished(grant.task);
+            let track = self.tasks.entry(grant.task).or_default();
+            findings.check(
+                "tokens-increase",
+                at_ms,
+                grant.token > track.last_token,
+                || {
+                    format!(
+                        "at index {index}, task {} was granted token {} after token {}",
+                        grant.task, grant.token, track.last_token
+                    )
+                },
+            );
+            findings.check("no-overlapping-grants", at_ms, track.live.is_none(), || {
+                format!(
+                    "at index {index}, task {} was granted token {} while token {} was live",
+                    grant.task,
+                    grant.token,
+                    track.live.map_or(0, |l| l.token)
+                )
+            });
+            findings.check("no-overlapping-grants", at_ms, track.accepted.is_none(), || {
+                format!(
+                    "at index {index}, task {} was granted token {} after it succeeded with token {}",
+                    grant.task,
+                    grant.token,
+                    track.accepted.unwrap_or(0)
+                )
+            });
+            if let Some(unfinished) = upstream {
+                findings.check("dag-order", at_ms, unfinished.is_empty(), || {
+                    format!(
+                        "at index {index}, task {} was granted before upstream tasks {unfinished:?} succeeded",
+                        grant.task
+                    )
+                });
+            }
+            track.last_token = track.last_token.max(grant.token);
+            track.live = Some(Live {
+                token: grant.token,
+                lease_deadline_ms: grant.lease_deadline_ms,
+                timeout_deadline_ms: now.saturating_add(grant.timeout_ms as i64),
+                granted: (at.term, at.applied_ms),
+            });
         }
     }
 

@@ -88,6 +88,7 @@ impl StateMachine {
             };
             grants.push(self.grant(job_id, t, worker_id));
         }
+        debug_assert!(grants.len() <= want, "granted more than asked for");
         Ok(Outcome::Leased(grants))
     }
 

@@ -160,6 +160,9 @@ pub struct StateMachine {
     /// Bugs planted for the chaos suite; not replicated state.
     #[cfg(feature = "planted-bugs")]
     planted: crate::planted::PlantedBugs,
+    /// When debug builds next check the invariants; not replicated.
+    #[cfg(debug_assertions)]
+    invariant_checks: invariants::DebugChecks,
 }
 
 /// A command's result.
@@ -177,6 +180,8 @@ impl StateMachine {
             tally: tally::Tally::default(),
             #[cfg(feature = "planted-bugs")]
             planted: crate::planted::PlantedBugs::default(),
+            #[cfg(debug_assertions)]
+            invariant_checks: invariants::DebugChecks::default(),
             core: Core {
                 config,
                 now_ms: 0,
@@ -211,6 +216,8 @@ impl StateMachine {
             tally: tally::Tally::default(),
             #[cfg(feature = "planted-bugs")]
             planted: crate::planted::PlantedBugs::default(),
+            #[cfg(debug_assertions)]
+            invariant_checks: invariants::DebugChecks::default(),
             idx: Indexes {
                 ready: ReadyIndex::new(core.config.namespace_weights.clone()),
                 ..Indexes::default()
@@ -290,7 +297,14 @@ impl StateMachine {
         // A new leader's clock may lag the old one's: never go backwards, so
         // deadlines already passed stay passed.
         self.core.now_ms = self.core.now_ms.max(entry.now_ms);
-        entry.commands.iter().map(|c| self.apply_one(c)).collect()
+        let applied: Vec<Applied> = entry.commands.iter().map(|c| self.apply_one(c)).collect();
+        debug_assert_eq!(
+            applied.len(),
+            entry.commands.len(),
+            "one result per command"
+        );
+        self.debug_check_invariants("applying an entry");
+        applied
     }
 
     fn apply_one(&mut self, command: &Command) -> Applied {

@@ -317,7 +317,49 @@ impl StateStore {
             t.outputs.range(range).collect()
         });
         write_history_chunks(core, &changes.history, &mut histories);
-        for (id, from) in &changes.events_from {
+        self.write_events(core, &changes.events_from, &mut events)?;
+        for id in &changes.workers {
+            match core.workers.get(id) {
+                Some(w) => workers.insert(id.as_bytes(), encode(w)),
+                None => workers.remove(id.as_bytes()),
+            }
+        }
+        for id in &changes.schedules {
+            match core.schedules.get(id) {
+                Some(s) => schedules.insert(&keys::schedule(*id), encode(s)),
+                None => schedules.remove(&keys::schedule(*id)),
+            }
+        }
+        for entry in &changes.idempotency {
+            let key = keys::idempotency(&entry.0, &entry.1);
+            match core.idempotency.get(entry) {
+                Some(v) => idempotency.insert(key, encode(v)),
+                None => idempotency.remove(key),
+            }
+        }
+
+        self.commit([
+            meta,
+            jobs,
+            tasks,
+            outputs,
+            histories,
+            events,
+            workers,
+            schedules,
+            idempotency,
+        ])
+    }
+
+    /// Rewrites the event chunks of each job in `events_from` from the
+    /// first changed event on, and drops chunks out of retention.
+    fn write_events(
+        &self,
+        core: &Core,
+        events_from: &BTreeMap<JobId, u64>,
+        events: &mut Batch,
+    ) -> Result<(), StorageError> {
+        for (id, from) in events_from {
             let Some(job) = core.jobs.get(id) else {
                 continue;
             };
@@ -359,26 +401,11 @@ impl StateStore {
                 events.remove(key?);
             }
         }
-        for id in &changes.workers {
-            match core.workers.get(id) {
-                Some(w) => workers.insert(id.as_bytes(), encode(w)),
-                None => workers.remove(id.as_bytes()),
-            }
-        }
-        for id in &changes.schedules {
-            match core.schedules.get(id) {
-                Some(s) => schedules.insert(&keys::schedule(*id), encode(s)),
-                None => schedules.remove(&keys::schedule(*id)),
-            }
-        }
-        for entry in &changes.idempotency {
-            let key = keys::idempotency(&entry.0, &entry.1);
-            match core.idempotency.get(entry) {
-                Some(v) => idempotency.insert(key, encode(v)),
-                None => idempotency.remove(key),
-            }
-        }
+        Ok(())
+    }
 
+    /// Applies one batch to each tree, all in one transaction.
+    fn commit(&self, batches: [Batch; 9]) -> Result<(), StorageError> {
         let trees = [
             &self.meta,
             &self.jobs,
@@ -389,17 +416,6 @@ impl StateStore {
             &self.workers,
             &self.schedules,
             &self.idempotency,
-        ];
-        let batches = [
-            meta,
-            jobs,
-            tasks,
-            outputs,
-            histories,
-            events,
-            workers,
-            schedules,
-            idempotency,
         ];
         trees[..]
             .transaction(|views| {

@@ -160,34 +160,9 @@ pub async fn run(
     ctx.progress
         .set(0.6, format!("{} documents in clusters", docs.len()));
 
-    // Keep order: the highest score first, ties in input order (dense
-    // indices follow it).
-    let mut by_rank: Vec<u32> = (0..docs.len() as u32).collect();
-    by_rank.sort_by(|&x, &y| {
-        scores[y as usize]
-            .total_cmp(&scores[x as usize])
-            .then(x.cmp(&y))
-    });
-    let mut rank = vec![0u32; docs.len()];
-    for (i, &d) in by_rank.iter().enumerate() {
-        rank[d as usize] = i as u32;
-    }
+    let rank = keep_ranks(&scores);
     let representative = greedy::representatives(docs.len(), &near, &same, &rank);
-    // Clusters: each representative, then those removed for it in input
-    // order.
-    let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for (m, r) in representative.iter().enumerate() {
-        if let Some(r) = r {
-            members.entry(*r).or_default().push(m as u32);
-        }
-    }
-    let clusters: Vec<Vec<u32>> = members
-        .into_iter()
-        .map(|(r, mut removed)| {
-            removed.sort_unstable();
-            std::iter::once(r).chain(removed).collect()
-        })
-        .collect();
+    let clusters = clusters_of(&representative);
     let sim = |x: DocRef, y: DocRef| similarity.get(&(x.min(y), x.max(y))).copied();
 
     // The duplicate map and each shard's removed documents.
@@ -236,6 +211,73 @@ pub async fn run(
     for c in &clusters {
         *sizes.entry(c.len() as u64).or_default() += 1;
     }
+    let examples = examples(&clusters, &docs, &ids, sim);
+    let summary = Clusters {
+        docs: shards.iter().map(|s| s.manifest.rows).sum(),
+        clusters: clusters.len() as u64,
+        docs_in_clusters: clusters.iter().map(|c| c.len() as u64).sum(),
+        removed: removed.len() as u64,
+        sizes: sizes
+            .into_iter()
+            .map(|(size, clusters)| SizeCount { size, clusters })
+            .collect(),
+        stats,
+        examples,
+    };
+    out.push(attempt.write_json(CLUSTERS_JSON, &summary, 0).await?);
+    ctx.progress.set(
+        1.0,
+        format!("{} clusters, {} removed", summary.clusters, summary.removed),
+    );
+    let fingerprint = attempt.fingerprint(task, &inputs);
+    let mut m = DatasetManifest::new(out, Vec::new(), &attempt.writer(task, fingerprint));
+    m.rows = summary.removed;
+    attempt.commit(task, m).await
+}
+
+/// Each document's place in keep order: the highest score first, ties in
+/// input order (dense indices follow it).
+fn keep_ranks(scores: &[f64]) -> Vec<u32> {
+    let mut by_rank: Vec<u32> = (0..scores.len() as u32).collect();
+    by_rank.sort_by(|&x, &y| {
+        scores[y as usize]
+            .total_cmp(&scores[x as usize])
+            .then(x.cmp(&y))
+    });
+    let mut rank = vec![0u32; scores.len()];
+    for (i, &d) in by_rank.iter().enumerate() {
+        rank[d as usize] = i as u32;
+    }
+    rank
+}
+
+/// Clusters from each document's representative: the representative,
+/// then those removed for it in input order.
+fn clusters_of(representative: &[Option<u32>]) -> Vec<Vec<u32>> {
+    let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (m, r) in representative.iter().enumerate() {
+        if let Some(r) = r {
+            members.entry(*r).or_default().push(m as u32);
+        }
+    }
+    members
+        .into_iter()
+        .map(|(r, mut removed)| {
+            removed.sort_unstable();
+            std::iter::once(r).chain(removed).collect()
+        })
+        .collect()
+}
+
+/// The report's example clusters: the largest, then as many picked by a
+/// hash of their representative (a sample that does not favour any input
+/// order).
+fn examples(
+    clusters: &[Vec<u32>],
+    docs: &[DocRef],
+    ids: &[String],
+    sim: impl Fn(DocRef, DocRef) -> Option<f32>,
+) -> Vec<Example> {
     let example = |c: &Vec<u32>| Example {
         size: c.len() as u64,
         members: c
@@ -271,27 +313,7 @@ pub async fn run(
             .take(EXAMPLES_EACH)
             .map(|&i| example(&clusters[i])),
     );
-    let summary = Clusters {
-        docs: shards.iter().map(|s| s.manifest.rows).sum(),
-        clusters: clusters.len() as u64,
-        docs_in_clusters: clusters.iter().map(|c| c.len() as u64).sum(),
-        removed: removed.len() as u64,
-        sizes: sizes
-            .into_iter()
-            .map(|(size, clusters)| SizeCount { size, clusters })
-            .collect(),
-        stats,
-        examples,
-    };
-    out.push(attempt.write_json(CLUSTERS_JSON, &summary, 0).await?);
-    ctx.progress.set(
-        1.0,
-        format!("{} clusters, {} removed", summary.clusters, summary.removed),
-    );
-    let fingerprint = attempt.fingerprint(task, &inputs);
-    let mut m = DatasetManifest::new(out, Vec::new(), &attempt.writer(task, fingerprint));
-    m.rows = summary.removed;
-    attempt.commit(task, m).await
+    examples
 }
 
 /// The removed-documents file of shard `shard`.
