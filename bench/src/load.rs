@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Result, failed};
 use drover_net::{CallError, Coordinators};
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{
     CompleteBatchRequest, CompleteRequest, HeartbeatRequest, LeaseRequest, LeasedTask,
     RegisterRequest, SubmitJobRequest, TaskHeartbeat, TaskKind,
@@ -426,14 +425,9 @@ pub async fn submit(conn: &Coordinators, name: &str, spec_yaml: String) -> Resul
     let mut last = None;
     for _ in 0..50 {
         let answer = conn
-            .call(|channel| {
+            .jobs(|mut c| {
                 let r = request.clone();
-                async move {
-                    JobServiceClient::new(channel)
-                        .submit_job(r)
-                        .await
-                        .map(|r| r.into_inner().job_id)
-                }
+                async move { c.submit_job(r).await.map(|r| r.into_inner().job_id) }
             })
             .await
             .map_err(CallError::into_status);

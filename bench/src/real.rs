@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use drover_proto::v1::ListJobsRequest;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use serde_json::{Value, json};
 
 use crate::error::{Context, Result, bail};
@@ -111,9 +110,9 @@ async fn succeeded_tasks(env: &Env, prefix: &str, ids: &[String]) -> Result<u64>
     };
     let jobs = env
         .conn()
-        .call(|c| {
+        .jobs(|mut c| {
             let r = request.clone();
-            async move { JobServiceClient::new(c).list_jobs(r).await }
+            async move { c.list_jobs(r).await }
         })
         .await
         .with_context(|| format!("listing the `{prefix}` jobs"))?

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result, bail, failed};
 use drover_net::{Coordinators, Policy};
-use drover_proto::v1::admin_service_client::AdminServiceClient;
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{GetJobRequest, JobState, Settings, UpdateSettingsRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -164,9 +162,9 @@ async fn succeeded(env: &Env, ids: &[String]) -> Result<usize> {
                 include_spec: false,
             };
             let job = conn
-                .call(|c| {
+                .jobs(|mut c| {
                     let r = request.clone();
-                    async move { JobServiceClient::new(c).get_job(r).await }
+                    async move { c.get_job(r).await }
                 })
                 .await
                 .map_err(|e| failed!("reading job {id}: {e}"))?
@@ -538,11 +536,11 @@ pub async fn heartbeats(
 }
 
 async fn update_settings(conn: &Coordinators, settings: Settings) -> Result<Settings> {
-    conn.call(|c| {
+    conn.admin(|mut c| {
         let r = UpdateSettingsRequest {
             settings: Some(settings.clone()),
         };
-        async move { AdminServiceClient::new(c).update_settings(r).await }
+        async move { c.update_settings(r).await }
     })
     .await
     .map(|r| r.into_inner().settings.unwrap_or_default())

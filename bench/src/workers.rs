@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use drover_net::{Coordinators, Policy};
 use drover_proto::v1::ListWorkersRequest;
-use drover_proto::v1::admin_service_client::AdminServiceClient;
 
 use crate::error::{Context, Result, bail};
 use crate::procfs::{self, Sample};
@@ -91,11 +90,7 @@ impl RealWorkers {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let listed = conn
-                .call(|c| async move {
-                    AdminServiceClient::new(c)
-                        .list_workers(ListWorkersRequest::default())
-                        .await
-                })
+                .admin(|mut c| async move { c.list_workers(ListWorkersRequest::default()).await })
                 .await
                 .map(|r| r.into_inner().workers)
                 .unwrap_or_default();

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use drover_coordinator::backup::Backup;
 use drover_proto::v1::BackupRequest;
-use drover_proto::v1::admin_service_client::AdminServiceClient;
 use tokio_stream::StreamExt;
 
 use crate::coordinator::parse_id_addresses;
@@ -30,11 +29,8 @@ pub async fn backup(
         bail!("{} exists; pass --force to replace it", out.display());
     }
     let (bytes, node_id) = coordinators
-        .call(|ch| async move {
-            let mut stream = AdminServiceClient::new(ch)
-                .backup(BackupRequest {})
-                .await?
-                .into_inner();
+        .admin(|mut c| async move {
+            let mut stream = c.backup(BackupRequest {}).await?.into_inner();
             let mut bytes = Vec::new();
             let mut node_id = 0;
             while let Some(chunk) = stream.next().await {

@@ -123,9 +123,8 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
     match cmd {
         ClusterCommand::Digest { json } => {
             let d = coordinators
-                .call(|ch| async move {
-                    AdminServiceClient::new(ch)
-                        .state_digest(StateDigestRequest {})
+                .admin(|mut c| async move {
+                    c.state_digest(StateDigestRequest {})
                         .await
                         .map(|r| r.into_inner())
                 })
@@ -164,15 +163,14 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
         ClusterCommand::AddNode { id, address } => {
             let address_for_call = address.clone();
             coordinators
-                .call(move |ch| {
+                .admin(move |mut c| {
                     let address = address_for_call.clone();
                     async move {
-                        AdminServiceClient::new(ch)
-                            .add_node(AddNodeRequest {
-                                node_id: id,
-                                address,
-                            })
-                            .await
+                        c.add_node(AddNodeRequest {
+                            node_id: id,
+                            address,
+                        })
+                        .await
                     }
                 })
                 .await?;
@@ -180,23 +178,20 @@ pub async fn run(cmd: ClusterCommand, coordinators: &Coordinators) -> Result<Exi
         }
         ClusterCommand::RemoveNode { id } => {
             coordinators
-                .call(move |ch| async move {
-                    AdminServiceClient::new(ch)
-                        .remove_node(RemoveNodeRequest { node_id: id })
-                        .await
+                .admin(move |mut c| async move {
+                    c.remove_node(RemoveNodeRequest { node_id: id }).await
                 })
                 .await?;
             outln!("removed node {id}");
         }
         ClusterCommand::TransferLeader { id } => {
             let r = coordinators
-                .call(move |ch| async move {
-                    AdminServiceClient::new(ch)
-                        .transfer_leader(TransferLeaderRequest {
-                            target_node_id: id.unwrap_or(0),
-                        })
-                        .await
-                        .map(|r| r.into_inner())
+                .admin(move |mut c| async move {
+                    c.transfer_leader(TransferLeaderRequest {
+                        target_node_id: id.unwrap_or(0),
+                    })
+                    .await
+                    .map(|r| r.into_inner())
                 })
                 .await?;
             outln!("node {} ({}) is the leader", r.leader_id, r.leader_address);
@@ -255,15 +250,14 @@ fn wanted_settings(
 /// Updates the cluster's settings with `wanted` and shows the result.
 async fn settings(coordinators: &Coordinators, wanted: Settings, json: bool) -> Result<()> {
     let r = coordinators
-        .call(move |ch| {
+        .admin(move |mut c| {
             let wanted = wanted.clone();
             async move {
-                AdminServiceClient::new(ch)
-                    .update_settings(UpdateSettingsRequest {
-                        settings: Some(wanted),
-                    })
-                    .await
-                    .map(|r| r.into_inner())
+                c.update_settings(UpdateSettingsRequest {
+                    settings: Some(wanted),
+                })
+                .await
+                .map(|r| r.into_inner())
             }
         })
         .await?;

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{ListNamespacePoliciesRequest, NamespacePolicy, SetNamespacePolicyRequest};
 
 use crate::tokens::rfc3339;
@@ -79,9 +78,8 @@ pub async fn run(cmd: PolicyCommand, coordinators: &Coordinators) -> Result<Exit
         }
         PolicyCommand::List { json } => {
             let policies = coordinators
-                .call(|ch| async move {
-                    AdminServiceClient::new(ch)
-                        .list_namespace_policies(ListNamespacePoliciesRequest {})
+                .admin(|mut c| async move {
+                    c.list_namespace_policies(ListNamespacePoliciesRequest {})
                         .await
                         .map(|r| r.into_inner().policies)
                 })
@@ -110,11 +108,10 @@ async fn set(
     request: SetNamespacePolicyRequest,
 ) -> Result<Option<NamespacePolicy>> {
     coordinators
-        .call(|ch| {
+        .admin(|mut c| {
             let request = request.clone();
             async move {
-                AdminServiceClient::new(ch)
-                    .set_namespace_policy(request)
+                c.set_namespace_policy(request)
                     .await
                     .map(|r| r.into_inner().policy)
             }

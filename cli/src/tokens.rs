@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
-use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{
     BindCertificateRequest, CertificateBinding, ListCertificateBindingsRequest,
 };
@@ -207,9 +206,8 @@ pub async fn run(cmd: TokenCommand, coordinators: &Coordinators) -> Result<ExitC
 /// `drover token list`.
 async fn list(coordinators: &Coordinators, json: bool) -> Result<()> {
     let tokens = coordinators
-        .call(|ch| async move {
-            AdminServiceClient::new(ch)
-                .list_tokens(ListTokensRequest {})
+        .admin(|mut c| async move {
+            c.list_tokens(ListTokensRequest {})
                 .await
                 .map(|r| r.into_inner().tokens)
         })
@@ -246,9 +244,8 @@ async fn list(coordinators: &Coordinators, json: bool) -> Result<()> {
 /// `drover token bindings`.
 async fn bindings(coordinators: &Coordinators, json: bool) -> Result<()> {
     let bindings = coordinators
-        .call(|ch| async move {
-            AdminServiceClient::new(ch)
-                .list_certificate_bindings(ListCertificateBindingsRequest {})
+        .admin(|mut c| async move {
+            c.list_certificate_bindings(ListCertificateBindingsRequest {})
                 .await
                 .map(|r| r.into_inner().bindings)
         })
@@ -296,12 +293,7 @@ async fn bindings(coordinators: &Coordinators, json: bool) -> Result<()> {
 /// `drover token whoami`.
 async fn whoami(coordinators: &Coordinators, json: bool) -> Result<()> {
     let me = coordinators
-        .call(|ch| async move {
-            AdminServiceClient::new(ch)
-                .who_am_i(WhoAmIRequest {})
-                .await
-                .map(|r| r.into_inner())
-        })
+        .admin(|mut c| async move { c.who_am_i(WhoAmIRequest {}).await.map(|r| r.into_inner()) })
         .await?;
     let namespaces = if me.all_namespaces {
         "all".to_owned()
@@ -339,11 +331,10 @@ async fn bind(
     request: BindCertificateRequest,
 ) -> Result<Option<CertificateBinding>> {
     coordinators
-        .call(|ch| {
+        .admin(|mut c| {
             let request = request.clone();
             async move {
-                AdminServiceClient::new(ch)
-                    .bind_certificate(request)
+                c.bind_certificate(request)
                     .await
                     .map(|r| r.into_inner().binding)
             }

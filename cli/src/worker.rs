@@ -89,14 +89,13 @@ pub fn new_worker_id(prefix: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".to_owned());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}{host}-{:08x}",
-        nanos ^ std::process::id().rotate_left(16)
-    )
+    let mut suffix = [0u8; 4];
+    // Without the OS's randomness, the process id still tells two workers
+    // on one host apart.
+    if getrandom::fill(&mut suffix).is_err() {
+        suffix = std::process::id().to_le_bytes();
+    }
+    format!("{prefix}{host}-{:08x}", u32::from_le_bytes(suffix))
 }
 
 /// Serves /healthz and /metrics for a worker on `listener`.

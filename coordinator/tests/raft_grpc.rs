@@ -429,3 +429,83 @@ async fn a_leader_without_its_quorum_steps_down_and_fails_pending_writes() {
     assert_eq!(status.leader_id, 0);
     cluster.shutdown().await;
 }
+
+/// The one leader-following client (`drover_net::Coordinators`, used by the
+/// CLI, the console, workers and the chaos workload), against real nodes:
+/// given a follower first it reaches the leader through the follower's
+/// hint, keeps that channel, finds the next leader when its leader dies,
+/// and tells a cluster that is not there within its patience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_client_follows_the_leader_and_finds_the_next_one() {
+    use drover_net::{CallError, Coordinators, Policy};
+    use drover_proto::v1::SubmitJobRequest;
+
+    let mut cluster = Cluster::new(3).await;
+    let leader = cluster.leader().await;
+    // A follower first, so the first call is refused with a hint.
+    let mut order: Vec<u64> = cluster.addrs.keys().copied().collect();
+    order.sort_by_key(|id| *id == leader);
+    let client = Coordinators::new(
+        order
+            .iter()
+            .map(|id| cluster.addrs[id].to_string())
+            .collect(),
+    );
+    let submit = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .jobs(|mut c| {
+                    let request = SubmitJobRequest {
+                        spec_yaml: format!(
+                            "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  tasks: [{{name: a, kind: noop}}]\n"
+                        ),
+                        source_name: format!("{name}.yaml"),
+                        idempotency_key: name.to_owned(),
+                        ..SubmitJobRequest::default()
+                    };
+                    async move { c.submit_job(request).await.map(|r| r.into_inner()) }
+                })
+                .await
+        }
+    };
+    let first = submit("before")
+        .await
+        .expect("reached the leader via the hint");
+    assert!(first.created);
+
+    // The leader dies: the client's kept channel fails, and it finds the
+    // new leader among the others (an election is waited out).
+    cluster.stop(leader).await;
+    let second = submit("after").await.expect("found the next leader");
+    assert!(second.created);
+    let again = submit("after").await.expect("a repeat is answered");
+    assert!(!again.created, "the idempotency key names the same job");
+    assert_eq!(again.job_id, second.job_id);
+
+    // Nothing listening: told within the patience, naming the address.
+    let gone = cluster.addrs[&leader].to_string();
+    let nobody = Coordinators::new(vec![gone.clone()]).with_policy(Policy {
+        unreachable_patience: Duration::from_millis(500),
+        ..Policy::INTERACTIVE
+    });
+    let started = std::time::Instant::now();
+    let err = nobody
+        .admin(|mut c| async move {
+            c.cluster_status(ClusterStatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+        .expect_err("no coordinator there");
+    assert!(
+        matches!(&err, CallError::Unreachable(why) if why.contains(&gone)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    cluster.shutdown().await;
+}

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use drover_jobspecs::{Diagnostic, Severity};
-use drover_proto::v1::job_service_client::JobServiceClient;
 use drover_proto::v1::{DiagnosticList, SubmitJobRequest};
 use drover_proto::{DIAGNOSTICS_METADATA_KEY, TRACEPARENT_METADATA_KEY};
 use prost::Message;
@@ -62,17 +61,12 @@ pub async fn run(args: SubmitArgs, coordinators: &Coordinators) -> Result<ExitCo
         .ok()
         .filter(|t| drover_proto::trace::TraceParent::parse(t).is_ok());
     let submitted = coordinators
-        .call(|ch| {
+        .jobs(|mut c| {
             let mut r = tonic::Request::new(request.clone());
             if let Some(tp) = trace_parent.as_deref().and_then(|t| t.parse().ok()) {
                 r.metadata_mut().insert(TRACEPARENT_METADATA_KEY, tp);
             }
-            async move {
-                JobServiceClient::new(ch)
-                    .submit_job(r)
-                    .await
-                    .map(|r| r.into_inner())
-            }
+            async move { c.submit_job(r).await.map(|r| r.into_inner()) }
         })
         .await
         .map_err(anyhow::Error::from);

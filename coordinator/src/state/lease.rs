@@ -569,10 +569,20 @@ impl StateMachine {
         } else {
             self.unqueue(key)
         };
+        #[cfg(feature = "planted-bugs")]
+        let planted = self.planted.any();
+        #[cfg(not(feature = "planted-bugs"))]
+        let planted = false;
         let job = self.core.jobs.get_mut(&key.job).expect("checked above");
         let template = &mut job.templates[key.template as usize];
         template.tasks.remove(&key.partition);
         let manifest = (*manifest != Manifest::default()).then(|| Box::new(manifest.clone()));
+        // A task's output is committed exactly once: a repeat was answered
+        // as a duplicate above (unless a planted bug broke fencing).
+        debug_assert!(
+            planted || template.outputs.get(key.partition).is_none(),
+            "a second output for {key}"
+        );
         template.outputs.insert(
             key.partition,
             Output {

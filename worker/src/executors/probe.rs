@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use drover_jobspecs::kinds::SleepConfig;
 use drover_proto::v1::LeasedTask;
@@ -64,7 +64,7 @@ impl Probe {
             attempt: task.attempt,
             token: task.fencing_token,
             worker_id: self.worker_id.clone(),
-            unix_us: now_us(),
+            unix_us: chrono::Utc::now().timestamp_micros(),
         };
         let mut line = serde_json::to_vec(&record).unwrap_or_default();
         line.push(b'\n');
@@ -82,12 +82,6 @@ impl Probe {
 /// Where a worker's probe records go.
 pub fn log_path(dir: &Path, worker_id: &str) -> PathBuf {
     dir.join(format!("probe-{worker_id}.jsonl"))
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl Executor for Probe {
