@@ -12,7 +12,7 @@ pub struct Now {
     pub mono_ms: u64,
     /// Wall-clock Unix milliseconds: this node's reading, one of the
     /// voters' readings the leader stamps entries from
-    /// ([`ClusterClock`]); it may be wrong.
+    /// ([`ClusterClock`](crate::raft::cluster_clock::ClusterClock)); it may be wrong.
     pub wall_ms: i64,
 }
 

@@ -73,7 +73,7 @@ pub struct ServerConfig {
     /// certificate and key, and the cluster's CA. `None` is plaintext.
     pub tls: Option<TlsFiles>,
     /// Require credentials (a bearer token, or a worker certificate for the
-    /// worker service) on every service but Raft; see [`crate::auth`].
+    /// worker service) on every service but Raft; see `crate::auth`.
     pub auth_required: bool,
     /// Requests a second each client may make of the job and admin
     /// services (a token, a certificate, or else a connection), with

@@ -18,7 +18,7 @@
 //! within `E` of true time, the stamped time is within `E` plus one message
 //! delay of it, whatever the other clocks say; durations measured in it
 //! (backoff, timeouts) are off by no more than that. Lease expiry does not
-//! use it at all (see [`lease_timers`](super::lease_timers)).
+//! use it at all (see `lease_timers`).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! The Raft driver's thread shell: one OS thread owns a
-//! [`DriverCore`](super::driver::DriverCore) over the disk stores (raft-engine
+//! [`DriverCore`] over the disk stores (raft-engine
 //! and sled) and runs it in real time, over a closed set of events.
 //!
 //! Running on its own OS thread (not the async runtime) lets it fsync

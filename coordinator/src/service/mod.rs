@@ -1,8 +1,8 @@
 //! The client-facing gRPC services. Wire types are converted to domain types
 //! in each service's `convert` functions; the state machine never sees prost
-//! types. [`trace`] reads (or starts) the W3C trace context of requests;
+//! types. `trace` reads (or starts) the W3C trace context of requests;
 //! [`task_log`] answers GetTaskLog for [`job`]; [`tokens`] and
-//! [`policies`] hold AdminService's token and namespace policy rpcs.
+//! `policies` hold AdminService's token and namespace policy rpcs.
 
 pub mod admin;
 pub mod job;

@@ -167,7 +167,7 @@ pub enum Command {
         binding: Option<CertificateBinding>,
     },
     /// Grant up to `max_tasks` tasks to a worker in the session it
-    /// registered: refused with [`Rejection::UnknownSession`] when the
+    /// registered: refused with [`Rejection::UnknownSession`](super::Rejection::UnknownSession) when the
     /// session is not the worker's latest, or was declared lost. (Last:
     /// variants are encoded by position, so new ones go at the end;
     /// [`Command::Lease`] is what entries written before sessions were

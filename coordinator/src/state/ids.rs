@@ -11,7 +11,7 @@
 //! - within a cluster, the counter never repeats;
 //! - across clusters, the seed differs: it is drawn from the first
 //!   submit's trace id, which the service draws at random
-//!   ([`crate::service::trace`]), and the time of it;
+//!   (`crate::service::trace`), and the time of it;
 //! - a cluster restored from a backup gets a new seed
 //!   ([`super::restore`]), so the ids it hands out differ from those the
 //!   backed-up cluster gave after the backup, at the same counter.

@@ -212,7 +212,7 @@ pub struct TaskRecord {
     pub worker: Option<WorkerId>,
     /// When the lease would run out without another heartbeat, as of the
     /// last one the leader folded into the log; for display. Leases are
-    /// timed by the leader alone ([`crate::raft::lease_timers`]).
+    /// timed by the leader alone (`crate::raft::lease_timers`).
     pub lease_deadline_ms: i64,
     /// When the attempt runs out whatever the heartbeats.
     pub timeout_deadline_ms: i64,

@@ -6,7 +6,7 @@
 //! partition backfill keeps 10M of them, and a `BTreeMap<u64, Output>`
 //! spent about 53 bytes on each (a 24-byte value, its key, and nodes a
 //! little over half full when filled in order). Here partitions are grouped
-//! in runs of [`RUN`]: a run keeps presence and skipped as bits and tokens
+//! in runs of `RUN`: a run keeps presence and skipped as bits and tokens
 //! in a dense vector, and only the manifests that are not empty, so a
 //! finished `noop` partition costs about 9 bytes.
 //!

@@ -4,9 +4,9 @@
 //!
 //! # Layout
 //!
-//! - [`api`]: the JSON API under `/api/v1/` the page reads and posts to.
-//! - [`json`]: the wire types turned into the page's JSON.
-//! - [`graph`]: the layered drawing of a job's DAG.
+//! - `api`: the JSON API under `/api/v1/` the page reads and posts to.
+//! - `json`: the wire types turned into the page's JSON.
+//! - `graph`: the layered drawing of a job's DAG.
 //! - `assets/`: the page itself (HTML, CSS and plain JavaScript, no build
 //!   step), compiled into the binary so nothing is fetched at run time.
 

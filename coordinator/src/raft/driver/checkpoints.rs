@@ -82,7 +82,7 @@ impl<L: LogBackend, S: StateBackend> DriverCore<L, S> {
     }
 
     /// The checkpoint copied by the last turn, for the shell to run off the
-    /// thread ([`CheckpointJob::run`]) and hand back to
+    /// thread (`CheckpointJob::run`) and hand back to
     /// [`DriverCore::checkpoint_staged`].
     pub fn take_checkpoint_job(&mut self) -> Option<CheckpointJob> {
         self.checkpoint_job.take()
