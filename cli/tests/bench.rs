@@ -5,7 +5,7 @@
 //! leases flow again.
 //!
 //! Small sizes: these check behaviour, not speed (debug build, shared CI
-//! machine); the speed figures come from release runs (README, Performance).
+//! machine); the speed figures come from release runs (docs/development.md, Performance).
 
 mod support;
 

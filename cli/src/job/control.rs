@@ -11,7 +11,7 @@ use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
-    /// The job id (`j12`) or schedule id (`s3`).
+    /// The job or schedule id (any unique start of it, 4+ hex digits).
     id: String,
     /// Why, recorded in the job's events.
     #[arg(long, default_value = "cancelled from the command line")]
@@ -47,7 +47,7 @@ pub async fn cancel(args: CancelArgs, coordinators: &Coordinators) -> Result<Exi
 
 #[derive(Debug, Args)]
 pub struct RetryArgs {
-    /// The job id (`j12`); its failed and cancelled tasks run again.
+    /// The job id (any unique start of it); its failed and cancelled tasks run again.
     id: String,
     /// Why, recorded in the job's events.
     #[arg(long, default_value = "retried from the command line")]

@@ -14,7 +14,7 @@ use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// The job id (`j12`).
+    /// The job id (any unique start of it, 4+ hex digits).
     id: String,
     /// Only events of this task.
     #[arg(long)]

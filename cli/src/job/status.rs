@@ -101,7 +101,7 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The job id (`j12`) or schedule id (`s3`).
+    /// The job or schedule id (any unique start of it, 4+ hex digits).
     id: String,
     /// Tasks listed in the table (the ones needing attention first);
     /// `--json` lists them all.

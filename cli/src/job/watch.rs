@@ -18,7 +18,7 @@ use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The job id (`j12`).
+    /// The job id (any unique start of it, 4+ hex digits).
     id: String,
 }
 

@@ -13,7 +13,7 @@
 //! template's worker table, the start as milliseconds after the template's
 //! start, and the duration), about 7 to 9 bytes for tasks of seconds to
 //! hours. Finishing a task re-encodes its run (at most 64 records). `cargo bench -p drover-coordinator --bench state_memory` measures
-//! it at 1M and 10M partitions (see the README).
+//! it at 1M and 10M partitions (see docs/development.md, Performance).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
