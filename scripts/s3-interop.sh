@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the worker's s3:// tests (worker/tests/s3.rs) against moto's
+# Runs the worker's s3:// tests (worker/tests/worker/s3.rs) against moto's
 # S3-compatible server on loopback: starts it on a free port, creates a
 # bucket, runs the ignored tests with the endpoint and credentials in the
 # environment, and stops it.
@@ -33,4 +33,4 @@ PY
 done
 $BUCKET_READY || { echo "s3-interop: moto did not start; its log:" >&2; cat "$LOG" >&2; exit 1; }
 export DROVER_S3_TEST_URL="s3://drover-test/run-$$"
-cargo test -p drover-worker --test s3 -- --ignored --nocapture
+cargo test -p drover-worker --test worker -- --ignored --nocapture s3::

@@ -11,15 +11,13 @@
 //! - two replicas fed the same log produce byte-identical snapshots, and a
 //!   snapshot restored mid-way continues identically.
 
-mod support;
-
+use crate::support::T0;
+use crate::support::random::{Op, Run, SPECS, op};
 use drover_coordinator::state::{Command, JobState, LogEntry, StateMachine, SubmitJob};
 use proptest::prelude::*;
-use support::T0;
-use support::random::{Op, Run, SPECS, op};
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(support::cases(96)))]
+    #![proptest_config(ProptestConfig::with_cases(crate::support::cases(96)))]
 
     #[test]
     fn random_histories_keep_every_invariant_and_every_job_ends(

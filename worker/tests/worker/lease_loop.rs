@@ -82,7 +82,7 @@ async fn two_workers_run_the_example_dag_to_success() {
     let (started, addr, stop) = coordinator(&dir.path().join("c")).await;
     let job = submit(
         &started.node,
-        include_str!("../../jobspecs/examples/dag-sleep.yaml"),
+        include_str!("../../../jobspecs/examples/dag-sleep.yaml"),
     )
     .await;
     let (wstop, _) = watch::channel(false);

@@ -8,13 +8,11 @@
 //! Mounting a tmpfs needs root (CAP_SYS_ADMIN); CI runs as root, and the
 //! test fails there rather than skip.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, drover, free_port, http_get, wait_for};
+use crate::support::{Cluster, drover, free_port, http_get, wait_for};
 
 /// A tmpfs mounted at a directory for the test's lifetime.
 struct Tmpfs(PathBuf);
@@ -74,7 +72,7 @@ fn padded_spec(dir: &Path) -> String {
         }
         yaml.push('\n');
     }
-    support::spec_file(dir, "padded.yaml", &yaml)
+    crate::support::spec_file(dir, "padded.yaml", &yaml)
 }
 
 #[test]

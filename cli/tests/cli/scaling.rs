@@ -2,11 +2,9 @@
 //! and the `drover_scaling_*` gauges follow ready, running and held-back
 //! work per pool as a worker joins and the work goes away.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cluster, http_get, json_body, spec_file, wait_for};
+use crate::support::{Cluster, http_get, json_body, spec_file, wait_for};
 
 const SPEC: &str = "apiVersion: drover/v1
 kind: Job

@@ -7,12 +7,10 @@
 //! they are leased again within the TTL plus an election, and every
 //! recorded time is the true one.
 
-mod support;
-
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 use serde_json::Value;
-use support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 
 fn naps(name: &str) -> String {
     format!(

@@ -3,12 +3,10 @@
 //! (they drain and exit), a second burst scales them out again, and every
 //! task of both bursts succeeds exactly once.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Cluster, spec_file, wait_for};
+use crate::support::{Cluster, spec_file, wait_for};
 
 fn burst(name: &str, days: u32) -> String {
     format!(

@@ -3,12 +3,10 @@
 //! (also after reopening the files) gives a byte-identical snapshot and the
 //! applied index of the last persisted entry.
 
-mod support;
-
+use crate::support::random::{Op, Run, op};
 use drover_coordinator::state::{Config, StateMachine};
 use drover_coordinator::storage::{StateStore, StorageError};
 use proptest::prelude::*;
-use support::random::{Op, Run, op};
 
 /// Short retention and a small event cap so that collection and event
 /// trimming happen within a test's history.
@@ -21,7 +19,7 @@ fn config() -> Config {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(support::cases(48)))]
+    #![proptest_config(ProptestConfig::with_cases(crate::support::cases(48)))]
 
     #[test]
     fn stored_state_is_the_applied_state(
@@ -118,8 +116,8 @@ fn chunks_and_coalesced_writes_load_exactly_the_applied_state() {
         events_per_job_max: 300,
         ..Config::default()
     };
-    let mut h = support::H::with(config);
-    let job = h.submit(&support::spec(
+    let mut h = crate::support::H::with(config);
+    let job = h.submit(&crate::support::spec(
         "wide",
         "  maxParallel: 1000\n",
         "    - {name: a, kind: noop, partitions: {shards: 1000}}\n",

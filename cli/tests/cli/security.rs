@@ -4,17 +4,15 @@
 //! kept out of the Raft group, and a certificate without a token, or with
 //! a submitter's token outside its namespaces, gets nothing.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Cluster, certs_init, spec_file, tls_env};
 use drover_net::{ClientTls, Dialer, TlsFiles};
 use drover_proto::v1::RaftMessageBatch;
 use drover_proto::v1::raft_service_client::RaftServiceClient;
 use protobuf::Message as _;
-use support::{Cluster, certs_init, spec_file, tls_env};
 use tonic::Code;
 
 const SPEC: &str = "apiVersion: drover/v1\nkind: Job\nmetadata: {name: tls-naps}\nspec:\n  tasks:\n    - name: nap\n      kind: sleep\n      partitions: {shards: 4}\n      config: {ms: 50}\n";
@@ -87,7 +85,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
         .filter(|(k, _)| k != "DROVER_TOKEN_FILE")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let out = support::drover()
+    let out = crate::support::drover()
         .args(["--coordinators", &cluster.addresses(), "job", "list"])
         .envs(no_token.iter().copied())
         .output()
@@ -101,7 +99,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     // Bound to a role by an operator, the certificate alone is enough; the
     // binding reaches the guard within its one-second cache.
     let as_certificate = |args: &[&str]| {
-        support::drover()
+        crate::support::drover()
             .args(["--coordinators", &cluster.addresses()])
             .args(args)
             .envs(no_token.iter().copied())
@@ -145,7 +143,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     });
     // A worker's certificate opens the worker service only.
     let worker_env: Vec<(String, String)> = tls_env(&tls, "worker-worker");
-    let out = support::drover()
+    let out = crate::support::drover()
         .args(["--coordinators", &cluster.addresses(), "job", "list"])
         .envs(worker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
@@ -172,7 +170,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     assert!(out.status.success(), "{}", stderr(&out));
     let submitter = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let as_submitter = |args: &[&str]| {
-        support::drover()
+        crate::support::drover()
             .args(["--coordinators", &cluster.addresses()])
             .args(args)
             .envs(no_token.iter().copied())
@@ -197,7 +195,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
 
     // An operator confines team-a to its own directory; a team-a spec
     // writing elsewhere is refused with the task, the URL and what is
-    // allowed. (Admission inside a policy: coordinator/tests/auth.rs.)
+    // allowed. (Admission inside a policy: coordinator/tests/coordinator/auth.rs.)
     let out = cluster.cli(&[
         "policy",
         "set",
@@ -231,11 +229,14 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
     // The console acts for the person at the browser: without a token it
     // answers 401 (the page then asks for one), and with the submitter's
     // it shows that submitter's namespaces only.
-    let (code, body) = support::http_get(&cluster.http[0], "/api/v1/jobs");
+    let (code, body) = crate::support::http_get(&cluster.http[0], "/api/v1/jobs");
     assert_eq!(code, 401, "{body}");
-    let (code, body) = support::http_get_as(&cluster.http[0], "/api/v1/jobs", &submitter);
+    let (code, body) = crate::support::http_get_as(&cluster.http[0], "/api/v1/jobs", &submitter);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(support::json_body(&body)["jobs"], serde_json::json!([]));
+    assert_eq!(
+        crate::support::json_body(&body)["jobs"],
+        serde_json::json!([])
+    );
     let operator = std::fs::read_to_string(
         &cluster
             .env
@@ -245,16 +246,17 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
             .1,
     )
     .unwrap();
-    let (code, body) = support::http_get_as(&cluster.http[0], "/api/v1/jobs", operator.trim());
+    let (code, body) =
+        crate::support::http_get_as(&cluster.http[0], "/api/v1/jobs", operator.trim());
     assert_eq!(code, 200, "{body}");
     assert_eq!(
-        support::json_body(&body)["jobs"][0]["id"],
+        crate::support::json_body(&body)["jobs"][0]["id"],
         job.as_str(),
         "{body}"
     );
 
     // Plaintext is refused, and the CLI says what is missing.
-    let out = support::drover()
+    let out = crate::support::drover()
         .args(["--coordinators", &cluster.addresses(), "job", "list"])
         .output()
         .unwrap();
@@ -272,7 +274,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain([("DROVER_COORDINATORS", plain_address.as_str())])
         .collect();
-    let out = support::drover()
+    let out = crate::support::drover()
         .args(["job", "list"])
         .envs(env)
         .output()
@@ -315,16 +317,16 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
 
     // A coordinator with a certificate from another CA cannot join: the
     // members never hear from it nor reach it, so it learns nothing.
-    let rogue_grpc = support::loopback();
-    let rogue_http = support::loopback();
-    let mut rogue_node = support::Proc {
-        child: support::drover()
+    let rogue_grpc = crate::support::loopback();
+    let rogue_http = crate::support::loopback();
+    let mut rogue_node = crate::support::Proc {
+        child: crate::support::drover()
             .args(["coordinator", "--node-id", "4", "--join"])
             .args(["--listen", &rogue_grpc, "--http", &rogue_http])
             .args(["--peers", &format!("{},4={rogue_grpc}", cluster.peers)])
             .arg("--data-dir")
             .arg(dir.path().join("rogue-data"))
-            .args(support::tls_flags(&rogue, "node-4"))
+            .args(crate::support::tls_flags(&rogue, "node-4"))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("rogue.log")).unwrap())
             .spawn()
@@ -341,7 +343,7 @@ fn a_mutual_tls_cluster_runs_jobs_and_keeps_strangers_out() {
         "the rogue is still running: {}",
         std::fs::read_to_string(dir.path().join("rogue.log")).unwrap_or_default()
     );
-    let (code, body) = support::http_get(&rogue_http, "/readyz");
+    let (code, body) = crate::support::http_get(&rogue_http, "/readyz");
     assert_ne!(code, 200, "a node outside the CA became ready: {body}");
     let status = cluster.json(&["cluster", "status", "--json"]);
     let rogue_member = status["members"]

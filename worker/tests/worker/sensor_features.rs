@@ -4,8 +4,6 @@
 //! the day is spilled to disk, incremental skips and recomputes, fencing
 //! of a late publisher, and clear failures.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +30,7 @@ impl Fixture {
     /// Two days of readings from `devices` devices.
     async fn new(devices: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let key = support::export::key_file(dir.path(), 7);
+        let key = crate::support::export::key_file(dir.path(), 7);
         let spec = SensorsSpec {
             devices,
             start: chrono::NaiveDate::parse_from_str(DATES[0], "%Y-%m-%d").unwrap(),
@@ -99,7 +97,7 @@ async fn run(
     task: LeasedTask,
     scratch: &Path,
 ) -> Result<(OutputManifest, bool), TaskError> {
-    let ctx = support::export::context(scratch);
+    let ctx = crate::support::export::context(scratch);
     let reused = ctx.reused.clone();
     let m = executor.run(task, ctx).await?;
     Ok((m, reused.is_marked()))

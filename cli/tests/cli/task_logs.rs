@@ -7,13 +7,11 @@
 //! next attempt's log is whole; and a mistaken attempt or task gets a clear
 //! error.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{Cluster, drover, http_get, json_body, spec_file, wait_for};
 use serde_json::Value;
-use support::{Cluster, drover, http_get, json_body, spec_file, wait_for};
 
 /// One `command` task: its first attempt prints, then hangs until its
 /// worker is killed; later attempts print and finish.

@@ -5,11 +5,9 @@
 //! The browser test (`scripts/console-browser-test.py`) drives the page
 //! itself in Chromium.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cluster, http_get, http_request, json_body, wait_for};
+use crate::support::{Cluster, http_get, http_request, json_body, wait_for};
 
 const DAG_SLEEP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -7,14 +7,12 @@
 //! Small sizes: these check behaviour, not speed (debug build, shared CI
 //! machine); the speed figures come from release runs (docs/development.md, Performance).
 
-mod support;
-
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = support::drover()
+    let out = crate::support::drover()
         .arg("bench")
         .args(args)
         .arg("--data-dir")

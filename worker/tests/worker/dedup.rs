@@ -3,11 +3,10 @@
 //! truth, exact duplicates after normalisation, keep policies, Parquet in
 //! and out, identical output from any attempts, and clear failures.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+use crate::support::stages::{Outputs, Staged};
 use drover_jobspecs::kinds::dedup::{DedupConfig, Shingle, optimal_bands_rows};
 use drover_proto::v1::TaskKind;
 use drover_worker::datagen::texts::{self, TextsSpec};
@@ -17,7 +16,6 @@ use drover_worker::dedup::normalize::normalize;
 use drover_worker::dedup::shingle::{Unit, jaccard, shingles};
 use drover_worker::executors::Executor;
 use drover_worker::executors::dedup::Dedup;
-use support::stages::{Outputs, Staged};
 
 fn config(input: &str, output: &str, method: &str) -> DedupConfig {
     let (bands, rows) = optimal_bands_rows(0.8, 128);
@@ -586,7 +584,7 @@ async fn any_attempts_give_byte_identical_outputs_and_a_stopped_attempt_commits_
             let t = staged.lease(index, 0, 3, Staged::token(index, 0, 3), &done);
             let prefix = t.output_prefix.clone();
             let (tx, rx) = tokio::sync::watch::channel(true);
-            let mut ctx = support::export::context(tmp.path());
+            let mut ctx = crate::support::export::context(tmp.path());
             ctx.cancel = rx;
             let err = Dedup.run(t, ctx).await.unwrap_err();
             drop(tx);

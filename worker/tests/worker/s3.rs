@@ -13,8 +13,6 @@
 //! a bucket and runs it with `DROVER_S3_TEST_URL` and the `AWS_*`
 //! variables set.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -113,7 +111,7 @@ async fn s3_and_file_outputs_are_the_same_and_verify() {
 
 /// Paths and SHA-256 of an output's files, its manifest left out (it
 /// names the attempt and its config).
-fn files_of(m: &support::export::Committed) -> BTreeMap<String, (u64, String)> {
+fn files_of(m: &crate::support::export::Committed) -> BTreeMap<String, (u64, String)> {
     m.dataset
         .files
         .iter()
@@ -128,7 +126,7 @@ async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
     let url = std::env::var("DROVER_S3_TEST_URL")
         .expect("DROVER_S3_TEST_URL=s3://bucket/prefix (see scripts/s3-interop.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let key = support::export::key_file(dir.path(), 7);
+    let key = crate::support::export::key_file(dir.path(), 7);
     let spec = AnnotationsSpec {
         projects: 2,
         items: 600,
@@ -143,9 +141,15 @@ async fn the_annotation_export_on_s3_writes_what_it_writes_on_file() {
         generate(&Location::parse(&input).unwrap(), &spec, |_| {})
             .await
             .unwrap();
-        let cfg =
-            support::export::config(&input, &format!("{root}/out"), &key, serde_json::json!({}));
-        let (merged, shards) = support::export::run(&cfg, 3, dir.path(), 10).await.unwrap();
+        let cfg = crate::support::export::config(
+            &input,
+            &format!("{root}/out"),
+            &key,
+            serde_json::json!({}),
+        );
+        let (merged, shards) = crate::support::export::run(&cfg, 3, dir.path(), 10)
+            .await
+            .unwrap();
         // The merge's manifest is in the store and verifies.
         let out = Location::parse(&format!("{root}/out/{}", merged.prefix())).unwrap();
         let m = manifest::read(&out).await.unwrap().unwrap();

@@ -2,11 +2,9 @@
 //! --namespace-weight` validates them, stores them in the replicated state,
 //! and the scheduler leases in their proportion.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Cluster, spec_file, wait_for};
+use crate::support::{Cluster, spec_file, wait_for};
 
 fn naps(namespace: &str) -> String {
     format!(

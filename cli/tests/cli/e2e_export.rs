@@ -5,14 +5,12 @@
 //! the export, and the export is byte for byte the one a second, undisturbed
 //! run of the same spec writes.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{Cluster, drover, of_kind, spec_file, wait_for};
 use serde_json::Value;
-use support::{Cluster, drover, of_kind, spec_file, wait_for};
 
 fn spec(data: &Path, out: &str, key: &Path) -> String {
     format!(

@@ -1,14 +1,12 @@
 //! One test (or a few) per scheduling semantic. Every command runs through
 //! the harness, which checks all invariants after it.
 
-mod support;
-
+use crate::support::{H, spec};
 use drover_coordinator::state::events::{EventKind, ExpiryReason};
 use drover_coordinator::state::explain::Why;
 use drover_coordinator::state::{
     Command, Config, HeartbeatStatus, JobState, Outcome, Rejection, Submitted,
 };
-use support::{H, spec};
 
 const DAG: &str = "    - {name: a, kind: noop, partitions: {shards: 3}}\n    - {name: b, kind: noop, dependsOn: [a], partitions: {shards: 2}}\n    - {name: c, kind: noop, dependsOn: [b]}\n";
 

@@ -4,11 +4,10 @@
 //! anywhere in the output, pseudonyms per key, a shard that dies half-way
 //! leaving nothing a reader would see, and a rerun writing the same bytes.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::support::export;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
@@ -19,7 +18,6 @@ use drover_worker::dataset::parquet;
 use drover_worker::executors::Executor;
 use drover_worker::executors::annotation_export::AnnotationExport;
 use futures::TryStreamExt;
-use support::export;
 
 async fn generate(dir: &Path, projects: u32, items: u64, seed: u64) -> String {
     let url = dir.join("data").display().to_string();

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{drover, free_port, http_get, wait_for};
+use crate::support::{drover, free_port, http_get, wait_for};
 
 struct Proc {
     child: Child,

@@ -2,12 +2,10 @@
 //! kept with the job and handed to every attempt, and the read-only
 //! summary metrics are computed from (`StateMachine::stats`).
 
-mod support;
-
+use crate::support::{H, T0, spec};
 use drover_coordinator::state::{
     Command, Counts, Outcome, Rejection, StateMachine, Submitted, TaskState,
 };
-use support::{H, T0, spec};
 
 const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

@@ -5,13 +5,11 @@
 //! every task's completion is accepted exactly once, and fenced attempts are
 //! recorded as rejected.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 use serde_json::Value;
-use support::{Cluster, leased_by, of_kind, spec_file, wait_for};
 
 const DAG_SLEEP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -323,9 +321,9 @@ fn cli_errors_are_one_line_and_rejected_specs_point_at_the_line() {
     );
     // Nothing listening: told within seconds, naming the address and
     // where the CLI takes the cluster from.
-    let nobody = support::loopback();
+    let nobody = crate::support::loopback();
     let asked = std::time::Instant::now();
-    let unreachable = support::drover()
+    let unreachable = crate::support::drover()
         .args(["--coordinators", &nobody, "job", "list"])
         .output()
         .unwrap();
@@ -372,7 +370,7 @@ fn cli_errors_are_one_line_and_rejected_specs_point_at_the_line() {
         &["job", "status", &id],
         &["job", "events", &id],
     ] {
-        let mut child = support::drover()
+        let mut child = crate::support::drover()
             .arg("--coordinators")
             .arg(cluster.addresses())
             .args(args)

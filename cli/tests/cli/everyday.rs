@@ -3,13 +3,11 @@
 //! list`, `schedule status`, `job status`), filter `job list`, and follow a
 //! job's events as they happen.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::{Cluster, spec_file};
 use serde_json::Value;
-use support::{Cluster, spec_file};
 
 fn spec(name: &str, labels: &str, extra: &str, n: u32, ms: u64) -> String {
     format!(
@@ -175,7 +173,7 @@ fn events_follow_prints_each_event_once_as_it_happens_and_exits_with_the_outcome
     let id = id.trim();
     // Followed from before any worker exists, so every lease and
     // completion arrives while following.
-    let follower = support::drover()
+    let follower = crate::support::drover()
         .arg("--coordinators")
         .arg(cluster.addresses())
         .args(["job", "events", id, "--follow", "--json"])
@@ -218,7 +216,7 @@ fn events_follow_prints_each_event_once_as_it_happens_and_exits_with_the_outcome
     // Following a finished job prints its history and ends at once; a
     // task filter keeps that task's events.
     let task = format!("{id}/0/0");
-    let again = support::drover()
+    let again = crate::support::drover()
         .arg("--coordinators")
         .arg(cluster.addresses())
         .args(["job", "events", id, "--follow", "--task", &task])

@@ -2,11 +2,9 @@
 //! overlap policies, DST, and failover (a restored replica neither skips nor
 //! doubles a run).
 
-mod support;
-
+use crate::support::H;
 use chrono::{TimeZone, Utc};
 use drover_coordinator::state::{Command, JobState, Outcome, ScheduleId, StateMachine, Submitted};
-use support::H;
 
 fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)

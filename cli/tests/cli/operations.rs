@@ -1,13 +1,11 @@
 //! Operating a cluster of real processes: a backup restored into a new
 //! cluster, and a rolling restart under load.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{Cluster, drover, of_kind, spec_file, wait_for};
 use serde_json::Value;
-use support::{Cluster, drover, of_kind, spec_file, wait_for};
 
 /// A job of `n` sleep tasks of `ms` each, retried up to 3 times.
 fn sleeps(name: &str, n: u32, ms: u64) -> String {

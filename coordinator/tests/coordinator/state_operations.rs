@@ -3,14 +3,12 @@
 //! restores and task history. Every command runs through the harness,
 //! which checks all invariants after it.
 
-mod support;
-
+use crate::support::{H, spec};
 use drover_coordinator::state::events::EventKind;
 use drover_coordinator::state::explain::Why;
 use drover_coordinator::state::{
     Command, Config, JobState, Manifest, Outcome, Rejection, Submitted, TaskState,
 };
-use support::{H, spec};
 
 #[test]
 fn release_and_deregister_requeue_without_counting_an_attempt() {
@@ -374,7 +372,7 @@ fn time_never_goes_backwards() {
     // already expired stays expired, and nothing un-expires.
     h.now -= 30_000;
     h.tick();
-    assert!(h.sm.now_ms() >= support::T0 + 40_000);
+    assert!(h.sm.now_ms() >= crate::support::T0 + 40_000);
     assert!(matches!(
         h.complete("w", &g),
         Err(Rejection::LeaseLost { .. })

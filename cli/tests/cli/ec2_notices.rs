@@ -5,17 +5,15 @@
 //! terminating its instance (a lifecycle hook's target state). Another
 //! worker finishes the job with no task lost.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{Cluster, spec_file, wait_for};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
-use support::{Cluster, spec_file, wait_for};
 
 const INSTANCE: &str = "i-0123456789abcdef0";
 const TOKEN: &str = "AQAEAFake-session-token==";
