@@ -141,6 +141,39 @@ pub fn snapshot_serves(snapshot: &Snapshot, request_index: u64, to: u64) -> bool
         .any(|ids| ids.contains(&to))
 }
 
+/// The bounds every log checks before reading entries `low..high`: below
+/// its first index they were compacted, past its last they are not there
+/// yet.
+pub fn check_entries_range(first: u64, last: u64, low: u64, high: u64) -> raft::Result<()> {
+    if low < first {
+        return Err(raft::Error::Store(raft::StorageError::Compacted));
+    }
+    if high > last + 1 {
+        return Err(raft::Error::Store(raft::StorageError::Unavailable));
+    }
+    Ok(())
+}
+
+/// The term of `idx` when a log's bounds decide it: the snapshot's own
+/// index has the snapshot's term, and an index outside the log is an
+/// error; `None` when the log must read the entry.
+pub fn bounded_term(
+    snapshot: &SnapshotMetadata,
+    first: u64,
+    last: u64,
+    idx: u64,
+) -> Option<raft::Result<u64>> {
+    if idx == snapshot.index {
+        Some(Ok(snapshot.term))
+    } else if idx < first {
+        Some(Err(raft::Error::Store(raft::StorageError::Compacted)))
+    } else if idx > last {
+        Some(Err(raft::Error::Store(raft::StorageError::Unavailable)))
+    } else {
+        None
+    }
+}
+
 /// raft-rs's `Storage::snapshot` for both log stores: the cached snapshot
 /// when [`snapshot_serves`] says it can be sent to `to`; otherwise the index
 /// is recorded in `wanted` (the driver then takes a fresh checkpoint) and

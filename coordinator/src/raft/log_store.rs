@@ -20,7 +20,9 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
 
-use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
+use super::backend::{
+    LogBackend, bootstrap_state, bounded_term, check_entries_range, serve_snapshot,
+};
 pub use super::error::LogStoreError;
 
 /// Size at which raft-engine starts a new log file (its default).
@@ -320,12 +322,7 @@ impl Storage for LogStore {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(self.first(), self.last(), low, high)?;
         let mut entries = Vec::with_capacity((high - low) as usize);
         let max = max_size.into().map(|m| m as usize);
         self.engine
@@ -341,14 +338,8 @@ impl Storage for LogStore {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.snapshot_meta.index {
-            return Ok(self.snapshot_meta.term);
-        }
-        if idx < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if idx > self.last() {
-            return Err(raft::Error::Store(StorageError::Unavailable));
+        if let Some(decided) = bounded_term(&self.snapshot_meta, self.first(), self.last(), idx) {
+            return decided;
         }
         match self.engine.get_entry::<EntryExt>(REGION, idx) {
             Ok(Some(entry)) => Ok(entry.term),

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use super::backend::{LogBackend, bootstrap_state, serve_snapshot};
+use super::backend::{
+    LogBackend, bootstrap_state, bounded_term, check_entries_range, serve_snapshot,
+};
 use super::log_store::LogStoreError;
 
 /// What the log holds at one moment: what a read sees, or what is on
@@ -286,12 +288,7 @@ impl Storage for MemLog {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(self.first(), self.last(), low, high)?;
         let mut entries: Vec<Entry> = self
             .current
             .entries
@@ -306,11 +303,9 @@ impl Storage for MemLog {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.current.snapshot_meta.index {
-            return Ok(self.current.snapshot_meta.term);
-        }
-        if idx < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
+        let snapshot = &self.current.snapshot_meta;
+        if let Some(decided) = bounded_term(snapshot, self.first(), self.last(), idx) {
+            return decided;
         }
         match self.current.entries.get(&idx) {
             Some(entry) => Ok(entry.term),
