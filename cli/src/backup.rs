@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use drover_coordinator::backup::Backup;
+use drover_net::Coordinators;
 use drover_proto::v1::BackupRequest;
 use tokio_stream::StreamExt;
 
 use crate::coordinator::parse_id_addresses;
-use drover_net::Coordinators;
 
 /// Takes a backup through any coordinator, verifies it, and writes it to
 /// `out` through `out.partial` (synced, then renamed), so `out` is never a

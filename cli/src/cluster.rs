@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::admin_service_client::AdminServiceClient;
 use drover_proto::v1::{
     AddNodeRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole, RemoveNodeRequest,
@@ -14,7 +15,6 @@ use drover_proto::v1::{
 };
 
 use crate::job::render::replication_state;
-use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

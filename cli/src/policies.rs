@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
+use drover_net::Coordinators;
 use drover_proto::v1::{ListNamespacePoliciesRequest, NamespacePolicy, SetNamespacePolicyRequest};
 
 use crate::tokens::rfc3339;
-use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use drover_net::Coordinators;
 use drover_proto::v1::{
     CatchupPolicy, Job, JobListKind, JobState, ListJobsRequest, OverlapPolicy, ScheduleStatus,
 };
@@ -14,7 +15,6 @@ use serde_json::{Value, json};
 
 use crate::job::fetch::{get_job, list_jobs};
 use crate::job::render;
-use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
+use drover_net::Coordinators;
 use drover_proto::v1::{DrainWorkerRequest, ListWorkersRequest, WorkerInfo};
 
 use crate::job::render;
-use drover_net::Coordinators;
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::{
     CompleteBatchRequest, CompleteRequest, FailRequest, FailResult, OutputManifest,
 };
@@ -18,7 +19,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Code;
 
 use crate::metrics::AttemptOutcome;
-use drover_net::{CallError, Coordinators};
 
 /// Reports waiting to be sent, at most; an attempt that ends while the
 /// queue is full waits for room.

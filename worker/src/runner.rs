@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use drover_net::{CallError, Coordinators, Policy};
 use drover_proto::v1::{
     LeaseRequest, LeaseResponse, LeasedTask, ReleaseRequest, ReleasedTask, TaskKind,
 };
@@ -35,7 +36,6 @@ use crate::session;
 use crate::shared::{Held, Shared};
 use crate::task_log::upload::LogUploader;
 use crate::task_log::{self, AttemptLog};
-use drover_net::{CallError, Coordinators, Policy};
 
 /// Lease calls in flight at once: one long poll, and one more for slots
 /// that free up while it waits.

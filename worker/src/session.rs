@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::{HeartbeatRequest, HeartbeatStatus, RegisterRequest, TaskHeartbeat};
 use tokio::sync::watch;
 use tonic::Code;
@@ -19,7 +20,6 @@ use tonic::Code;
 use crate::config::WorkerConfig;
 use crate::executors::Executor;
 use crate::shared::{Session, Shared};
-use drover_net::{CallError, Coordinators};
 
 /// The wire kinds of the executors a worker runs.
 pub fn kinds_of(executors: &BTreeMap<&'static str, Arc<dyn Executor>>) -> Vec<i32> {

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use drover_net::Coordinators;
 use drover_proto::v1::{CancelJobRequest, RetryJobRequest};
 
 use super::render;
-use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use drover_net::Coordinators;
 use drover_proto::v1::explain_task_response::Reason;
 use drover_proto::v1::{ExplainTaskRequest, Job, JobEvent, JobEventsRequest};
 
 use super::render;
 use super::watch::{self, Watcher};
-use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {

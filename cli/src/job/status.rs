@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use drover_net::Coordinators;
 use drover_proto::v1::{Job, JobListKind, ListJobsRequest, ListTasksRequest, Task, TaskState};
 
 use super::fetch::{get_job, list_jobs};
 use super::render;
-use drover_net::Coordinators;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {

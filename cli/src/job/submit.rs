@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use drover_jobspecs::{Diagnostic, Severity};
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::{DiagnosticList, SubmitJobRequest};
 use drover_proto::{DIAGNOSTICS_METADATA_KEY, TRACEPARENT_METADATA_KEY};
 use prost::Message;
 use tonic::Code;
 
 use super::{plan, render, watch};
-use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {

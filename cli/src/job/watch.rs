@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use drover_net::{CallError, Coordinators};
 use drover_proto::v1::{Job, JobEvent, JobEventKind, JobState, WatchJobRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tonic::Code;
 
 use super::render;
-use drover_net::{CallError, Coordinators};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
