@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::security::SecurityArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use drover_client::parse_id_addresses;
 use drover_coordinator::server::{self, ServerConfig};
 use drover_net::Dialer;
 use drover_web::Console;
@@ -79,27 +80,6 @@ pub struct CoordinatorArgs {
     /// The CloudWatch namespace of the EMF metrics.
     #[arg(long, default_value = drover_coordinator::scaling::EMF_NAMESPACE, value_name = "NAME")]
     emf_namespace: String,
-}
-
-/// Parses `ID=ADDR` entries of the flag `flag`.
-pub fn parse_id_addresses(entries: &[String], flag: &str) -> Result<BTreeMap<u64, String>> {
-    let mut parsed = BTreeMap::new();
-    for entry in entries {
-        let (id, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| anyhow!("`{entry}` is not ID=ADDR (e.g. 2=10.0.0.2:7070)"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("`{id}` in `{entry}` is not a node id"))?;
-        if id == 0 {
-            bail!("node ids start at 1");
-        }
-        if parsed.insert(id, addr.trim().to_owned()).is_some() {
-            bail!("node {id} is listed twice in {flag}");
-        }
-    }
-    Ok(parsed)
 }
 
 fn parse_peers(args: &CoordinatorArgs) -> Result<BTreeMap<u64, String>> {

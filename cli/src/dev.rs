@@ -17,7 +17,7 @@ use drover_proto::v1::{Job, JobState, SubmitJobRequest, TaskKind};
 use drover_web::Console;
 use drover_worker::runner::{self, WorkerConfig};
 
-use crate::job::fetch::get_job;
+use drover_client::job::fetch::get_job;
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -153,7 +153,7 @@ async fn bootstrap_operator_token(node: &NodeHandle, dir: &std::path::Path) -> R
                 path.display()
             )
         })?;
-    crate::certs::write(&path, &format!("{}\n", created.secret), true, false)
+    drover_client::files::write(&path, &format!("{}\n", created.secret), true, false)
 }
 
 /// The demo's client of its own node: it submits and follows jobs

@@ -4,26 +4,19 @@
 //! only this; `tests/deploy_check.rs` parses the deploy files' command
 //! lines with [`Cli`].
 
-// First, so every module can use its macros.
+// The command output macros (`outln!`), for every module.
 #[macro_use]
-mod stdout;
+extern crate drover_client;
 
 mod autoscale;
-mod backup;
 mod certs;
-mod cluster;
 pub mod coordinator;
 mod datagen;
 mod dev;
-mod job;
-mod policies;
-mod schedule;
 mod security;
 mod shell;
 mod telemetry;
-mod tokens;
 mod worker;
-mod workers;
 
 use std::process::ExitCode;
 
@@ -225,11 +218,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
+use drover_client::{cluster, job, policies, runtime, schedule, stdout, tokens, workers};
 
 /// Logs to stderr in `format`, at `DROVER_LOG` (an `EnvFilter`, such as
 /// `info` or `drover_coordinator=debug`) or else `default_level`. Each

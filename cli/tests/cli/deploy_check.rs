@@ -120,7 +120,7 @@ fn parse_run(argv: &[String], at: &str) -> Result<Run, String> {
                 listen: typed::<SocketAddr>(m, "listen")?.ok_or("no --listen")?,
                 http: typed::<SocketAddr>(m, "http")?.ok_or("no --http")?,
                 data_dir: typed::<PathBuf>(m, "data_dir")?,
-                peers: drover_cli::coordinator::parse_id_addresses(&peers, "--peers")
+                peers: drover_client::parse_id_addresses(&peers, "--peers")
                     .map_err(|e| e.to_string())?,
                 task_logs: typed::<String>(m, "task_logs")?,
             }))

@@ -358,7 +358,7 @@ fn wire_role(role: RoleArg) -> i32 {
 fn hand_out(created: &CreateTokenResponse, out: Option<&Path>, json: bool) -> Result<()> {
     let info = created.token.clone().unwrap_or_default();
     if let Some(path) = out {
-        crate::certs::write(path, &format!("{}\n", created.secret), true, false)?;
+        crate::files::write(path, &format!("{}\n", created.secret), true, false)?;
     }
     if json {
         let mut value = token_json(&info);

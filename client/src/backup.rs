@@ -14,7 +14,7 @@ use drover_net::Coordinators;
 use drover_proto::v1::BackupRequest;
 use tokio_stream::StreamExt;
 
-use crate::coordinator::parse_id_addresses;
+use crate::parse_id_addresses;
 
 /// Takes a backup through any coordinator, verifies it, and writes it to
 /// `out` through `out.partial` (synced, then renamed), so `out` is never a

@@ -10,6 +10,7 @@ use std::io::Write;
 
 /// Writes one line of command output to standard output; see the module
 /// docs for a closed pipe.
+#[macro_export]
 macro_rules! outln {
     () => {
         $crate::stdout::line(format_args!(""))
@@ -20,6 +21,7 @@ macro_rules! outln {
 }
 
 /// [`outln!`] without the line end.
+#[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::stdout::text(format_args!($($arg)*))
