@@ -172,7 +172,7 @@ async fn drain(env: &Env, prefix: &str, sizes: &[u64]) -> Result<Drained> {
     let elapsed = started.elapsed();
     let figures = window.close().await;
     let after = workers.samples();
-    let counted = workers.counted().await;
+    let counted = workers.counted_at_least(tasks).await;
     workers.stop().await;
     done?;
     Ok(Drained {
@@ -379,7 +379,7 @@ pub async fn scale(env: &Env, partitions: u64) -> Result<Value> {
     let elapsed = sent.elapsed();
     let figures = window.close().await;
     let worker_after = workers.samples();
-    let counted = workers.counted().await;
+    let counted = workers.counted_at_least(partitions).await;
     workers.stop().await;
     done?;
     let elections = elections_since(env, term_before).await;

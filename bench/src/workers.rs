@@ -122,6 +122,24 @@ impl RealWorkers {
     }
 
     /// What the workers counted so far.
+    /// What the workers counted once they have counted `ended` attempts
+    /// (completed, stopped or fenced), or after 10 s: a worker counts an
+    /// attempt when the reply to its report arrives, which can come after
+    /// the cluster already shows the task succeeded.
+    pub async fn counted_at_least(&self, ended: u64) -> Counted {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let counted = self.counted().await;
+            if counted.completed + counted.stopped >= ended as f64
+                || tokio::time::Instant::now() >= deadline
+            {
+                return counted;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the workers counted so far.
     pub async fn counted(&self) -> Counted {
         let mut total = Counted::default();
         for p in &self.processes {
