@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use drover_jobspecs::limits::SPEC_BYTES_MAX;
 use drover_proto::trace::TraceParent;
 use drover_proto::v1::job_service_server::JobService;
 use drover_proto::v1::{
@@ -68,17 +67,7 @@ impl JobService for JobServer {
         request: Request<PlanJobRequest>,
     ) -> Result<Response<PlanJobResponse>, Status> {
         let request = request.into_inner();
-        if request.spec_yaml.len() > SPEC_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the spec is {} bytes; the limit is {SPEC_BYTES_MAX}",
-                request.spec_yaml.len()
-            )));
-        }
-        if request.source_name.len() > SOURCE_NAME_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
-            )));
-        }
+        check_spec_size(&request.spec_yaml, &request.source_name)?;
         let as_of = match request.as_of_unix_ms {
             0 => crate::clock::wall_now_ms(),
             at => at,

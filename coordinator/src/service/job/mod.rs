@@ -236,17 +236,7 @@ impl JobServer {
         request: SubmitJobRequest,
         trace: TraceParent,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        if request.spec_yaml.len() > SPEC_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the spec is {} bytes; the limit is {SPEC_BYTES_MAX}",
-                request.spec_yaml.len()
-            )));
-        }
-        if request.source_name.len() > SOURCE_NAME_BYTES_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
-            )));
-        }
+        check_spec_size(&request.spec_yaml, &request.source_name)?;
         super::require_leader(&self.node)?;
         let params: Vec<(String, String)> = request.params.into_iter().collect();
         // Planned here first: a fast INVALID_ARGUMENT without a Raft round
@@ -350,6 +340,22 @@ fn data_output(kind: &str, config_json: &str) -> String {
         .ok()
         .and_then(|c| c.get("output")?.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Refuses a spec or source name over its limit, before any parsing.
+fn check_spec_size(spec_yaml: &str, source_name: &str) -> Result<(), Status> {
+    if spec_yaml.len() > SPEC_BYTES_MAX {
+        return Err(Status::resource_exhausted(format!(
+            "the spec is {} bytes; the limit is {SPEC_BYTES_MAX}",
+            spec_yaml.len()
+        )));
+    }
+    if source_name.len() > SOURCE_NAME_BYTES_MAX {
+        return Err(Status::resource_exhausted(format!(
+            "the source name is longer than {SOURCE_NAME_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Plans a spec off the async threads: a 1 MiB spec takes a while to parse.
