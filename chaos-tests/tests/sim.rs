@@ -163,7 +163,7 @@ fn replay() {
 /// Three bootstrapped sim nodes and a fourth that may join, on a perfect
 /// network: every message arrives within the same 10 ms step.
 mod perfect {
-    use drover_chaos::sim::node::SimNode;
+    use drover_chaos::sim::node::{EPOCH_UNIX_MS, SimNode};
     use drover_coordinator::raft::node::NodeConfig;
 
     fn config(id: u64, members: &[u64], bootstrap: bool) -> NodeConfig {
@@ -176,13 +176,20 @@ mod perfect {
     /// Nodes 1 to 3 bootstrapped together, and `joiners` that know them
     /// but start blank.
     pub fn cluster(joiners: &[u64]) -> Vec<SimNode> {
+        cluster_at(joiners, EPOCH_UNIX_MS)
+    }
+
+    /// As [`cluster`], with every node's wall clock starting at
+    /// `wall_start_ms` (Unix ms) instead of the simulation's epoch.
+    pub fn cluster_at(joiners: &[u64], wall_start_ms: i64) -> Vec<SimNode> {
+        let skew = wall_start_ms - EPOCH_UNIX_MS;
         let mut all = vec![1, 2, 3];
         all.extend_from_slice(joiners);
         let mut nodes: Vec<SimNode> = (1..=3)
-            .map(|id| SimNode::new(id, config(id, &[1, 2, 3], true), 0))
+            .map(|id| SimNode::new(id, config(id, &[1, 2, 3], true), skew))
             .collect();
         for id in joiners {
-            nodes.push(SimNode::new(*id, config(*id, &all, false), 0));
+            nodes.push(SimNode::new(*id, config(*id, &all, false), skew));
         }
         for node in &mut nodes {
             node.start(0, 7).unwrap();
@@ -192,7 +199,13 @@ mod perfect {
 
     /// Runs the cluster from `from_ms` to `to_ms`, delivering every message.
     pub fn run(nodes: &mut [SimNode], from_ms: u64, to_ms: u64) {
-        for now_ms in (from_ms..to_ms).step_by(10) {
+        run_steps(nodes, from_ms, to_ms, 10);
+    }
+
+    /// As [`run`], in steps of `step_ms`: every node turns (at most one
+    /// Raft tick) and every message is delivered within a step.
+    pub fn run_steps(nodes: &mut [SimNode], from_ms: u64, to_ms: u64, step_ms: usize) {
+        for now_ms in (from_ms..to_ms).step_by(step_ms) {
             for _ in 0..4 {
                 let messages: Vec<_> = nodes.iter().flat_map(SimNode::take_outbox).collect();
                 for m in messages {
@@ -210,10 +223,14 @@ mod perfect {
 
     /// The index of the leader in `nodes`.
     pub fn leader(nodes: &[SimNode]) -> usize {
+        find_leader(nodes).expect("a leader")
+    }
+
+    /// The index of the leader in `nodes`, if one is up.
+    pub fn find_leader(nodes: &[SimNode]) -> Option<usize> {
         nodes
             .iter()
             .position(|n| n.core().is_some_and(|c| c.status().is_leader))
-            .expect("a leader")
     }
 
     /// The voters node `node` believes in.
@@ -335,5 +352,183 @@ fn a_wrong_wall_clock_moves_neither_leases_nor_the_clusters_time() {
             }
         }
         assert!(failed.is_empty(), "{profile}: failing seeds: {failed:?}");
+    }
+}
+
+/// Schedules across a DST transition while the leader fails: it crashes
+/// just after a fire, inside the repeated hour (where a fixed-time run must
+/// not fire again) and just before the jump (where the skipped run is due),
+/// losing what it had not synced, and comes back later. The replicated last
+/// fire time decides: every replica ends with exactly the runs the DST rule
+/// names, once each.
+#[test]
+fn a_failover_during_a_dst_transition_neither_skips_nor_doubles_a_run() {
+    use drover_chaos::rng::Rng;
+    use drover_coordinator::raft::driver::reply;
+    use drover_coordinator::state::{Command, SubmitJob};
+
+    let ms = |rfc3339: &str| {
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
+    };
+    struct Scenario {
+        zone: &'static str,
+        start: &'static str,
+        end: &'static str,
+        /// When the leader crashes, and how many seconds it stays down.
+        crashes: Vec<(&'static str, u64)>,
+        /// Each cron pattern and the fire times it must run, once each.
+        schedules: Vec<(&'static str, Vec<&'static str>)>,
+    }
+    let scenarios = [
+        // Berlin falls back at 01:00Z (03:00 CEST -> 02:00 CET).
+        Scenario {
+            zone: "Europe/Berlin",
+            start: "2026-10-25T00:00:00Z",
+            end: "2026-10-25T02:30:00Z",
+            crashes: vec![
+                ("2026-10-25T00:15:02Z", 90),
+                ("2026-10-25T01:14:58Z", 60),
+                ("2026-10-25T01:30:01Z", 30),
+            ],
+            schedules: vec![
+                (
+                    "15 2,3 * * *",
+                    vec!["2026-10-25T00:15:00Z", "2026-10-25T02:15:00Z"],
+                ),
+                ("30 2 * * *", vec!["2026-10-25T00:30:00Z"]),
+                (
+                    "*/20 * * * *",
+                    vec![
+                        "2026-10-25T00:20:00Z",
+                        "2026-10-25T00:40:00Z",
+                        "2026-10-25T01:00:00Z",
+                        "2026-10-25T01:20:00Z",
+                        "2026-10-25T01:40:00Z",
+                        "2026-10-25T02:00:00Z",
+                        "2026-10-25T02:20:00Z",
+                    ],
+                ),
+            ],
+        },
+        // New York springs forward at 07:00Z (02:00 EST -> 03:00 EDT).
+        Scenario {
+            zone: "America/New_York",
+            start: "2026-03-08T06:30:00Z",
+            end: "2026-03-08T07:30:00Z",
+            crashes: vec![("2026-03-08T06:59:58Z", 30), ("2026-03-08T07:15:03Z", 45)],
+            schedules: vec![
+                (
+                    "15 2,3 * * *",
+                    vec!["2026-03-08T07:00:00Z", "2026-03-08T07:15:00Z"],
+                ),
+                ("30 2 * * *", vec!["2026-03-08T07:00:00Z"]),
+                (
+                    "*/20 * * * *",
+                    vec![
+                        "2026-03-08T06:40:00Z",
+                        "2026-03-08T07:00:00Z",
+                        "2026-03-08T07:20:00Z",
+                    ],
+                ),
+            ],
+        },
+    ];
+    for (n, scenario) in scenarios.iter().enumerate() {
+        let start_ms = ms(scenario.start);
+        let sim_ms = |wall: i64| (wall - start_ms) as u64;
+        let mut nodes = perfect::cluster_at(&[], start_ms);
+        perfect::run(&mut nodes, 0, 3_000);
+        let leader = perfect::leader(&nodes);
+        let mut replies = Vec::new();
+        for (cron, _) in &scenario.schedules {
+            let yaml = format!(
+                "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: dst, namespace: sim}}\nspec:\n  \
+                 schedule: {{cron: \"{cron}\", timezone: {}, catchup: latest, overlap: allow}}\n  \
+                 tasks:\n    - {{name: t, kind: sleep, config: {{ms: 1}}}}\n",
+                scenario.zone
+            );
+            let (tx, rx) = reply::channel();
+            let submit = Command::SubmitJob(SubmitJob {
+                file: "dst.yaml".into(),
+                spec_yaml: yaml,
+                params: Vec::new(),
+                idempotency_key: None,
+                trace_parent: None,
+            });
+            nodes[leader].call(|core| core.propose(vec![submit], tx));
+            replies.push(rx);
+        }
+        perfect::run(&mut nodes, 3_000, 4_000);
+        for mut rx in replies {
+            assert!(
+                matches!(rx.try_recv(), Ok(Ok(_))),
+                "scenario {n}: the schedule was created"
+            );
+        }
+        let mut rng = Rng::new(7 + n as u64);
+        let mut restarts: Vec<(u64, usize)> = Vec::new();
+        let mut crashed = 0;
+        let mut now = 4_000;
+        let end = sim_ms(ms(scenario.end));
+        let crash_at: Vec<(u64, u64)> = scenario
+            .crashes
+            .iter()
+            .map(|(at, down_s)| (sim_ms(ms(at)), down_s * 1_000))
+            .collect();
+        while now < end {
+            for (at, down_ms) in &crash_at {
+                if (now..now + 1_000).contains(at)
+                    && let Some(leader) = perfect::find_leader(&nodes)
+                {
+                    nodes[leader].crash(&mut rng);
+                    restarts.push((at + down_ms, leader));
+                    crashed += 1;
+                }
+            }
+            restarts.retain(|(when, node)| {
+                if *when <= now {
+                    nodes[*node].start(now, 7).unwrap();
+                    false
+                } else {
+                    true
+                }
+            });
+            perfect::run_steps(&mut nodes, now, now + 1_000, 1_000);
+            now += 1_000;
+        }
+        for (_, node) in restarts.drain(..) {
+            nodes[node].start(now, 7).unwrap();
+        }
+        assert_eq!(
+            crashed,
+            crash_at.len(),
+            "scenario {n}: a leader was up at each crash"
+        );
+        // Let every replica catch up with the log.
+        perfect::run(&mut nodes, now, now + 3_000);
+        for node in &nodes {
+            let sm = node.core().expect("every node is up").state_machine();
+            let schedules = &sm.core().schedules;
+            assert_eq!(schedules.len(), scenario.schedules.len());
+            for ((cron, expected), schedule) in scenario.schedules.iter().zip(schedules.values()) {
+                assert_eq!(&schedule.cron, cron);
+                let mut runs: Vec<i64> = sm
+                    .core()
+                    .jobs
+                    .values()
+                    .filter(|j| j.schedule == Some(schedule.id))
+                    .filter_map(|j| j.fire_time_ms)
+                    .collect();
+                runs.sort();
+                let expected: Vec<i64> = expected.iter().map(|t| ms(t)).collect();
+                assert_eq!(
+                    runs, expected,
+                    "scenario {n} ({}), node {}: `{cron}` ran once at each fire time of the rule",
+                    scenario.zone, node.id
+                );
+            }
+        }
     }
 }

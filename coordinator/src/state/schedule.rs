@@ -72,7 +72,9 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    fn spec(&self) -> drover_jobspecs::schedule::Schedule {
+    /// The spec's schedule, whose fire times follow the DST rule in
+    /// `drover_jobspecs::schedule::fire`.
+    pub fn spec(&self) -> drover_jobspecs::schedule::Schedule {
         drover_jobspecs::schedule::Schedule {
             cron: self.cron.clone(),
             timezone: self.timezone.parse().unwrap_or(Tz::UTC),
@@ -80,6 +82,19 @@ impl Schedule {
             max_catchup: self.max_catchup,
             overlap: self.overlap,
         }
+    }
+
+    /// The next `n` fire times after `after_ms` (Unix ms); none once
+    /// cancelled.
+    pub fn next_fire_times(&self, after_ms: i64, n: usize) -> Vec<i64> {
+        if !self.active {
+            return Vec::new();
+        }
+        self.spec()
+            .next_fire_times(to_utc(after_ms), n)
+            .into_iter()
+            .map(|t| t.timestamp_millis())
+            .collect()
     }
 
     fn note(&mut self, at_ms: i64, text: String) {

@@ -15,5 +15,6 @@ mod state_observability;
 mod state_operations;
 mod state_props;
 mod state_schedule;
+mod state_schedule_dst;
 mod state_semantics;
 mod storage;

@@ -12,8 +12,8 @@ use drover_proto::v1::{
 };
 use tonic::Status;
 
+use super::JobRef;
 use super::scan::{JobFilter, JobsCursor};
-use super::{JobRef, utc};
 use crate::state::job::stage_order;
 use crate::state::job::{Counts, Job};
 use crate::state::schedule::Schedule;
@@ -397,21 +397,7 @@ pub fn job(sm: &StateMachine, job: &Job, detail: bool, include_spec: bool) -> Wi
 
 /// The cron status of a schedule, with its next fire times from now.
 fn schedule_plan(sm: &StateMachine, s: &Schedule) -> SchedulePlan {
-    let next_fire_unix_ms = if s.active {
-        let spec = drover_jobspecs::schedule::Schedule {
-            cron: s.cron.clone(),
-            timezone: s.timezone.parse().unwrap_or(chrono_tz::Tz::UTC),
-            catchup: s.catchup,
-            max_catchup: s.max_catchup,
-            overlap: s.overlap,
-        };
-        spec.next_fire_times(utc(sm.now_ms()), super::FIRE_TIMES_DEFAULT)
-            .into_iter()
-            .map(|t| t.timestamp_millis())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let next_fire_unix_ms = s.next_fire_times(sm.now_ms(), super::FIRE_TIMES_DEFAULT);
     SchedulePlan {
         cron: s.cron.clone(),
         timezone: s.timezone.clone(),

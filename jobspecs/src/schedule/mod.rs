@@ -1,28 +1,22 @@
 //! Recurring schedules: cron patterns evaluated in an IANA timezone.
 //!
-//! Patterns are matched against the wall clock of the schedule's timezone.
-//! Across daylight-saving changes (the semantics of Vixie cron, implemented by
-//! the `croner` crate):
-//! - spring forward: a fixed-time run whose wall-clock time falls in the gap
-//!   fires once, at the first instant after the gap;
-//! - fall back: a fixed-time run in the repeated hour fires once, at its first
-//!   occurrence; interval patterns (`*/15 * * * *`) keep firing through both
-//!   halves of the repeated hour, since real time still passes.
-//!
-//! Day-of-week numbers follow crontab (0 and 7 are Sunday), and when both
-//! day-of-month and day-of-week are restricted a day matching either fires,
-//! as in every Unix cron.
+//! Patterns are matched against the wall clock of the schedule's timezone;
+//! [`fire`] holds the one rule for daylight-saving changes (Debian cron's),
+//! used wherever a fire time is computed. Day-of-week numbers follow crontab
+//! (0 and 7 are Sunday).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::decode;
 use crate::diagnostic::Diagnostics;
 use crate::limits;
 use crate::yaml::Node;
+
+pub mod fire;
+
+pub use fire::{CronPattern, CronPatternError, TimeOfDay};
 
 /// Keys of a `schedule` mapping.
 pub const SCHEDULE_FIELDS: &[&str] = &["cron", "timezone", "catchup", "maxCatchup", "overlap"];
@@ -103,51 +97,33 @@ const DEFAULT_CATCHUP: Catchup = Catchup::Latest;
 const DEFAULT_OVERLAP: Overlap = Overlap::Forbid;
 const DEFAULT_MAX_CATCHUP: u32 = 24;
 
-/// Why a cron pattern was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CronPatternError(String);
-
-/// Parses a cron pattern: 5 fields, 6 with leading seconds, or a nickname
-/// (`@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`).
-pub fn parse_cron(pattern: &str) -> Result<Cron, CronPatternError> {
-    let fields = pattern.split_whitespace().count();
-    if !pattern.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-        return Err(CronPatternError(format!(
-            "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, found {fields}"
-        )));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(pattern)
-        .map_err(|e| CronPatternError(e.to_string()))
-}
-
 impl Schedule {
-    /// The next `n` fire times strictly after `after`.
+    /// The next `n` fire times strictly after `after`, by the DST rule in
+    /// [`fire`].
     pub fn next_fire_times(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
-        let Ok(cron) = parse_cron(&self.cron) else {
+        let Ok(pattern) = CronPattern::parse(&self.cron) else {
             return Vec::new();
         };
-        cron.iter_after(after.with_timezone(&self.timezone))
-            .take(n)
-            .collect()
+        std::iter::successors(pattern.next_after(self.timezone, after), |t| {
+            pattern.next_after(self.timezone, *t)
+        })
+        .take(n)
+        .map(|t| t.with_timezone(&self.timezone))
+        .collect()
     }
 
     /// The latest fire time at or before `at`, if the pattern ever fired.
     pub fn previous_fire_time(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let cron = parse_cron(&self.cron).ok()?;
-        cron.find_previous_occurrence(&at.with_timezone(&self.timezone), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        CronPattern::parse(&self.cron)
+            .ok()?
+            .previous_at_or_before(self.timezone, at)
     }
 
     /// The first fire time strictly after `after`, if the pattern ever fires.
     pub fn next_fire_time(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.next_fire_times(after, 1)
-            .first()
-            .map(|t| t.with_timezone(&Utc))
+        CronPattern::parse(&self.cron)
+            .ok()?
+            .next_after(self.timezone, after)
     }
 }
 
@@ -158,7 +134,7 @@ pub fn decode(d: &mut Diagnostics, node: &Node, path: &str) -> Option<Schedule> 
         .required(d, "cron", "e.g. `cron: \"0 3 * * *\"` (03:00 every day) or `cron: \"@hourly\"`")
         .and_then(|n| {
             let text = decode::string(d, n, &f.path("cron"))?;
-            match parse_cron(&text) {
+            match CronPattern::parse(&text) {
                 Ok(_) => Some(text),
                 Err(err) => {
                     d.error_hint(

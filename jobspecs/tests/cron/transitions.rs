@@ -1,4 +1,4 @@
-//! Cron fire times on real daylight-saving transitions and crontab details.
+//! Named fire times on real daylight-saving transitions, and crontab details.
 //!
 //! 2026 transitions used: America/Los_Angeles springs forward on 8 March
 //! (02:00 PST -> 03:00 PDT) and falls back on 1 November (02:00 PDT -> 01:00
@@ -185,4 +185,63 @@ fn fire_times_are_strictly_after_the_given_instant() {
     let at = utc(2026, 6, 1, 3, 0);
     let times = fires("0 3 * * *", Tz::UTC, at, 1);
     assert_eq!(times, vec![utc(2026, 6, 2, 3, 0)]);
+}
+
+const NEW_YORK: Tz = chrono_tz::America::New_York;
+
+/// The fire times the issue named, on both 2026 transitions of both zones:
+/// a list of hours is a fixed-time pattern like a single hour.
+#[test]
+fn a_list_of_hours_follows_the_fixed_time_rule_on_every_transition() {
+    // New York springs forward on 8 March (02:00 EST -> 03:00 EDT): the
+    // skipped 02:15 fires at 03:00 EDT, then 03:15 EDT.
+    let got = fires("15 2,3 * * *", NEW_YORK, utc(2026, 3, 8, 0, 0), 4);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 3, 8, 7, 0),
+            utc(2026, 3, 8, 7, 15),
+            utc(2026, 3, 9, 6, 15),
+            utc(2026, 3, 9, 7, 15),
+        ]
+    );
+    // ... and falls back on 1 November (02:00 EDT -> 01:00 EST): 02:15 and
+    // 03:15 are outside the repeated hour, once each.
+    let got = fires("15 2,3 * * *", NEW_YORK, utc(2026, 11, 1, 0, 0), 2);
+    assert_eq!(got, vec![utc(2026, 11, 1, 7, 15), utc(2026, 11, 1, 8, 15)]);
+    // Berlin springs forward on 29 March (02:00 CET -> 03:00 CEST).
+    let got = fires("15 2,3 * * *", BERLIN, utc(2026, 3, 28, 23, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 3, 29, 1, 0),
+            utc(2026, 3, 29, 1, 15),
+            utc(2026, 3, 30, 0, 15),
+        ]
+    );
+    // Berlin falls back on 25 October (03:00 CEST -> 02:00 CET): 02:15 runs
+    // once, in CEST; 03:15 is CET.
+    let got = fires("15 2,3 * * *", BERLIN, utc(2026, 10, 24, 23, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 10, 25, 0, 15),
+            utc(2026, 10, 25, 2, 15),
+            utc(2026, 10, 26, 1, 15),
+        ]
+    );
+}
+
+#[test]
+fn skipped_times_that_land_on_the_jump_are_one_run() {
+    // 02:00, 02:30 and 03:00 all land on 03:00 PDT in Los Angeles.
+    let got = fires("0,30 2,3 * * *", LA, utc(2026, 3, 8, 9, 45), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 3, 8, 10, 0),  // 03:00 PDT: 02:00, 02:30 and 03:00
+            utc(2026, 3, 8, 10, 30), // 03:30 PDT
+            utc(2026, 3, 9, 9, 0),   // 02:00 PDT the next day
+        ]
+    );
 }
