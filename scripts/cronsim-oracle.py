@@ -6,9 +6,10 @@ Usage: cronsim-oracle.py TZDB_RELEASE (chrono-tz's, e.g. 2025b). Reads
 one case per line on stdin, {"expr", "tz", "from", "until"} with
 Unix seconds, and writes one answer per line:
 {"fires": [Unix seconds in [from, until)], "imaginary": [those of them
-whose wall-clock time the zone never shows]}, or {"gave_up": seconds} when
-cronsim did not finish within its limit (it loops on some patterns at
-transitions that are not on the hour).
+whose wall-clock time the zone never shows]}, {"rejected": why} for a
+pattern cronsim refuses, or {"gave_up": seconds} when cronsim did not
+finish within its limit (it loops on some patterns at transitions that are
+not on the hour).
 
 Zones come from the pinned `tzdata` package, the same tz database release
 as Drover's chrono-tz, never from the machine's /usr/share/zoneinfo.
@@ -73,6 +74,8 @@ for line in sys.stdin:
         result = answer(case["expr"], case["tz"], case["from"], case["until"])
     except GaveUp:
         result = {"gave_up": LIMIT_SECONDS}
+    except cronsim.CronSimError as e:
+        result = {"rejected": str(e)}
     finally:
         signal.alarm(0)
     print(json.dumps(result), flush=True)

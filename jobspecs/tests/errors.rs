@@ -194,6 +194,8 @@ fn invalid_cron() {
     assert!(hint(&e).contains("minute hour day-of-month"));
     let src = src.replace("61 * * * *", "0 3 * *");
     one_error(&src, 5, 20, "expected 5 fields");
+    let src = src.replace("0 3 * *", "0 0 30 2 *");
+    one_error(&src, 5, 20, "never fires");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use crate::support::H;
 use chrono::{TimeZone, Utc};
 use drover_coordinator::state::{Command, JobState, Outcome, ScheduleId, StateMachine, Submitted};
 
-fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+pub(crate) fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
         .unwrap()
         .timestamp_millis()
@@ -18,7 +18,7 @@ fn scheduled(cron: &str, tz: &str, catchup: &str, overlap: &str, extra: &str) ->
     )
 }
 
-fn submit_schedule(h: &mut H, yaml: &str) -> ScheduleId {
+pub(crate) fn submit_schedule(h: &mut H, yaml: &str) -> ScheduleId {
     match h.submit_with_key(yaml, None).unwrap() {
         Outcome::Submitted {
             id: Submitted::Schedule(id),

@@ -7,15 +7,9 @@
 //! EST -> 03:00 EDT); Berlin falls back on 25 October at 01:00Z (03:00 CEST
 //! -> 02:00 CET).
 
+use crate::state_schedule::{ms, submit_schedule};
 use crate::support::H;
-use chrono::{TimeZone, Utc};
-use drover_coordinator::state::{Outcome, ScheduleId, Submitted};
-
-fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
-        .unwrap()
-        .timestamp_millis()
-}
+use drover_coordinator::state::ScheduleId;
 
 /// A schedule whose single task is partitioned by the run's UTC hour and
 /// local date, so a child job shows what `${run.*}` rendered.
@@ -37,16 +31,6 @@ spec:
       config: {{ms: 1}}
 "
     )
-}
-
-fn create(h: &mut H, yaml: &str) -> ScheduleId {
-    match h.submit_with_key(yaml, None).unwrap() {
-        Outcome::Submitted {
-            id: Submitted::Schedule(id),
-            created: true,
-        } => id,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Fire times of the schedule's child jobs, oldest first.
@@ -75,7 +59,7 @@ fn a_list_of_hours_fires_by_the_rule_when_ticked_through_both_transitions() {
     // New York, spring forward: the skipped 02:15 runs at 03:00 EDT.
     let mut h = H::new();
     h.now = ms(2026, 3, 7, 12, 0);
-    let id = create(
+    let id = submit_schedule(
         &mut h,
         &spec("15 2,3 * * *", "America/New_York", "latest", 3),
     );
@@ -92,7 +76,7 @@ fn a_list_of_hours_fires_by_the_rule_when_ticked_through_both_transitions() {
     // Berlin, fall back: 02:15 runs once, in CEST, never again in CET.
     let mut h = H::new();
     h.now = ms(2026, 10, 24, 12, 0);
-    let id = create(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", "latest", 3));
+    let id = submit_schedule(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", "latest", 3));
     tick_every_minute(&mut h, ms(2026, 10, 26, 12, 0));
     assert_eq!(
         fired(&h, id),
@@ -106,7 +90,7 @@ fn a_list_of_hours_fires_by_the_rule_when_ticked_through_both_transitions() {
     // A wildcard pattern runs in both halves of the repeated hour.
     let mut h = H::new();
     h.now = ms(2026, 10, 24, 23, 50);
-    let id = create(&mut h, &spec("*/30 * * * *", "Europe/Berlin", "latest", 3));
+    let id = submit_schedule(&mut h, &spec("*/30 * * * *", "Europe/Berlin", "latest", 3));
     tick_every_minute(&mut h, ms(2026, 10, 25, 2, 10));
     let half_hours: Vec<i64> = (0..=4)
         .map(|i| ms(2026, 10, 25, 0, 0) + i * 1_800_000)
@@ -128,7 +112,7 @@ fn catch_up_over_a_transition_runs_the_fire_times_the_rule_names() {
     ] {
         let mut h = H::new();
         h.now = outage.0;
-        let id = create(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", catchup, max));
+        let id = submit_schedule(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", catchup, max));
         h.now = outage.1;
         h.tick();
         assert_eq!(
@@ -145,14 +129,14 @@ fn catch_up_over_a_transition_runs_the_fire_times_the_rule_names() {
     // Down across New York's spring forward: 02:15 (at the jump) and 03:15.
     let mut h = H::new();
     h.now = ms(2026, 3, 8, 6, 0);
-    let id = create(&mut h, &spec("15 2,3 * * *", "America/New_York", "all", 5));
+    let id = submit_schedule(&mut h, &spec("15 2,3 * * *", "America/New_York", "all", 5));
     h.now = ms(2026, 3, 8, 7, 30);
     h.tick();
     assert_eq!(fired(&h, id), [ms(2026, 3, 8, 7, 0), ms(2026, 3, 8, 7, 15)]);
     // A wildcard pattern catches up on real time: four half hours in two.
     let mut h = H::new();
     h.now = ms(2026, 10, 25, 0, 10);
-    let id = create(&mut h, &spec("*/30 * * * *", "Europe/Berlin", "all", 10));
+    let id = submit_schedule(&mut h, &spec("*/30 * * * *", "Europe/Berlin", "all", 10));
     h.now = ms(2026, 10, 25, 2, 10);
     h.tick();
     let half_hours: Vec<i64> = (1..=4)
@@ -165,7 +149,7 @@ fn catch_up_over_a_transition_runs_the_fire_times_the_rule_names() {
 fn a_run_fired_at_the_jump_renders_run_values_for_the_jump() {
     let mut h = H::new();
     h.now = ms(2026, 3, 8, 6, 0);
-    let id = create(&mut h, &spec("15 2 * * *", "America/New_York", "latest", 3));
+    let id = submit_schedule(&mut h, &spec("15 2 * * *", "America/New_York", "latest", 3));
     tick_every_minute(&mut h, ms(2026, 3, 8, 7, 5));
     let job =
         h.sm.core()
@@ -192,7 +176,7 @@ fn next_fire_times_shown_to_users_follow_the_rule() {
     // schedule's next fire times from the cluster's time.
     let mut h = H::new();
     h.now = ms(2026, 3, 8, 0, 0);
-    let id = create(
+    let id = submit_schedule(
         &mut h,
         &spec("15 2,3 * * *", "America/New_York", "latest", 3),
     );
@@ -208,7 +192,7 @@ fn next_fire_times_shown_to_users_follow_the_rule() {
     );
     let mut h = H::new();
     h.now = ms(2026, 10, 24, 23, 0);
-    let id = create(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", "latest", 3));
+    let id = submit_schedule(&mut h, &spec("15 2,3 * * *", "Europe/Berlin", "latest", 3));
     assert_eq!(
         h.sm.core().schedules[&id].next_fire_times(h.now, 3),
         [

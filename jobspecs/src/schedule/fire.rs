@@ -96,7 +96,16 @@ impl CronPattern {
             .build()
             .parse(expanded)
             .map_err(|e| CronPatternError(e.to_string()))?;
-        Ok(Self { cron, time_of_day })
+        let pattern = Self { cron, time_of_day };
+        // A pattern no date satisfies (`0 0 30 2 *`) would register a
+        // schedule that never runs; cron rejects it too.
+        if pattern.next_after(Tz::UTC, DateTime::UNIX_EPOCH).is_none() {
+            return Err(CronPatternError(
+                "it never fires: no date matches its day-of-month, month and day-of-week"
+                    .to_owned(),
+            ));
+        }
+        Ok(pattern)
     }
 
     /// The pattern's side of the DST rule.

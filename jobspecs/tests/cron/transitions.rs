@@ -245,3 +245,62 @@ fn skipped_times_that_land_on_the_jump_are_one_run() {
         ]
     );
 }
+
+#[test]
+fn seconds_fields_follow_the_rule_of_their_minute_and_hour() {
+    // `*/30 15 2 * * *` is fixed-time (its minute and hour are fixed): in
+    // the gap both 02:15:00 and 02:15:30 land on 03:00 PDT, one run.
+    let got = fires("*/30 15 2 * * *", LA, utc(2026, 3, 8, 9, 0), 2);
+    assert_eq!(got, vec![utc(2026, 3, 8, 10, 0), utc(2026, 3, 9, 9, 15)]);
+    // In the repeated hour, only the first occurrences run.
+    let got = fires("*/30 30 1 * * *", LA, utc(2026, 11, 1, 8, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 11, 1, 8, 30),
+            utc(2026, 11, 1, 8, 30) + Duration::seconds(30),
+            utc(2026, 11, 2, 9, 30),
+        ]
+    );
+}
+
+#[test]
+fn a_pattern_is_fixed_time_unless_its_minute_or_hour_starts_with_a_star() {
+    use drover_jobspecs::schedule::{CronPattern, TimeOfDay};
+    for (pattern, kind) in [
+        ("30 2 * * *", TimeOfDay::Fixed),
+        ("15 2,3 * * *", TimeOfDay::Fixed),
+        ("0 1-4/2 * * 1-5", TimeOfDay::Fixed),
+        ("@daily", TimeOfDay::Fixed),
+        ("@weekly", TimeOfDay::Fixed),
+        ("*/30 15 2 * * *", TimeOfDay::Fixed),
+        ("*/15 * * * *", TimeOfDay::Wildcard),
+        ("0 * * * *", TimeOfDay::Wildcard),
+        ("* 2 * * *", TimeOfDay::Wildcard),
+        ("0 */6 * * *", TimeOfDay::Wildcard),
+        ("@hourly", TimeOfDay::Wildcard),
+    ] {
+        assert_eq!(
+            CronPattern::parse(pattern).unwrap().time_of_day(),
+            kind,
+            "{pattern}"
+        );
+    }
+    assert!(CronPattern::parse("@fortnightly").is_err());
+    assert!(CronPattern::parse("0 3 * *").is_err());
+}
+
+#[test]
+fn day_fields_starting_with_a_star_combine_with_and() {
+    // Debian cron: `*/2` starts with `*`, so the day must be both odd and a
+    // Monday; 2026-06-01 and 2026-06-15 are Mondays, 06-08 and 06-22 even.
+    let got = fires("0 0 */2 * 1", Tz::UTC, utc(2026, 5, 31, 0, 0), 3);
+    assert_eq!(
+        got,
+        vec![
+            utc(2026, 6, 1, 0, 0),
+            utc(2026, 6, 15, 0, 0),
+            utc(2026, 6, 29, 0, 0)
+        ]
+    );
+}
