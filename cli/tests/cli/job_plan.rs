@@ -65,6 +65,74 @@ fn plan_prints_the_graph_for_every_example() {
     );
 }
 
+/// The check the DST issue was found with: `job plan --at T --json` for a
+/// list of hours around both 2026 transitions of New York and Berlin.
+#[test]
+fn plan_lists_fire_times_across_dst_transitions_by_the_fixed_time_rule() {
+    let cases = [
+        (
+            "America/New_York",
+            "2026-03-07T12:00:00Z",
+            [
+                "2026-03-08T03:00:00-04:00",
+                "2026-03-08T03:15:00-04:00",
+                "2026-03-09T02:15:00-04:00",
+            ],
+        ),
+        (
+            "America/New_York",
+            "2026-10-31T12:00:00Z",
+            [
+                "2026-11-01T02:15:00-05:00",
+                "2026-11-01T03:15:00-05:00",
+                "2026-11-02T02:15:00-05:00",
+            ],
+        ),
+        (
+            "Europe/Berlin",
+            "2026-03-28T12:00:00Z",
+            [
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-29T03:15:00+02:00",
+                "2026-03-30T02:15:00+02:00",
+            ],
+        ),
+        (
+            "Europe/Berlin",
+            "2026-10-24T12:00:00Z",
+            [
+                "2026-10-25T02:15:00+02:00",
+                "2026-10-25T03:15:00+01:00",
+                "2026-10-26T02:15:00+01:00",
+            ],
+        ),
+    ];
+    for (zone, at, expected) in cases {
+        let spec = write_spec(
+            "dst.yaml",
+            &format!(
+                "apiVersion: drover/v1\nkind: Job\nmetadata: {{name: nightly}}\nspec:\n  \
+                 schedule: {{cron: \"15 2,3 * * *\", timezone: {zone}}}\n  \
+                 tasks: [{{name: a, kind: noop}}]\n"
+            ),
+        );
+        let out = drover(&["job", "plan", spec.to_str().unwrap(), "--at", at, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let times: Vec<&str> = v["schedule"]["nextFireTimes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(times[..3], expected, "{zone} from {at}");
+    }
+}
+
 #[test]
 fn invalid_spec_exits_1_with_positioned_errors_on_stderr() {
     let path = write_spec(
