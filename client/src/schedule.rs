@@ -89,12 +89,7 @@ async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCode> {
         outln!("no schedules");
         return Ok(ExitCode::SUCCESS);
     }
-    let width = schedules
-        .iter()
-        .map(|s| render::short_id(s).len())
-        .max()
-        .unwrap_or(2)
-        .max(2);
+    let width = render::id_width(&schedules, 2);
     outln!(
         "{:<width$} {:<12} {:<24} {:<16} {:<18} {:<9} {:<21} {:<21} RUNS",
         "ID",
@@ -192,12 +187,7 @@ pub async fn show(
     );
     if !runs.is_empty() {
         outln!();
-        let width = runs
-            .iter()
-            .map(|r| render::short_id(r).len())
-            .max()
-            .unwrap_or(3)
-            .max(3);
+        let width = render::id_width(&runs, 3);
         outln!(
             "{:<width$} {:<10} {:>11}  {:<8} FIRE TIME",
             "RUN",

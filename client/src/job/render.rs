@@ -224,6 +224,16 @@ pub fn short_id(j: &Job) -> &str {
     }
 }
 
+/// The width of an id column: the longest short id, and at least `header`
+/// wide.
+pub fn id_width(jobs: &[Job], header: usize) -> usize {
+    jobs.iter()
+        .map(|j| short_id(j).len())
+        .max()
+        .unwrap_or(header)
+        .max(header)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,12 +68,7 @@ pub async fn list(args: ListArgs, coordinators: &Coordinators) -> Result<ExitCod
         outln!("no jobs");
         return Ok(ExitCode::SUCCESS);
     }
-    let width = jobs
-        .iter()
-        .map(|j| render::short_id(j).len())
-        .max()
-        .unwrap_or(2)
-        .max(2);
+    let width = render::id_width(&jobs, 2);
     outln!(
         "{:<width$} {:<12} {:<24} {:<10} {:>11}  {:<8} CREATED",
         "ID",
