@@ -167,13 +167,25 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
     for c in clients {
         let _ = c.await;
     }
+    conclude(cluster, &history, config.seed, faults, config.heal_bound).await
+}
 
-    // Liveness phase: everything healed, every job must end. A cluster
-    // that cannot get there is a finding, not a harness error.
+/// The end of every run: heals the cluster, waits up to `heal_bound` for
+/// every job to end (the liveness phase), observes it, stops it, checks
+/// the observation and summarises.
+pub(crate) async fn conclude(
+    mut cluster: Cluster,
+    history: &History,
+    seed: u64,
+    faults: BTreeMap<String, u64>,
+    heal_bound: Duration,
+) -> Result<Summary, HarnessError> {
+    // A cluster that cannot get every job to end is a finding, not a
+    // harness error.
     let liveness = async {
         cluster.heal()?;
         cluster.wait_for_leader(Duration::from_secs(60)).await?;
-        let unfinished = wait_for_jobs(&cluster, config.heal_bound).await;
+        let unfinished = wait_for_jobs(&cluster, heal_bound).await;
         cluster.stop_workers();
         let mut observation = observe(&cluster).await?;
         observation.unfinished_after_heal = unfinished;
@@ -184,12 +196,13 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
         ..Observation::default()
     });
     observation.ops = history.ops();
-    observation.heal_bound_s = config.heal_bound.as_secs();
+    observation.heal_bound_s = heal_bound.as_secs();
     cluster.stop();
-    observation.crashes = find_panics(&config.run_dir.join("logs"));
+    let run_dir = cluster.run_dir().to_owned();
+    observation.crashes = find_panics(&run_dir.join("logs"));
 
     let report = checker::check(&observation);
-    let observation_path = config.run_dir.join("observation.json");
+    let observation_path = run_dir.join("observation.json");
     observation
         .write(&observation_path)
         .map_err(|e| HarnessError::Io("writing the observation".into(), e))?;
@@ -204,7 +217,7 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
         *operations.entry(format!("{} {outcome}", op.f)).or_insert(0) += 1;
     }
     Ok(Summary {
-        seed: config.seed,
+        seed,
         faults,
         operations,
         jobs: observation.jobs.len(),
@@ -386,7 +399,7 @@ fn find_panics(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Every record of every worker's probe log.
-fn read_probes(dir: &std::path::Path) -> Vec<ProbeRecord> {
+pub(crate) fn read_probes(dir: &std::path::Path) -> Vec<ProbeRecord> {
     let mut out = Vec::new();
     for path in files_in(dir) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();

@@ -178,6 +178,12 @@ struct Worker {
     process: Option<Process>,
 }
 
+/// The id of worker slot `w`'s `generation`th process: each (re)start is a
+/// new worker to the cluster.
+fn worker_id(w: usize, generation: u32) -> String {
+    format!("w{w}-{generation}")
+}
+
 /// A running chaos cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -277,6 +283,12 @@ impl Cluster {
         self.workers.len()
     }
 
+    /// The id of the process running in worker slot `w` (of its latest
+    /// start, when none runs).
+    pub fn worker_id(&self, w: usize) -> String {
+        worker_id(w, self.workers.get(w).map_or(0, |worker| worker.generation))
+    }
+
     /// Worker slots whose running process has a probe attempt started and
     /// not yet ended, by its probe log: the workers a pause or a cut hurts.
     pub fn busy_workers(&self) -> Vec<usize> {
@@ -287,7 +299,7 @@ impl Cluster {
                 if worker.process.is_none() {
                     return false;
                 }
-                let id = format!("w{w}-{}", worker.generation);
+                let id = worker_id(*w, worker.generation);
                 let text = std::fs::read_to_string(log_path(&probes, &id)).unwrap_or_default();
                 let mut open = 0i64;
                 for record in text
@@ -389,7 +401,7 @@ impl Cluster {
             return Ok(());
         }
         let generation = worker.generation + 1;
-        let id = format!("w{w}-{generation}");
+        let id = worker_id(w, generation);
         let coordinators: Vec<String> = self
             .worker_links
             .iter()

@@ -19,12 +19,15 @@
 //! - [`workload`]: the clients (submits with idempotency keys, cancels).
 //! - [`campaign`]: one run end to end (faults, heal, observe, check) and
 //!   its summary.
+//! - [`directed`]: a run with one fault placed where it hurts, for a bug
+//!   whose window random faults hit only by luck; it ends as a campaign.
 //! - [`sim`]: the deterministic simulation tier: the real state machine and
 //!   Raft driver core on an in-memory network and in-memory stores, in
 //!   virtual time, every choice drawn from one seed.
 
 pub mod campaign;
 pub mod checker;
+pub mod directed;
 pub mod harness;
 pub mod history;
 pub mod nemesis;

@@ -55,18 +55,10 @@ pub fn job_spec(key: &str, rng: &mut Rng) -> String {
     let shards = rng.between(1, 4);
     let ms = rng.between(100, 700);
     let fan_in = rng.between(1, 2);
-    format!(
-        r#"apiVersion: drover/v1
-kind: Job
-metadata:
-  name: {key}
-  namespace: chaos
-spec:
-  defaults:
-    retries: {{max: 30, backoff: constant, initialDelay: 200ms, maxDelay: 200ms}}
-    timeout: 1m
-  tasks:
-    - name: fan-out
+    probe_job(
+        key,
+        &format!(
+            r#"    - name: fan-out
       kind: probe
       partitions: {{shards: {shards}}}
       config: {{ms: {ms}}}
@@ -80,6 +72,25 @@ spec:
       dependsOn: [fan-out, flaky]
       config: {{ms: 100}}
 "#
+        ),
+    )
+}
+
+/// A job named `key` of the YAML list `tasks`, each retried many times
+/// 200 ms apart (faults make attempts fail) within a minute.
+pub fn probe_job(key: &str, tasks: &str) -> String {
+    format!(
+        r#"apiVersion: drover/v1
+kind: Job
+metadata:
+  name: {key}
+  namespace: chaos
+spec:
+  defaults:
+    retries: {{max: 30, backoff: constant, initialDelay: 200ms, maxDelay: 200ms}}
+    timeout: 1m
+  tasks:
+{tasks}"#
     )
 }
 
@@ -110,8 +121,9 @@ pub async fn run_client(
     }
 }
 
-/// Submits with one key until a definite answer or the tries run out.
-async fn submit(
+/// Submits with one key until a definite answer or the tries run out;
+/// the job's id when it was accepted.
+pub async fn submit(
     name: &str,
     client: &Coordinators,
     history: &History,
