@@ -226,8 +226,11 @@ fn a_full_disk_on_the_leader_of_three_hands_the_cluster_to_the_others() {
     }
     let log = cluster.log("coordinator-1");
     assert!(log.contains("node 1 has no space left on device"), "{log}");
-    let leader = cluster.status().unwrap()["leader"].as_u64().unwrap();
-    assert!(leader == 2 || leader == 3, "{leader}");
+    // The others lead (an election, when the disk filled between submits).
+    wait_for(Duration::from_secs(30), || {
+        let leader = cluster.status()?["leader"].as_u64()?;
+        (leader == 2 || leader == 3).then_some(())
+    });
     let listed = cluster.json(&["job", "list", "--json", "--limit", "1000"]);
     let mut ids: Vec<String> = listed["jobs"]
         .as_array()

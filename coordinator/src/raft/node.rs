@@ -360,8 +360,10 @@ fn run(
             // replays the log.
             let reason = storage_failure(core.id(), &data_dir, &e.to_string());
             tracing::error!(node = core.id(), error = %e, data = %data_dir.display(), "raft storage failed; stopping");
-            core.fail_everything(NodeError::Storage(reason.clone()));
+            // The status first: a client told of the failure must find
+            // `/readyz` already saying why.
             status.send_modify(|s| s.failure = Some(reason.clone()));
+            core.fail_everything(NodeError::Storage(reason.clone()));
             failure = Some(reason);
             break;
         }
