@@ -164,8 +164,13 @@ def main():
         print(f"cluster up: leader node {leader}; the browser uses node {follower + 1}'s console")
 
         # Long sleeps: the job is still running when the page cancels it.
-        out = cluster.cli("job", "submit", str(ROOT / "jobspecs/examples/dag-sleep.yaml"),
-                          "--param", "sleepMs=120000")
+        # Under a 10-minute timeout (the example's is 1 minute), so that no
+        # second attempt starts however slowly the browser gets there.
+        example = (ROOT / "jobspecs/examples/dag-sleep.yaml").read_text()
+        assert "    timeout: 1m\n" in example
+        long_sleeps = work / "dag-sleep.yaml"
+        long_sleeps.write_text(example.replace("    timeout: 1m\n", "    timeout: 10m\n"))
+        out = cluster.cli("job", "submit", str(long_sleeps), "--param", "sleepMs=120000")
         job_id = out.strip().splitlines()[-1]
         cluster.cli("job", "submit", str(ROOT / "jobspecs/examples/sensor-backfill.yaml"))
         print(f"submitted {job_id} and a schedule through the CLI")

@@ -68,6 +68,9 @@ fn the_console_on_a_follower_reads_and_changes_the_leaders_state() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Running once the worker leased a task: the refused cancel below must
+    // leave it so.
+    cluster.wait_job(&job, "running", Duration::from_secs(30));
 
     // Listed among jobs, not among schedules.
     let (code, jobs) = get_json(&http, "/api/v1/jobs?kind=jobs");

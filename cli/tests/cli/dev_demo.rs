@@ -33,8 +33,17 @@ fn at(manifest: &serde_json::Value, files: &[String], name: &str) -> Option<Stri
     files.iter().find(|f| **f == tagged).cloned()
 }
 
+/// Today in the sensor example's time zone: the demo's sensor days end on
+/// the day before.
+fn los_angeles_today() -> chrono::NaiveDate {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Los_Angeles)
+        .date_naive()
+}
+
 #[test]
 fn dev_demo_runs_the_examples_to_success() {
+    let day = los_angeles_today();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args([
@@ -189,6 +198,11 @@ fn dev_demo_runs_the_examples_to_success() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
+    if los_angeles_today() != day {
+        // Past midnight there, the second demo rightly plans a new day.
+        eprintln!("skipped the rerun's checks: the demos straddled midnight in Los Angeles");
+        return;
+    }
     for line in [
         format!("sensor-backfill.yaml was registered by an earlier demo as schedule {schedule}"),
         format!("dag-sleep.yaml was submitted by an earlier demo as {dag}"),

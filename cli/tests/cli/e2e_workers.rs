@@ -153,7 +153,9 @@ fn a_killed_workers_tasks_are_leased_again_after_the_ttl_and_complete_once() {
     let cluster = Cluster::start(dir.path(), 3);
     cluster.short_leases();
     let mut a = cluster.worker("doomed", 4, &[]);
-    let spec = spec_file(dir.path(), "naps.yaml", &sleeps("naps", 4, 2500));
+    // Naps long enough that all four are still running when the test,
+    // polling, sees them leased and kills the worker.
+    let spec = spec_file(dir.path(), "naps.yaml", &sleeps("naps", 4, 10_000));
     // Submitted from inside a caller's trace: the job joins it.
     let out = cluster.cli_env(
         &["job", "submit", &spec, "--json"],
@@ -195,7 +197,9 @@ fn a_paused_worker_is_fenced_when_it_resumes() {
     let cluster = Cluster::start(dir.path(), 3);
     cluster.short_leases();
     let sleeper = cluster.worker("sleeper", 1, &[]);
-    let spec = spec_file(dir.path(), "nap.yaml", &sleeps("nap", 1, 2000));
+    // A nap long enough to be still running when the test, polling, sees
+    // it leased and pauses the worker.
+    let spec = spec_file(dir.path(), "nap.yaml", &sleeps("nap", 1, 10_000));
     let job = cluster.json(&["job", "submit", &spec, "--json"])["id"]
         .as_str()
         .unwrap()

@@ -37,13 +37,15 @@ fn ids(list: &Value, key: &str) -> Vec<String> {
 fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 1);
+    // 04:15, which no Berlin transition touches (they move 02:00-03:00):
+    // the next run is at :15 whatever day the test runs.
     let nightly = spec_file(
         dir.path(),
         "nightly.yaml",
         &spec(
             "nightly-export",
             "team: vision",
-            "  schedule: {cron: \"15 2 * * *\", timezone: Europe/Berlin, catchup: latest}\n",
+            "  schedule: {cron: \"15 4 * * *\", timezone: Europe/Berlin, catchup: latest}\n",
             1,
             1,
         ),
@@ -54,7 +56,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     let schedule = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(
         said.contains(&format!(
-            "as schedule {schedule}: `15 2 * * *` in Europe/Berlin, next run 20"
+            "as schedule {schedule}: `15 4 * * *` in Europe/Berlin, next run 20"
         )) && said.contains(":15 CE")
             && said.contains(&format!("drover schedule status {schedule}")),
         "{said}"
@@ -121,7 +123,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     let listed = cluster.json(&["schedule", "list", "--json"]);
     assert_eq!(ids(&listed, "schedules"), [schedule.as_str()]);
     let s = &listed["schedules"][0];
-    assert_eq!(s["cron"], "15 2 * * *");
+    assert_eq!(s["cron"], "15 4 * * *");
     assert_eq!(s["timezone"], "Europe/Berlin");
     assert_eq!(s["catchup"], "latest");
     assert_eq!(s["state"], "active");
@@ -134,7 +136,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     );
     let table = stdout(&cluster.cli(&["schedule", "list"]));
     assert!(
-        table.contains("15 2 * * *") && table.contains("Europe/Berlin"),
+        table.contains("15 4 * * *") && table.contains("Europe/Berlin"),
         "{table}"
     );
     for view in [
@@ -143,7 +145,7 @@ fn schedules_have_their_own_view_and_job_list_lists_jobs() {
     ] {
         let text = stdout(&view);
         for needle in [
-            "cron:       15 2 * * *  in Europe/Berlin",
+            "cron:       15 4 * * *  in Europe/Berlin",
             "catch-up:   latest",
             "overlap:",
             "last fire:  -",

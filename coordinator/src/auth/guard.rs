@@ -33,6 +33,10 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 /// by an attacker cannot grow it.
 const TOKEN_CACHE_MAX: usize = 4096;
 
+/// Longest wait for the cluster's commit when a token or binding is not in
+/// this node's state.
+const MISS_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest `authorization` header read.
 const AUTHORIZATION_MAX: usize = 256;
 
@@ -369,9 +373,9 @@ fn peer_of(extensions: &http::Extensions) -> (Option<PeerIdentity>, String) {
 /// One cache of the book: entries by key, each with when it was read.
 type Cache<T> = Mutex<HashMap<String, (Instant, Option<T>)>>;
 
-/// Tokens and certificate bindings as this node's state holds them, cached
-/// briefly: a lookup is a round trip to the Raft thread, and workers call
-/// many times a second.
+/// Tokens and certificate bindings as this node's state holds them (a miss
+/// confirmed by a linearizable read), cached briefly: a lookup is a round
+/// trip to the Raft thread, and workers call many times a second.
 #[derive(Debug)]
 struct TokenBook {
     node: NodeHandle,
@@ -408,11 +412,23 @@ impl TokenBook {
             return Ok(value.clone());
         }
         let wanted = key.to_owned();
-        let value = self
+        let mut value = self
             .node
             .read_local(move |sm| read(sm, &wanted))
             .await
             .map_err(node_status)?;
+        if value.is_none() && !self.node.status().is_leader {
+            // A follower may not have applied the entry that created it yet
+            // while the leader, which applies before it answers, has told
+            // the client "created": a miss there is confirmed against the
+            // cluster's commit before it is believed.
+            let wanted = key.to_owned();
+            value = self
+                .node
+                .read(MISS_CONFIRM_TIMEOUT, move |sm| read(sm, &wanted))
+                .await
+                .map_err(node_status)?;
+        }
         if let Ok(mut cache) = cache.lock() {
             if cache.len() >= TOKEN_CACHE_MAX {
                 cache.clear();

@@ -171,7 +171,8 @@ async fn connect(address: std::net::SocketAddr) -> Channel {
         .unwrap()
 }
 
-fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+/// `message` carrying `Bearer token`, when there is one.
+pub(crate) fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(token) = token {
         request.metadata_mut().insert(

@@ -11,9 +11,15 @@ use drover_coordinator::raft::node::{NodeError, NodeHandle};
 use drover_coordinator::server::{self, ServerConfig, Started};
 use drover_coordinator::state::{Applied, Command, JobId, Outcome, SubmitJob, Submitted};
 use drover_proto::v1::admin_service_client::AdminServiceClient;
-use drover_proto::v1::{AddNodeRequest, ClusterStatusRequest, MemberRole, RemoveNodeRequest};
+use drover_proto::v1::{
+    AddNodeRequest, BootstrapTokenRequest, ClusterStatusRequest, CreateTokenRequest, MemberRole,
+    RemoveNodeRequest, TokenRole, WhoAmIRequest,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::Code;
+
+use crate::auth::with_token;
 
 struct Node {
     started: Option<Started>,
@@ -26,10 +32,16 @@ struct Cluster {
     dirs: BTreeMap<u64, tempfile::TempDir>,
     nodes: BTreeMap<u64, Node>,
     voters: BTreeMap<u64, String>,
+    /// Every call needs a token (`--auth-required`).
+    auth_required: bool,
 }
 
 impl Cluster {
     async fn new(n: u64) -> Self {
+        Self::with_auth(n, false).await
+    }
+
+    async fn with_auth(n: u64, auth_required: bool) -> Self {
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -45,6 +57,7 @@ impl Cluster {
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             voters,
+            auth_required,
         };
         for (id, listener) in listeners {
             cluster.dirs.insert(id, tempfile::tempdir().unwrap());
@@ -60,6 +73,7 @@ impl Cluster {
         config.peers = self.voters.clone();
         config.peers.insert(id, self.addrs[&id].to_string());
         config.join = !bootstrap;
+        config.auth_required = self.auth_required;
         let (tx, rx) = oneshot::channel();
         let (started, serve) = server::start(config, listener, async {
             let _ = rx.await;
@@ -508,4 +522,89 @@ async fn the_shared_client_follows_the_leader_and_finds_the_next_one() {
         started.elapsed()
     );
     cluster.shutdown().await;
+}
+
+/// A token the leader created is never called unknown by a follower that
+/// has not applied its creation: the follower confirms a miss against the
+/// cluster's commit. Here the follower missed the entry while stopped and
+/// comes back alone, so it cannot confirm: it answers UNAVAILABLE (a client
+/// tries another node) rather than "unknown or was revoked" (final). Once
+/// its peers are back it catches up and accepts the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leader_does_not_call_a_new_token_unknown() {
+    let mut cluster = Cluster::with_auth(3, true).await;
+    let leader = cluster.leader().await;
+    let operator = cluster
+        .admin(leader)
+        .await
+        .bootstrap_token(BootstrapTokenRequest {
+            name: "first".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (behind, other) = (others[0], others[1]);
+    cluster.converge().await;
+    cluster.stop(behind).await;
+    let created = cluster
+        .admin(leader)
+        .await
+        .create_token(with_token(
+            CreateTokenRequest {
+                name: "ci".into(),
+                role: TokenRole::Submitter as i32,
+                namespaces: vec!["team-a".into()],
+                ttl_ms: 0,
+            },
+            Some(&operator),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    cluster.stop(leader).await;
+    cluster.stop(other).await;
+    cluster.restart(behind).await;
+
+    let alone = cluster
+        .admin(behind)
+        .await
+        .who_am_i(with_token(WhoAmIRequest {}, Some(&created)))
+        .await
+        .unwrap_err();
+    assert_eq!(alone.code(), Code::Unavailable, "{alone:?}");
+    // Its own state still lacks the token: the answer came from the
+    // confirmation, not from a catch-up.
+    let known = cluster
+        .handle(behind)
+        .read_local(|sm| sm.core().security.tokens.len())
+        .await
+        .unwrap();
+    assert_eq!(known, 1, "only the bootstrap token");
+
+    cluster.restart(leader).await;
+    cluster.restart(other).await;
+    let mut last = None;
+    for _ in 0..300 {
+        match cluster
+            .admin(behind)
+            .await
+            .who_am_i(with_token(WhoAmIRequest {}, Some(&created)))
+            .await
+        {
+            Ok(me) => {
+                assert_eq!(me.into_inner().role, "submitter");
+                cluster.shutdown().await;
+                return;
+            }
+            Err(status) => {
+                assert_ne!(status.code(), Code::Unauthenticated, "{status:?}");
+                last = Some(status);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the token never worked on node {behind}: {last:?}");
 }
