@@ -115,10 +115,7 @@ impl Summary {
 /// Runs one campaign.
 pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
     let mut rng = Rng::new(config.seed);
-    std::fs::create_dir_all(&config.run_dir)
-        .map_err(|e| HarnessError::Io("creating the run dir".into(), e))?;
-    let history = History::create(&config.run_dir.join("history.jsonl"))
-        .map_err(|e| HarnessError::Io("creating the history".into(), e))?;
+    let history = open_run_dir(&config.run_dir)?;
     let mut cluster = Cluster::start(ClusterSpec {
         nodes: config.nodes,
         spare_nodes: 1,
@@ -168,6 +165,14 @@ pub async fn run(config: CampaignConfig) -> Result<Summary, HarnessError> {
         let _ = c.await;
     }
     conclude(cluster, &history, config.seed, faults, config.heal_bound).await
+}
+
+/// Creates a run's directory and its history file.
+pub(crate) fn open_run_dir(run_dir: &std::path::Path) -> Result<History, HarnessError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| HarnessError::Io("creating the run dir".into(), e))?;
+    History::create(&run_dir.join("history.jsonl"))
+        .map_err(|e| HarnessError::Io("creating the history".into(), e))
 }
 
 /// The end of every run: heals the cluster, waits up to `heal_bound` for

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::campaign::{self, Summary};
 use crate::harness::{Cluster, ClusterSpec, HarnessError};
-use crate::history::{History, Op, OpType};
+use crate::history::{Op, OpType};
 use crate::observation::ProbeRecord;
 use crate::proxy::LinkFaults;
 use crate::workload;
@@ -58,10 +58,7 @@ pub struct DirectedConfig {
 /// attempt has ended and another worker holds the task, then heals (the
 /// timeline is in the module's docs).
 pub async fn cut_off_past_its_lease(config: DirectedConfig) -> Result<Summary, HarnessError> {
-    std::fs::create_dir_all(&config.run_dir)
-        .map_err(|e| HarnessError::Io("creating the run dir".into(), e))?;
-    let history = History::create(&config.run_dir.join("history.jsonl"))
-        .map_err(|e| HarnessError::Io("creating the history".into(), e))?;
+    let history = campaign::open_run_dir(&config.run_dir)?;
     // Two workers of one slot: the second is idle and takes the task as
     // soon as the first one's lease expires.
     let cluster = Cluster::start(ClusterSpec {
@@ -125,13 +122,11 @@ fn one_probe_spec(key: &str) -> String {
 
 /// The worker slot that ran `attempt`.
 fn holder_slot(cluster: &Cluster, attempt: &ProbeRecord) -> Result<usize, HarnessError> {
-    cluster
-        .busy_workers()
-        .into_iter()
+    (0..cluster.worker_count())
         .find(|w| cluster.worker_id(*w) == attempt.worker_id)
         .ok_or_else(|| {
             HarnessError::Timeout(format!(
-                "worker {} ran the first attempt but is not running it",
+                "no worker slot runs {}, which ran the first attempt",
                 attempt.worker_id
             ))
         })
