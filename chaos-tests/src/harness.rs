@@ -165,6 +165,11 @@ impl Process {
 #[derive(Debug)]
 struct Node {
     grpc: SocketAddr,
+    /// The address the node gives the cluster as its own, and so the one
+    /// its leader hints name: nothing listens there. A worker reaches the
+    /// nodes only through its own proxies, so a hint cannot lead it around
+    /// a cut (peers dial each other by `--route`, clients by `grpc`).
+    advertised: SocketAddr,
     http: SocketAddr,
     process: Option<Process>,
     /// In the Raft configuration (as far as the harness made it so).
@@ -210,6 +215,7 @@ impl Cluster {
                 id,
                 Node {
                     grpc: free_address()?,
+                    advertised: free_address()?,
                     http: free_address()?,
                     process: None,
                     member: id <= spec.nodes,
@@ -351,7 +357,7 @@ impl Cluster {
         let mut peers: Vec<String> = members
             .iter()
             .chain(join.then_some(&id))
-            .map(|m| format!("{m}={}", self.nodes[m].grpc))
+            .map(|m| format!("{m}={}", self.nodes[m].advertised))
             .collect();
         peers.dedup();
         let routes: Vec<String> = self
@@ -685,7 +691,7 @@ impl Cluster {
         // A fresh start: a spare that was removed must not reuse its log.
         let _ = std::fs::remove_dir_all(self.node_dir(id));
         self.start_node(id, true)?;
-        let address = self.address(id);
+        let address = self.nodes[&id].advertised.to_string();
         self.admin_on_leader()
             .await?
             .add_node(AddNodeRequest {
